@@ -1,0 +1,192 @@
+//! The canonical chat model: what every client dialect decodes into and every
+//! provider adapter encodes from (hub and spoke).
+//!
+//! Fields the gateway does not understand travel in `extensions` as raw JSON, so a
+//! dialect that can hold them carries them through.
+
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use crate::usage::Usage;
+
+/// A chat request after decoding from a client dialect.
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    /// The model name the client asked for (a public llmux model name).
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub stream: bool,
+    /// Whether the client asked for a final usage chunk in the stream.
+    pub stream_include_usage: bool,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    /// Number of choices to generate.
+    pub n: Option<u32>,
+    pub stop: Vec<String>,
+    pub seed: Option<i64>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the client asked for a JSON object (`response_format` json modes).
+    pub response_format: Option<Box<RawValue>>,
+    /// Fields carried through verbatim where the target dialect can hold them.
+    pub extensions: BTreeMap<String, Box<RawValue>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<ContentPart>,
+    /// Tool calls made by an assistant turn.
+    pub tool_calls: Vec<ToolCall>,
+    /// For `Role::Tool`: the call this message answers.
+    pub tool_call_id: Option<String>,
+    /// Reasoning text an assistant turn produced (sent back on later turns).
+    pub reasoning: Option<String>,
+}
+
+impl Message {
+    /// All text parts joined, for callers that only need the text.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for part in &self.content {
+            if let ContentPart::Text(part) = part {
+                text.push_str(part);
+            }
+        }
+        text
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContentPart {
+    Text(String),
+    /// An image by URL (`https://...` or a `data:` URL).
+    Image { url: String, detail: Option<String> },
+}
+
+/// A function tool the model may call.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments, carried verbatim.
+    pub parameters: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Function(String),
+}
+
+/// A complete tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as a JSON string, exactly as the model produced them.
+    pub arguments: String,
+}
+
+/// A complete (non-streamed) chat response.
+#[derive(Debug, Clone)]
+pub struct ChatResponse {
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The model that produced the answer (upstream name).
+    pub model: String,
+    pub choices: Vec<Choice>,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub index: u32,
+    pub content: Option<String>,
+    pub reasoning: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    /// A provider-specific reason, kept verbatim.
+    Other(String),
+}
+
+impl FinishReason {
+    /// The OpenAI spelling.
+    pub fn as_openai(&self) -> &str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::Other(other) => other,
+        }
+    }
+}
+
+/// One event of a canonical response stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// Always first.
+    Start { id: String, model: String, created: u64 },
+    Text { choice: u32, text: String },
+    Reasoning { choice: u32, text: String },
+    /// A fragment of tool call `index`; the first fragment of an index carries `id`
+    /// and `name`.
+    ToolCall { choice: u32, index: u32, id: Option<String>, name: Option<String>, arguments: String },
+    Finish { choice: u32, reason: FinishReason },
+    /// Cumulative usage; the last one seen wins.
+    Usage(Usage),
+    /// The upstream failed after the stream started.
+    Error { message: String },
+}
+
+/// An embeddings request.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    pub inputs: Vec<String>,
+    pub dimensions: Option<u32>,
+}
+
+/// An embeddings response.
+#[derive(Debug, Clone)]
+pub struct EmbeddingsResponse {
+    pub model: String,
+    pub embeddings: Vec<Vec<f32>>,
+    pub usage: Usage,
+}

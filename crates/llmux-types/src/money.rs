@@ -1,0 +1,197 @@
+//! Integer money. Amounts are nano-units (1e-9) of a currency in an `i64`, so sums are
+//! exact and a ledger never holds a float.
+
+use std::fmt;
+
+use crate::usage::Usage;
+
+/// Nano-units per currency unit.
+pub const NANOS_PER_UNIT: i64 = 1_000_000_000;
+
+/// An ISO 4217 currency code, such as `USD` or `CNY`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub const USD: Currency = Currency(*b"USD");
+    pub const CNY: Currency = Currency(*b"CNY");
+
+    /// Parses a three-letter code; lower case is accepted and upper-cased.
+    pub fn parse(code: &str) -> Option<Currency> {
+        let bytes = code.as_bytes();
+        if bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_alphabetic) {
+            return None;
+        }
+        Some(Currency([
+            bytes[0].to_ascii_uppercase(),
+            bytes[1].to_ascii_uppercase(),
+            bytes[2].to_ascii_uppercase(),
+        ]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII letters are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An amount of money in nano-units of `currency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money {
+    pub nanos: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn new(nanos: i64, currency: Currency) -> Money {
+        Money { nanos, currency }
+    }
+
+    /// The amount as an exact decimal string (`0.00027`, `12`, `-3.5`).
+    pub fn to_decimal(&self) -> String {
+        format_nanos(self.nanos)
+    }
+}
+
+/// Formats nano-units as a decimal number without trailing zeros.
+pub fn format_nanos(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let abs = nanos.unsigned_abs();
+    let units = abs / NANOS_PER_UNIT as u64;
+    let frac = abs % NANOS_PER_UNIT as u64;
+    if frac == 0 {
+        return format!("{sign}{units}");
+    }
+    let frac = format!("{frac:09}");
+    format!("{sign}{units}.{}", frac.trim_end_matches('0'))
+}
+
+/// Parses a decimal amount (`"0.27"`, `"10"`) into nano-units, exactly.
+/// More than nine fractional digits are rejected rather than rounded.
+pub fn parse_decimal_nanos(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, frac) = match digits.split_once('.') {
+        Some((whole, frac)) => (whole, frac),
+        None => (digits, ""),
+    };
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if frac.len() > 9 {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let mut frac_nanos: i64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    for _ in frac.len()..9 {
+        frac_nanos *= 10;
+    }
+    let nanos = whole.checked_mul(NANOS_PER_UNIT)?.checked_add(frac_nanos)?;
+    Some(if negative { -nanos } else { nanos })
+}
+
+/// Converts a decimal written as an `f64` (as TOML numbers arrive) to nano-units.
+/// Goes through the shortest decimal representation so `0.27` becomes exactly
+/// 270_000_000 nanos.
+pub fn f64_to_nanos(value: f64) -> Option<i64> {
+    if !value.is_finite() {
+        return None;
+    }
+    let text = format!("{value}");
+    if text.contains('e') || text.contains('E') {
+        let nanos = (value * NANOS_PER_UNIT as f64).round();
+        if nanos.abs() > i64::MAX as f64 {
+            return None;
+        }
+        return Some(nanos as i64);
+    }
+    parse_decimal_nanos(&text)
+}
+
+/// Prices per million tokens, in nano-units of `currency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    pub input: i64,
+    pub output: i64,
+    /// Price of input tokens read from the prompt cache; defaults to `input`.
+    pub cached_input: i64,
+    pub currency: Currency,
+}
+
+impl Price {
+    /// Builds a price from per-million decimal amounts (used by the built-in table).
+    pub const fn per_million(input: i64, output: i64, cached_input: i64, currency: Currency) -> Price {
+        Price { input, output, cached_input, currency }
+    }
+
+    /// The cost of `usage` at this price. Rounds up to the next nano-unit.
+    pub fn cost(&self, usage: &Usage) -> Money {
+        let per_million = i128::from(self.input) * i128::from(usage.uncached_input())
+            + i128::from(self.cached_input) * i128::from(usage.cached_tokens.min(usage.input_tokens))
+            + i128::from(self.output) * i128::from(usage.output_tokens);
+        let nanos = (per_million + 999_999) / 1_000_000;
+        Money::new(i64::try_from(nanos).unwrap_or(i64::MAX), self.currency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_round_trip() {
+        assert_eq!(parse_decimal_nanos("0.27"), Some(270_000_000));
+        assert_eq!(parse_decimal_nanos("10"), Some(10_000_000_000));
+        assert_eq!(parse_decimal_nanos(".5"), Some(500_000_000));
+        assert_eq!(parse_decimal_nanos("-1.000000001"), Some(-1_000_000_001));
+        assert_eq!(parse_decimal_nanos("1.0000000001"), None);
+        assert_eq!(parse_decimal_nanos("abc"), None);
+        assert_eq!(format_nanos(270_000_000), "0.27");
+        assert_eq!(format_nanos(10_000_000_000), "10");
+        assert_eq!(format_nanos(-1_500_000_000), "-1.5");
+        assert_eq!(format_nanos(1), "0.000000001");
+        assert_eq!(f64_to_nanos(0.27), Some(270_000_000));
+        assert_eq!(f64_to_nanos(1.1), Some(1_100_000_000));
+        assert_eq!(f64_to_nanos(0.0028), Some(2_800_000));
+    }
+
+    #[test]
+    fn cost_uses_cached_price_for_cached_input() {
+        let price = Price::per_million(270_000_000, 1_100_000_000, 70_000_000, Currency::USD);
+        let usage = Usage { input_tokens: 1_000_000, cached_tokens: 400_000, output_tokens: 500_000, reasoning_tokens: 0 };
+        // 600k * 0.27 + 400k * 0.07 + 500k * 1.10 = 0.162 + 0.028 + 0.55 = 0.74
+        assert_eq!(price.cost(&usage), Money::new(740_000_000, Currency::USD));
+    }
+
+    #[test]
+    fn cost_rounds_up_to_a_nano() {
+        let price = Price::per_million(1, 1, 1, Currency::CNY);
+        let usage = Usage { input_tokens: 1, ..Usage::default() };
+        assert_eq!(price.cost(&usage).nanos, 1);
+    }
+
+    #[test]
+    fn currency_parse() {
+        assert_eq!(Currency::parse("usd"), Some(Currency::USD));
+        assert_eq!(Currency::parse("US"), None);
+        assert_eq!(Currency::parse("U1D"), None);
+    }
+}

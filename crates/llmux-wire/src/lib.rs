@@ -1,0 +1,25 @@
+//! What clients and upstreams speak on the wire. Pure: bytes in, values out, values
+//! in, bytes out. No I/O, no clock, no async.
+//!
+//! - [`sse`]: an incremental Server-Sent-Events framer (any chunking, `\n`/`\r\n`).
+//! - [`openai`]: the OpenAI dialect: borrowed request peeks and byte-splicing rewrites
+//!   for the same-dialect fast path, decoding to and encoding from the canonical model,
+//!   usage extraction, and the error body.
+
+pub mod openai;
+pub mod sse;
+
+/// A request body the gateway could not accept. `param` names the offending field
+/// (OpenAI's `error.param`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeError {
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl DecodeError {
+    pub fn new(param: Option<&str>, message: impl Into<String>) -> DecodeError {
+        DecodeError { param: param.map(str::to_owned), message: message.into() }
+    }
+}

@@ -1,0 +1,22 @@
+//! The OpenAI dialect (Chat Completions, legacy Completions, Embeddings, Models).
+//!
+//! Two ways in:
+//! - [`peek`]: the same-dialect fast path. A borrowed, validating look at the fields
+//!   the gateway needs (`model`, `stream`, `stream_options`), then [`peek::rewrite`]
+//!   splices a new `model` (and `stream_options.include_usage`) into the original
+//!   bytes. Everything else is forwarded untouched.
+//! - [`decode`]: a full decode into the canonical model, for backends that do not
+//!   speak OpenAI (the built-in mock today; Anthropic and Gemini later).
+//!
+//! Ways out: [`encode`] (canonical -> OpenAI JSON and SSE chunks), [`usage`]
+//! (read token usage from upstream bodies and stream chunks), [`error`] (the error
+//! body).
+
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod peek;
+pub mod usage;
+
+#[cfg(test)]
+mod tests;
