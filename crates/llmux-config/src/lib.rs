@@ -1,1 +1,254 @@
+//! Configuration: one TOML file, secrets from the environment.
+//!
+//! Two stages. [`raw::RawConfig`] is exactly what the file says (serde, unknown fields
+//! rejected). [`Config::resolve`] is pure: it interpolates `${VAR}` / `${VAR:-default}`
+//! in string values, applies provider presets, parses regions and prices, checks every
+//! reference, and reports *all* problems at once, each with its field path.
 
+pub mod env_vars;
+pub mod raw;
+mod resolve;
+
+use std::path::Path;
+use std::time::Duration;
+
+use llmux_providers::ProviderSpec;
+use llmux_types::{Price, Region, Secret};
+#[cfg(test)]
+use llmux_types::Currency;
+
+pub use resolve::default_config;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub providers: Vec<ProviderSpec>,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Admin API is disabled when absent.
+    pub master_key: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub trust_region_header: bool,
+    pub region_refusal_ttl: Duration,
+    /// How long shutdown waits for in-flight requests and streams.
+    pub shutdown_grace: Duration,
+    /// How often key changes made by other processes (CLI, other instances) are
+    /// picked up. Bounds how long a revoked key keeps working elsewhere.
+    pub key_refresh: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub url: String,
+    pub redis: Option<String>,
+    /// Usage records are flushed at least this often.
+    pub flush_interval: Duration,
+}
+
+/// How a model picks among its routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Priority,
+    Weighted,
+    Latency,
+    Cost,
+    LeastBusy,
+}
+
+impl Strategy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Strategy::Priority => "priority",
+            Strategy::Weighted => "weighted",
+            Strategy::Latency => "latency",
+            Strategy::Cost => "cost",
+            Strategy::LeastBusy => "least-busy",
+        }
+    }
+}
+
+/// A public model name and where it goes.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub strategy: Strategy,
+    pub routes: Vec<RouteConfig>,
+    pub fallbacks: Vec<String>,
+    pub context_window_fallbacks: Vec<String>,
+}
+
+/// One route: a provider and the upstream model name there.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    pub model: String,
+    pub weight: u32,
+    pub priority: u32,
+    pub timeout: Option<Duration>,
+    /// The route's price: the config override, else the built-in table.
+    pub price: Option<Price>,
+}
+
+/// A problem in the configuration, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Field path such as `providers[1].api_key`; empty for file-level problems.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// All problems found in one configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.0.len();
+        writeln!(f, "invalid configuration ({count} problem{}):", if count == 1 { "" } else { "s" })?;
+        for error in &self.0 {
+            writeln!(f, "  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Parses and resolves TOML text. `env` looks up environment variables.
+    pub fn from_toml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|error| {
+            let message = error.message().to_owned();
+            let location = error
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_default();
+            ConfigErrors(vec![ConfigError { path: location, message }])
+        })?;
+        Config::resolve(raw, env)
+    }
+
+    /// Reads and resolves a config file.
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read `{}`: {error}", path.display()),
+            }])
+        })?;
+        Config::from_toml(&text, env).map_err(|mut errors| {
+            for error in &mut errors.0 {
+                error.path = if error.path.is_empty() {
+                    path.display().to_string()
+                } else {
+                    format!("{}: {}", path.display(), error.path)
+                };
+            }
+            errors
+        })
+    }
+
+    pub fn resolve(raw: raw::RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        resolve::resolve(raw, env)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|model| model.name == name)
+    }
+
+    /// The resolved routing table as `llmux check` prints it.
+    pub fn routing_table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "listen {}  storage {}", self.server.listen, redact_url(&self.storage.url));
+        let _ = writeln!(out, "providers:");
+        for provider in &self.providers {
+            let _ = writeln!(
+                out,
+                "  {:<16} kind {:<18} regions {:<24} {}",
+                provider.name,
+                provider.preset.kind,
+                provider.regions.to_entries().join(","),
+                provider.base_url
+            );
+        }
+        let _ = writeln!(out, "models:");
+        for model in &self.models {
+            let _ = write!(out, "  {} (strategy {})", model.name, model.strategy.as_str());
+            if !model.fallbacks.is_empty() {
+                let _ = write!(out, ", fallbacks: {}", model.fallbacks.join(", "));
+            }
+            if !model.context_window_fallbacks.is_empty() {
+                let _ = write!(out, ", context-window fallbacks: {}", model.context_window_fallbacks.join(", "));
+            }
+            let _ = writeln!(out);
+            for (index, route) in model.routes.iter().enumerate() {
+                let provider = &self.providers[route.provider];
+                let price = match &route.price {
+                    Some(price) => format!(
+                        "in {} / out {} / cached {} {} per 1M",
+                        llmux_types::money::format_nanos(price.input),
+                        llmux_types::money::format_nanos(price.output),
+                        llmux_types::money::format_nanos(price.cached_input),
+                        price.currency
+                    ),
+                    None => "no price (cost not metered)".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "    {}. {} -> {}  weight {} priority {}  regions {}  {}",
+                    index + 1,
+                    provider.name,
+                    route.model,
+                    route.weight,
+                    route.priority,
+                    provider.regions.to_entries().join(","),
+                    price
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Hides a password in a storage URL.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Reads the caller's region header value, if valid.
+pub fn parse_region(value: &str) -> Option<Region> {
+    Region::parse(value.trim())
+}
+
+#[cfg(test)]
+mod tests;

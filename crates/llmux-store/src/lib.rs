@@ -1,1 +1,168 @@
+//! Persistence behind traits: keys and the usage ledger.
+//!
+//! [`Store`] is what the gateway and the CLI use; [`open`] picks the backend from the
+//! storage URL. SQLite is built in (the file is created and migrated on first use);
+//! PostgreSQL and Redis plug in behind the same trait.
+//!
+//! Times are Unix milliseconds; money is integer nano-units (see `llmux-types`).
 
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A virtual key as stored. The plain key is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the plain key.
+    pub key_hash: String,
+    /// The first characters of the key (`sk-llmux-AbCd`), for recognising it in lists.
+    pub key_prefix: String,
+    pub team: Option<String>,
+    /// Allowed public model names; `None` means all.
+    pub models: Option<Vec<String>>,
+    pub region: Option<String>,
+    pub budget: Option<Budget>,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    pub expires_at: Option<i64>,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A spending limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Nano-units of `currency`.
+    pub amount_nanos: i64,
+    pub currency: String,
+    /// `daily`, `weekly`, `monthly` or `total`.
+    pub period: String,
+}
+
+/// One request's usage record.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsageRecord {
+    pub request_id: String,
+    pub key_id: Option<String>,
+    /// The public model name the client asked for.
+    pub model: String,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// `None` when the route has no price.
+    pub cost_nanos: Option<i64>,
+    pub currency: Option<String>,
+    /// The HTTP status the client got.
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub attempts: u32,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub created_at: i64,
+}
+
+/// A usage record read back, with its ledger id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUsage {
+    pub id: i64,
+    pub record: UsageRecord,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub key_id: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Key,
+    Model,
+    Provider,
+    Day,
+}
+
+impl GroupBy {
+    pub fn parse(text: &str) -> Option<GroupBy> {
+        match text {
+            "key" => Some(GroupBy::Key),
+            "model" => Some(GroupBy::Model),
+            "provider" => Some(GroupBy::Provider),
+            "day" => Some(GroupBy::Day),
+            _ => None,
+        }
+    }
+}
+
+/// Totals for one group (and currency) of usage records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageSummaryRow {
+    pub group: String,
+    pub currency: Option<String>,
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_nanos: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a key with this hash already exists")]
+    Conflict,
+    #[error("unsupported storage URL: {0}")]
+    Unsupported(String),
+}
+
+/// Everything the gateway and CLI persist.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Checks the store answers (for `/ready`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// Replaces the mutable fields of an existing key (matched by id).
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError>;
+    async fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Keys created, changed or revoked at or after `since` (ms).
+    async fn keys_updated_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Appends records to the ledger in one transaction.
+    async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+    /// Records matching `filter`, newest first.
+    async fn usage(&self, filter: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError>;
+    async fn usage_summary(&self, group_by: GroupBy, since: Option<i64>, until: Option<i64>) -> Result<Vec<UsageSummaryRow>, StoreError>;
+}
+
+/// Opens (creating and migrating if needed) the store at `url`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Unsupported(
+            "PostgreSQL storage is not available in this build yet; use sqlite://FILE".to_owned(),
+        ));
+    }
+    Err(StoreError::Unsupported(url.to_owned()))
+}

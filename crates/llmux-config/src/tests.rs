@@ -1,0 +1,145 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    move |name| map.get(name).cloned()
+}
+
+#[test]
+fn example_config_parses() {
+    let text = include_str!("../../../llmux.example.toml");
+    let config = Config::from_toml(text, &env_of(&[("LLMUX_MASTER_KEY", "sk-master-12345")])).expect("example is valid");
+    assert_eq!(config.server.listen, "127.0.0.1:4000");
+    assert_eq!(config.server.master_key.as_ref().unwrap().expose(), "sk-master-12345");
+    assert!(config.model("chat-default").is_some());
+    let table = config.routing_table();
+    assert!(table.contains("chat-default (strategy priority)"), "{table}");
+    assert!(table.contains("1. mock -> mock"), "{table}");
+}
+
+#[test]
+fn reports_every_problem_with_its_path() {
+    let text = r#"
+[server]
+master_key = "${NOT_SET}"
+
+[[providers]]
+name = "ds"
+kind = "deepsek"
+
+[[providers]]
+name = "q"
+kind = "qwen"
+regions = ["CHN"]
+
+[[providers]]
+name = "v"
+kind = "vllm"
+
+[[models]]
+name = "a"
+strategy = "fastest"
+fallbacks = ["b", "nope"]
+routes = [{ provider = "missing", model = "x" }, { provider = "q", model = "qwen-plus", weight = 0 }]
+
+[[models]]
+name = "b"
+fallbacks = ["a"]
+routes = [{ provider = "q", model = "qwen-plus", price = { input = -1, output = 1, currency = "dollars" } }]
+"#;
+    let errors = Config::from_toml(text, &env_of(&[])).unwrap_err().0;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for expected in [
+        "server.master_key",
+        "providers[0].kind",
+        "providers[1].api_key",
+        "providers[1].regions",
+        "providers[2].base_url",
+        "models[0].strategy",
+        "models[0].routes[0].provider",
+        "models[0].routes[1].weight",
+        "models[1].routes[0].price.currency",
+        "models[1].routes[0].price.input",
+        "models[0].fallbacks",
+        "models",
+    ] {
+        assert!(paths.contains(&expected), "missing {expected} in {errors:#?}");
+    }
+    let kind_error = errors.iter().find(|e| e.path == "providers[0].kind").unwrap();
+    assert!(kind_error.message.contains("known kinds: mock, openai"), "{}", kind_error.message);
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_a_line() {
+    let errors = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &env_of(&[])).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].path, "line 3");
+    assert!(errors[0].message.contains("unknown field `lisen`"), "{}", errors[0].message);
+}
+
+#[test]
+fn interpolation_defaults_and_escapes() {
+    let text = r#"
+[[providers]]
+name = "d"
+kind = "deepseek"
+api_key = "${DS_KEY}"
+base_url = "${DS_URL:-https://example.test/v1}"
+headers = { "x-note" = "cost $$5" }
+"#;
+    let config = Config::from_toml(text, &env_of(&[("DS_KEY", "secret-key")])).unwrap();
+    let provider = &config.providers[0];
+    assert_eq!(provider.api_key.as_ref().unwrap().expose(), "secret-key");
+    assert_eq!(provider.base_url, "https://example.test/v1");
+    assert_eq!(provider.headers, vec![("x-note".to_owned(), "cost $5".to_owned())]);
+    assert!(!format!("{provider:?}").contains("secret-key"));
+}
+
+#[test]
+fn presets_fill_in_defaults_and_prices() {
+    let text = r#"
+[[providers]]
+name = "deepseek"
+kind = "deepseek"
+api_key = "k"
+
+[[providers]]
+name = "openai"
+kind = "openai"
+api_key = "k"
+
+[[models]]
+name = "chat"
+routes = [
+  { provider = "deepseek", model = "deepseek-chat" },
+  { provider = "openai", model = "gpt-4o-mini", price = { input = 0.27, output = 1.10, cached_input = 0.07 } },
+]
+"#;
+    let config = Config::from_toml(text, &env_of(&[])).unwrap();
+    assert_eq!(config.providers[0].base_url, "https://api.deepseek.com/v1");
+    assert!(!config.providers[1].regions.serves(llmux_types::Region::parse("CN")));
+    let routes = &config.model("chat").unwrap().routes;
+    let builtin = routes[0].price.unwrap();
+    assert_eq!((builtin.input, builtin.currency), (1_000_000_000, Currency::CNY));
+    let overridden = routes[1].price.unwrap();
+    assert_eq!((overridden.input, overridden.output, overridden.cached_input), (270_000_000, 1_100_000_000, 70_000_000));
+    assert_eq!(overridden.currency, Currency::USD);
+}
+
+#[test]
+fn default_config_adds_providers_from_the_environment() {
+    let config = default_config(&env_of(&[("DEEPSEEK_API_KEY", "k")])).unwrap();
+    let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["mock", "deepseek"]);
+    assert!(config.model("deepseek-chat").is_some());
+    assert!(config.model("mock").is_some());
+    assert_eq!(config.storage.url, "sqlite://llmux.db");
+}
+
+#[test]
+fn redacts_storage_passwords() {
+    assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+}

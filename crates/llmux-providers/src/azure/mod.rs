@@ -1,0 +1,41 @@
+//! Azure OpenAI: the OpenAI dialect at deployment URLs.
+//!
+//! - `base_url` is `https://{resource}.openai.azure.com/openai`; requests go to
+//!   `{base}/deployments/{route model}/chat/completions?api-version=...`, so a route's
+//!   `model` is the deployment name.
+//! - A `base_url` ending in `/openai/v1` uses Azure's v1 API instead: standard OpenAI
+//!   paths, no `api-version`.
+//! - Auth is the `api-key` header.
+
+use bytes::Bytes;
+use llmux_types::Currency;
+use llmux_wire::openai::peek::Endpoint;
+
+use crate::{AuthStyle, Backend, Preset, ProviderSpec, Quirks};
+
+/// The `api-version` used when a provider entry gives none.
+pub const DEFAULT_API_VERSION: &str = "2024-10-21";
+
+pub static PRESET: Preset = Preset {
+    kind: "azure",
+    backend: Backend::Azure,
+    base_url: None,
+    auth: AuthStyle::ApiKeyHeader,
+    key_required: true,
+    regions: &["!CN", "!HK", "!MO", "!RU", "!BY", "!IR", "!KP", "!SY", "!CU"],
+    currency: Currency::USD,
+    prices: &[],
+    quirks: Quirks { stream_usage: true },
+    env_key: None,
+};
+
+pub fn build_request(spec: &ProviderSpec, endpoint: Endpoint, deployment: &str, body: Vec<u8>) -> http::Request<Bytes> {
+    let base = spec.base_url.trim_end_matches('/');
+    let url = if base.ends_with("/v1") {
+        format!("{base}{}", endpoint.path())
+    } else {
+        let version = spec.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION);
+        format!("{base}/deployments/{deployment}{}?api-version={version}", endpoint.path())
+    };
+    crate::openai::request(spec, &url, body)
+}

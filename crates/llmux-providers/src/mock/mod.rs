@@ -1,0 +1,278 @@
+//! The built-in `mock` provider: answers without any network, deterministically, so
+//! the quickstart, demos and users' own CI work offline.
+//!
+//! - Route model `echo` repeats the last user message; any other model answers with
+//!   the provider's `mock.reply` (or a fixed sentence).
+//! - With tools offered (and `tool_choice` not `none`) and the last message from the
+//!   user, it calls the named (or first) tool with `{}`.
+//! - Streams split the answer into chunks of `mock.chunk_chars` characters, paced by
+//!   `mock.chunk_delay_ms` (the pacing itself is done by the caller: this module is pure).
+//! - Usage: input = ceil(characters / 4) of all message text, output = words answered.
+
+use llmux_types::chat::{
+    ChatRequest, ChatResponse, Choice, EmbeddingsRequest, EmbeddingsResponse, FinishReason, Role, StreamEvent,
+    ToolCall, ToolChoice,
+};
+use llmux_types::{Currency, Usage};
+
+use crate::{AuthStyle, Backend, Preset, Quirks};
+
+pub static PRESET: Preset = Preset {
+    kind: "mock",
+    backend: Backend::Mock,
+    base_url: Some("mock://local"),
+    auth: AuthStyle::Bearer,
+    key_required: false,
+    regions: &["*"],
+    currency: Currency::USD,
+    // Priced like a small model, so cost accounting is visible in demos.
+    prices: &[("mock", "0.1", "0.2", "0.05"), ("echo", "0.1", "0.2", "0.05")],
+    quirks: Quirks { stream_usage: true },
+    env_key: None,
+};
+
+/// How the mock answers. Set per provider entry under `mock = { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockSettings {
+    pub reply: Option<String>,
+    /// Delay before the first byte, in milliseconds.
+    pub latency_ms: u64,
+    /// Delay between stream chunks, in milliseconds.
+    pub chunk_delay_ms: u64,
+    /// Characters per stream chunk.
+    pub chunk_chars: usize,
+}
+
+impl Default for MockSettings {
+    fn default() -> MockSettings {
+        MockSettings { reply: None, latency_ms: 0, chunk_delay_ms: 0, chunk_chars: 8 }
+    }
+}
+
+const DEFAULT_REPLY: &str = "Hello from the llmux mock provider. This answer is deterministic and was produced without any network access.";
+
+/// What the mock answers to `request` (one choice per `n`).
+pub fn respond(request: &ChatRequest, upstream_model: &str, settings: &MockSettings, id: &str, created: u64) -> ChatResponse {
+    let usage_in = input_tokens(request);
+    let choices: Vec<Choice> = (0..request.n.unwrap_or(1).max(1))
+        .map(|index| {
+            if let Some(call) = tool_call(request, index) {
+                return Choice {
+                    index,
+                    content: None,
+                    reasoning: None,
+                    tool_calls: vec![call],
+                    finish_reason: FinishReason::ToolCalls,
+                };
+            }
+            let (text, finish_reason) = reply_text(request, upstream_model, settings);
+            Choice { index, content: Some(text), reasoning: None, tool_calls: Vec::new(), finish_reason }
+        })
+        .collect();
+    let output_tokens = choices
+        .iter()
+        .map(|choice| choice.content.as_deref().map_or(1, count_words))
+        .sum();
+    ChatResponse {
+        id: id.to_owned(),
+        created,
+        model: upstream_model.to_owned(),
+        choices,
+        usage: Usage { input_tokens: usage_in, output_tokens, cached_tokens: 0, reasoning_tokens: 0 },
+    }
+}
+
+/// The stream events of `response`, chunked as `settings` says.
+pub fn stream_events(response: &ChatResponse, settings: &MockSettings) -> Vec<StreamEvent> {
+    let mut events =
+        vec![StreamEvent::Start { id: response.id.clone(), model: response.model.clone(), created: response.created }];
+    for choice in &response.choices {
+        if let Some(text) = &choice.content {
+            let chars: Vec<char> = text.chars().collect();
+            for piece in chars.chunks(settings.chunk_chars.max(1)) {
+                events.push(StreamEvent::Text { choice: choice.index, text: piece.iter().collect() });
+            }
+        }
+        for (index, call) in choice.tool_calls.iter().enumerate() {
+            let index = index as u32;
+            events.push(StreamEvent::ToolCall {
+                choice: choice.index,
+                index,
+                id: Some(call.id.clone()),
+                name: Some(call.name.clone()),
+                arguments: String::new(),
+            });
+            events.push(StreamEvent::ToolCall {
+                choice: choice.index,
+                index,
+                id: None,
+                name: None,
+                arguments: call.arguments.clone(),
+            });
+        }
+        events.push(StreamEvent::Finish { choice: choice.index, reason: choice.finish_reason.clone() });
+    }
+    events.push(StreamEvent::Usage(response.usage));
+    events
+}
+
+/// Deterministic embeddings: each vector derives from a hash of its input.
+pub fn embed(request: &EmbeddingsRequest, upstream_model: &str) -> EmbeddingsResponse {
+    let dimensions = request.dimensions.unwrap_or(16).clamp(1, 4096) as usize;
+    let embeddings = request
+        .inputs
+        .iter()
+        .map(|input| {
+            let mut state = fnv1a(input.as_bytes());
+            let mut vector: Vec<f32> = (0..dimensions)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect();
+            let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
+            vector.iter_mut().for_each(|v| *v /= norm);
+            vector
+        })
+        .collect();
+    let input_tokens = request.inputs.iter().map(|input| tokens_of(input)).sum();
+    EmbeddingsResponse {
+        model: upstream_model.to_owned(),
+        embeddings,
+        usage: Usage { input_tokens, ..Usage::default() },
+    }
+}
+
+/// The text a legacy completion gets.
+pub fn complete(prompt: &str, upstream_model: &str, settings: &MockSettings) -> String {
+    if upstream_model == "echo" {
+        return prompt.to_owned();
+    }
+    settings.reply.clone().unwrap_or_else(|| DEFAULT_REPLY.to_owned())
+}
+
+/// Tokens of a text as the mock counts them (ceil(chars / 4), at least 1).
+pub fn tokens_of(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4).max(1)
+}
+
+pub fn count_words(text: &str) -> u64 {
+    (text.split_whitespace().count() as u64).max(1)
+}
+
+fn input_tokens(request: &ChatRequest) -> u64 {
+    let chars: usize = request.messages.iter().map(|message| message.text().chars().count()).sum();
+    (chars as u64).div_ceil(4).max(1)
+}
+
+fn reply_text(request: &ChatRequest, upstream_model: &str, settings: &MockSettings) -> (String, FinishReason) {
+    let text = if upstream_model == "echo" {
+        request
+            .messages
+            .iter()
+            .rev()
+            .find(|message| message.role == Role::User)
+            .map(|message| message.text())
+            .unwrap_or_default()
+    } else if request.messages.last().is_some_and(|message| message.role == Role::Tool) {
+        format!("The tool returned: {}", request.messages.last().map(|m| m.text()).unwrap_or_default())
+    } else {
+        settings.reply.clone().unwrap_or_else(|| DEFAULT_REPLY.to_owned())
+    };
+    match request.max_tokens {
+        Some(max) if (count_words(&text)) > max => {
+            let truncated: Vec<&str> = text.split_whitespace().take(max.max(1) as usize).collect();
+            (truncated.join(" "), FinishReason::Length)
+        }
+        _ => (text, FinishReason::Stop),
+    }
+}
+
+fn tool_call(request: &ChatRequest, choice: u32) -> Option<ToolCall> {
+    if request.tools.is_empty() || request.messages.last().is_none_or(|message| message.role != Role::User) {
+        return None;
+    }
+    let name = match &request.tool_choice {
+        Some(ToolChoice::None) => return None,
+        Some(ToolChoice::Function(name)) => name.clone(),
+        _ => request.tools[0].name.clone(),
+    };
+    Some(ToolCall { id: format!("call_mock_{choice}"), name, arguments: "{}".to_owned() })
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use llmux_types::chat::{ContentPart, Message, Tool};
+
+    use super::*;
+
+    fn user(text: &str) -> Message {
+        Message {
+            role: Role::User,
+            content: vec![ContentPart::Text(text.to_owned())],
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            reasoning: None,
+        }
+    }
+
+    #[test]
+    fn echo_repeats_the_last_user_message() {
+        let request = ChatRequest { messages: vec![user("first"), user("say this back")], ..ChatRequest::default() };
+        let response = respond(&request, "echo", &MockSettings::default(), "id", 1);
+        assert_eq!(response.choices[0].content.as_deref(), Some("say this back"));
+        assert_eq!(response.usage.output_tokens, 3);
+        assert_eq!(response.usage.input_tokens, 5); // 18 chars -> 5 tokens
+    }
+
+    #[test]
+    fn calls_a_tool_when_offered() {
+        let request = ChatRequest {
+            messages: vec![user("weather?")],
+            tools: vec![Tool { name: "get_weather".into(), description: None, parameters: None }],
+            ..ChatRequest::default()
+        };
+        let response = respond(&request, "mock", &MockSettings::default(), "id", 1);
+        assert_eq!(response.choices[0].tool_calls[0].name, "get_weather");
+        assert_eq!(response.choices[0].finish_reason, FinishReason::ToolCalls);
+    }
+
+    #[test]
+    fn streams_in_chunks_and_ends_with_usage() {
+        let request = ChatRequest { messages: vec![user("abcdefghij")], ..ChatRequest::default() };
+        let settings = MockSettings { chunk_chars: 4, ..MockSettings::default() };
+        let response = respond(&request, "echo", &settings, "id", 1);
+        let events = stream_events(&response, &settings);
+        let texts: Vec<_> = events
+            .iter()
+            .filter_map(|event| match event {
+                StreamEvent::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, vec!["abcd", "efgh", "ij"]);
+        assert!(matches!(events.last(), Some(StreamEvent::Usage(_))));
+    }
+
+    #[test]
+    fn embeddings_are_deterministic_and_normalised() {
+        let request = EmbeddingsRequest { model: "m".into(), inputs: vec!["a".into(), "b".into()], dimensions: Some(8) };
+        let first = embed(&request, "mock");
+        let second = embed(&request, "mock");
+        assert_eq!(first.embeddings, second.embeddings);
+        assert_ne!(first.embeddings[0], first.embeddings[1]);
+        let norm: f32 = first.embeddings[0].iter().map(|v| v * v).sum();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+}
