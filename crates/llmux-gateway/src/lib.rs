@@ -1,1 +1,467 @@
+//! The request lifecycle. Knows no HTTP server; the edge (`llmux-server`) hands it a
+//! request's key, headers of interest and body, and renders what it returns.
+//!
+//! [`Gateway::openai`] reads top to bottom as the lifecycle:
+//! authenticate -> admit -> plan -> attempt (with failover) -> relay -> settle.
+//!
+//! Invariants:
+//! - No request waits on the database for a known key or for its usage record.
+//! - Failover happens only before the first byte reaches the client.
+//! - Every authenticated request produces exactly one usage record.
 
+pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod keys;
+pub mod ledger;
+pub mod relay;
+pub mod router;
+pub mod settle;
+pub mod telemetry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use llmux_config::Config;
+use llmux_providers::client::UpstreamClient;
+use llmux_providers::{Backend, ErrorKind, ProviderSpec, UpstreamError};
+use llmux_store::Store;
+use llmux_types::Region;
+use llmux_wire::openai::peek::{Endpoint, Peek, peek, rewrite};
+use tokio::time::Instant;
+
+use crate::auth::{Caller, KeyCache};
+use crate::error::{FailedAttempt, GatewayError};
+use crate::ledger::{Ledger, LedgerWriter};
+use crate::relay::BodyStream;
+use crate::router::Candidate;
+use crate::settle::Settlement;
+use crate::telemetry::Metrics;
+
+/// The configuration in force plus what is derived from it (clients, indexes).
+/// Replaced as a whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Config,
+    clients: Vec<UpstreamClient>,
+    models: HashMap<String, usize>,
+}
+
+impl Runtime {
+    pub fn build(config: Config) -> Result<Runtime, String> {
+        let clients = config
+            .providers
+            .iter()
+            .map(|provider| UpstreamClient::new(provider.timeouts.connect))
+            .collect::<Result<_, _>>()?;
+        let models = config.models.iter().enumerate().map(|(index, model)| (model.name.clone(), index)).collect();
+        Ok(Runtime { config, clients, models })
+    }
+
+    pub fn model_index(&self, name: &str) -> Option<usize> {
+        self.models.get(name).copied()
+    }
+}
+
+/// What the edge knows about a request before the gateway sees it.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub request_id: String,
+    /// The presented key (bearer token or `x-api-key`).
+    pub api_key: Option<String>,
+    /// The `x-llmux-region` header, if sent.
+    pub region_header: Option<String>,
+    pub started: Instant,
+}
+
+/// A successful answer.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    /// The provider that served it.
+    pub provider: Option<String>,
+    pub attempts: u32,
+    pub body: ReplyBody,
+}
+
+pub enum ReplyBody {
+    Full(Bytes),
+    Stream(BodyStream),
+}
+
+/// A failed request, with how many upstream attempts it made.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: GatewayError,
+    pub attempts: u32,
+    pub provider: Option<String>,
+}
+
+impl From<GatewayError> for Failure {
+    fn from(error: GatewayError) -> Failure {
+        Failure { error, attempts: 0, provider: None }
+    }
+}
+
+/// Background tasks to stop at shutdown.
+#[derive(Debug)]
+pub struct Background {
+    ledger: LedgerWriter,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Background {
+    /// Stops refreshing keys and drains the usage ledger.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        self.ledger.shutdown(grace).await;
+    }
+}
+
+/// The gateway: shared state of every request.
+#[derive(Debug)]
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    store: Arc<dyn Store>,
+    keys: Arc<KeyCache>,
+    ledger: Ledger,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Gateway {
+    /// Loads keys, starts the ledger writer and the key refresher.
+    pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<(Arc<Gateway>, Background), String> {
+        let keys = Arc::new(KeyCache::load(store.as_ref()).await.map_err(|error| error.to_string())?);
+        let (ledger, writer) = Ledger::start(store.clone(), config.storage.flush_interval);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(keys.clone().refresh_loop(store.clone(), config.server.key_refresh, stop_rx));
+        let runtime = Runtime::build(config)?;
+        let gateway = Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            store,
+            keys,
+            ledger,
+            metrics: Arc::new(Metrics::default()),
+        };
+        Ok((Arc::new(gateway), Background { ledger: writer, stop }))
+    }
+
+    /// The configuration in force.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Swaps in a new configuration (already validated). In-flight requests finish
+    /// on the old one.
+    pub fn reload(&self, config: Config) -> Result<(), String> {
+        let runtime = Runtime::build(config)?;
+        self.runtime.store(Arc::new(runtime));
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
+    /// Authenticates a key (for endpoints that only need the caller, like `/v1/models`).
+    pub async fn authenticate(&self, api_key: Option<&str>) -> Result<Caller, GatewayError> {
+        self.keys.authenticate(self.store.as_ref(), api_key, clock::now_ms()).await.map_err(GatewayError::Auth)
+    }
+
+    /// Public model names `caller` may use.
+    pub fn models_for(&self, caller: &Caller) -> Vec<String> {
+        let runtime = self.runtime.load();
+        runtime.config.models.iter().filter(|model| caller.may_use(&model.name)).map(|model| model.name.clone()).collect()
+    }
+
+    /// An OpenAI-dialect request (`/v1/chat/completions`, `/v1/completions`,
+    /// `/v1/embeddings`): the whole lifecycle.
+    pub async fn openai(&self, meta: RequestMeta, endpoint: Endpoint, body: Bytes) -> Result<Reply, Failure> {
+        let runtime = self.runtime.load_full();
+
+        // 1. Authenticate.
+        let caller = self.authenticate(meta.api_key.as_deref()).await?;
+        let mut settlement = Settlement::new(self.ledger.clone(), self.metrics.clone(), &meta.request_id, &caller, meta.started);
+
+        let request = match peek(&body, endpoint) {
+            Ok(request) => request,
+            Err(error) => return Err(fail(settlement, GatewayError::BadRequest(error))),
+        };
+        settlement.set_model(&request.model);
+
+        // 2. Admit: the model exists and the key may use it.
+        let model = match admit(&runtime, &caller, &request.model) {
+            Ok(model) => model,
+            Err(error) => return Err(fail(settlement, error)),
+        };
+
+        // 3. Plan.
+        let region = self.caller_region(&runtime, &caller, meta.region_header.as_deref());
+        let candidates = match router::plan(&runtime, model, region) {
+            Ok(candidates) => candidates,
+            Err(error) => return Err(fail(settlement, error)),
+        };
+
+        // 4. Attempt, failing over to the next candidate before any byte is sent.
+        let mut failures = Vec::new();
+        for candidate in candidates {
+            let route = &runtime.config.models[candidate.model].routes[candidate.route];
+            let provider = &runtime.config.providers[route.provider];
+            settlement.attempt(&provider.name, &route.model, route.price);
+            let attempt = Attempt { runtime: &runtime, candidate, endpoint, body: &body, request: &request };
+            let outcome = attempt.run().await;
+            let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");
+            self.metrics.observe_attempt(&runtime.config.models[candidate.model].name, &provider.name, label);
+            match outcome {
+                // 5. Relay and 6. settle (streams settle when they end).
+                Ok(success) => return Ok(success.reply(settlement, &request, &provider.name)),
+                Err(error) => {
+                    tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
+                    let stop = !error.kind.may_fail_over();
+                    failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        let attempts = settlement.attempts();
+        let provider = failures.last().map(|failure| failure.provider.clone());
+        let error = GatewayError::Upstream(failures);
+        tracing::warn!(request_id = %meta.request_id, error = %error, "Request failed upstream.");
+        let code = error.code();
+        settlement.finish(code.status(), Some(code));
+        Err(Failure { error, attempts, provider })
+    }
+
+    fn caller_region(&self, runtime: &Runtime, caller: &Caller, header: Option<&str>) -> Option<Region> {
+        if runtime.config.server.trust_region_header
+            && let Some(region) = header.and_then(llmux_config::parse_region)
+        {
+            return Some(region);
+        }
+        caller.region
+    }
+}
+
+/// Settles a request that failed before any upstream attempt.
+fn fail(settlement: Settlement, error: GatewayError) -> Failure {
+    let code = error.code();
+    settlement.finish(code.status(), Some(code));
+    Failure { error, attempts: 0, provider: None }
+}
+
+/// The model index, if it exists and the caller may use it.
+fn admit(runtime: &Runtime, caller: &Caller, model: &str) -> Result<usize, GatewayError> {
+    let index = runtime.model_index(model).ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
+    if !caller.may_use(model) {
+        return Err(GatewayError::ModelNotAllowed(model.to_owned()));
+    }
+    Ok(index)
+}
+
+/// One try at one route.
+struct Attempt<'a> {
+    runtime: &'a Runtime,
+    candidate: Candidate,
+    endpoint: Endpoint,
+    body: &'a Bytes,
+    request: &'a Peek<'a>,
+}
+
+/// What a successful attempt produced, before relaying.
+enum Success {
+    /// A complete JSON body and the usage it reported.
+    Full { body: Bytes, usage: Option<llmux_types::Usage> },
+    /// An upstream OpenAI-dialect SSE response to relay.
+    Upstream { response: reqwest::Response, idle: Duration },
+    /// Canonical events to encode (the mock).
+    Events { events: Vec<llmux_types::chat::StreamEvent>, delay: Duration, encoder: Box<dyn relay::EventEncoder> },
+}
+
+impl Success {
+    fn reply(self, mut settlement: Settlement, request: &Peek<'_>, provider: &str) -> Reply {
+        let attempts = settlement.attempts();
+        let (content_type, body) = match self {
+            Success::Full { body, usage } => {
+                if let Some(usage) = usage {
+                    settlement.set_usage(usage);
+                }
+                settlement.first_byte();
+                settlement.finish(200, None);
+                ("application/json", ReplyBody::Full(body))
+            }
+            Success::Upstream { response, idle } => {
+                let strip_usage = !request.include_usage;
+                ("text/event-stream", ReplyBody::Stream(relay::openai_passthrough(response, settlement, strip_usage, idle)))
+            }
+            Success::Events { events, delay, encoder } => {
+                ("text/event-stream", ReplyBody::Stream(relay::encoded(events, delay, encoder, settlement)))
+            }
+        };
+        Reply { status: 200, content_type, provider: Some(provider.to_owned()), attempts, body }
+    }
+}
+
+impl Attempt<'_> {
+    fn route(&self) -> &llmux_config::RouteConfig {
+        &self.runtime.config.models[self.candidate.model].routes[self.candidate.route]
+    }
+
+    fn provider(&self) -> &ProviderSpec {
+        &self.runtime.config.providers[self.route().provider]
+    }
+
+    async fn run(&self) -> Result<Success, UpstreamError> {
+        let provider = self.provider();
+        match provider.preset.backend {
+            Backend::Mock => self.run_mock().await,
+            Backend::OpenAi | Backend::Azure => self.run_openai().await,
+        }
+    }
+
+    /// Same-dialect fast path: splice the model, forward, relay bytes.
+    async fn run_openai(&self) -> Result<Success, UpstreamError> {
+        let route = self.route();
+        let provider = self.provider();
+        let client = &self.runtime.clients[route.provider];
+        let stream = self.request.stream && self.endpoint != Endpoint::Embeddings;
+        let force_usage = stream && provider.preset.quirks.stream_usage;
+        let body = rewrite(self.body, self.request, &route.model, force_usage);
+        let upstream_request = provider.build_request(self.endpoint, &route.model, body);
+        let total = route.timeout.unwrap_or(provider.timeouts.total);
+        let deadline = Instant::now() + total;
+        let first_byte = provider.timeouts.first_byte.min(total);
+        let response = client.send(upstream_request, first_byte).await?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let retry_after = llmux_providers::error::parse_retry_after(
+                response.headers().get(http::header::RETRY_AFTER).and_then(|value| value.to_str().ok()),
+            );
+            let body = read_error_body(response, deadline).await;
+            return Err(UpstreamError::from_openai_response(status, retry_after, &body));
+        }
+        if stream {
+            return Ok(Success::Upstream { response, idle: provider.timeouts.idle });
+        }
+        let body = read_body(response, deadline).await?;
+        let usage = llmux_wire::openai::usage::from_response(&body);
+        Ok(Success::Full { body, usage })
+    }
+
+    /// The built-in mock: decode to canonical, answer, encode.
+    async fn run_mock(&self) -> Result<Success, UpstreamError> {
+        use llmux_providers::mock;
+        use llmux_wire::openai::{decode, encode};
+        let route = self.route();
+        let settings = &self.provider().mock;
+        if settings.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
+        }
+        let bad_request = |error: llmux_wire::DecodeError| UpstreamError {
+            message: Some(error.message),
+            ..UpstreamError::new(ErrorKind::BadRequest)
+        };
+        let created = clock::now_s();
+        let id = format!("chatcmpl-mock{}", clock::now_ms());
+        match self.endpoint {
+            Endpoint::ChatCompletions => {
+                let request = decode::chat_request(self.body).map_err(bad_request)?;
+                let response = mock::respond(&request, &route.model, settings, &id, created);
+                if request.stream {
+                    let events = mock::stream_events(&response, settings);
+                    let encoder = Box::new(encode::ChatStreamEncoder::new(request.stream_include_usage));
+                    return Ok(Success::Events { events, delay: Duration::from_millis(settings.chunk_delay_ms), encoder });
+                }
+                Ok(Success::Full { body: Bytes::from(encode::chat_response(&response)), usage: Some(response.usage) })
+            }
+            Endpoint::Embeddings => {
+                let request = decode::embeddings_request(self.body).map_err(bad_request)?;
+                let response = mock::embed(&request, &route.model);
+                Ok(Success::Full { body: Bytes::from(encode::embeddings_response(&response)), usage: Some(response.usage) })
+            }
+            Endpoint::Completions => {
+                let (_, prompts, stream, max_tokens) = decode::completion_prompts(self.body).map_err(bad_request)?;
+                let texts: Vec<String> = prompts
+                    .iter()
+                    .map(|prompt| {
+                        let text = mock::complete(prompt, &route.model, settings);
+                        match max_tokens {
+                            Some(max) => text.split_whitespace().take(max.max(1) as usize).collect::<Vec<_>>().join(" "),
+                            None => text,
+                        }
+                    })
+                    .collect();
+                let usage = llmux_types::Usage {
+                    input_tokens: prompts.iter().map(|prompt| mock::tokens_of(prompt)).sum(),
+                    output_tokens: texts.iter().map(|text| mock::count_words(text)).sum(),
+                    ..llmux_types::Usage::default()
+                };
+                let id = id.replace("chatcmpl", "cmpl");
+                let stop = llmux_types::chat::FinishReason::Stop;
+                if stream {
+                    let mut body = Vec::new();
+                    for (index, text) in texts.iter().enumerate() {
+                        let chunk = encode::completion(&id, created, &route.model, &[(index as u32, text, None)], None);
+                        llmux_wire::sse::write_data_event(&mut body, &chunk);
+                        let end = encode::completion(&id, created, &route.model, &[(index as u32, "", Some(&stop))], None);
+                        llmux_wire::sse::write_data_event(&mut body, &end);
+                    }
+                    body.extend_from_slice(b"data: [DONE]\n\n");
+                    return Ok(Success::Events {
+                        events: vec![llmux_types::chat::StreamEvent::Usage(usage)],
+                        delay: Duration::ZERO,
+                        encoder: Box::new(Prerendered(Some(Bytes::from(body)))),
+                    });
+                }
+                let choices: Vec<(u32, &str, Option<&llmux_types::chat::FinishReason>)> =
+                    texts.iter().enumerate().map(|(index, text)| (index as u32, text.as_str(), Some(&stop))).collect();
+                Ok(Success::Full { body: Bytes::from(encode::completion(&id, created, &route.model, &choices, Some(&usage))), usage: Some(usage) })
+            }
+        }
+    }
+}
+
+/// An encoder that emits a pre-rendered body once.
+struct Prerendered(Option<Bytes>);
+
+impl relay::EventEncoder for Prerendered {
+    fn encode(&mut self, _event: &llmux_types::chat::StreamEvent, out: &mut Vec<u8>) {
+        if let Some(body) = self.0.take() {
+            out.extend_from_slice(&body);
+        }
+    }
+
+    fn finish(&mut self, _out: &mut Vec<u8>) {}
+}
+
+/// Reads a whole body before `deadline`.
+async fn read_body(response: reqwest::Response, deadline: Instant) -> Result<Bytes, UpstreamError> {
+    match tokio::time::timeout_at(deadline, response.bytes()).await {
+        Err(_) => Err(UpstreamError::new(ErrorKind::Timeout)),
+        Ok(Err(error)) => Err(UpstreamError::new(llmux_providers::client::classify_transport(&error))),
+        Ok(Ok(body)) => Ok(body),
+    }
+}
+
+/// Reads the start of an error body (at most 64 KiB) before `deadline`.
+async fn read_error_body(response: reqwest::Response, deadline: Instant) -> Bytes {
+    use futures_util::StreamExt;
+    const LIMIT: usize = 64 * 1024;
+    let mut stream = response.bytes_stream();
+    let mut body = bytes::BytesMut::new();
+    while body.len() < LIMIT {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk[..chunk.len().min(LIMIT - body.len())]),
+            _ => break,
+        }
+    }
+    body.freeze()
+}

@@ -1,1 +1,114 @@
+//! The HTTP edge: axum routes for the OpenAI surface, health, metrics and the admin
+//! API. Handlers are thin: they pull what the gateway needs out of the request, call
+//! it, and render the answer or the error in the caller's dialect.
 
+pub mod api;
+pub mod app;
+pub mod error;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmux_config::{Config, ConfigErrors};
+use llmux_gateway::Gateway;
+use tokio::net::TcpListener;
+
+pub use app::{AppState, app};
+
+/// Where the configuration comes from, so it can be loaded again on reload.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// No file: the built-in default (mock + providers from the environment).
+    Default,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        let env = |name: &str| std::env::var(name).ok();
+        match self {
+            ConfigSource::File(path) => Config::load(path, &env),
+            ConfigSource::Default => llmux_config::default_config(&env),
+        }
+    }
+}
+
+/// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+/// and streams finish (up to `server.shutdown_grace_ms`), and drains the usage ledger.
+pub async fn serve(
+    listener: TcpListener,
+    source: ConfigSource,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let store = llmux_store::open(&config.storage.url).await.map_err(|error| error.to_string())?;
+    let grace = config.server.shutdown_grace;
+    let (gateway, background) = Gateway::start(config, store).await?;
+    let state = AppState::new(gateway.clone(), source.clone());
+    let router = app(state.clone());
+
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(state.clone()));
+
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    });
+    let server = tokio::spawn(async move { server.await });
+    let mut server = server;
+    tokio::select! {
+        result = &mut server => {
+            result.map_err(|error| error.to_string())?.map_err(|error| error.to_string())?;
+        }
+        _ = stopping_rx.changed() => {
+            tracing::info!(grace_ms = grace.as_millis() as u64, "Shutting down: no new connections; finishing in-flight requests.");
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => {
+                    result.map_err(|error| error.to_string())?.map_err(|error| error.to_string())?;
+                }
+                Err(_) => {
+                    tracing::warn!("Shutdown grace period over; closing remaining connections.");
+                    server.abort();
+                    // Let aborted streams settle their usage records.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    background.shutdown(Duration::from_secs(30)).await;
+    tracing::info!("Usage ledger flushed; bye.");
+    drop(state);
+    Ok(())
+}
+
+/// Reloads the configuration from `state.source`; a bad config is refused and the
+/// old one keeps serving.
+pub fn reload(state: &AppState) -> Result<(), String> {
+    let config = state.source.load().map_err(|errors| errors.to_string())?;
+    let old = state.gateway.runtime();
+    if config.server.listen != old.config.server.listen {
+        tracing::warn!(listen = %config.server.listen, "`server.listen` changed; it takes effect on restart.");
+    }
+    state.gateway.reload(config)?;
+    tracing::info!("Configuration reloaded.");
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+    while hangups.recv().await.is_some() {
+        if let Err(error) = reload(&state) {
+            tracing::error!(%error, "Reload refused; the previous configuration keeps serving.");
+        }
+    }
+}
+
+/// The gateway's state shared with handlers.
+pub fn gateway(state: &AppState) -> &Arc<Gateway> {
+    &state.gateway
+}

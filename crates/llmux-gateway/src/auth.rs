@@ -1,0 +1,230 @@
+//! Authentication: virtual keys, their hashes, and the in-memory key cache.
+//!
+//! The hot path never waits on the database for a known key: every key is held in
+//! memory and refreshed from the store every `server.key_refresh_ms` (so a key
+//! created or revoked by the CLI or another instance takes effect within that time;
+//! this instance's own admin API updates the cache at once). An unknown key is looked
+//! up in the store once, then remembered as unknown for a few seconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use llmux_store::{KeyRecord, Store, StoreError};
+use llmux_types::Region;
+use parking_lot::RwLock;
+use sha2::{Digest, Sha256};
+
+use crate::clock;
+
+/// Every virtual key starts with this.
+pub const KEY_PREFIX: &str = "sk-llmux-";
+
+/// How long an unknown key is remembered as unknown.
+const NEGATIVE_TTL_MS: i64 = 5_000;
+/// Bound on remembered unknown keys (a flood of random keys cannot grow memory).
+const NEGATIVE_CAPACITY: usize = 10_000;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key: Arc<KeyRecord>,
+    pub region: Option<Region>,
+}
+
+impl Caller {
+    /// Whether the key may use the public model `model`.
+    pub fn may_use(&self, model: &str) -> bool {
+        self.key.models.as_ref().is_none_or(|models| models.iter().any(|allowed| allowed == model || allowed == "*"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing API key")]
+    Missing,
+    #[error("invalid API key")]
+    Invalid,
+    #[error("this API key has been revoked")]
+    Revoked,
+    #[error("this API key has expired")]
+    Expired,
+    #[error("the key store is unavailable")]
+    StoreUnavailable,
+}
+
+/// Generates a new plain key (`sk-llmux-` + 43 base62 characters, ~256 bits).
+pub fn generate_key() -> String {
+    format!("{KEY_PREFIX}{}", random_base62(43))
+}
+
+/// A new key id (`key_` + 16 base62 characters).
+pub fn generate_key_id() -> String {
+    format!("key_{}", random_base62(16))
+}
+
+/// Hex SHA-256 of a plain key: what the store keeps.
+pub fn hash_key(plain: &str) -> String {
+    let digest = Sha256::digest(plain.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// The displayable start of a key (`sk-llmux-AbCd`).
+pub fn key_prefix(plain: &str) -> String {
+    plain.chars().take(KEY_PREFIX.len() + 4).collect()
+}
+
+fn random_base62(length: usize) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(length);
+    let mut buffer = [0u8; 64];
+    while out.len() < length {
+        getrandom::fill(&mut buffer).expect("the operating system's random source is available");
+        for byte in buffer {
+            // Rejection sampling keeps the distribution uniform (248 = 4 * 62).
+            if byte < 248 && out.len() < length {
+                out.push(ALPHABET[usize::from(byte % 62)] as char);
+            }
+        }
+    }
+    out
+}
+
+/// Keys by hash, in memory.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
+    unknown: RwLock<HashMap<String, i64>>,
+    /// Highest `updated_at` seen, for incremental refreshes.
+    watermark: AtomicI64,
+}
+
+impl KeyCache {
+    /// Loads every key.
+    pub async fn load(store: &dyn Store) -> Result<KeyCache, StoreError> {
+        let cache = KeyCache::default();
+        cache.apply(store.list_keys().await?);
+        Ok(cache)
+    }
+
+    /// Authenticates a presented key.
+    pub async fn authenticate(&self, store: &dyn Store, presented: Option<&str>, now_ms: i64) -> Result<Caller, AuthError> {
+        let presented = presented.map(str::trim).filter(|key| !key.is_empty()).ok_or(AuthError::Missing)?;
+        if !presented.starts_with(KEY_PREFIX) {
+            return Err(AuthError::Invalid);
+        }
+        let hash = hash_key(presented);
+        let cached = self.keys.read().get(&hash).cloned();
+        let key = match cached {
+            Some(key) => key,
+            None => self.lookup(store, &hash, now_ms).await?,
+        };
+        if key.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        if key.expires_at.is_some_and(|expires| expires <= now_ms) {
+            return Err(AuthError::Expired);
+        }
+        let region = key.region.as_deref().and_then(Region::parse);
+        Ok(Caller { key, region })
+    }
+
+    async fn lookup(&self, store: &dyn Store, hash: &str, now_ms: i64) -> Result<Arc<KeyRecord>, AuthError> {
+        if self.unknown.read().get(hash).is_some_and(|until| *until > now_ms) {
+            return Err(AuthError::Invalid);
+        }
+        match store.key_by_hash(hash).await {
+            Ok(Some(key)) => {
+                let key = Arc::new(key);
+                self.keys.write().insert(hash.to_owned(), key.clone());
+                Ok(key)
+            }
+            Ok(None) => {
+                let mut unknown = self.unknown.write();
+                if unknown.len() >= NEGATIVE_CAPACITY {
+                    unknown.retain(|_, until| *until > now_ms);
+                    if unknown.len() >= NEGATIVE_CAPACITY {
+                        unknown.clear();
+                    }
+                }
+                unknown.insert(hash.to_owned(), now_ms + NEGATIVE_TTL_MS);
+                Err(AuthError::Invalid)
+            }
+            Err(_) => Err(AuthError::StoreUnavailable),
+        }
+    }
+
+    /// Puts (new versions of) keys into the cache.
+    pub fn apply(&self, keys: Vec<KeyRecord>) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut map = self.keys.write();
+        let mut unknown = self.unknown.write();
+        for key in keys {
+            self.watermark.fetch_max(key.updated_at, Ordering::Relaxed);
+            unknown.remove(&key.key_hash);
+            map.insert(key.key_hash.clone(), Arc::new(key));
+        }
+    }
+
+    /// Pulls keys changed since the last refresh (with an overlap for clock skew
+    /// between writers; applying a key twice is harmless).
+    pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let since = self.watermark.load(Ordering::Relaxed) - 5_000;
+        let keys = store.keys_updated_since(since).await?;
+        self.apply(keys);
+        Ok(())
+    }
+
+    /// Runs [`KeyCache::refresh`] every `interval` until `shutdown` fires.
+    pub async fn refresh_loop(self: Arc<Self>, store: Arc<dyn Store>, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if let Err(error) = self.refresh(store.as_ref()).await {
+                        tracing::warn!(%error, "Key refresh failed; serving cached keys.");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Current time for key checks.
+pub fn now_ms() -> i64 {
+    clock::now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_look_right_and_hash_stably() {
+        let key = generate_key();
+        assert!(key.starts_with(KEY_PREFIX));
+        assert_eq!(key.len(), KEY_PREFIX.len() + 43);
+        assert!(key[KEY_PREFIX.len()..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(generate_key(), key);
+        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(key_prefix(&key).len(), KEY_PREFIX.len() + 4);
+    }
+}

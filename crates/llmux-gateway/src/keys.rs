@@ -1,0 +1,231 @@
+//! Key management shared by the admin API and the CLI: create, update, revoke, and
+//! the JSON view of a key (never its hash).
+
+use llmux_store::{Budget, KeyRecord, Store, StoreError};
+use llmux_types::money::{format_nanos, parse_decimal_nanos};
+use llmux_types::{Currency, Region};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{generate_key, generate_key_id, hash_key, key_prefix};
+use crate::clock;
+
+/// Budget as clients send it: `{amount, currency?="USD", period?="monthly"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetInput {
+    pub amount: serde_json::Number,
+    pub currency: Option<String>,
+    pub period: Option<String>,
+}
+
+/// `POST /admin/keys` body (and the CLI's flags).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    pub models: Option<Vec<String>>,
+    pub budget: Option<BudgetInput>,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    pub region: Option<String>,
+    pub team: Option<String>,
+    /// RFC 3339, a date, or Unix seconds.
+    pub expires_at: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+/// `PATCH /admin/keys/{id}` body: present fields change, `null` clears.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub budget: Option<Option<BudgetInput>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub rpm_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tpm_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub region: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub team: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub expires_at: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub metadata: Option<Option<Value>>,
+}
+
+fn nullable<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("no key with id `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> KeyError {
+    KeyError::Invalid { field, message: message.into() }
+}
+
+fn budget(input: &BudgetInput) -> Result<Budget, KeyError> {
+    let amount_nanos = parse_decimal_nanos(&input.amount.to_string())
+        .filter(|nanos| *nanos >= 0)
+        .ok_or_else(|| invalid("budget.amount", "must be a non-negative amount with at most 9 decimals"))?;
+    let currency = match input.currency.as_deref() {
+        None => Currency::USD,
+        Some(code) => Currency::parse(code).ok_or_else(|| invalid("budget.currency", format!("`{code}` is not a currency code")))?,
+    };
+    let period = input.period.clone().unwrap_or_else(|| "monthly".to_owned());
+    if !["daily", "weekly", "monthly", "total"].contains(&period.as_str()) {
+        return Err(invalid("budget.period", "must be daily, weekly, monthly or total"));
+    }
+    Ok(Budget { amount_nanos, currency: currency.to_string(), period })
+}
+
+fn region(value: &str) -> Result<String, KeyError> {
+    Region::parse(value)
+        .map(|region| region.to_string())
+        .ok_or_else(|| invalid("region", format!("`{value}` is not a two-letter region code")))
+}
+
+fn expiry(value: &Value) -> Result<i64, KeyError> {
+    let parsed = match value {
+        Value::Number(number) => number.as_i64().and_then(|seconds| seconds.checked_mul(1000)),
+        Value::String(text) => clock::parse_time(text),
+        _ => None,
+    };
+    parsed.ok_or_else(|| invalid("expires_at", "must be an RFC 3339 time, a YYYY-MM-DD date or Unix seconds"))
+}
+
+fn models(list: Vec<String>) -> Result<Vec<String>, KeyError> {
+    if list.iter().any(|model| model.trim().is_empty()) {
+        return Err(invalid("models", "model names must not be empty"));
+    }
+    Ok(list)
+}
+
+/// Creates a key. Returns the record and the plain key, which exists only here.
+pub async fn create(store: &dyn Store, new: NewKey) -> Result<(KeyRecord, String), KeyError> {
+    let name = new.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(invalid("name", "must not be empty"));
+    }
+    let now = clock::now_ms();
+    let plain = generate_key();
+    let record = KeyRecord {
+        id: generate_key_id(),
+        name,
+        key_hash: hash_key(&plain),
+        key_prefix: key_prefix(&plain),
+        team: new.team.filter(|team| !team.is_empty()),
+        models: new.models.map(models).transpose()?,
+        region: new.region.as_deref().map(region).transpose()?,
+        budget: new.budget.as_ref().map(budget).transpose()?,
+        rpm_limit: new.rpm_limit,
+        tpm_limit: new.tpm_limit,
+        expires_at: new.expires_at.as_ref().filter(|value| !value.is_null()).map(expiry).transpose()?,
+        metadata: new.metadata.filter(|value| !value.is_null()),
+        created_at: now,
+        updated_at: now,
+        revoked_at: None,
+    };
+    store.create_key(&record).await?;
+    Ok((record, plain))
+}
+
+/// Applies a patch.
+pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
+    let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+    if let Some(name) = patch.name {
+        if name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        key.name = name.trim().to_owned();
+    }
+    if let Some(value) = patch.models {
+        key.models = value.map(models).transpose()?;
+    }
+    if let Some(value) = patch.budget {
+        key.budget = value.as_ref().map(budget).transpose()?;
+    }
+    if let Some(value) = patch.rpm_limit {
+        key.rpm_limit = value;
+    }
+    if let Some(value) = patch.tpm_limit {
+        key.tpm_limit = value;
+    }
+    if let Some(value) = patch.region {
+        key.region = value.as_deref().map(region).transpose()?;
+    }
+    if let Some(value) = patch.team {
+        key.team = value;
+    }
+    if let Some(value) = patch.expires_at {
+        key.expires_at = value.as_ref().filter(|value| !value.is_null()).map(expiry).transpose()?;
+    }
+    if let Some(value) = patch.metadata {
+        key.metadata = value;
+    }
+    key.updated_at = clock::now_ms().max(key.updated_at + 1);
+    store.update_key(&key).await?;
+    Ok(key)
+}
+
+/// Revokes a key (idempotent). The record stays for the audit trail.
+pub async fn revoke(store: &dyn Store, id: &str) -> Result<KeyRecord, KeyError> {
+    let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+    if key.revoked_at.is_none() {
+        let now = clock::now_ms().max(key.updated_at + 1);
+        key.revoked_at = Some(now);
+        key.updated_at = now;
+        store.update_key(&key).await?;
+    }
+    Ok(key)
+}
+
+/// The public view of a key.
+pub fn view(key: &KeyRecord) -> Value {
+    let now = clock::now_ms();
+    let status = if key.revoked_at.is_some() {
+        "revoked"
+    } else if key.expires_at.is_some_and(|at| at <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    json!({
+        "id": key.id,
+        "name": key.name,
+        "key_prefix": key.key_prefix,
+        "status": status,
+        "team": key.team,
+        "models": key.models,
+        "region": key.region,
+        "budget": key.budget.as_ref().map(|budget| json!({
+            "amount": decimal(budget.amount_nanos),
+            "currency": budget.currency,
+            "period": budget.period,
+        })),
+        "rpm_limit": key.rpm_limit,
+        "tpm_limit": key.tpm_limit,
+        "expires_at": key.expires_at.map(clock::rfc3339),
+        "metadata": key.metadata,
+        "created_at": clock::rfc3339(key.created_at),
+        "updated_at": clock::rfc3339(key.updated_at),
+        "revoked_at": key.revoked_at.map(clock::rfc3339),
+    })
+}
+
+/// An exact decimal JSON number from nano-units.
+pub fn decimal(nanos: i64) -> Value {
+    serde_json::from_str(&format_nanos(nanos)).unwrap_or(Value::Null)
+}

@@ -1,0 +1,222 @@
+//! Relay: moving an answer's bytes to the client as they arrive.
+//!
+//! - [`openai_passthrough`]: an OpenAI-dialect upstream stream relayed to an OpenAI
+//!   client. Events are forwarded byte-for-byte as slices of what arrived; only the
+//!   extra usage chunk llmux asked for is dropped when the client did not ask for it.
+//!   The usage chunk is the only one parsed.
+//! - [`encoded`]: canonical events (from a backend that is not an OpenAI upstream,
+//!   such as the mock) encoded for the client as they are produced.
+//!
+//! Both settle the request when the stream ends, fails, or is dropped by the client.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use llmux_types::Usage;
+use llmux_types::chat::StreamEvent;
+use llmux_wire::openai::usage::{Chunk, classify_chunk};
+use llmux_wire::sse::{Framer, parse_event};
+
+use crate::error::ErrorCode;
+use crate::settle::Settlement;
+
+/// A response body produced incrementally.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+struct Passthrough {
+    upstream: Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
+    framer: Framer,
+    settlement: Option<Settlement>,
+    /// Drop the usage-only chunk (the client did not ask for it).
+    strip_usage: bool,
+    idle: Duration,
+    usage: Option<Usage>,
+    saw_done: bool,
+    error: Option<ErrorCode>,
+}
+
+/// What one upstream read produced for the client.
+enum Out {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Out {
+    fn push(&mut self, event: Bytes) {
+        *self = match std::mem::replace(self, Out::Empty) {
+            Out::Empty => Out::One(event),
+            Out::One(first) => {
+                let mut joined = BytesMut::with_capacity(first.len() + event.len() + 256);
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&event);
+                Out::Many(joined)
+            }
+            Out::Many(mut joined) => {
+                joined.extend_from_slice(&event);
+                Out::Many(joined)
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        match self {
+            Out::Empty => None,
+            Out::One(bytes) => Some(bytes),
+            Out::Many(joined) => Some(joined.freeze()),
+        }
+    }
+}
+
+impl Passthrough {
+    fn take_events(&mut self, out: &mut Out) {
+        while let Some(event) = self.framer.next_event() {
+            self.route_event(event, out);
+        }
+    }
+
+    fn route_event(&mut self, event: Bytes, out: &mut Out) {
+        let chunk = match parse_event(&event).data {
+            Some(data) => classify_chunk(&data),
+            // Comments and keep-alives pass through.
+            None => return out.push(event),
+        };
+        match chunk {
+            Chunk::Done => self.saw_done = true,
+            Chunk::Error => self.error = Some(ErrorCode::UpstreamError),
+            Chunk::Data { usage, usage_only } => {
+                if usage.is_some() {
+                    self.usage = usage;
+                }
+                if usage_only && self.strip_usage {
+                    return;
+                }
+            }
+        }
+        out.push(event);
+    }
+
+    /// Ends the stream with an error event (the status is already 200).
+    fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Out) {
+        self.error = Some(code);
+        let row = code.row();
+        out.push(Bytes::from(llmux_wire::openai::error::stream_event(message, row.openai_type, Some(row.code))));
+    }
+
+    fn settle(&mut self) {
+        if let Some(mut settlement) = self.settlement.take() {
+            if let Some(usage) = self.usage {
+                settlement.set_usage(usage);
+            }
+            settlement.finish(200, self.error);
+        }
+    }
+}
+
+/// Relays an OpenAI-dialect SSE response.
+pub fn openai_passthrough(response: reqwest::Response, settlement: Settlement, strip_usage: bool, idle: Duration) -> BodyStream {
+    let state = Passthrough {
+        upstream: Box::pin(response.bytes_stream()),
+        framer: Framer::new(),
+        settlement: Some(settlement),
+        strip_usage,
+        idle,
+        usage: None,
+        saw_done: false,
+        error: None,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut state| async move {
+        state.settlement.as_ref()?;
+        loop {
+            let mut out = Out::Empty;
+            match tokio::time::timeout(state.idle, state.upstream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    state.framer.push(&chunk);
+                    state.take_events(&mut out);
+                }
+                Ok(Some(Err(_))) => {
+                    state.take_events(&mut out);
+                    state.fail(ErrorCode::UpstreamError, "The upstream connection failed mid-stream.", &mut out);
+                    state.settle();
+                }
+                Ok(None) => {
+                    state.take_events(&mut out);
+                    if let Some(tail) = state.framer.finish() {
+                        state.route_event(tail, &mut out);
+                    }
+                    if !state.saw_done && state.error.is_none() {
+                        state.fail(ErrorCode::UpstreamError, "The upstream closed the stream before it finished.", &mut out);
+                    }
+                    state.settle();
+                }
+                Err(_) => {
+                    state.fail(ErrorCode::UpstreamTimeout, "The upstream stopped sending (idle timeout).", &mut out);
+                    state.settle();
+                }
+            }
+            match out.into_bytes() {
+                Some(bytes) => {
+                    if let Some(settlement) = state.settlement.as_mut() {
+                        settlement.first_byte();
+                    }
+                    return Some((Ok(bytes), state));
+                }
+                None if state.settlement.is_none() => return None,
+                None => continue,
+            }
+        }
+    }))
+}
+
+/// Encodes canonical events for the client dialect.
+pub trait EventEncoder: Send {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+impl EventEncoder for llmux_wire::openai::encode::ChatStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        llmux_wire::openai::encode::ChatStreamEncoder::encode(self, event, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        llmux_wire::openai::encode::ChatStreamEncoder::finish(self, out);
+    }
+}
+
+/// Streams canonical `events`, pausing `delay` between text chunks.
+pub fn encoded(events: Vec<StreamEvent>, delay: Duration, encoder: Box<dyn EventEncoder>, settlement: Settlement) -> BodyStream {
+    struct State {
+        events: std::vec::IntoIter<StreamEvent>,
+        delay: Duration,
+        encoder: Box<dyn EventEncoder>,
+        settlement: Option<Settlement>,
+        started: bool,
+    }
+    let state = State { events: events.into_iter(), delay, encoder, settlement: Some(settlement), started: false };
+    Box::pin(futures_util::stream::unfold(state, |mut state| async move {
+        let mut settlement = state.settlement.take()?;
+        let mut out = Vec::new();
+        for event in state.events.by_ref() {
+            if let StreamEvent::Usage(usage) = &event {
+                settlement.set_usage(*usage);
+            }
+            let pause = matches!(event, StreamEvent::Text { .. } | StreamEvent::ToolCall { .. });
+            if pause && state.started && !state.delay.is_zero() {
+                tokio::time::sleep(state.delay).await;
+            }
+            state.encoder.encode(&event, &mut out);
+            if !out.is_empty() {
+                state.started = true;
+                settlement.first_byte();
+                state.settlement = Some(settlement);
+                return Some((Ok(Bytes::from(out)), state));
+            }
+        }
+        state.encoder.finish(&mut out);
+        settlement.finish(200, None);
+        Some((Ok(Bytes::from(out)), state))
+    }))
+}

@@ -1,0 +1,121 @@
+//! Settle: the last phase. Turns what happened into exactly one usage record and the
+//! request's metrics. A [`Settlement`] is created once the caller is authenticated
+//! and is settled exactly once: explicitly, or by `Drop` when a client goes away
+//! mid-stream (recorded with status 499, `client_disconnected`).
+
+use std::sync::Arc;
+
+use llmux_store::UsageRecord;
+use llmux_types::{Price, Usage};
+use tokio::time::Instant;
+
+use crate::auth::Caller;
+use crate::clock;
+use crate::error::ErrorCode;
+use crate::ledger::Ledger;
+use crate::telemetry::{Metrics, RequestObservation};
+
+/// Status recorded when the client disconnected before the response finished.
+pub const CLIENT_CLOSED: u16 = 499;
+
+#[derive(Debug)]
+pub struct Settlement {
+    ledger: Ledger,
+    metrics: Arc<Metrics>,
+    record: UsageRecord,
+    started: Instant,
+    first_byte: Option<Instant>,
+    price: Option<Price>,
+    usage: Usage,
+    settled: bool,
+}
+
+impl Settlement {
+    pub fn new(ledger: Ledger, metrics: Arc<Metrics>, request_id: &str, caller: &Caller, started: Instant) -> Settlement {
+        Settlement {
+            ledger,
+            metrics,
+            record: UsageRecord {
+                request_id: request_id.to_owned(),
+                key_id: Some(caller.key.id.clone()),
+                ..UsageRecord::default()
+            },
+            started,
+            first_byte: None,
+            price: None,
+            usage: Usage::default(),
+            settled: false,
+        }
+    }
+
+    pub fn set_model(&mut self, model: &str) {
+        self.record.model = model.to_owned();
+    }
+
+    /// Marks the start of an attempt at a route.
+    pub fn attempt(&mut self, provider: &str, upstream_model: &str, price: Option<Price>) {
+        self.record.attempts += 1;
+        self.record.provider = Some(provider.to_owned());
+        self.record.upstream_model = Some(upstream_model.to_owned());
+        self.price = price;
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.record.attempts
+    }
+
+    /// The first byte of the answer went to the client.
+    pub fn first_byte(&mut self) {
+        if self.first_byte.is_none() {
+            self.first_byte = Some(Instant::now());
+        }
+    }
+
+    pub fn set_usage(&mut self, usage: Usage) {
+        self.usage = usage;
+    }
+
+    /// Records a finished request.
+    pub fn finish(mut self, status: u16, error_code: Option<ErrorCode>) {
+        self.settle(status, error_code.map(ErrorCode::as_str));
+    }
+
+    fn settle(&mut self, status: u16, error_code: Option<&str>) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let now = Instant::now();
+        let cost = self.price.map(|price| price.cost(&self.usage));
+        let record = &mut self.record;
+        record.status = status;
+        record.error_code = error_code.map(str::to_owned);
+        record.input_tokens = self.usage.input_tokens;
+        record.output_tokens = self.usage.output_tokens;
+        record.cached_tokens = self.usage.cached_tokens;
+        record.reasoning_tokens = self.usage.reasoning_tokens;
+        record.cost_nanos = cost.map(|cost| cost.nanos);
+        record.currency = cost.map(|cost| cost.currency.to_string());
+        record.latency_ms = u64::try_from(now.duration_since(self.started).as_millis()).unwrap_or(u64::MAX);
+        record.ttft_ms = self.first_byte.map(|at| u64::try_from(at.duration_since(self.started).as_millis()).unwrap_or(u64::MAX));
+        record.created_at = clock::now_ms();
+        self.metrics.observe_request(&RequestObservation {
+            model: &record.model,
+            provider: record.provider.as_deref().unwrap_or("none"),
+            status,
+            seconds: now.duration_since(self.started).as_secs_f64(),
+            ttft_seconds: self.first_byte.map(|at| at.duration_since(self.started).as_secs_f64()),
+            usage: self.usage,
+            cost,
+        });
+        self.ledger.record(std::mem::take(record));
+    }
+}
+
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle(CLIENT_CLOSED, Some("client_disconnected"));
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The admin API (`/admin/...`), authenticated by the master key.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use llmux_gateway::clock;
+use llmux_gateway::error::ErrorCode;
+use llmux_gateway::keys::{self, KeyError, KeyPatch, NewKey};
+use llmux_store::{GroupBy, StoredUsage, UsageFilter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::api::openai::json_response;
+use crate::api::{api_key, request_id};
+use crate::error::{Dialect, render};
+
+fn json(status: StatusCode, value: &Value, request_id: &str) -> Response {
+    let mut response = json_response(value.to_string().into_bytes(), request_id);
+    *response.status_mut() = status;
+    response
+}
+
+fn bad_request(message: &str, param: Option<&str>, request_id: &str) -> Response {
+    render(Dialect::OpenAi, ErrorCode::InvalidRequest, message, param, request_id)
+}
+
+/// Checks the master key; the comparison does not leak timing (hashes compared).
+fn authorize(state: &AppState, headers: &HeaderMap, request_id: &str) -> Result<(), Response> {
+    let runtime = state.gateway.runtime();
+    let Some(master) = runtime.config.server.master_key.as_ref() else {
+        return Err(render(
+            Dialect::OpenAi,
+            ErrorCode::InvalidApiKey,
+            "The admin API is disabled: set `server.master_key` (or LLMUX_MASTER_KEY).",
+            None,
+            request_id,
+        ));
+    };
+    let presented = api_key(headers).unwrap_or_default();
+    let equal = Sha256::digest(presented.as_bytes()) == Sha256::digest(master.expose().as_bytes());
+    if equal {
+        Ok(())
+    } else {
+        Err(render(Dialect::OpenAi, ErrorCode::InvalidApiKey, "Invalid master key.", None, request_id))
+    }
+}
+
+fn key_error(error: KeyError, request_id: &str) -> Response {
+    match error {
+        KeyError::Invalid { field, message } => bad_request(&format!("`{field}` {message}"), Some(field), request_id),
+        KeyError::NotFound(id) => render(Dialect::OpenAi, ErrorCode::NotFound, &format!("No key with id `{id}`."), None, request_id),
+        KeyError::Store(error) => {
+            tracing::error!(%error, "Key store failed.");
+            render(Dialect::OpenAi, ErrorCode::ServiceUnavailable, "The key store is unavailable.", None, request_id)
+        }
+    }
+}
+
+async fn json_body<T: for<'de> Deserialize<'de>>(state: &AppState, headers: &HeaderMap, body: Body, request_id: &str) -> Result<T, Response> {
+    let limit = state.gateway.runtime().config.server.max_body_bytes;
+    let bytes = super::openai::read_body(headers, body, limit)
+        .await
+        .map_err(|error| crate::error::render_gateway(Dialect::OpenAi, &error, request_id))?;
+    serde_json::from_slice(&bytes).map_err(|error| bad_request(&format!("invalid JSON body: {error}"), None, request_id))
+}
+
+pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    let new: NewKey = match json_body(&state, &headers, body, &request_id).await {
+        Ok(new) => new,
+        Err(response) => return response,
+    };
+    match keys::create(state.gateway.store().as_ref(), new).await {
+        Ok((record, plain)) => {
+            state.gateway.keys().apply(vec![record.clone()]);
+            let mut view = keys::view(&record);
+            view["key"] = Value::String(plain);
+            json(StatusCode::CREATED, &view, &request_id)
+        }
+        Err(error) => key_error(error, &request_id),
+    }
+}
+
+pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    match state.gateway.store().list_keys().await {
+        Ok(list) => json(StatusCode::OK, &json!({"keys": list.iter().map(keys::view).collect::<Vec<_>>()}), &request_id),
+        Err(error) => key_error(error.into(), &request_id),
+    }
+}
+
+pub async fn show_key(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    match state.gateway.store().key(&id).await {
+        Ok(Some(key)) => json(StatusCode::OK, &keys::view(&key), &request_id),
+        Ok(None) => key_error(KeyError::NotFound(id), &request_id),
+        Err(error) => key_error(error.into(), &request_id),
+    }
+}
+
+pub async fn update_key(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    let patch: KeyPatch = match json_body(&state, &headers, body, &request_id).await {
+        Ok(patch) => patch,
+        Err(response) => return response,
+    };
+    match keys::update(state.gateway.store().as_ref(), &id, patch).await {
+        Ok(key) => {
+            state.gateway.keys().apply(vec![key.clone()]);
+            json(StatusCode::OK, &keys::view(&key), &request_id)
+        }
+        Err(error) => key_error(error, &request_id),
+    }
+}
+
+pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    match keys::revoke(state.gateway.store().as_ref(), &id).await {
+        Ok(key) => {
+            state.gateway.keys().apply(vec![key.clone()]);
+            json(StatusCode::OK, &keys::view(&key), &request_id)
+        }
+        Err(error) => key_error(error, &request_id),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    key_id: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<u32>,
+    group_by: Option<String>,
+}
+
+fn time_param(value: Option<&str>, name: &str, request_id: &str) -> Result<Option<i64>, Response> {
+    match value.filter(|value| !value.is_empty()) {
+        None => Ok(None),
+        Some(text) => clock::parse_time(text).map(Some).ok_or_else(|| {
+            bad_request(&format!("`{name}` must be an RFC 3339 time, a YYYY-MM-DD date or Unix seconds"), Some(name), request_id)
+        }),
+    }
+}
+
+/// The public view of a usage record.
+pub fn usage_view(stored: &StoredUsage) -> Value {
+    let record = &stored.record;
+    json!({
+        "id": stored.id,
+        "request_id": record.request_id,
+        "key_id": record.key_id,
+        "model": record.model,
+        "provider": record.provider,
+        "upstream_model": record.upstream_model,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "cached_tokens": record.cached_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "cost": record.cost_nanos.map(keys::decimal),
+        "currency": record.currency,
+        "status": record.status,
+        "error_code": record.error_code,
+        "attempts": record.attempts,
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+        "created_at": clock::rfc3339(record.created_at),
+    })
+}
+
+pub async fn usage(State(state): State<AppState>, headers: HeaderMap, query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    let Ok(Query(query)) = query else {
+        return bad_request("invalid query parameters", None, &request_id);
+    };
+    let (since, until) = match (
+        time_param(query.since.as_deref(), "since", &request_id),
+        time_param(query.until.as_deref(), "until", &request_id),
+    ) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let filter = UsageFilter {
+        key_id: query.key_id,
+        model: query.model,
+        provider: query.provider,
+        since,
+        until,
+        limit: query.limit.unwrap_or(100).clamp(1, 10_000),
+    };
+    match state.gateway.store().usage(&filter).await {
+        Ok(records) => json(StatusCode::OK, &json!({"records": records.iter().map(usage_view).collect::<Vec<_>>()}), &request_id),
+        Err(error) => key_error(error.into(), &request_id),
+    }
+}
+
+pub async fn usage_summary(State(state): State<AppState>, headers: HeaderMap, query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    let Ok(Query(query)) = query else {
+        return bad_request("invalid query parameters", None, &request_id);
+    };
+    let group_text = query.group_by.as_deref().unwrap_or("model");
+    let Some(group_by) = GroupBy::parse(group_text) else {
+        return bad_request("`group_by` must be key, model, provider or day", Some("group_by"), &request_id);
+    };
+    let (since, until) = match (
+        time_param(query.since.as_deref(), "since", &request_id),
+        time_param(query.until.as_deref(), "until", &request_id),
+    ) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    match state.gateway.store().usage_summary(group_by, since, until).await {
+        Ok(rows) => {
+            let rows: Vec<Value> = rows
+                .iter()
+                .map(|row| {
+                    json!({
+                        "group": row.group,
+                        "currency": row.currency,
+                        "requests": row.requests,
+                        "errors": row.errors,
+                        "input_tokens": row.input_tokens,
+                        "output_tokens": row.output_tokens,
+                        "cached_tokens": row.cached_tokens,
+                        "reasoning_tokens": row.reasoning_tokens,
+                        "cost": keys::decimal(row.cost_nanos),
+                    })
+                })
+                .collect();
+            json(StatusCode::OK, &json!({"group_by": group_text, "rows": rows}), &request_id)
+        }
+        Err(error) => key_error(error.into(), &request_id),
+    }
+}
+
+pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    let runtime = state.gateway.runtime();
+    let config = &runtime.config;
+    let providers: Vec<Value> = config
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(index, provider)| {
+            let routes: Vec<Value> = config
+                .models
+                .iter()
+                .flat_map(|model| model.routes.iter().map(move |route| (model, route)))
+                .filter(|(_, route)| route.provider == index)
+                .map(|(model, route)| {
+                    json!({
+                        "model": model.name,
+                        "upstream_model": route.model,
+                        "healthy": state.gateway.metrics.route_healthy(&model.name, &provider.name),
+                    })
+                })
+                .collect();
+            json!({
+                "name": provider.name,
+                "kind": provider.preset.kind,
+                "base_url": provider.base_url,
+                "regions": provider.regions.to_entries(),
+                "routes": routes,
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &json!({"providers": providers}), &request_id)
+}
+
+pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    match crate::reload(&state) {
+        Ok(()) => json(StatusCode::OK, &json!({"status": "reloaded"}), &request_id),
+        Err(error) => bad_request(&format!("Reload refused; the previous configuration keeps serving. {error}"), None, &request_id),
+    }
+}
+

@@ -1,0 +1,44 @@
+//! Health, readiness, metrics and the fallbacks for unknown routes.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use llmux_gateway::error::ErrorCode;
+
+use crate::AppState;
+use crate::api::request_id;
+use crate::error::{Dialect, render};
+
+/// Alive: the process answers.
+pub async fn health() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+}
+
+/// Ready: a configuration is loaded and the store answers.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let ping = tokio::time::timeout(Duration::from_secs(2), state.gateway.store().ping()).await;
+    match ping {
+        Ok(Ok(())) => ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ready"}"#).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"unavailable","reason":"store unreachable"}"#,
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.gateway.metrics.render()).into_response()
+}
+
+pub async fn not_found(headers: HeaderMap) -> Response {
+    render(Dialect::OpenAi, ErrorCode::NotFound, "Unknown route.", None, &request_id(&headers))
+}
+
+pub async fn method_not_allowed(headers: HeaderMap) -> Response {
+    render(Dialect::OpenAi, ErrorCode::MethodNotAllowed, "Method not allowed on this route.", None, &request_id(&headers))
+}

@@ -1,0 +1,138 @@
+//! The OpenAI surface: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//! `/v1/models`.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use llmux_gateway::error::{ErrorCode, GatewayError};
+use llmux_gateway::{ReplyBody, RequestMeta};
+use llmux_wire::openai::peek::Endpoint;
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::api::{api_key, request_id};
+use crate::error::{ATTEMPTS, Dialect, PROVIDER, REQUEST_ID, render, render_gateway};
+
+pub async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    handle(state, headers, body, Endpoint::ChatCompletions).await
+}
+
+pub async fn completions(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    handle(state, headers, body, Endpoint::Completions).await
+}
+
+pub async fn embeddings(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    handle(state, headers, body, Endpoint::Embeddings).await
+}
+
+async fn handle(state: AppState, headers: HeaderMap, body: Body, endpoint: Endpoint) -> Response {
+    let started = Instant::now();
+    let request_id = request_id(&headers);
+    let limit = state.gateway.runtime().config.server.max_body_bytes;
+    let body = match read_body(&headers, body, limit).await {
+        Ok(body) => body,
+        Err(error) => return render_gateway(Dialect::OpenAi, &error, &request_id),
+    };
+    let meta = RequestMeta {
+        request_id: request_id.clone(),
+        api_key: api_key(&headers),
+        region_header: headers.get("x-llmux-region").and_then(|value| value.to_str().ok()).map(str::to_owned),
+        started,
+    };
+    match state.gateway.openai(meta, endpoint, body).await {
+        Ok(reply) => {
+            let mut response = match reply.body {
+                ReplyBody::Full(bytes) => Response::new(Body::from(bytes)),
+                ReplyBody::Stream(stream) => {
+                    let mut response = Response::new(Body::from_stream(stream));
+                    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+                    response
+                }
+            };
+            *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+            set_header(headers, REQUEST_ID, &request_id);
+            if let Some(provider) = &reply.provider {
+                set_header(headers, PROVIDER, provider);
+            }
+            headers.insert(ATTEMPTS, HeaderValue::from(reply.attempts));
+            response
+        }
+        Err(failure) => {
+            let mut response = render_gateway(Dialect::OpenAi, &failure.error, &request_id);
+            if failure.attempts > 0 {
+                response.headers_mut().insert(ATTEMPTS, HeaderValue::from(failure.attempts));
+            }
+            response
+        }
+    }
+}
+
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes with 413.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(GatewayError::TooLarge { limit });
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(error) => {
+            let inner = error.into_inner();
+            if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some()
+                || inner.source().is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+            {
+                Err(GatewayError::TooLarge { limit })
+            } else {
+                Err(GatewayError::BadRequest(llmux_wire::DecodeError::new(None, "the request body could not be read")))
+            }
+        }
+    }
+}
+
+pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    match state.gateway.authenticate(api_key(&headers).as_deref()).await {
+        Ok(caller) => {
+            let names = state.gateway.models_for(&caller);
+            json_response(llmux_wire::openai::encode::model_list(names.iter().map(String::as_str)), &request_id)
+        }
+        Err(error) => render_gateway(Dialect::OpenAi, &error, &request_id),
+    }
+}
+
+pub async fn model(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    match state.gateway.authenticate(api_key(&headers).as_deref()).await {
+        Ok(caller) => {
+            if state.gateway.models_for(&caller).contains(&id) {
+                let body = serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "llmux"});
+                json_response(body.to_string().into_bytes(), &request_id)
+            } else {
+                let message = format!("The model `{id}` does not exist.");
+                render(Dialect::OpenAi, ErrorCode::ModelNotFound, &message, Some("model"), &request_id)
+            }
+        }
+        Err(error) => render_gateway(Dialect::OpenAi, &error, &request_id),
+    }
+}
+
+pub fn json_response(body: Vec<u8>, request_id: &str) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,43 @@
+//! Rendering errors for clients: the body shape of each dialect, filled from the one
+//! error table in `llmux_gateway::error`.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use llmux_gateway::error::{ErrorCode, GatewayError};
+
+/// Which wire format the caller speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+}
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const PROVIDER: &str = "x-llmux-provider";
+pub const ATTEMPTS: &str = "x-llmux-attempts";
+
+/// A client-facing error response.
+pub fn render(dialect: Dialect, code: ErrorCode, message: &str, param: Option<&str>, request_id: &str) -> Response {
+    let row = code.row();
+    let body = match dialect {
+        Dialect::OpenAi => llmux_wire::openai::error::body(message, row.openai_type, Some(row.code), param),
+    };
+    let mut response = (
+        StatusCode::from_u16(row.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Renders a gateway error, adding `Retry-After` where the error has one.
+pub fn render_gateway(dialect: Dialect, error: &GatewayError, request_id: &str) -> Response {
+    let mut response = render(dialect, error.code(), &error.message(request_id), error.param(), request_id);
+    if let Some(seconds) = error.retry_after() {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}

@@ -1,0 +1,320 @@
+//! The subcommands.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use llmux_config::Config;
+use llmux_gateway::keys::{self, BudgetInput, KeyPatch, NewKey};
+use llmux_server::ConfigSource;
+use llmux_store::{GroupBy, Store};
+
+/// Picks the config: the flag, `$LLMUX_CONFIG`, `./llmux.toml`, or the default.
+fn source(flag: Option<PathBuf>) -> ConfigSource {
+    if let Some(path) = flag {
+        return ConfigSource::File(path);
+    }
+    if let Ok(path) = std::env::var(llmux_config::env_vars::LLMUX_CONFIG)
+        && !path.is_empty()
+    {
+        return ConfigSource::File(PathBuf::from(path));
+    }
+    if Path::new("llmux.toml").exists() {
+        return ConfigSource::File(PathBuf::from("llmux.toml"));
+    }
+    ConfigSource::Default
+}
+
+fn load(flag: Option<PathBuf>) -> Result<(ConfigSource, Config), String> {
+    let source = source(flag);
+    let config = source.load().map_err(|errors| errors.to_string())?;
+    Ok((source, config))
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    llmux_store::open(&config.storage.url).await.map_err(|error| error.to_string())
+}
+
+fn init_logging() {
+    let filter = std::env::var(llmux_config::env_vars::LLMUX_LOG).unwrap_or_else(|_| "info".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .try_init();
+}
+
+pub async fn serve(flag: Option<PathBuf>, listen: Option<String>) -> Result<(), String> {
+    init_logging();
+    let (source, mut config) = load(flag)?;
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", config.server.listen))?;
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    let models: Vec<&str> = config.models.iter().map(|model| model.name.as_str()).collect();
+    let admin = if config.server.master_key.is_some() { "enabled" } else { "disabled (no master key)" };
+    let source_text = match &source {
+        ConfigSource::File(path) => path.display().to_string(),
+        ConfigSource::Default => "built-in default".to_owned(),
+    };
+    tracing::info!(%address, config = %source_text, storage = %llmux_config::redact_url(&config.storage.url), "llmux listening.");
+    let model = models.first().copied().unwrap_or("mock");
+    println!(
+        "llmux {} listening on http://{address} (config: {source_text}; admin API {admin})\nmodels: {}\n\nTry it:\n  \
+         # 1. create a key (or: llmux keys create --name demo{})\n  \
+         curl -s http://{address}/admin/keys -H \"Authorization: Bearer $LLMUX_MASTER_KEY\" -d '{{\"name\":\"demo\"}}'\n  \
+         # 2. chat with it\n  \
+         curl -s http://{address}/v1/chat/completions -H \"Authorization: Bearer sk-llmux-...\" \\\n    \
+         -H 'content-type: application/json' -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'\n",
+        env!("CARGO_PKG_VERSION"),
+        models.join(", "),
+        match &source {
+            ConfigSource::File(path) => format!(" --config {}", path.display()),
+            ConfigSource::Default => String::new(),
+        },
+    );
+    llmux_server::serve(listener, source, config, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = match signal(SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub fn check(flag: Option<PathBuf>) -> Result<(), String> {
+    let (source, config) = load(flag)?;
+    if let ConfigSource::File(path) = &source {
+        println!("{}: OK", path.display());
+    } else {
+        println!("no config file: using the built-in default");
+    }
+    print!("{}", config.routing_table());
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; the plain key is printed once.
+    Create {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        name: String,
+        /// Allowed models, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Budget amount.
+        #[arg(long)]
+        budget: Option<String>,
+        /// daily | weekly | monthly | total
+        #[arg(long)]
+        budget_period: Option<String>,
+        #[arg(long)]
+        budget_currency: Option<String>,
+        #[arg(long)]
+        rpm: Option<u64>,
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// The caller's region (ISO 3166-1 alpha-2).
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        /// RFC 3339 time, YYYY-MM-DD, or Unix seconds.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one key.
+    Show {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        id: String,
+    },
+    /// Revoke a key (running gateways stop accepting it within `server.key_refresh_ms`).
+    Revoke {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        id: String,
+    },
+    /// Change a key's name, models or limits.
+    Update {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Allowed models, comma-separated; `*` for all.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        #[arg(long)]
+        rpm: Option<u64>,
+        #[arg(long)]
+        tpm: Option<u64>,
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+fn budget_input(amount: Option<String>, period: Option<String>, currency: Option<String>) -> Result<Option<BudgetInput>, String> {
+    let Some(amount) = amount else {
+        if period.is_some() || currency.is_some() {
+            return Err("--budget-period and --budget-currency need --budget".to_owned());
+        }
+        return Ok(None);
+    };
+    let amount: serde_json::Number = amount.parse().map_err(|_| format!("--budget `{amount}` is not a number"))?;
+    Ok(Some(BudgetInput { amount, currency, period }))
+}
+
+pub async fn keys(command: KeysCommand) -> Result<(), String> {
+    match command {
+        KeysCommand::Create { config, name, models, budget, budget_period, budget_currency, rpm, tpm, region, team, expires_at, json } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let new = NewKey {
+                name,
+                models,
+                budget: budget_input(budget, budget_period, budget_currency)?,
+                rpm_limit: rpm,
+                tpm_limit: tpm,
+                region,
+                team,
+                expires_at: expires_at.map(serde_json::Value::String),
+                metadata: None,
+            };
+            let (record, plain) = keys::create(store.as_ref(), new).await.map_err(|error| error.to_string())?;
+            if json {
+                let mut view = keys::view(&record);
+                view["key"] = serde_json::Value::String(plain);
+                println!("{view}");
+            } else {
+                println!("{plain}");
+                println!("id: {}", record.id);
+                eprintln!("Created key `{}`. Store it now: it is shown only once.", record.name);
+            }
+            Ok(())
+        }
+        KeysCommand::List { config, json } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let list = store.list_keys().await.map_err(|error| error.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({"keys": list.iter().map(keys::view).collect::<Vec<_>>()}));
+                return Ok(());
+            }
+            println!("{:<22} {:<20} {:<15} {:<8} {:<20} models", "id", "name", "prefix", "status", "created");
+            for key in &list {
+                let view = keys::view(key);
+                println!(
+                    "{:<22} {:<20} {:<15} {:<8} {:<20} {}",
+                    key.id,
+                    key.name,
+                    key.key_prefix,
+                    view["status"].as_str().unwrap_or(""),
+                    view["created_at"].as_str().unwrap_or("").chars().take(19).collect::<String>(),
+                    key.models.as_ref().map_or_else(|| "*".to_owned(), |models| models.join(","))
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Show { config, id } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let key = store.key(&id).await.map_err(|error| error.to_string())?.ok_or_else(|| format!("no key with id `{id}`"))?;
+            println!("{}", serde_json::to_string_pretty(&keys::view(&key)).unwrap_or_default());
+            Ok(())
+        }
+        KeysCommand::Revoke { config, id } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let key = keys::revoke(store.as_ref(), &id).await.map_err(|error| error.to_string())?;
+            println!("revoked {} ({})", key.id, key.name);
+            Ok(())
+        }
+        KeysCommand::Update { config, id, name, models, rpm, tpm, region } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let patch = KeyPatch {
+                name,
+                models: models.map(|models| if models == ["*"] { None } else { Some(models) }),
+                rpm_limit: rpm.map(Some),
+                tpm_limit: tpm.map(Some),
+                region: region.map(Some),
+                ..KeyPatch::default()
+            };
+            let key = keys::update(store.as_ref(), &id, patch).await.map_err(|error| error.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&keys::view(&key)).unwrap_or_default());
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// key | model | provider | day
+    #[arg(long, default_value = "model")]
+    by: String,
+    /// RFC 3339 time, YYYY-MM-DD, or Unix seconds.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn usage(args: UsageArgs) -> Result<(), String> {
+    let (_, config) = load(args.config)?;
+    let group_by = GroupBy::parse(&args.by).ok_or_else(|| format!("--by `{}`: expected key, model, provider or day", args.by))?;
+    let time = |value: Option<String>, flag: &str| -> Result<Option<i64>, String> {
+        value
+            .map(|text| llmux_gateway::clock::parse_time(&text).ok_or_else(|| format!("--{flag} `{text}` is not a time")))
+            .transpose()
+    };
+    let since = time(args.since, "since")?;
+    let until = time(args.until, "until")?;
+    let store = open_store(&config).await?;
+    let rows = store.usage_summary(group_by, since, until).await.map_err(|error| error.to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string(&rows).unwrap_or_default());
+        return Ok(());
+    }
+    println!("{:<28} {:>9} {:>7} {:>12} {:>12} {:>10} {:>16}", args.by, "requests", "errors", "input", "output", "cached", "cost");
+    for row in &rows {
+        let cost = format!("{} {}", llmux_types::money::format_nanos(row.cost_nanos), row.currency.as_deref().unwrap_or(""));
+        println!(
+            "{:<28} {:>9} {:>7} {:>12} {:>12} {:>10} {:>16}",
+            row.group, row.requests, row.errors, row.input_tokens, row.output_tokens, row.cached_tokens, cost.trim()
+        );
+    }
+    Ok(())
+}
