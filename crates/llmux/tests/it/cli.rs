@@ -1,0 +1,140 @@
+//! The real binary, as an operator uses it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{base_config, temp_dir, user};
+
+const BIN: &str = env!("CARGO_BIN_EXE_llmux");
+
+fn config_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("llmux.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\n[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"mock\", model = \"echo\" }}]\n",
+            base_config(dir)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BIN).args(args).output().expect("run llmux");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn check_prints_the_routing_table_and_reports_errors() {
+    let dir = temp_dir("check");
+    let config = config_in(&dir);
+    let (ok, stdout, _) = run(&["check", "--config", config.to_str().unwrap()]);
+    assert!(ok);
+    assert!(stdout.contains("chat (strategy priority)"), "{stdout}");
+    assert!(stdout.contains("1. mock -> echo"), "{stdout}");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[providers]]\nname = \"a\"\nkind = \"deepseek\"\n\n[[models]]\nname = \"m\"\nroutes = [{ provider = \"b\", model = \"x\" }]\n").unwrap();
+    let (ok, _, stderr) = run(&["check", "--config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("providers[0].api_key"), "{stderr}");
+    assert!(stderr.contains("models[0].routes[0].provider: unknown provider `b`"), "{stderr}");
+    let (ok, stdout, _) = run(&["version"]);
+    assert!(ok && stdout.starts_with("llmux "));
+}
+
+#[test]
+fn keys_are_managed_from_the_cli() {
+    let dir = temp_dir("keys");
+    let config = config_in(&dir);
+    let config = config.to_str().unwrap();
+    let (ok, stdout, stderr) =
+        run(&["keys", "create", "--config", config, "--name", "ci", "--models", "chat,other", "--budget", "10", "--budget-period", "weekly", "--rpm", "5", "--region", "CN"]);
+    assert!(ok, "{stderr}");
+    let mut lines = stdout.lines();
+    let key = lines.next().unwrap();
+    assert!(key.starts_with("sk-llmux-"));
+    let id = lines.next().unwrap().strip_prefix("id: ").unwrap().to_owned();
+    assert!(stderr.contains("shown only once"));
+
+    let (ok, stdout, _) = run(&["keys", "list", "--config", config, "--json"]);
+    assert!(ok);
+    let list: Value = serde_json::from_str(&stdout).unwrap();
+    let listed = &list["keys"][0];
+    assert_eq!(listed["id"], id.as_str());
+    assert_eq!(listed["models"], json!(["chat", "other"]));
+    assert_eq!(listed["budget"], json!({"amount": 10, "currency": "USD", "period": "weekly"}));
+    assert_eq!(listed["rpm_limit"], 5);
+    assert_eq!(listed["region"], "CN");
+    assert!(!stdout.contains(key), "the plain key is never listed");
+    let db = std::fs::read(dir.join("llmux.db")).unwrap();
+    assert!(!db.windows(key.len()).any(|w| w == key.as_bytes()), "the plain key is not stored");
+
+    let (ok, stdout, _) = run(&["keys", "revoke", "--config", config, &id]);
+    assert!(ok && stdout.contains("revoked"));
+    let (ok, stdout, _) = run(&["keys", "show", "--config", config, &id]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["status"], "revoked");
+    let (ok, _, stderr) = run(&["keys", "revoke", "--config", config, "key_missing"]);
+    assert!(!ok && stderr.contains("no key with id"));
+}
+
+/// Starts the binary on a free port; returns the child and its address.
+fn serve(config: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llmux serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    let address = first.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("address in banner").to_owned();
+    (child, address)
+}
+
+#[tokio::test]
+async fn sigterm_drains_the_ledger_and_usage_reports_it() {
+    let dir = temp_dir("sigterm");
+    let config = config_in(&dir);
+    let config = config.to_str().unwrap().to_owned();
+    let (ok, stdout, _) = run(&["keys", "create", "--config", &config, "--name", "ops"]);
+    assert!(ok);
+    let key = stdout.lines().next().unwrap().to_owned();
+    let (mut child, address) = serve(&config);
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let response = http
+            .post(format!("http://{address}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "chat", "messages": user("one two")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "llmux did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    let (ok, stdout, _) = run(&["usage", "--config", &config, "--by", "model", "--json"]);
+    assert!(ok);
+    let rows: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(rows[0]["group"], "chat");
+    assert_eq!(rows[0]["requests"], 5);
+    assert_eq!(rows[0]["output_tokens"], 10);
+    let (ok, stdout, _) = run(&["usage", "--config", &config, "--by", "day"]);
+    assert!(ok && stdout.lines().count() == 2, "{stdout}");
+}

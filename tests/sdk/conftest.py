@@ -1,0 +1,554 @@
+"""Fixtures for the OpenAI SDK conformance suite.
+
+The suite drives the real `llmux` binary (env `LLMUX_BIN`, default
+`target/debug/llmux`) with the official `openai` Python SDK. Upstream traffic
+goes to a fake OpenAI-compatible server written here with the standard library,
+which records every request it receives so tests can assert on what the gateway
+actually sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import httpx2
+import openai
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MASTER_KEY = "sk-master-sdk-tests"
+UPSTREAM_KEY = "sk-upstream-secret"
+
+CHAT_TEXT = "Hello from fake upstream"
+CHAT_PIECES = ["Hello", " from", " fake", " upstream"]
+CHAT_USAGE = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+TOOL_NAME = "get_weather"
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+TOOL_ARGUMENT_PIECES = ['{"', "city", '": "', "Paris", '"}']
+TOOL_CALL_ID = "call_fake_0001"
+UPSTREAM_400_MESSAGE = "bad thing"
+EMBEDDING_DIM = 4
+
+STARTUP_TIMEOUT_S = 20.0
+# Local traffic must never go through a proxy configured in the environment.
+NO_PROXY = "127.0.0.1,localhost,::1"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
+    """Polls `predicate` until it returns a truthy value or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------
+# The fake upstream
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes = field(repr=False)
+
+
+class FakeUpstream:
+    """An OpenAI-compatible server whose behaviour is chosen by the request's `model`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[Recorded] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.0: one request per connection; the end of a stream is the close.
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                upstream._record(self, b"")
+                self._json(404, {"error": {"message": "not found", "type": "invalid_request_error", "param": None, "code": None}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self._read_body()
+                body = upstream._record(self, raw)
+                if not isinstance(body, dict):
+                    self._json(400, {"error": {"message": "body is not a JSON object", "type": "invalid_request_error", "param": None, "code": None}})
+                    return
+                path = self.path.split("?", 1)[0]
+                if path == "/v1/chat/completions":
+                    upstream._chat(self, body)
+                elif path == "/v1/embeddings":
+                    upstream._embeddings(self, body)
+                else:
+                    self._json(404, {"error": {"message": f"no route {path}", "type": "invalid_request_error", "param": None, "code": None}})
+
+            def _read_body(self) -> bytes:
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
+                        if size == 0:
+                            # Trailers, then the final CRLF.
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                length = int(self.headers.get("content-length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _json(self, status: int, payload: Any) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _sse(self, events: list[Any]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                for event in events:
+                    self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="fake-upstream", daemon=True)
+
+    # -- lifecycle --
+
+    def start(self) -> "FakeUpstream":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+    # -- recording --
+
+    def _record(self, handler: BaseHTTPRequestHandler, raw: bytes) -> Any:
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        with self._lock:
+            self._requests.append(Recorded(handler.command, handler.path, headers, body, raw))
+        return body
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._lock:
+            return list(self._requests)
+
+    def find(self, marker: str) -> list[Recorded]:
+        """Requests whose raw body contains `marker` (tests put a unique marker in each request)."""
+        needle = marker.encode()
+        return [request for request in self.requests if needle in request.raw]
+
+    def one(self, marker: str) -> Recorded:
+        found = self.find(marker)
+        assert len(found) == 1, f"expected exactly one upstream request containing {marker!r}, got {len(found)}"
+        return found[0]
+
+    # -- behaviour --
+
+    def _chat(self, handler: Any, body: dict) -> None:
+        model = body.get("model")
+        stream = bool(body.get("stream"))
+        options = body.get("stream_options") or {}
+        include_usage = stream and bool(options.get("include_usage"))
+        created = int(time.time())
+        completion_id = "chatcmpl-fake" + uuid.uuid4().hex[:12]
+
+        if model == "fake-400":
+            handler._json(400, {"error": {"message": UPSTREAM_400_MESSAGE, "type": "invalid_request_error", "param": None, "code": None}})
+            return
+        if model == "fake-500":
+            handler._json(500, {"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": None, "code": None}})
+            return
+        if model not in ("fake-chat", "fake-tools"):
+            handler._json(404, {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
+            return
+
+        tools = model == "fake-tools"
+        if not stream:
+            if tools:
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": TOOL_CALL_ID, "type": "function", "function": {"name": TOOL_NAME, "arguments": TOOL_ARGUMENTS}}
+                    ],
+                    "refusal": None,
+                }
+                finish = "tool_calls"
+            else:
+                message = {"role": "assistant", "content": CHAT_TEXT, "refusal": None}
+                finish = "stop"
+            handler._json(
+                200,
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": "fp_fake",
+                    "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                    "usage": dict(CHAT_USAGE),
+                },
+            )
+            return
+
+        def chunk(delta: dict, finish: Optional[str] = None) -> dict:
+            event = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+            if include_usage:
+                # OpenAI sends `usage: null` on every chunk when usage was asked for.
+                event["usage"] = None
+            return event
+
+        events: list[dict] = []
+        if tools:
+            events.append(
+                chunk(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {"index": 0, "id": TOOL_CALL_ID, "type": "function", "function": {"name": TOOL_NAME, "arguments": ""}}
+                        ],
+                        "refusal": None,
+                    }
+                )
+            )
+            for piece in TOOL_ARGUMENT_PIECES:
+                events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+            events.append(chunk({}, "tool_calls"))
+        else:
+            events.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+            for piece in CHAT_PIECES:
+                events.append(chunk({"content": piece}))
+            events.append(chunk({}, "stop"))
+        if include_usage:
+            events.append(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": "fp_fake",
+                    "choices": [],
+                    "usage": dict(CHAT_USAGE),
+                }
+            )
+        handler._sse(events)
+
+    def _embeddings(self, handler: Any, body: dict) -> None:
+        inputs = body.get("input")
+        if isinstance(inputs, (str, int)) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            handler._json(400, {"error": {"message": "input must be a non-empty string or array", "type": "invalid_request_error", "param": "input", "code": None}})
+            return
+        base64_format = body.get("encoding_format") == "base64"
+        data = []
+        for index, _ in enumerate(inputs):
+            vector = embedding_vector(index)
+            encoded: Any = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if base64_format else vector
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = 3 * len(inputs)
+        handler._json(
+            200,
+            {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+        )
+
+
+def embedding_vector(index: int) -> list[float]:
+    """The vector the fake returns for input number `index` (exactly representable in float32)."""
+    return [float(index), 0.5, -0.25, 1.0][:EMBEDDING_DIM]
+
+
+# --------------------------------------------------------------------------------------
+# The gateway
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    process: subprocess.Popen
+    addr: str
+    workdir: Path
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.addr}"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def admin(self) -> httpx2.Client:
+        return httpx2.Client(base_url=self.url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10, trust_env=False)
+
+
+def _config_toml(workdir: Path, upstream: FakeUpstream) -> str:
+    db = workdir / "llmux.db"
+    return f"""
+[server]
+listen = "127.0.0.1:0"
+master_key = "${{LLMUX_MASTER_KEY}}"
+shutdown_grace_ms = 2000
+key_refresh_ms = 200
+
+[storage]
+url = "sqlite://{db}"
+flush_interval_ms = 50
+
+[[providers]]
+name = "fake"
+kind = "openai-compatible"
+base_url = "{upstream.base_url}"
+api_key = "{UPSTREAM_KEY}"
+timeout_ms = 15000
+
+[[providers]]
+name = "mock"
+kind = "mock"
+mock = {{ chunk_chars = 4, chunk_delay_ms = 0 }}
+
+[[models]]
+name = "chat"
+routes = [{{ provider = "fake", model = "fake-chat" }}]
+
+[[models]]
+name = "tools"
+routes = [{{ provider = "fake", model = "fake-tools" }}]
+
+[[models]]
+name = "bad"
+routes = [{{ provider = "fake", model = "fake-400" }}]
+
+[[models]]
+name = "broken"
+routes = [{{ provider = "fake", model = "fake-500" }}]
+
+[[models]]
+name = "mockchat"
+routes = [{{ provider = "mock", model = "echo" }}]
+
+[[models]]
+name = "embed"
+routes = [{{ provider = "fake", model = "fake-embed" }}]
+"""
+
+
+CONFIGURED_MODELS = ["chat", "tools", "bad", "broken", "mockchat", "embed"]
+
+
+def _resolve_bin() -> Path:
+    value = os.environ.get("LLMUX_BIN", "target/debug/llmux")
+    path = Path(value)
+    if not path.is_absolute():
+        path = (REPO_ROOT / path).resolve() if not path.exists() else path.resolve()
+    return path
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Any:
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    binary = _resolve_bin()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        pytest.exit(f"llmux binary not found or not executable: {binary} (build it with `cargo build -p llmux` or set LLMUX_BIN)", returncode=2)
+
+    workdir = tmp_path_factory.mktemp("llmux")
+    config_path = workdir / "llmux.toml"
+    config_path.write_text(_config_toml(workdir, upstream))
+    log_path = workdir / "llmux.log"
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LLMUX_")}
+    env["LLMUX_MASTER_KEY"] = MASTER_KEY
+    env["LLMUX_LOG"] = os.environ.get("LLMUX_LOG", "info")
+    env["NO_PROXY"] = env["no_proxy"] = NO_PROXY
+
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(binary), "serve", "--config", str(config_path), "--listen", "127.0.0.1:0"],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def find_address() -> Optional[str]:
+        if process.poll() is not None:
+            raise AssertionError(f"llmux exited early with code {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        match = re.search(r"listening on http://(\S+)\s", log_path.read_text(errors="replace"))
+        return match.group(1) if match else None
+
+    try:
+        addr = wait_until(find_address, STARTUP_TIMEOUT_S, what="the `listening on` line")
+        gw = Gateway(process, addr, workdir, log_path)
+        with httpx2.Client(timeout=2, trust_env=False) as client:
+
+            def healthy() -> bool:
+                if process.poll() is not None:
+                    raise AssertionError(f"llmux exited with code {process.returncode}:\n{gw.log()}")
+                try:
+                    return client.get(f"{gw.url}/health").status_code == 200
+                except httpx2.TransportError:
+                    return False
+
+            wait_until(healthy, STARTUP_TIMEOUT_S, interval=0.05, what="GET /health == 200")
+    except BaseException:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+
+    yield gw
+
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+        raise AssertionError(f"llmux did not exit within 20s of SIGTERM:\n{gw.log()[-4000:]}")
+    assert code == 0, f"llmux exited with code {code} after SIGTERM:\n{gw.log()[-4000:]}"
+
+
+@dataclass
+class VirtualKey:
+    id: str
+    key: str
+    raw: dict
+
+
+def _create_key(gateway: Gateway, payload: dict) -> VirtualKey:
+    with gateway.admin() as admin:
+        response = admin.post("/admin/keys", json=payload)
+    assert response.status_code == 201, f"POST /admin/keys {payload} -> {response.status_code} {response.text}"
+    body = response.json()
+    assert isinstance(body.get("key"), str) and body["key"], body
+    assert isinstance(body.get("id"), str) and body["id"], body
+    return VirtualKey(id=body["id"], key=body["key"], raw=body)
+
+
+@pytest.fixture(scope="session")
+def sdk_key(gateway: Gateway) -> VirtualKey:
+    return _create_key(gateway, {"name": "sdk"})
+
+
+@pytest.fixture(scope="session")
+def limited_key(gateway: Gateway) -> VirtualKey:
+    return _create_key(gateway, {"name": "limited", "models": ["chat"]})
+
+
+@pytest.fixture(scope="session")
+def ledger_key(gateway: Gateway) -> VirtualKey:
+    """A key used only by the usage-ledger test, so its records are exactly that test's."""
+    return _create_key(gateway, {"name": "ledger"})
+
+
+class SentRequests:
+    """What the SDK actually put on the wire (captured with an httpx event hook)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.items: list[tuple[str, str, Any]] = []
+
+    def hook(self, request: httpx2.Request) -> None:
+        content = request.content if request.method != "GET" else b""
+        try:
+            body = json.loads(content) if content else None
+        except ValueError:
+            body = None
+        with self._lock:
+            self.items.append((request.method, str(request.url), body))
+
+    def last_body(self) -> Any:
+        with self._lock:
+            return self.items[-1][2]
+
+
+def make_client(gateway: Gateway, api_key: str, sent: Optional[SentRequests] = None) -> openai.OpenAI:
+    hooks = {"request": [sent.hook]} if sent is not None else {}
+    return openai.OpenAI(
+        base_url=f"{gateway.url}/v1",
+        api_key=api_key,
+        max_retries=0,
+        timeout=30,
+        http_client=openai.DefaultHttpxClient(event_hooks=hooks, trust_env=False),
+    )
+
+
+@pytest.fixture(scope="session")
+def sent() -> SentRequests:
+    return SentRequests()
+
+
+@pytest.fixture(scope="session")
+def client(gateway: Gateway, sdk_key: VirtualKey, sent: SentRequests) -> Any:
+    with make_client(gateway, sdk_key.key, sent) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def limited_client(gateway: Gateway, limited_key: VirtualKey) -> Any:
+    with make_client(gateway, limited_key.key) as c:
+        yield c
+
+
+@pytest.fixture
+def marker() -> str:
+    """A unique string to put in a request so the upstream's record of it can be found."""
+    return f"marker-{uuid.uuid4().hex}"
