@@ -13,9 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use llmux_providers::ProviderSpec;
-use llmux_types::{Price, Region, Secret};
 #[cfg(test)]
 use llmux_types::Currency;
+use llmux_types::{Price, Region, Secret};
 
 pub use resolve::default_config;
 
@@ -106,11 +106,7 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
     }
 }
 

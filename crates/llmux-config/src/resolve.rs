@@ -35,8 +35,17 @@ pub(crate) fn resolve(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigErro
         redis: raw.storage.redis.as_deref().map(|url| interpolate(url, env, "storage.redis", &mut errors)),
         flush_interval: Duration::from_millis(raw.storage.flush_interval_ms.unwrap_or(200).clamp(10, 1_000)),
     };
-    if !(storage.url.starts_with("sqlite:") || storage.url.starts_with("postgres://") || storage.url.starts_with("postgresql://")) {
-        errors.push("storage.url", format!("unsupported storage URL `{}`; expected `sqlite://FILE` or `postgres://...`", crate::redact_url(&storage.url)));
+    if !(storage.url.starts_with("sqlite:")
+        || storage.url.starts_with("postgres://")
+        || storage.url.starts_with("postgresql://"))
+    {
+        errors.push(
+            "storage.url",
+            format!(
+                "unsupported storage URL `{}`; expected `sqlite://FILE` or `postgres://...`",
+                crate::redact_url(&storage.url)
+            ),
+        );
     }
 
     let mut providers = Vec::new();
@@ -53,11 +62,7 @@ pub(crate) fn resolve(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigErro
 
     let models = resolve_models(&raw.models, &providers, &mut errors);
 
-    if errors.0.is_empty() {
-        Ok(Config { server, storage, providers, models })
-    } else {
-        Err(ConfigErrors(errors.0))
-    }
+    if errors.0.is_empty() { Ok(Config { server, storage, providers, models }) } else { Err(ConfigErrors(errors.0)) }
 }
 
 fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerConfig {
@@ -97,11 +102,17 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
 
 fn resolve_provider(raw: &RawProvider, path: &str, env: Env<'_>, errors: &mut Errors) -> Option<ProviderSpec> {
     if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        errors.push(format!("{path}.name"), format!("`{}` is not a valid name (letters, digits, `-`, `_`, `.`)", raw.name));
+        errors.push(
+            format!("{path}.name"),
+            format!("`{}` is not a valid name (letters, digits, `-`, `_`, `.`)", raw.name),
+        );
     }
     let Some(preset) = llmux_providers::preset(&raw.kind) else {
         let known: Vec<_> = llmux_providers::kinds().collect();
-        errors.push(format!("{path}.kind"), format!("unknown provider kind `{}`; known kinds: {}", raw.kind, known.join(", ")));
+        errors.push(
+            format!("{path}.kind"),
+            format!("unknown provider kind `{}`; known kinds: {}", raw.kind, known.join(", ")),
+        );
         return None;
     };
     let base_url = match raw.base_url.as_deref() {
@@ -114,8 +125,8 @@ fn resolve_provider(raw: &RawProvider, path: &str, env: Env<'_>, errors: &mut Er
             }
         },
     };
-    if !base_url.is_empty()
-        && !(base_url.starts_with("http://") || base_url.starts_with("https://") || base_url.starts_with("mock://"))
+    let known_scheme = ["http://", "https://", "mock://"].iter().any(|scheme| base_url.starts_with(scheme));
+    if !base_url.is_empty() && !known_scheme
     {
         errors.push(format!("{path}.base_url"), format!("`{base_url}` must start with http:// or https://"));
     }
@@ -125,11 +136,21 @@ fn resolve_provider(raw: &RawProvider, path: &str, env: Env<'_>, errors: &mut Er
         .map(|key| interpolate(key, env, &format!("{path}.api_key"), errors))
         .filter(|key| !key.is_empty());
     if preset.key_required && api_key.is_none() && raw.api_key.is_none() {
-        errors.push(format!("{path}.api_key"), format!("kind `{}` needs an `api_key` (for example \"${{{}}}\")", raw.kind, preset.env_key.unwrap_or("PROVIDER_API_KEY")));
+        errors.push(
+            format!("{path}.api_key"),
+            format!(
+                "kind `{}` needs an `api_key` (for example \"${{{}}}\")",
+                raw.kind,
+                preset.env_key.unwrap_or("PROVIDER_API_KEY")
+            ),
+        );
     }
     let regions = match &raw.regions {
         Some(entries) => RegionSet::parse(entries).unwrap_or_else(|entry| {
-            errors.push(format!("{path}.regions"), format!("`{entry}` is not `*`, a two-letter region code, or `!` and a code"));
+            errors.push(
+                format!("{path}.regions"),
+                format!("`{entry}` is not `*`, a two-letter region code, or `!` and a code"),
+            );
             RegionSet::everywhere()
         }),
         None => RegionSet::parse(preset.regions).unwrap_or_else(|_| RegionSet::everywhere()),
@@ -200,7 +221,10 @@ fn resolve_models(raw: &[RawModel], providers: &[ProviderSpec], errors: &mut Err
             "cost" => Strategy::Cost,
             "least-busy" => Strategy::LeastBusy,
             other => {
-                errors.push(format!("{path}.strategy"), format!("unknown strategy `{other}`; expected priority, weighted, latency, cost or least-busy"));
+                errors.push(
+                    format!("{path}.strategy"),
+                    format!("unknown strategy `{other}`; expected priority, weighted, latency, cost or least-busy"),
+                );
                 Strategy::Priority
             }
         };
@@ -211,7 +235,9 @@ fn resolve_models(raw: &[RawModel], providers: &[ProviderSpec], errors: &mut Err
             .routes
             .iter()
             .enumerate()
-            .filter_map(|(route_index, route)| resolve_route(route, &format!("{path}.routes[{route_index}]"), providers, errors))
+            .filter_map(|(route_index, route)| {
+                resolve_route(route, &format!("{path}.routes[{route_index}]"), providers, errors)
+            })
             .collect();
         models.push(ModelConfig {
             name: model.name.clone(),
@@ -222,7 +248,9 @@ fn resolve_models(raw: &[RawModel], providers: &[ProviderSpec], errors: &mut Err
         });
     }
     for (index, model) in raw.iter().enumerate() {
-        for (field, targets) in [("fallbacks", &model.fallbacks), ("context_window_fallbacks", &model.context_window_fallbacks)] {
+        for (field, targets) in
+            [("fallbacks", &model.fallbacks), ("context_window_fallbacks", &model.context_window_fallbacks)]
+        {
             for target in targets {
                 if target == &model.name {
                     errors.push(format!("models[{index}].{field}"), format!("`{target}` falls back to itself"));
@@ -254,7 +282,10 @@ fn resolve_route(raw: &RawRoute, path: &str, providers: &[ProviderSpec], errors:
             let currency = match price.currency.as_deref() {
                 None => Currency::USD,
                 Some(code) => Currency::parse(code).unwrap_or_else(|| {
-                    errors.push(format!("{path}.price.currency"), format!("`{code}` is not a three-letter currency code"));
+                    errors.push(
+                        format!("{path}.price.currency"),
+                        format!("`{code}` is not a three-letter currency code"),
+                    );
                     Currency::USD
                 }),
             };
@@ -291,7 +322,12 @@ fn fallback_cycle(models: &[RawModel]) -> Option<Vec<String>> {
             (model.name.as_str(), targets)
         })
         .collect();
-    fn visit<'a>(node: &'a str, edges: &BTreeMap<&'a str, Vec<&'a str>>, stack: &mut Vec<&'a str>, done: &mut HashSet<&'a str>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        node: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
         if let Some(position) = stack.iter().position(|n| *n == node) {
             let mut cycle: Vec<String> = stack[position..].iter().map(|n| (*n).to_owned()).collect();
             cycle.push(node.to_owned());

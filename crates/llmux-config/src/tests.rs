@@ -10,7 +10,8 @@ fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 #[test]
 fn example_config_parses() {
     let text = include_str!("../../../llmux.example.toml");
-    let config = Config::from_toml(text, &env_of(&[("LLMUX_MASTER_KEY", "sk-master-12345")])).expect("example is valid");
+    let config =
+        Config::from_toml(text, &env_of(&[("LLMUX_MASTER_KEY", "sk-master-12345")])).expect("example is valid");
     assert_eq!(config.server.listen, "127.0.0.1:4000");
     assert_eq!(config.server.master_key.as_ref().unwrap().expose(), "sk-master-12345");
     assert!(config.model("chat-default").is_some());
@@ -124,7 +125,10 @@ routes = [
     let builtin = routes[0].price.unwrap();
     assert_eq!((builtin.input, builtin.currency), (1_000_000_000, Currency::CNY));
     let overridden = routes[1].price.unwrap();
-    assert_eq!((overridden.input, overridden.output, overridden.cached_input), (270_000_000, 1_100_000_000, 70_000_000));
+    assert_eq!(
+        (overridden.input, overridden.output, overridden.cached_input),
+        (270_000_000, 1_100_000_000, 70_000_000)
+    );
     assert_eq!(overridden.currency, Currency::USD);
 }
 

@@ -114,7 +114,12 @@ impl KeyCache {
     }
 
     /// Authenticates a presented key.
-    pub async fn authenticate(&self, store: &dyn Store, presented: Option<&str>, now_ms: i64) -> Result<Caller, AuthError> {
+    pub async fn authenticate(
+        &self,
+        store: &dyn Store,
+        presented: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Caller, AuthError> {
         let presented = presented.map(str::trim).filter(|key| !key.is_empty()).ok_or(AuthError::Missing)?;
         if !presented.starts_with(KEY_PREFIX) {
             return Err(AuthError::Invalid);
@@ -184,7 +189,12 @@ impl KeyCache {
     }
 
     /// Runs [`KeyCache::refresh`] every `interval` until `shutdown` fires.
-    pub async fn refresh_loop(self: Arc<Self>, store: Arc<dyn Store>, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn refresh_loop(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -44,17 +44,23 @@ impl ErrorCode {
     /// The table. Codes, statuses and types are part of the product contract.
     pub fn row(self) -> ErrorRow {
         let (code, status, openai_type, anthropic_type) = match self {
-            ErrorCode::InvalidRequest => ("invalid_request_error", 400, "invalid_request_error", "invalid_request_error"),
+            ErrorCode::InvalidRequest => {
+                ("invalid_request_error", 400, "invalid_request_error", "invalid_request_error")
+            }
             ErrorCode::InvalidApiKey => ("invalid_api_key", 401, "authentication_error", "authentication_error"),
             ErrorCode::ModelNotAllowed => ("model_not_allowed", 403, "permission_error", "permission_error"),
             ErrorCode::RegionNotServed => ("region_not_served", 403, "permission_error", "permission_error"),
             ErrorCode::ModelNotFound => ("model_not_found", 404, "invalid_request_error", "not_found_error"),
             ErrorCode::NotFound => ("not_found", 404, "invalid_request_error", "not_found_error"),
-            ErrorCode::MethodNotAllowed => ("method_not_allowed", 405, "invalid_request_error", "invalid_request_error"),
+            ErrorCode::MethodNotAllowed => {
+                ("method_not_allowed", 405, "invalid_request_error", "invalid_request_error")
+            }
             ErrorCode::RequestTooLarge => ("request_too_large", 413, "invalid_request_error", "request_too_large"),
             ErrorCode::RateLimitExceeded => ("rate_limit_exceeded", 429, "rate_limit_error", "rate_limit_error"),
             ErrorCode::BudgetExceeded => ("budget_exceeded", 429, "insufficient_quota", "rate_limit_error"),
-            ErrorCode::ContextLengthExceeded => ("context_length_exceeded", 400, "invalid_request_error", "invalid_request_error"),
+            ErrorCode::ContextLengthExceeded => {
+                ("context_length_exceeded", 400, "invalid_request_error", "invalid_request_error")
+            }
             ErrorCode::ContentFilter => ("content_filter", 400, "invalid_request_error", "invalid_request_error"),
             ErrorCode::UpstreamError => ("upstream_error", 502, "api_error", "api_error"),
             ErrorCode::UpstreamTimeout => ("upstream_timeout", 504, "api_error", "api_error"),
@@ -86,10 +92,15 @@ pub struct FailedAttempt {
 pub enum GatewayError {
     Auth(AuthError),
     BadRequest(DecodeError),
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
     ModelNotFound(String),
     ModelNotAllowed(String),
-    RegionNotServed { model: String, region: String },
+    RegionNotServed {
+        model: String,
+        region: String,
+    },
     /// Every route failed (or one failed with the caller's fault).
     Upstream(Vec<FailedAttempt>),
     StoreUnavailable,
@@ -98,7 +109,9 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            GatewayError::Auth(AuthError::StoreUnavailable) | GatewayError::StoreUnavailable => ErrorCode::ServiceUnavailable,
+            GatewayError::Auth(AuthError::StoreUnavailable) | GatewayError::StoreUnavailable => {
+                ErrorCode::ServiceUnavailable
+            }
             GatewayError::Auth(_) => ErrorCode::InvalidApiKey,
             GatewayError::BadRequest(_) => ErrorCode::InvalidRequest,
             GatewayError::TooLarge { .. } => ErrorCode::RequestTooLarge,
@@ -130,7 +143,8 @@ impl GatewayError {
     pub fn message(&self, request_id: &str) -> String {
         match self {
             GatewayError::Auth(AuthError::Missing) => {
-                "You didn't provide an API key. Send it as `Authorization: Bearer sk-llmux-...` or `x-api-key`.".to_owned()
+                "You didn't provide an API key. Send it as `Authorization: Bearer sk-llmux-...` or `x-api-key`."
+                    .to_owned()
             }
             GatewayError::Auth(AuthError::StoreUnavailable) | GatewayError::StoreUnavailable => {
                 format!("The key store is temporarily unavailable; retry shortly (request id {request_id}).")

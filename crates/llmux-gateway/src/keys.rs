@@ -58,7 +58,9 @@ pub struct KeyPatch {
     pub metadata: Option<Option<Value>>,
 }
 
-fn nullable<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
@@ -82,7 +84,8 @@ fn budget(input: &BudgetInput) -> Result<Budget, KeyError> {
         .ok_or_else(|| invalid("budget.amount", "must be a non-negative amount with at most 9 decimals"))?;
     let currency = match input.currency.as_deref() {
         None => Currency::USD,
-        Some(code) => Currency::parse(code).ok_or_else(|| invalid("budget.currency", format!("`{code}` is not a currency code")))?,
+        Some(code) => Currency::parse(code)
+            .ok_or_else(|| invalid("budget.currency", format!("`{code}` is not a currency code")))?,
     };
     let period = input.period.clone().unwrap_or_else(|| "monthly".to_owned());
     if !["daily", "weekly", "monthly", "total"].contains(&period.as_str()) {

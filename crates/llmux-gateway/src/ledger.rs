@@ -61,7 +61,9 @@ impl LedgerWriter {
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(true);
         if tokio::time::timeout(grace, self.task).await.is_err() {
-            tracing::error!("Usage ledger could not be flushed before the shutdown deadline; some records were not written.");
+            tracing::error!(
+                "Usage ledger could not be flushed before the shutdown deadline; some records were not written."
+            );
         }
     }
 }

@@ -178,7 +178,13 @@ impl Gateway {
     /// Public model names `caller` may use.
     pub fn models_for(&self, caller: &Caller) -> Vec<String> {
         let runtime = self.runtime.load();
-        runtime.config.models.iter().filter(|model| caller.may_use(&model.name)).map(|model| model.name.clone()).collect()
+        runtime
+            .config
+            .models
+            .iter()
+            .filter(|model| caller.may_use(&model.name))
+            .map(|model| model.name.clone())
+            .collect()
     }
 
     /// An OpenAI-dialect request (`/v1/chat/completions`, `/v1/completions`,
@@ -188,7 +194,8 @@ impl Gateway {
 
         // 1. Authenticate.
         let caller = self.authenticate(meta.api_key.as_deref()).await?;
-        let mut settlement = Settlement::new(self.ledger.clone(), self.metrics.clone(), &meta.request_id, &caller, meta.started);
+        let mut settlement =
+            Settlement::new(self.ledger.clone(), self.metrics.clone(), &meta.request_id, &caller, meta.started);
 
         let request = match peek(&body, endpoint) {
             Ok(request) => request,
@@ -300,7 +307,10 @@ impl Success {
             }
             Success::Upstream { response, idle } => {
                 let strip_usage = !request.include_usage;
-                ("text/event-stream", ReplyBody::Stream(relay::openai_passthrough(response, settlement, strip_usage, idle)))
+                (
+                    "text/event-stream",
+                    ReplyBody::Stream(relay::openai_passthrough(response, settlement, strip_usage, idle)),
+                )
             }
             Success::Events { events, delay, encoder } => {
                 ("text/event-stream", ReplyBody::Stream(relay::encoded(events, delay, encoder, settlement)))
@@ -378,14 +388,21 @@ impl Attempt<'_> {
                 if request.stream {
                     let events = mock::stream_events(&response, settings);
                     let encoder = Box::new(encode::ChatStreamEncoder::new(request.stream_include_usage));
-                    return Ok(Success::Events { events, delay: Duration::from_millis(settings.chunk_delay_ms), encoder });
+                    return Ok(Success::Events {
+                        events,
+                        delay: Duration::from_millis(settings.chunk_delay_ms),
+                        encoder,
+                    });
                 }
                 Ok(Success::Full { body: Bytes::from(encode::chat_response(&response)), usage: Some(response.usage) })
             }
             Endpoint::Embeddings => {
                 let request = decode::embeddings_request(self.body).map_err(bad_request)?;
                 let response = mock::embed(&request, &route.model);
-                Ok(Success::Full { body: Bytes::from(encode::embeddings_response(&response)), usage: Some(response.usage) })
+                Ok(Success::Full {
+                    body: Bytes::from(encode::embeddings_response(&response)),
+                    usage: Some(response.usage),
+                })
             }
             Endpoint::Completions => {
                 let (_, prompts, stream, max_tokens) = decode::completion_prompts(self.body).map_err(bad_request)?;
@@ -394,7 +411,9 @@ impl Attempt<'_> {
                     .map(|prompt| {
                         let text = mock::complete(prompt, &route.model, settings);
                         match max_tokens {
-                            Some(max) => text.split_whitespace().take(max.max(1) as usize).collect::<Vec<_>>().join(" "),
+                            Some(max) => {
+                                text.split_whitespace().take(max.max(1) as usize).collect::<Vec<_>>().join(" ")
+                            }
                             None => text,
                         }
                     })
@@ -411,7 +430,8 @@ impl Attempt<'_> {
                     for (index, text) in texts.iter().enumerate() {
                         let chunk = encode::completion(&id, created, &route.model, &[(index as u32, text, None)], None);
                         llmux_wire::sse::write_data_event(&mut body, &chunk);
-                        let end = encode::completion(&id, created, &route.model, &[(index as u32, "", Some(&stop))], None);
+                        let end =
+                            encode::completion(&id, created, &route.model, &[(index as u32, "", Some(&stop))], None);
                         llmux_wire::sse::write_data_event(&mut body, &end);
                     }
                     body.extend_from_slice(b"data: [DONE]\n\n");
@@ -423,7 +443,10 @@ impl Attempt<'_> {
                 }
                 let choices: Vec<(u32, &str, Option<&llmux_types::chat::FinishReason>)> =
                     texts.iter().enumerate().map(|(index, text)| (index as u32, text.as_str(), Some(&stop))).collect();
-                Ok(Success::Full { body: Bytes::from(encode::completion(&id, created, &route.model, &choices, Some(&usage))), usage: Some(usage) })
+                Ok(Success::Full {
+                    body: Bytes::from(encode::completion(&id, created, &route.model, &choices, Some(&usage))),
+                    usage: Some(usage),
+                })
             }
         }
     }

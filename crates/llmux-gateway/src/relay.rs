@@ -116,7 +116,12 @@ impl Passthrough {
 }
 
 /// Relays an OpenAI-dialect SSE response.
-pub fn openai_passthrough(response: reqwest::Response, settlement: Settlement, strip_usage: bool, idle: Duration) -> BodyStream {
+pub fn openai_passthrough(
+    response: reqwest::Response,
+    settlement: Settlement,
+    strip_usage: bool,
+    idle: Duration,
+) -> BodyStream {
     let state = Passthrough {
         upstream: Box::pin(response.bytes_stream()),
         framer: Framer::new(),
@@ -147,7 +152,11 @@ pub fn openai_passthrough(response: reqwest::Response, settlement: Settlement, s
                         state.route_event(tail, &mut out);
                     }
                     if !state.saw_done && state.error.is_none() {
-                        state.fail(ErrorCode::UpstreamError, "The upstream closed the stream before it finished.", &mut out);
+                        state.fail(
+                            ErrorCode::UpstreamError,
+                            "The upstream closed the stream before it finished.",
+                            &mut out,
+                        );
                     }
                     state.settle();
                 }
@@ -187,7 +196,12 @@ impl EventEncoder for llmux_wire::openai::encode::ChatStreamEncoder {
 }
 
 /// Streams canonical `events`, pausing `delay` between text chunks.
-pub fn encoded(events: Vec<StreamEvent>, delay: Duration, encoder: Box<dyn EventEncoder>, settlement: Settlement) -> BodyStream {
+pub fn encoded(
+    events: Vec<StreamEvent>,
+    delay: Duration,
+    encoder: Box<dyn EventEncoder>,
+    settlement: Settlement,
+) -> BodyStream {
     struct State {
         events: std::vec::IntoIter<StreamEvent>,
         delay: Duration,

@@ -31,7 +31,13 @@ pub struct Settlement {
 }
 
 impl Settlement {
-    pub fn new(ledger: Ledger, metrics: Arc<Metrics>, request_id: &str, caller: &Caller, started: Instant) -> Settlement {
+    pub fn new(
+        ledger: Ledger,
+        metrics: Arc<Metrics>,
+        request_id: &str,
+        caller: &Caller,
+        started: Instant,
+    ) -> Settlement {
         Settlement {
             ledger,
             metrics,
@@ -97,7 +103,8 @@ impl Settlement {
         record.cost_nanos = cost.map(|cost| cost.nanos);
         record.currency = cost.map(|cost| cost.currency.to_string());
         record.latency_ms = u64::try_from(now.duration_since(self.started).as_millis()).unwrap_or(u64::MAX);
-        record.ttft_ms = self.first_byte.map(|at| u64::try_from(at.duration_since(self.started).as_millis()).unwrap_or(u64::MAX));
+        record.ttft_ms =
+            self.first_byte.map(|at| u64::try_from(at.duration_since(self.started).as_millis()).unwrap_or(u64::MAX));
         record.created_at = clock::now_ms();
         self.metrics.observe_request(&RequestObservation {
             model: &record.model,

@@ -76,7 +76,11 @@ impl Metrics {
         let model = observation.model.to_owned();
         let provider = observation.provider.to_owned();
         self.requests
-            .get(vec![("model", model.clone()), ("provider", provider.clone()), ("status", observation.status.to_string())])
+            .get(vec![
+                ("model", model.clone()),
+                ("provider", provider.clone()),
+                ("status", observation.status.to_string()),
+            ])
             .fetch_add(1, Ordering::Relaxed);
         self.duration.get(vec![("model", model.clone())]).observe(observation.seconds);
         if let Some(ttft) = observation.ttft_seconds {
@@ -111,7 +115,9 @@ impl Metrics {
             .get(vec![("provider", provider.to_owned()), ("outcome", outcome.to_owned())])
             .fetch_add(1, Ordering::Relaxed);
         let healthy = u64::from(outcome == "ok" || outcome == "bad_request" || outcome == "context_length");
-        self.healthy.get(vec![("model", model.to_owned()), ("provider", provider.to_owned())]).store(healthy, Ordering::Relaxed);
+        self.healthy
+            .get(vec![("model", model.to_owned()), ("provider", provider.to_owned())])
+            .store(healthy, Ordering::Relaxed);
     }
 
     /// Whether the last attempt on a route succeeded (`None` if never tried).
@@ -123,12 +129,40 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        counter(&mut out, "llmux_requests_total", "Requests served, by public model, provider and HTTP status.", &self.requests, 1.0);
-        histogram(&mut out, "llmux_request_duration_seconds", "Time from request to the end of the response.", &self.duration);
-        histogram(&mut out, "llmux_time_to_first_token_seconds", "Time from request to the first streamed token.", &self.ttft);
-        counter(&mut out, "llmux_tokens_total", "Tokens metered, by kind (input, output, cached, reasoning).", &self.tokens, 1.0);
+        counter(
+            &mut out,
+            "llmux_requests_total",
+            "Requests served, by public model, provider and HTTP status.",
+            &self.requests,
+            1.0,
+        );
+        histogram(
+            &mut out,
+            "llmux_request_duration_seconds",
+            "Time from request to the end of the response.",
+            &self.duration,
+        );
+        histogram(
+            &mut out,
+            "llmux_time_to_first_token_seconds",
+            "Time from request to the first streamed token.",
+            &self.ttft,
+        );
+        counter(
+            &mut out,
+            "llmux_tokens_total",
+            "Tokens metered, by kind (input, output, cached, reasoning).",
+            &self.tokens,
+            1.0,
+        );
         counter(&mut out, "llmux_cost_total", "Cost metered, in units of the currency label.", &self.cost, 1e-9);
-        counter(&mut out, "llmux_upstream_attempts_total", "Upstream attempts by provider and outcome.", &self.attempts, 1.0);
+        counter(
+            &mut out,
+            "llmux_upstream_attempts_total",
+            "Upstream attempts by provider and outcome.",
+            &self.attempts,
+            1.0,
+        );
         gauge(&mut out, "llmux_route_healthy", "1 if the route's last attempt succeeded.", &self.healthy);
         let _ = writeln!(out, "# HELP llmux_usage_records_total Usage records handed to the ledger writer.");
         let _ = writeln!(out, "# TYPE llmux_usage_records_total counter");

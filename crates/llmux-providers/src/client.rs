@@ -27,7 +27,11 @@ impl UpstreamClient {
     }
 
     /// Sends `request` and waits for the response headers, at most `first_byte`.
-    pub async fn send(&self, request: http::Request<Bytes>, first_byte: Duration) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn send(
+        &self,
+        request: http::Request<Bytes>,
+        first_byte: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let request = reqwest::Request::try_from(request).map_err(|_| UpstreamError::new(ErrorKind::Protocol))?;
         match tokio::time::timeout(first_byte, self.inner.execute(request)).await {
             Err(_) => Err(UpstreamError::new(ErrorKind::Timeout)),

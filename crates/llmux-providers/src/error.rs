@@ -136,7 +136,11 @@ mod tests {
             (400, r#"{"error":{"code":"context_length_exceeded","message":"too long"}}"#, ErrorKind::ContextLength),
             (400, r#"{"error":{"message":"bad"}}"#, ErrorKind::BadRequest),
             (401, r#"{"error":{"message":"Incorrect API key"}}"#, ErrorKind::Auth),
-            (403, r#"{"error":{"code":"unsupported_country_region_territory","message":"no"}}"#, ErrorKind::RegionDenied),
+            (
+                403,
+                r#"{"error":{"code":"unsupported_country_region_territory","message":"no"}}"#,
+                ErrorKind::RegionDenied,
+            ),
             (429, r#"{"error":{"code":"insufficient_quota"}}"#, ErrorKind::QuotaExhausted),
             (429, r#"{"error":{"code":"rate_limit_exceeded"}}"#, ErrorKind::RateLimited),
             (503, "not json", ErrorKind::Overloaded),
@@ -144,7 +148,11 @@ mod tests {
             (422, r#"{"object":"error","message":"x","code":422}"#, ErrorKind::BadRequest),
         ];
         for (status, body, kind) in cases {
-            assert_eq!(UpstreamError::from_openai_response(status, None, body.as_bytes()).kind, kind, "{status} {body}");
+            assert_eq!(
+                UpstreamError::from_openai_response(status, None, body.as_bytes()).kind,
+                kind,
+                "{status} {body}"
+            );
         }
         assert!(ErrorKind::BadRequest.is_client_fault());
         assert!(ErrorKind::RegionDenied.may_fail_over());

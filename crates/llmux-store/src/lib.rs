@@ -151,7 +151,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
     /// Records matching `filter`, newest first.
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError>;
-    async fn usage_summary(&self, group_by: GroupBy, since: Option<i64>, until: Option<i64>) -> Result<Vec<UsageSummaryRow>, StoreError>;
+    async fn usage_summary(
+        &self,
+        group_by: GroupBy,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Vec<UsageSummaryRow>, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the store at `url`.

@@ -69,11 +69,17 @@ impl Reply {
     pub fn chat_stream(pieces: &[&str], prompt_tokens: u64, completion_tokens: u64) -> Reply {
         let mut events = Vec::new();
         for (index, piece) in pieces.iter().enumerate() {
-            let delta = if index == 0 { json!({"role": "assistant", "content": piece}) } else { json!({"content": piece}) };
+            let delta =
+                if index == 0 { json!({"role": "assistant", "content": piece}) } else { json!({"content": piece}) };
             events.push(chunk(delta, Value::Null));
         }
         events.push(chunk(json!({}), json!("stop")));
-        Reply::Sse { events, usage: Some(usage_chunk(prompt_tokens, completion_tokens)), delay: Duration::ZERO, cut_after: None }
+        Reply::Sse {
+            events,
+            usage: Some(usage_chunk(prompt_tokens, completion_tokens)),
+            delay: Duration::ZERO,
+            cut_after: None,
+        }
     }
 }
 
@@ -161,13 +167,22 @@ impl FakeUpstream {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request = Received { method, path: uri.path().to_owned(), headers, body };
     let wants_usage = request.json()["stream_options"]["include_usage"] == json!(true);
     shared.received.lock().push(request);
     let reply = shared.script.lock().pop_front().or_else(|| shared.fallback.lock().clone());
     match reply {
-        None => Response::builder().status(500).body(Body::from(r#"{"error":{"message":"no scripted reply"}}"#)).unwrap_or_default(),
+        None => Response::builder()
+            .status(500)
+            .body(Body::from(r#"{"error":{"message":"no scripted reply"}}"#))
+            .unwrap_or_default(),
         Some(Reply::Json { status, body, headers }) => {
             let mut builder = Response::builder()
                 .status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
@@ -192,21 +207,27 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             } else {
                 frames.push("[DONE]".to_owned());
             }
-            let stream = futures_util::stream::unfold((frames.into_iter(), delay, cut, false), |(mut frames, delay, cut, started)| async move {
-                match frames.next() {
-                    Some(frame) => {
-                        if started && !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
+            let stream = futures_util::stream::unfold(
+                (frames.into_iter(), delay, cut, false),
+                |(mut frames, delay, cut, started)| async move {
+                    match frames.next() {
+                        Some(frame) => {
+                            if started && !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            Some((
+                                Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {frame}\n\n"))),
+                                (frames, delay, cut, true),
+                            ))
                         }
-                        Some((Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {frame}\n\n"))), (frames, delay, cut, true)))
+                        None if cut => {
+                            tokio::time::sleep(delay).await;
+                            Some((Err(std::io::Error::other("connection cut")), (frames, delay, false, true)))
+                        }
+                        None => None,
                     }
-                    None if cut => {
-                        tokio::time::sleep(delay).await;
-                        Some((Err(std::io::Error::other("connection cut")), (frames, delay, false, true)))
-                    }
-                    None => None,
-                }
-            });
+                },
+            );
             Response::builder()
                 .status(200)
                 .header("content-type", "text/event-stream")

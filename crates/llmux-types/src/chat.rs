@@ -85,7 +85,10 @@ impl Message {
 pub enum ContentPart {
     Text(String),
     /// An image by URL (`https://...` or a `data:` URL).
-    Image { url: String, detail: Option<String> },
+    Image {
+        url: String,
+        detail: Option<String>,
+    },
 }
 
 /// A function tool the model may call.
@@ -162,17 +165,38 @@ impl FinishReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     /// Always first.
-    Start { id: String, model: String, created: u64 },
-    Text { choice: u32, text: String },
-    Reasoning { choice: u32, text: String },
+    Start {
+        id: String,
+        model: String,
+        created: u64,
+    },
+    Text {
+        choice: u32,
+        text: String,
+    },
+    Reasoning {
+        choice: u32,
+        text: String,
+    },
     /// A fragment of tool call `index`; the first fragment of an index carries `id`
     /// and `name`.
-    ToolCall { choice: u32, index: u32, id: Option<String>, name: Option<String>, arguments: String },
-    Finish { choice: u32, reason: FinishReason },
+    ToolCall {
+        choice: u32,
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
+    Finish {
+        choice: u32,
+        reason: FinishReason,
+    },
     /// Cumulative usage; the last one seen wins.
     Usage(Usage),
     /// The upstream failed after the stream started.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// An embeddings request.

@@ -22,11 +22,7 @@ impl Currency {
         if bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_alphabetic) {
             return None;
         }
-        Some(Currency([
-            bytes[0].to_ascii_uppercase(),
-            bytes[1].to_ascii_uppercase(),
-            bytes[2].to_ascii_uppercase(),
-        ]))
+        Some(Currency([bytes[0].to_ascii_uppercase(), bytes[1].to_ascii_uppercase(), bytes[2].to_ascii_uppercase()]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -176,7 +172,8 @@ mod tests {
     #[test]
     fn cost_uses_cached_price_for_cached_input() {
         let price = Price::per_million(270_000_000, 1_100_000_000, 70_000_000, Currency::USD);
-        let usage = Usage { input_tokens: 1_000_000, cached_tokens: 400_000, output_tokens: 500_000, reasoning_tokens: 0 };
+        let usage =
+            Usage { input_tokens: 1_000_000, cached_tokens: 400_000, output_tokens: 500_000, reasoning_tokens: 0 };
         // 600k * 0.27 + 400k * 0.07 + 500k * 1.10 = 0.162 + 0.028 + 0.55 = 0.74
         assert_eq!(price.cost(&usage), Money::new(740_000_000, Currency::USD));
     }

@@ -70,9 +70,7 @@ impl RegionSet {
     /// is served by any provider that does not restrict itself to an include list.
     pub fn serves(&self, region: Option<Region>) -> bool {
         match region {
-            Some(region) => {
-                !self.exclude.contains(&region) && (self.all || self.include.contains(&region))
-            }
+            Some(region) => !self.exclude.contains(&region) && (self.all || self.include.contains(&region)),
             None => self.all,
         }
     }

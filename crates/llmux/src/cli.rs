@@ -1,5 +1,6 @@
 //! The subcommands.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -63,7 +64,9 @@ pub async fn serve(flag: Option<PathBuf>, listen: Option<String>) -> Result<(), 
     };
     tracing::info!(%address, config = %source_text, storage = %llmux_config::redact_url(&config.storage.url), "llmux listening.");
     let model = models.first().copied().unwrap_or("mock");
-    println!(
+    // A closed stdout (a supervisor that stopped reading) must not stop the server.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "llmux {} listening on http://{address} (config: {source_text}; admin API {admin})\nmodels: {}\n\nTry it:\n  \
          # 1. create a key (or: llmux keys create --name demo{})\n  \
          curl -s http://{address}/admin/keys -H \"Authorization: Bearer $LLMUX_MASTER_KEY\" -d '{{\"name\":\"demo\"}}'\n  \
@@ -184,7 +187,11 @@ pub enum KeysCommand {
     },
 }
 
-fn budget_input(amount: Option<String>, period: Option<String>, currency: Option<String>) -> Result<Option<BudgetInput>, String> {
+fn budget_input(
+    amount: Option<String>,
+    period: Option<String>,
+    currency: Option<String>,
+) -> Result<Option<BudgetInput>, String> {
     let Some(amount) = amount else {
         if period.is_some() || currency.is_some() {
             return Err("--budget-period and --budget-currency need --budget".to_owned());
@@ -197,7 +204,20 @@ fn budget_input(amount: Option<String>, period: Option<String>, currency: Option
 
 pub async fn keys(command: KeysCommand) -> Result<(), String> {
     match command {
-        KeysCommand::Create { config, name, models, budget, budget_period, budget_currency, rpm, tpm, region, team, expires_at, json } => {
+        KeysCommand::Create {
+            config,
+            name,
+            models,
+            budget,
+            budget_period,
+            budget_currency,
+            rpm,
+            tpm,
+            region,
+            team,
+            expires_at,
+            json,
+        } => {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
             let new = NewKey {
@@ -249,7 +269,11 @@ pub async fn keys(command: KeysCommand) -> Result<(), String> {
         KeysCommand::Show { config, id } => {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
-            let key = store.key(&id).await.map_err(|error| error.to_string())?.ok_or_else(|| format!("no key with id `{id}`"))?;
+            let key = store
+                .key(&id)
+                .await
+                .map_err(|error| error.to_string())?
+                .ok_or_else(|| format!("no key with id `{id}`"))?;
             println!("{}", serde_json::to_string_pretty(&keys::view(&key)).unwrap_or_default());
             Ok(())
         }
@@ -296,10 +320,13 @@ pub struct UsageArgs {
 
 pub async fn usage(args: UsageArgs) -> Result<(), String> {
     let (_, config) = load(args.config)?;
-    let group_by = GroupBy::parse(&args.by).ok_or_else(|| format!("--by `{}`: expected key, model, provider or day", args.by))?;
+    let group_by =
+        GroupBy::parse(&args.by).ok_or_else(|| format!("--by `{}`: expected key, model, provider or day", args.by))?;
     let time = |value: Option<String>, flag: &str| -> Result<Option<i64>, String> {
         value
-            .map(|text| llmux_gateway::clock::parse_time(&text).ok_or_else(|| format!("--{flag} `{text}` is not a time")))
+            .map(|text| {
+                llmux_gateway::clock::parse_time(&text).ok_or_else(|| format!("--{flag} `{text}` is not a time"))
+            })
             .transpose()
     };
     let since = time(args.since, "since")?;
@@ -310,12 +337,22 @@ pub async fn usage(args: UsageArgs) -> Result<(), String> {
         println!("{}", serde_json::to_string(&rows).unwrap_or_default());
         return Ok(());
     }
-    println!("{:<28} {:>9} {:>7} {:>12} {:>12} {:>10} {:>16}", args.by, "requests", "errors", "input", "output", "cached", "cost");
+    println!(
+        "{:<28} {:>9} {:>7} {:>12} {:>12} {:>10} {:>16}",
+        args.by, "requests", "errors", "input", "output", "cached", "cost"
+    );
     for row in &rows {
-        let cost = format!("{} {}", llmux_types::money::format_nanos(row.cost_nanos), row.currency.as_deref().unwrap_or(""));
+        let cost =
+            format!("{} {}", llmux_types::money::format_nanos(row.cost_nanos), row.currency.as_deref().unwrap_or(""));
         println!(
             "{:<28} {:>9} {:>7} {:>12} {:>12} {:>10} {:>16}",
-            row.group, row.requests, row.errors, row.input_tokens, row.output_tokens, row.cached_tokens, cost.trim()
+            row.group,
+            row.requests,
+            row.errors,
+            row.input_tokens,
+            row.output_tokens,
+            row.cached_tokens,
+            cost.trim()
         );
     }
     Ok(())

@@ -49,10 +49,17 @@ impl Default for MockSettings {
     }
 }
 
-const DEFAULT_REPLY: &str = "Hello from the llmux mock provider. This answer is deterministic and was produced without any network access.";
+const DEFAULT_REPLY: &str =
+    "Hello from the llmux mock provider. This answer is deterministic and was produced without any network access.";
 
 /// What the mock answers to `request` (one choice per `n`).
-pub fn respond(request: &ChatRequest, upstream_model: &str, settings: &MockSettings, id: &str, created: u64) -> ChatResponse {
+pub fn respond(
+    request: &ChatRequest,
+    upstream_model: &str,
+    settings: &MockSettings,
+    id: &str,
+    created: u64,
+) -> ChatResponse {
     let usage_in = input_tokens(request);
     let choices: Vec<Choice> = (0..request.n.unwrap_or(1).max(1))
         .map(|index| {
@@ -69,10 +76,7 @@ pub fn respond(request: &ChatRequest, upstream_model: &str, settings: &MockSetti
             Choice { index, content: Some(text), reasoning: None, tool_calls: Vec::new(), finish_reason }
         })
         .collect();
-    let output_tokens = choices
-        .iter()
-        .map(|choice| choice.content.as_deref().map_or(1, count_words))
-        .sum();
+    let output_tokens = choices.iter().map(|choice| choice.content.as_deref().map_or(1, count_words)).sum();
     ChatResponse {
         id: id.to_owned(),
         created,
@@ -267,7 +271,8 @@ mod tests {
 
     #[test]
     fn embeddings_are_deterministic_and_normalised() {
-        let request = EmbeddingsRequest { model: "m".into(), inputs: vec!["a".into(), "b".into()], dimensions: Some(8) };
+        let request =
+            EmbeddingsRequest { model: "m".into(), inputs: vec!["a".into(), "b".into()], dimensions: Some(8) };
         let first = embed(&request, "mock");
         let second = embed(&request, "mock");
         assert_eq!(first.embeddings, second.embeddings);

@@ -114,21 +114,13 @@ pub static SILICONFLOW_INTL: Preset =
     openai_compatible("siliconflow-intl", "https://api.siliconflow.com/v1", Currency::USD);
 
 /// Local Ollama; no key needed.
-pub static OLLAMA: Preset = Preset {
-    key_required: false,
-    ..openai_compatible("ollama", "http://127.0.0.1:11434/v1", Currency::USD)
-};
+pub static OLLAMA: Preset =
+    Preset { key_required: false, ..openai_compatible("ollama", "http://127.0.0.1:11434/v1", Currency::USD) };
 
 /// vLLM: the base URL is the operator's server; a key only if started with `--api-key`.
-pub static VLLM: Preset = Preset {
-    base_url: None,
-    key_required: false,
-    ..openai_compatible("vllm", "", Currency::USD)
-};
+pub static VLLM: Preset =
+    Preset { base_url: None, key_required: false, ..openai_compatible("vllm", "", Currency::USD) };
 
 /// Any other OpenAI-compatible server.
-pub static OPENAI_COMPATIBLE: Preset = Preset {
-    base_url: None,
-    key_required: false,
-    ..openai_compatible("openai-compatible", "", Currency::USD)
-};
+pub static OPENAI_COMPATIBLE: Preset =
+    Preset { base_url: None, key_required: false, ..openai_compatible("openai-compatible", "", Currency::USD) };

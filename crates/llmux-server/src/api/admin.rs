@@ -1,4 +1,5 @@
 //! The admin API (`/admin/...`), authenticated by the master key.
+#![expect(clippy::result_large_err, reason = "admin handlers are cold; returning the ready response keeps them short")]
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -51,7 +52,9 @@ fn authorize(state: &AppState, headers: &HeaderMap, request_id: &str) -> Result<
 fn key_error(error: KeyError, request_id: &str) -> Response {
     match error {
         KeyError::Invalid { field, message } => bad_request(&format!("`{field}` {message}"), Some(field), request_id),
-        KeyError::NotFound(id) => render(Dialect::OpenAi, ErrorCode::NotFound, &format!("No key with id `{id}`."), None, request_id),
+        KeyError::NotFound(id) => {
+            render(Dialect::OpenAi, ErrorCode::NotFound, &format!("No key with id `{id}`."), None, request_id)
+        }
         KeyError::Store(error) => {
             tracing::error!(%error, "Key store failed.");
             render(Dialect::OpenAi, ErrorCode::ServiceUnavailable, "The key store is unavailable.", None, request_id)
@@ -59,12 +62,18 @@ fn key_error(error: KeyError, request_id: &str) -> Response {
     }
 }
 
-async fn json_body<T: for<'de> Deserialize<'de>>(state: &AppState, headers: &HeaderMap, body: Body, request_id: &str) -> Result<T, Response> {
+async fn json_body<T: for<'de> Deserialize<'de>>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+) -> Result<T, Response> {
     let limit = state.gateway.runtime().config.server.max_body_bytes;
     let bytes = super::openai::read_body(headers, body, limit)
         .await
         .map_err(|error| crate::error::render_gateway(Dialect::OpenAi, &error, request_id))?;
-    serde_json::from_slice(&bytes).map_err(|error| bad_request(&format!("invalid JSON body: {error}"), None, request_id))
+    serde_json::from_slice(&bytes)
+        .map_err(|error| bad_request(&format!("invalid JSON body: {error}"), None, request_id))
 }
 
 pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -93,7 +102,9 @@ pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Res
         return response;
     }
     match state.gateway.store().list_keys().await {
-        Ok(list) => json(StatusCode::OK, &json!({"keys": list.iter().map(keys::view).collect::<Vec<_>>()}), &request_id),
+        Ok(list) => {
+            json(StatusCode::OK, &json!({"keys": list.iter().map(keys::view).collect::<Vec<_>>()}), &request_id)
+        }
         Err(error) => key_error(error.into(), &request_id),
     }
 }
@@ -110,7 +121,12 @@ pub async fn show_key(State(state): State<AppState>, Path(id): Path<String>, hea
     }
 }
 
-pub async fn update_key(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Response {
+pub async fn update_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let request_id = request_id(&headers);
     if let Err(response) = authorize(&state, &headers, &request_id) {
         return response;
@@ -157,7 +173,11 @@ fn time_param(value: Option<&str>, name: &str, request_id: &str) -> Result<Optio
     match value.filter(|value| !value.is_empty()) {
         None => Ok(None),
         Some(text) => clock::parse_time(text).map(Some).ok_or_else(|| {
-            bad_request(&format!("`{name}` must be an RFC 3339 time, a YYYY-MM-DD date or Unix seconds"), Some(name), request_id)
+            bad_request(
+                &format!("`{name}` must be an RFC 3339 time, a YYYY-MM-DD date or Unix seconds"),
+                Some(name),
+                request_id,
+            )
         }),
     }
 }
@@ -187,7 +207,11 @@ pub fn usage_view(stored: &StoredUsage) -> Value {
     })
 }
 
-pub async fn usage(State(state): State<AppState>, headers: HeaderMap, query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+pub async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let request_id = request_id(&headers);
     if let Err(response) = authorize(&state, &headers, &request_id) {
         return response;
@@ -211,12 +235,18 @@ pub async fn usage(State(state): State<AppState>, headers: HeaderMap, query: Res
         limit: query.limit.unwrap_or(100).clamp(1, 10_000),
     };
     match state.gateway.store().usage(&filter).await {
-        Ok(records) => json(StatusCode::OK, &json!({"records": records.iter().map(usage_view).collect::<Vec<_>>()}), &request_id),
+        Ok(records) => {
+            json(StatusCode::OK, &json!({"records": records.iter().map(usage_view).collect::<Vec<_>>()}), &request_id)
+        }
         Err(error) => key_error(error.into(), &request_id),
     }
 }
 
-pub async fn usage_summary(State(state): State<AppState>, headers: HeaderMap, query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+pub async fn usage_summary(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let request_id = request_id(&headers);
     if let Err(response) = authorize(&state, &headers, &request_id) {
         return response;
@@ -303,7 +333,10 @@ pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
     match crate::reload(&state) {
         Ok(()) => json(StatusCode::OK, &json!({"status": "reloaded"}), &request_id),
-        Err(error) => bad_request(&format!("Reload refused; the previous configuration keeps serving. {error}"), None, &request_id),
+        Err(error) => bad_request(
+            &format!("Reload refused; the previous configuration keeps serving. {error}"),
+            None,
+            &request_id,
+        ),
     }
 }
-

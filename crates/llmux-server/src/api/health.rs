@@ -40,5 +40,11 @@ pub async fn not_found(headers: HeaderMap) -> Response {
 }
 
 pub async fn method_not_allowed(headers: HeaderMap) -> Response {
-    render(Dialect::OpenAi, ErrorCode::MethodNotAllowed, "Method not allowed on this route.", None, &request_id(&headers))
+    render(
+        Dialect::OpenAi,
+        ErrorCode::MethodNotAllowed,
+        "Method not allowed on this route.",
+        None,
+        &request_id(&headers),
+    )
 }

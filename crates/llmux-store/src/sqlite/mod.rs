@@ -4,7 +4,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{Budget, GroupBy, KeyRecord, Store, StoreError, StoredUsage, UsageFilter, UsageRecord, UsageSummaryRow};
@@ -50,10 +52,12 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS llmux_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS llmux_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         let applied: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM llmux_schema")
             .fetch_one(&mut *tx)
             .await
@@ -271,7 +275,12 @@ impl Store for SqliteStore {
         rows.iter().map(usage_from_row).collect::<Result<_, _>>().map_err(unavailable)
     }
 
-    async fn usage_summary(&self, group_by: GroupBy, since: Option<i64>, until: Option<i64>) -> Result<Vec<UsageSummaryRow>, StoreError> {
+    async fn usage_summary(
+        &self,
+        group_by: GroupBy,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Vec<UsageSummaryRow>, StoreError> {
         let sql = match group_by {
             GroupBy::Key => SUMMARY_BY_KEY,
             GroupBy::Model => SUMMARY_BY_MODEL,

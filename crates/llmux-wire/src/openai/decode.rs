@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, Tool, ToolCall, ToolChoice};
 use llmux_types::chat::EmbeddingsRequest;
+use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, Tool, ToolCall, ToolChoice};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -92,8 +92,8 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
 
 /// Decodes an Embeddings body.
 pub fn embeddings_request(body: &[u8]) -> Result<EmbeddingsRequest, DecodeError> {
-    let wire: EmbeddingsWire =
-        serde_json::from_slice(body).map_err(|error| DecodeError::new(None, format!("invalid request body: {error}")))?;
+    let wire: EmbeddingsWire = serde_json::from_slice(body)
+        .map_err(|error| DecodeError::new(None, format!("invalid request body: {error}")))?;
     let inputs = match wire.input {
         InputWire::One(text) => vec![text],
         InputWire::Many(texts) => texts,
@@ -107,8 +107,8 @@ pub fn embeddings_request(body: &[u8]) -> Result<EmbeddingsRequest, DecodeError>
 
 /// The prompts of a legacy Completions body (a string or a list of strings).
 pub fn completion_prompts(body: &[u8]) -> Result<(String, Vec<String>, bool, Option<u64>), DecodeError> {
-    let wire: CompletionWire =
-        serde_json::from_slice(body).map_err(|error| DecodeError::new(None, format!("invalid request body: {error}")))?;
+    let wire: CompletionWire = serde_json::from_slice(body)
+        .map_err(|error| DecodeError::new(None, format!("invalid request body: {error}")))?;
     let prompts = match wire.prompt {
         InputWire::One(text) => vec![text],
         InputWire::Many(texts) => texts,

@@ -151,9 +151,8 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek<'_>, DecodeError> {
     if let Some(options) = raw.stream_options
         && options.get() != "null"
     {
-        let options: StreamOptionsPeek = serde_json::from_str(options.get()).map_err(|_| {
-            DecodeError::new(Some("stream_options"), "`stream_options` must be an object")
-        })?;
+        let options: StreamOptionsPeek = serde_json::from_str(options.get())
+            .map_err(|_| DecodeError::new(Some("stream_options"), "`stream_options` must be an object"))?;
         include_usage = options.include_usage.unwrap_or(false);
     }
     let _ = (raw.temperature, raw.top_p, raw.presence_penalty, raw.frequency_penalty, raw.seed, raw.logprobs);
@@ -184,10 +183,8 @@ fn span_of(body: &[u8], raw: &RawValue) -> (usize, usize) {
 /// All other bytes are copied unchanged.
 pub fn rewrite(body: &[u8], peek: &Peek<'_>, upstream_model: &str, force_include_usage: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 48);
-    let mut edits: [(usize, usize, Edit); 2] = [
-        (peek.model_span.0, peek.model_span.1, Edit::Model),
-        (usize::MAX, usize::MAX, Edit::None),
-    ];
+    let mut edits: [(usize, usize, Edit); 2] =
+        [(peek.model_span.0, peek.model_span.1, Edit::Model), (usize::MAX, usize::MAX, Edit::None)];
     if force_include_usage && !peek.include_usage {
         edits[1] = match peek.stream_options_span {
             Some((start, end)) => (start, end, Edit::StreamOptions),
@@ -247,7 +244,8 @@ fn diagnose(body: &[u8], endpoint: Endpoint, error: &serde_json::Error) -> Decod
         return DecodeError::new(None, "the request body must be a JSON object");
     };
     use serde_json::Value;
-    let expectations: [(&str, fn(&Value) -> bool, &str); 14] = [
+    type Check = fn(&Value) -> bool;
+    let expectations: [(&str, Check, &str); 14] = [
         ("model", Value::is_string, "a string"),
         ("messages", Value::is_array, "an array of messages"),
         ("stream", Value::is_boolean, "a boolean"),

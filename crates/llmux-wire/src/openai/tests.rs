@@ -11,7 +11,8 @@ fn rewritten(body: &str, model: &str, force: bool) -> String {
 
 #[test]
 fn rewrite_replaces_only_the_model() {
-    let body = r#"{"messages":[{"role":"user","content":"hi \"there\""}],"model":"chat-default","x_custom":{"a":[1,2]}}"#;
+    let body =
+        r#"{"messages":[{"role":"user","content":"hi \"there\""}],"model":"chat-default","x_custom":{"a":[1,2]}}"#;
     assert_eq!(
         rewritten(body, "deepseek-chat", false),
         r#"{"messages":[{"role":"user","content":"hi \"there\""}],"model":"deepseek-chat","x_custom":{"a":[1,2]}}"#
@@ -75,15 +76,9 @@ fn peek_reports_field_errors() {
 
 #[test]
 fn peek_other_endpoints_require_their_fields() {
-    assert_eq!(
-        peek(br#"{"model":"e"}"#, Endpoint::Embeddings).unwrap_err().param.as_deref(),
-        Some("input")
-    );
+    assert_eq!(peek(br#"{"model":"e"}"#, Endpoint::Embeddings).unwrap_err().param.as_deref(), Some("input"));
     assert!(peek(br#"{"model":"e","input":["a","b"]}"#, Endpoint::Embeddings).is_ok());
-    assert_eq!(
-        peek(br#"{"model":"c"}"#, Endpoint::Completions).unwrap_err().param.as_deref(),
-        Some("prompt")
-    );
+    assert_eq!(peek(br#"{"model":"c"}"#, Endpoint::Completions).unwrap_err().param.as_deref(), Some("prompt"));
 }
 
 #[test]
@@ -115,7 +110,9 @@ fn classify_stream_chunks() {
         Chunk::Data { usage: Some(usage), usage_only: true }
     );
     assert_eq!(
-        classify_chunk(br#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#),
+        classify_chunk(
+            br#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#
+        ),
         Chunk::Data { usage: Some(usage), usage_only: false }
     );
 }
@@ -142,7 +139,13 @@ fn stream_encoder_emits_openai_chunks() {
     for event in [
         StreamEvent::Start { id: "chatcmpl-1".into(), model: "mock".into(), created: 7 },
         StreamEvent::Text { choice: 0, text: "Hel".into() },
-        StreamEvent::ToolCall { choice: 0, index: 0, id: Some("call_1".into()), name: Some("f".into()), arguments: String::new() },
+        StreamEvent::ToolCall {
+            choice: 0,
+            index: 0,
+            id: Some("call_1".into()),
+            name: Some("f".into()),
+            arguments: String::new(),
+        },
         StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "{}".into() },
         StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
         StreamEvent::Usage(Usage { input_tokens: 1, output_tokens: 2, ..Usage::default() }),
@@ -157,7 +160,9 @@ fn stream_encoder_emits_openai_chunks() {
         frames[0],
         r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":7,"model":"mock","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"logprobs":null,"finish_reason":null}]}"#
     );
-    assert!(frames[1].contains(r#""tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]"#));
+    assert!(frames[1].contains(
+        r#""tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]"#
+    ));
     assert!(frames[2].contains(r#""tool_calls":[{"index":0,"function":{"arguments":"{}"}}]"#));
     assert!(frames[3].contains(r#""finish_reason":"tool_calls""#));
     assert!(frames[4].contains(r#""choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}"#));

@@ -36,10 +36,7 @@ impl From<UsageWire> for Usage {
             input_tokens: wire.prompt_tokens.unwrap_or(0),
             output_tokens: wire.completion_tokens.unwrap_or(0),
             cached_tokens: cached,
-            reasoning_tokens: wire
-                .completion_tokens_details
-                .and_then(|details| details.reasoning_tokens)
-                .unwrap_or(0),
+            reasoning_tokens: wire.completion_tokens_details.and_then(|details| details.reasoning_tokens).unwrap_or(0),
         }
     }
 }

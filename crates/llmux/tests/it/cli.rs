@@ -25,7 +25,11 @@ fn config_in(dir: &std::path::Path) -> std::path::PathBuf {
 
 fn run(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(BIN).args(args).output().expect("run llmux");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -52,8 +56,24 @@ fn keys_are_managed_from_the_cli() {
     let dir = temp_dir("keys");
     let config = config_in(&dir);
     let config = config.to_str().unwrap();
-    let (ok, stdout, stderr) =
-        run(&["keys", "create", "--config", config, "--name", "ci", "--models", "chat,other", "--budget", "10", "--budget-period", "weekly", "--rpm", "5", "--region", "CN"]);
+    let (ok, stdout, stderr) = run(&[
+        "keys",
+        "create",
+        "--config",
+        config,
+        "--name",
+        "ci",
+        "--models",
+        "chat,other",
+        "--budget",
+        "10",
+        "--budget-period",
+        "weekly",
+        "--rpm",
+        "5",
+        "--region",
+        "CN",
+    ]);
     assert!(ok, "{stderr}");
     let mut lines = stdout.lines();
     let key = lines.next().unwrap();
@@ -91,10 +111,17 @@ fn serve(config: &str) -> (std::process::Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start llmux serve");
-    let stdout = child.stdout.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first).unwrap();
-    let address = first.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("address in banner").to_owned();
+    stdout.read_line(&mut first).unwrap();
+    // Keep reading so the child never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address in banner")
+        .to_owned();
     (child, address)
 }
 

@@ -111,17 +111,33 @@ async fn upstream_failures_are_502_and_504_without_secrets() {
     assert_eq!((status, error["error"]["code"].as_str()), (504, Some("upstream_timeout")));
     assert!(started.elapsed() < Duration::from_secs(3));
 
-    fake.push(Reply::status(400, r#"{"error":{"message":"max_tokens is too large","type":"invalid_request_error","code":null}}"#));
+    fake.push(Reply::status(
+        400,
+        r#"{"error":{"message":"max_tokens is too large","type":"invalid_request_error","code":null}}"#,
+    ));
     let (status, error) = error_of(gateway.chat(&key, &chat).await).await;
     assert_eq!(status, 400);
     assert_eq!(error["error"]["message"], "max_tokens is too large");
 
-    fake.push(Reply::Json { status: 429, body: r#"{"error":{"message":"slow down"}}"#.into(), headers: vec![("retry-after".into(), "7".into())] });
+    fake.push(Reply::Json {
+        status: 429,
+        body: r#"{"error":{"message":"slow down"}}"#.into(),
+        headers: vec![("retry-after".into(), "7".into())],
+    });
     let response = gateway.chat(&key, &chat).await;
     assert_eq!(response.headers()["retry-after"], "7");
     assert_eq!(response.status(), 502);
 
     let records = gateway.wait_usage(4).await;
-    let codes: Vec<_> = records.iter().map(|r| (r["status"].as_u64().unwrap(), r["error_code"].as_str().unwrap_or(""))).collect();
-    assert_eq!(codes, vec![(502, "upstream_error"), (400, "invalid_request_error"), (504, "upstream_timeout"), (502, "upstream_error")]);
+    let codes: Vec<_> =
+        records.iter().map(|r| (r["status"].as_u64().unwrap(), r["error_code"].as_str().unwrap_or(""))).collect();
+    assert_eq!(
+        codes,
+        vec![
+            (502, "upstream_error"),
+            (400, "invalid_request_error"),
+            (504, "upstream_timeout"),
+            (502, "upstream_error")
+        ]
+    );
 }

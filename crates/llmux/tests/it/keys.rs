@@ -17,7 +17,8 @@ async fn revoking_through_the_admin_api_is_immediate() {
     let gateway = TestGateway::start(CONFIG).await;
     let (key, id) = gateway.create_key(json!({"name": "soon-revoked"})).await;
     assert_eq!(status(&gateway, &key, "a").await, 200);
-    let response = gateway.http.post(gateway.url(&format!("/admin/keys/{id}/revoke"))).bearer_auth(MASTER).send().await.unwrap();
+    let response =
+        gateway.http.post(gateway.url(&format!("/admin/keys/{id}/revoke"))).bearer_auth(MASTER).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let view: Value = response.json().await.unwrap();
     assert_eq!(view["status"], "revoked");
@@ -50,7 +51,8 @@ async fn allow_lists_limit_models_and_the_model_list() {
     let (key, id) = gateway.create_key(json!({"name": "only-a", "models": ["a"]})).await;
     assert_eq!(status(&gateway, &key, "a").await, 200);
     assert_eq!(status(&gateway, &key, "b").await, 403);
-    let list: Value = gateway.http.get(gateway.url("/v1/models")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        gateway.http.get(gateway.url("/v1/models")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["a"]);
     assert_eq!(list["object"], "list");
@@ -65,7 +67,16 @@ async fn allow_lists_limit_models_and_the_model_list() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(status(&gateway, &key, "b").await, 200);
-    let shown: Value = gateway.http.get(gateway.url(&format!("/admin/keys/{id}"))).bearer_auth(MASTER).send().await.unwrap().json().await.unwrap();
+    let shown: Value = gateway
+        .http
+        .get(gateway.url(&format!("/admin/keys/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(shown["metadata"], json!({"owner": "team-x"}));
     assert!(shown["models"].is_null());
 }
@@ -80,10 +91,18 @@ async fn expired_keys_and_admin_auth() {
     assert_eq!(response.status(), 401);
     let response = gateway.http.get(gateway.url("/admin/keys")).bearer_auth("sk-llmux-wrong").send().await.unwrap();
     assert_eq!(response.status(), 401);
-    let list: Value = gateway.http.get(gateway.url("/admin/keys")).bearer_auth(MASTER).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        gateway.http.get(gateway.url("/admin/keys")).bearer_auth(MASTER).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["keys"].as_array().unwrap().len(), 1);
 
-    let response = gateway.http.post(gateway.url("/admin/keys")).bearer_auth(MASTER).json(&json!({"name": "x", "region": "CHINA"})).send().await.unwrap();
+    let response = gateway
+        .http
+        .post(gateway.url("/admin/keys"))
+        .bearer_auth(MASTER)
+        .json(&json!({"name": "x", "region": "CHINA"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "region");

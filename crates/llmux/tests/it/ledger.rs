@@ -10,7 +10,12 @@ use crate::{TestGateway, fake_provider, sse_data, user};
 async fn graceful_shutdown_finishes_streams_and_loses_no_usage_record() {
     let fake = FakeUpstream::start().await;
     let events: Vec<String> = (0..10).map(|i| chunk(json!({"content": format!("t{i} ")}), Value::Null)).collect();
-    fake.always(Reply::Sse { events, usage: Some(llmux_testkit::usage_chunk(4, 10)), delay: Duration::from_millis(30), cut_after: None });
+    fake.always(Reply::Sse {
+        events,
+        usage: Some(llmux_testkit::usage_chunk(4, 10)),
+        delay: Duration::from_millis(30),
+        cut_after: None,
+    });
     let mut gateway = TestGateway::start(&format!(
         "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"up\" }}]\n",
         fake_provider("fake", &fake.base_url())
@@ -24,7 +29,12 @@ async fn graceful_shutdown_finishes_streams_and_loses_no_usage_record() {
         let url = gateway.url("/v1/chat/completions");
         let key = key.clone();
         streams.push(tokio::spawn(async move {
-            let response = http.post(url).bearer_auth(key).json(&json!({"model": "chat", "stream": true, "messages": user("hi")})).send().await?;
+            let response = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"model": "chat", "stream": true, "messages": user("hi")}))
+                .send()
+                .await?;
             response.text().await
         }));
     }
@@ -41,7 +51,9 @@ async fn graceful_shutdown_finishes_streams_and_loses_no_usage_record() {
     let store = llmux_store::open(&format!("sqlite://{}", db.display())).await.unwrap();
     let records = store.usage(&UsageFilter { limit: 1000, ..UsageFilter::default() }).await.unwrap();
     assert_eq!(records.len(), count);
-    assert!(records.iter().all(|r| r.record.status == 200 && r.record.output_tokens == 10 && r.record.error_code.is_none()));
+    assert!(
+        records.iter().all(|r| r.record.status == 200 && r.record.output_tokens == 10 && r.record.error_code.is_none())
+    );
 }
 
 #[tokio::test]
@@ -53,7 +65,10 @@ async fn summary_groups_usage() {
     .await;
     let key = gateway.key().await;
     for model in ["m1", "m1", "m2"] {
-        assert_eq!(gateway.chat(&key, &json!({"model": model, "messages": user("one two three four")})).await.status(), 200);
+        assert_eq!(
+            gateway.chat(&key, &json!({"model": model, "messages": user("one two three four")})).await.status(),
+            200
+        );
     }
     gateway.wait_usage(3).await;
     let summary: Value = gateway
@@ -72,7 +87,8 @@ async fn summary_groups_usage() {
     assert_eq!(rows[0]["output_tokens"], 8);
     let filtered = gateway.usage("?model=m2").await;
     assert_eq!(filtered.len(), 1);
-    let bad = gateway.http.get(gateway.url("/admin/usage?since=yesterday")).bearer_auth(crate::MASTER).send().await.unwrap();
+    let bad =
+        gateway.http.get(gateway.url("/admin/usage?since=yesterday")).bearer_auth(crate::MASTER).send().await.unwrap();
     assert_eq!(bad.status(), 400);
 }
 

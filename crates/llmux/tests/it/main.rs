@@ -53,7 +53,9 @@ pub fn base_config(dir: &std::path::Path) -> String {
 
 /// A provider entry pointing at a fake upstream.
 pub fn fake_provider(name: &str, base_url: &str) -> String {
-    format!("[[providers]]\nname = \"{name}\"\nkind = \"openai-compatible\"\nbase_url = \"{base_url}\"\napi_key = \"sk-upstream-{name}-secret\"\n\n")
+    format!(
+        "[[providers]]\nname = \"{name}\"\nkind = \"openai-compatible\"\nbase_url = \"{base_url}\"\napi_key = \"sk-upstream-{name}-secret\"\n\n"
+    )
 }
 
 impl TestGateway {
@@ -91,7 +93,8 @@ impl TestGateway {
 
     /// Creates a key through the admin API; returns (plain key, id).
     pub async fn create_key(&self, body: Value) -> (String, String) {
-        let response = self.http.post(self.url("/admin/keys")).bearer_auth(MASTER).json(&body).send().await.expect("admin");
+        let response =
+            self.http.post(self.url("/admin/keys")).bearer_auth(MASTER).json(&body).send().await.expect("admin");
         assert_eq!(response.status(), 201, "create key");
         let created: Value = response.json().await.expect("json");
         (created["key"].as_str().expect("key").to_owned(), created["id"].as_str().expect("id").to_owned())
@@ -111,7 +114,8 @@ impl TestGateway {
 
     /// Usage records (newest first) via the admin API.
     pub async fn usage(&self, query: &str) -> Vec<Value> {
-        let response = self.http.get(self.url(&format!("/admin/usage{query}"))).bearer_auth(MASTER).send().await.expect("usage");
+        let response =
+            self.http.get(self.url(&format!("/admin/usage{query}"))).bearer_auth(MASTER).send().await.expect("usage");
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.expect("json");
         body["records"].as_array().cloned().unwrap_or_default()

@@ -58,17 +58,30 @@ async fn usage_chunk_is_kept_when_the_client_asked_for_it() {
 async fn streamed_tool_call_deltas_arrive_byte_for_byte() {
     let fake = FakeUpstream::start().await;
     let events = vec![
-        chunk(json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}), Value::Null),
+        chunk(
+            json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+            Value::Null,
+        ),
         chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}), Value::Null),
-        chunk(json!({"tool_calls": [{"index": 1, "id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]}), Value::Null),
+        chunk(
+            json!({"tool_calls": [{"index": 1, "id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]}),
+            Value::Null,
+        ),
         chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}), Value::Null),
         chunk(json!({}), json!("tool_calls")),
     ];
-    fake.push(Reply::Sse { events: events.clone(), usage: Some(usage_chunk(5, 9)), delay: Duration::from_millis(5), cut_after: None });
+    fake.push(Reply::Sse {
+        events: events.clone(),
+        usage: Some(usage_chunk(5, 9)),
+        delay: Duration::from_millis(5),
+        cut_after: None,
+    });
     let gateway = gateway_for(&fake, "").await;
     let key = gateway.key().await;
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
-    let response = gateway.chat(&key, &json!({"model": "chat", "stream": true, "tools": tools, "messages": user("weather?")})).await;
+    let response = gateway
+        .chat(&key, &json!({"model": "chat", "stream": true, "tools": tools, "messages": user("weather?")}))
+        .await;
     let data = sse_data(&response.text().await.unwrap());
     let mut expected = events;
     expected.push("[DONE]".to_owned());
@@ -80,7 +93,10 @@ async fn streamed_tool_call_deltas_arrive_byte_for_byte() {
 async fn upstream_dropping_mid_stream_becomes_an_error_event() {
     let fake = FakeUpstream::start().await;
     fake.push(Reply::Sse {
-        events: vec![chunk(json!({"role": "assistant", "content": "partial"}), Value::Null), chunk(json!({"content": " answer"}), Value::Null)],
+        events: vec![
+            chunk(json!({"role": "assistant", "content": "partial"}), Value::Null),
+            chunk(json!({"content": " answer"}), Value::Null),
+        ],
         usage: None,
         delay: Duration::from_millis(10),
         cut_after: Some(2),
@@ -102,7 +118,10 @@ async fn upstream_dropping_mid_stream_becomes_an_error_event() {
 async fn stalled_stream_hits_the_idle_timeout() {
     let fake = FakeUpstream::start().await;
     fake.push(Reply::Sse {
-        events: vec![chunk(json!({"role": "assistant", "content": "slow"}), Value::Null), chunk(json!({"content": "er"}), Value::Null)],
+        events: vec![
+            chunk(json!({"role": "assistant", "content": "slow"}), Value::Null),
+            chunk(json!({"content": "er"}), Value::Null),
+        ],
         usage: None,
         delay: Duration::from_secs(5),
         cut_after: None,

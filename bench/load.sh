@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Load benchmark: llmux (release) in front of a fast mock upstream, against the same
+# load sent straight to the mock and through a plain nginx reverse proxy (one L7 hop).
+#
+#   bash bench/load.sh
+#
+# For each target (direct mock, nginx, llmux) and scenario (c=1, c=16, c=64
+# non-streaming; c=16 streaming) it runs `wrk -t1 -c<c> -d<seconds> --latency` and
+# prints requests/s, p50/p99 latency and the proxy's CPU microseconds per request
+# (utime+stime of the proxy's processes from /proc/<pid>/stat over the run, divided
+# by the number of requests wrk completed).
+#
+# Environment:
+#   BENCH_SECONDS=10          seconds per measured run
+#   BENCH_WARMUP_SECONDS=2    warm-up per target (c=16, not measured)
+#   BENCH_PIN=1               pin the proxy (nginx/llmux) to CPU 1 and wrk + mock to
+#                             CPU 0 (needs >= 2 CPUs; 0 disables pinning)
+#   BENCH_TARGETS="direct nginx llmux"
+#   BENCH_SCENARIOS="c1 c16 c64 c16-stream"
+#   BENCH_BUILD=1             run `cargo build --release` even if the binaries exist
+#   BENCH_PROFILE=1           after the table, profile llmux under c=16 non-streaming
+#                             load with `perf record` (apt: linux-perf) and write the
+#                             reports next to the raw results
+#   BENCH_PROFILE_SECONDS=10  length of the profiled run
+#
+# All load targets 127.0.0.1 only; every run is bounded by -d; every process started
+# here is stopped on exit. Raw output goes to bench/results/<timestamp>/ (git-ignored).
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR="$ROOT/bench"
+LUA="$BENCH_DIR/chat.lua"
+LLMUX="$ROOT/target/release/llmux"
+MOCK="$ROOT/target/release/fast-upstream"
+
+RUN_SECONDS=${BENCH_SECONDS:-10}
+WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-2}
+PIN=${BENCH_PIN:-1}
+TARGETS=${BENCH_TARGETS:-"direct nginx llmux"}
+SCENARIOS=${BENCH_SCENARIOS:-"c1 c16 c64 c16-stream"}
+PROFILE=${BENCH_PROFILE:-0}
+PROFILE_SECONDS=${BENCH_PROFILE_SECONDS:-10}
+
+MOCK_PORT=18080
+NGINX_PORT=18081
+LLMUX_PORT=18082
+MASTER_KEY="sk-master-bench-$$"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- prerequisites
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+    log "installing nginx and wrk from the distribution's packages"
+    as_root apt-get update -qq
+    # policy-rc.d may forbid starting the packaged service; that's fine, we run our own.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk
+fi
+NGINX=$(command -v nginx)
+for tool in wrk curl getconf; do command -v "$tool" >/dev/null || die "$tool is required"; done
+
+if [ "${BENCH_BUILD:-0}" = 1 ] || [ ! -x "$LLMUX" ] || [ ! -x "$MOCK" ]; then
+    log "building release binaries (cargo build --release -p llmux -p llmux-testkit)"
+    (cd "$ROOT" && cargo build --release -p llmux -p llmux-testkit)
+fi
+
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(nproc)
+if [ "$PIN" = 1 ] && [ "$NCPU" -ge 2 ]; then
+    PROXY_PIN=(taskset -c 1)
+    LOAD_PIN=(taskset -c 0)
+    PIN_NOTE="pinned: nginx/llmux on CPU 1; wrk and the mock upstream on CPU 0"
+else
+    PROXY_PIN=()
+    LOAD_PIN=()
+    PIN_NOTE="not pinned: wrk, the mock and the proxy share all $NCPU CPUs"
+fi
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in $MOCK_PORT $NGINX_PORT $LLMUX_PORT; do
+    port_busy "$port" && die "127.0.0.1:$port is already in use"
+done
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS="$BENCH_DIR/results/$STAMP"
+mkdir -p "$RESULTS"
+TMP=$(mktemp -d /tmp/llmux-bench.XXXXXX)
+
+# ---------------------------------------------------------------- process cleanup
+PIDS=()
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    cp -f "$TMP"/*.log "$TMP"/*.conf "$TMP"/*.toml "$RESULTS"/ 2>/dev/null || true
+    rm -rf "$TMP"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_ready() { # name url [curl args...]
+    local name=$1 url=$2
+    shift 2
+    for _ in $(seq 100); do
+        if curl -fsS -o /dev/null --max-time 2 "$@" "$url" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "$name did not answer at $url (logs in $TMP)"
+}
+
+# Sum of utime+stime (clock ticks) over the given pids.
+cpu_ticks() {
+    local total=0 pid stat rest
+    local -a fields
+    for pid in "$@"; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        rest=${stat##*) }            # drop "pid (comm) "; fields[0] is field 3
+        read -r -a fields <<<"$rest"
+        total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
+
+# ---------------------------------------------------------------- the mock upstream
+"${LOAD_PIN[@]}" "$MOCK" "127.0.0.1:$MOCK_PORT" >"$TMP/mock.log" 2>&1 &
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
+CHAT_PROBE=(-H 'Content-Type: application/json' -d '{"model":"bench","messages":[{"role":"user","content":"hi"}]}')
+wait_ready "the mock upstream" "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" "${CHAT_PROBE[@]}"
+
+# ---------------------------------------------------------------- nginx
+cat >"$TMP/nginx.conf" <<EOF
+# Generated by bench/load.sh: a plain reverse proxy to the mock upstream.
+user root;
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx-body;
+    proxy_temp_path $TMP/nginx-proxy;
+    fastcgi_temp_path $TMP/nginx-fastcgi;
+    uwsgi_temp_path $TMP/nginx-uwsgi;
+    scgi_temp_path $TMP/nginx-scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream mock {
+        server 127.0.0.1:$MOCK_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+NGINX_PID=""
+start_nginx() {
+    "${PROXY_PIN[@]}" "$NGINX" -e "$TMP/nginx-error.log" -p "$TMP" -c "$TMP/nginx.conf" -g 'daemon off;' \
+        >"$TMP/nginx.log" 2>&1 &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_ready "nginx" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" "${CHAT_PROBE[@]}"
+}
+
+# ---------------------------------------------------------------- llmux
+cat >"$TMP/llmux.toml" <<EOF
+# Generated by bench/load.sh.
+[server]
+listen = "127.0.0.1:$LLMUX_PORT"
+master_key = "$MASTER_KEY"
+
+[storage]
+url = "sqlite://$TMP/llmux.db"
+
+[[providers]]
+name = "fast"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+api_key = "sk-bench"
+
+[[models]]
+name = "bench"
+routes = [{ provider = "fast", model = "bench-upstream-model" }]
+EOF
+LLMUX_PID=""
+VKEY=""
+start_llmux() {
+    VKEY=$(LLMUX_LOG=warn "$LLMUX" keys create --config "$TMP/llmux.toml" --name bench 2>>"$TMP/llmux-keys.log" | head -n1)
+    [ -n "$VKEY" ] || die "could not create a virtual key (see $TMP/llmux-keys.log)"
+    LLMUX_LOG=warn "${PROXY_PIN[@]}" "$LLMUX" serve --config "$TMP/llmux.toml" >"$TMP/llmux.log" 2>&1 &
+    LLMUX_PID=$!
+    PIDS+=("$LLMUX_PID")
+    wait_ready "llmux" "http://127.0.0.1:$LLMUX_PORT/v1/chat/completions" "${CHAT_PROBE[@]}" \
+        -H "Authorization: Bearer $VKEY"
+}
+
+# ---------------------------------------------------------------- runs
+target_port() { case $1 in direct) echo $MOCK_PORT ;; nginx) echo $NGINX_PORT ;; llmux) echo $LLMUX_PORT ;; esac; }
+target_auth() { case $1 in llmux) echo "$VKEY" ;; *) echo "" ;; esac; }
+proxy_pids() {
+    case $1 in
+        direct) ;;
+        nginx) echo "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true) ;;
+        llmux) echo "$LLMUX_PID" ;;
+    esac
+}
+scenario_conns() { local s=${1#c}; echo "${s%-stream}"; }
+scenario_stream() { case $1 in *-stream) echo 1 ;; *) echo 0 ;; esac; }
+
+# run_wrk target conns stream seconds outfile
+run_wrk() {
+    BENCH_AUTH=$(target_auth "$1") BENCH_STREAM=$3 BENCH_MODEL=bench \
+        "${LOAD_PIN[@]}" wrk -t1 -c"$2" -d"$4"s --timeout 5s --latency -s "$LUA" \
+        "http://127.0.0.1:$(target_port "$1")" >"$5" 2>&1
+}
+
+field() { sed -n "s/.*[[:space:]]$1=\([0-9.]*\).*/\1/p" "$2" | head -n1; }
+
+TSV="$RESULTS/results.tsv"
+printf 'target\tscenario\trps\tp50_us\tp99_us\tproxy_cpu_us_per_req\tmock_cpu_us_per_req\trequests\tfailed\n' >"$TSV"
+
+for target in $TARGETS; do
+    case $target in
+        direct) ;;
+        nginx) start_nginx ;;
+        llmux) start_llmux ;;
+        *) die "unknown target $target" ;;
+    esac
+    log "$target: warm-up ${WARMUP_SECONDS}s"
+    run_wrk "$target" 16 0 "$WARMUP_SECONDS" "$RESULTS/$target-warmup.txt"
+    for scenario in $SCENARIOS; do
+        conns=$(scenario_conns "$scenario")
+        stream=$(scenario_stream "$scenario")
+        raw="$RESULTS/$target-$scenario.txt"
+        read -r -a pids <<<"$(proxy_pids "$target")"
+        log "$target $scenario: wrk -t1 -c$conns -d${RUN_SECONDS}s (stream=$stream)"
+        proxy0=$(cpu_ticks "${pids[@]}")
+        mock0=$(cpu_ticks "$MOCK_PID")
+        run_wrk "$target" "$conns" "$stream" "$RUN_SECONDS" "$raw"
+        sleep 0.5 # let batched work (llmux's ledger flush) land inside the window
+        proxy1=$(cpu_ticks "${pids[@]}")
+        mock1=$(cpu_ticks "$MOCK_PID")
+        grep -q BENCH_RESULT "$raw" || die "wrk printed no result (see $raw)"
+        requests=$(field requests "$raw")
+        duration=$(field duration_us "$raw")
+        p50=$(field p50_us "$raw")
+        p99=$(field p99_us "$raw")
+        failed=$(($(field non2xx "$raw") + $(field err_connect "$raw") + $(field err_read "$raw") \
+            + $(field err_write "$raw") + $(field err_timeout "$raw")))
+        awk -v t="$target" -v s="$scenario" -v n="$requests" -v d="$duration" -v p50="$p50" -v p99="$p99" \
+            -v px=$((proxy1 - proxy0)) -v mk=$((mock1 - mock0)) -v hz="$CLK_TCK" -v f="$failed" -v np="${#pids[@]}" \
+            'BEGIN {
+                rps = n / (d / 1e6);
+                pcpu = (np > 0 && n > 0) ? sprintf("%.1f", px * 1e6 / hz / n) : "-";
+                mcpu = (n > 0) ? sprintf("%.1f", mk * 1e6 / hz / n) : "-";
+                printf "%s\t%s\t%.0f\t%d\t%d\t%s\t%s\t%d\t%d\n", t, s, rps, p50, p99, pcpu, mcpu, n, f
+            }' >>"$TSV"
+        [ "$failed" -eq 0 ] || log "WARNING: $target $scenario: $failed failed requests (see $raw)"
+    done
+done
+
+# ---------------------------------------------------------------- report
+{
+    echo "llmux load benchmark  $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo "machine: $NCPU CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
+    echo "tools: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | sed 's/.*: //'), llmux $(stat -c '%y' "$LLMUX" | cut -d. -f1) build"
+    echo "$PIN_NOTE; ${RUN_SECONDS}s per run, wrk -t1, CLK_TCK=$CLK_TCK"
+    echo "CPU-µs/req = proxy utime+stime over the run / requests (direct: none; nginx: master+worker; llmux: its process)"
+    echo
+    awk -F'\t' 'NR == 1 {
+            printf "%-7s %-11s %9s %9s %9s %12s %11s %9s %6s\n", "target", "scenario", "req/s", "p50 µs", "p99 µs", "CPU-µs/req", "mock-µs/req", "requests", "failed"
+            next
+        }
+        { printf "%-7s %-11s %9s %9s %9s %12s %11s %9s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$TSV"
+    echo
+    awk -F'\t' '
+        NR > 1 { key = $1 SUBSEP $2; p99[key] = $5; p50[key] = $4; cpu[key] = $6; rps[key] = $3; seen[$2] = 1; order[++n] = $2 }
+        END {
+            print "llmux vs nginx (same run):"
+            printf "  %-11s %10s %10s %10s %14s %14s %8s\n", "scenario", "nginx CPU", "llmux CPU", "CPU ratio", "nginx +p99 µs", "llmux +p99 µs", "ratio"
+            pass_cpu = 1; have_cpu = 0
+            for (i = 1; i <= n; i++) {
+                s = order[i]; if (done[s]++) continue
+                nc = cpu["nginx" SUBSEP s]; lc = cpu["llmux" SUBSEP s]
+                ratio = (nc > 0 && lc != "") ? lc / nc : -1
+                dn = ((("direct", s) in p99) && (("nginx", s) in p99)) ? p99["nginx" SUBSEP s] - p99["direct" SUBSEP s] : "n/a"
+                dl = ((("direct", s) in p99) && (("llmux", s) in p99)) ? p99["llmux" SUBSEP s] - p99["direct" SUBSEP s] : "n/a"
+                pr = (dn != "n/a" && dl != "n/a" && dn > 0) ? sprintf("%.2fx", dl / dn) : "n/a"
+                printf "  %-11s %10s %10s %10s %14s %14s %8s\n", s, (nc == "" ? "n/a" : nc), (lc == "" ? "n/a" : lc), (ratio < 0 ? "n/a" : sprintf("%.2fx", ratio)), dn, dl, pr
+                if (s !~ /stream/ && ratio >= 0) { have_cpu = 1; if (ratio > 2.0) pass_cpu = 0; if (ratio > worst) worst = ratio }
+                if (s == "c1") { c1n = dn; c1l = dl }
+            }
+            print ""
+            if (have_cpu) printf "target CPU/req <= 2x nginx (non-streaming): %s (worst %.2fx; long-term goal 1.3x)\n", pass_cpu ? "MET" : "NOT MET", worst
+            if (c1n != "" && c1n != "n/a" && c1l != "n/a") {
+                ok = (c1l <= 2 * c1n)
+                printf "target added p99 at c=1 <= 2x nginx: %s (nginx +%d µs, llmux +%d µs)\n", ok ? "MET" : "NOT MET", c1n, c1l
+            }
+        }' "$TSV"
+    echo
+    echo "raw output: $RESULTS"
+} | tee "$RESULTS/summary.txt"
+
+# ---------------------------------------------------------------- optional profile
+if [ "$PROFILE" = 1 ]; then
+    command -v perf >/dev/null || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf; }
+    [ -n "$LLMUX_PID" ] || start_llmux
+    log "profiling llmux: perf record (DWARF call graphs) during wrk -c16 -d${PROFILE_SECONDS}s"
+    perf record -F 499 --call-graph dwarf,16384 -p "$LLMUX_PID" -o "$RESULTS/perf.data" \
+        -- sleep "$((PROFILE_SECONDS + 1))" >"$RESULTS/perf-record.log" 2>&1 &
+    PERF_PID=$!
+    sleep 0.5
+    run_wrk llmux 16 0 "$PROFILE_SECONDS" "$RESULTS/llmux-c16-profiled.txt"
+    wait "$PERF_PID" || true
+    log "writing perf reports (this takes a while)"
+    perf report -i "$RESULTS/perf.data" --stdio --no-children --sort symbol -g none --percent-limit 0.3 \
+        >"$RESULTS/perf-self.txt" 2>/dev/null || true
+    perf report -i "$RESULTS/perf.data" --stdio --children --sort symbol -g none --percent-limit 2 \
+        >"$RESULTS/perf-inclusive.txt" 2>/dev/null || true
+    perf report -i "$RESULTS/perf.data" --stdio --no-children --sort dso -g none \
+        >"$RESULTS/perf-dso.txt" 2>/dev/null || true
+    log "profile: $RESULTS/perf-self.txt, perf-inclusive.txt, perf-dso.txt"
+fi
