@@ -126,8 +126,7 @@ fn resolve_provider(raw: &RawProvider, path: &str, env: Env<'_>, errors: &mut Er
         },
     };
     let known_scheme = ["http://", "https://", "mock://"].iter().any(|scheme| base_url.starts_with(scheme));
-    if !base_url.is_empty() && !known_scheme
-    {
+    if !base_url.is_empty() && !known_scheme {
         errors.push(format!("{path}.base_url"), format!("`{base_url}` must start with http:// or https://"));
     }
     let api_key = raw

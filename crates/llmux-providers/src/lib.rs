@@ -136,3 +136,6 @@ impl ProviderSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -93,11 +93,8 @@ fn main() {
         .parse()
         .expect("usage: fast-upstream ADDR (e.g. 127.0.0.1:18080)");
     let bodies = Bodies { json: Bytes::from(json_body()), sse: Bytes::from(sse_body()) };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
         let app = axum::Router::new().route("/v1/chat/completions", post(chat)).with_state(bodies);
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the listen address");

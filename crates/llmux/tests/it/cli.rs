@@ -165,3 +165,53 @@ async fn sigterm_drains_the_ledger_and_usage_reports_it() {
     let (ok, stdout, _) = run(&["usage", "--config", &config, "--by", "day"]);
     assert!(ok && stdout.lines().count() == 2, "{stdout}");
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file() {
+    let dir = temp_dir("sighup");
+    let config = config_in(&dir);
+    let config_text = std::fs::read_to_string(&config).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let (ok, stdout, _) = run(&["keys", "create", "--config", &config, "--name", "ops"]);
+    assert!(ok);
+    let key = stdout.lines().next().unwrap().to_owned();
+    let (mut child, address) = serve(&config);
+    let http = reqwest::Client::new();
+    let status = |model: &'static str| {
+        let http = http.clone();
+        let key = key.clone();
+        let address = address.clone();
+        async move {
+            http.post(format!("http://{address}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&json!({"model": model, "messages": user("x")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("added").await, 404);
+    std::fs::write(
+        &config,
+        format!(
+            "{config_text}\n[[models]]\nname = \"added\"\nroutes = [{{ provider = \"mock\", model = \"mock\" }}]\n"
+        ),
+    )
+    .unwrap();
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while status("added").await != 200 {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP reload not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A broken file is refused; the running config keeps serving.
+    std::fs::write(&config, "[server\n").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status("added").await, 200);
+    assert!(child.try_wait().unwrap().is_none(), "a bad reload must not stop the server");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
