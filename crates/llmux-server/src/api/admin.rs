@@ -182,6 +182,13 @@ fn time_param(value: Option<&str>, name: &str, request_id: &str) -> Result<Optio
     }
 }
 
+/// The `since`/`until` window of a usage query, in Unix milliseconds.
+fn time_range(query: &UsageQuery, request_id: &str) -> Result<(Option<i64>, Option<i64>), Response> {
+    let since = time_param(query.since.as_deref(), "since", request_id)?;
+    let until = time_param(query.until.as_deref(), "until", request_id)?;
+    Ok((since, until))
+}
+
 /// The public view of a usage record.
 pub fn usage_view(stored: &StoredUsage) -> Value {
     let record = &stored.record;
@@ -219,12 +226,9 @@ pub async fn usage(
     let Ok(Query(query)) = query else {
         return bad_request("invalid query parameters", None, &request_id);
     };
-    let (since, until) = match (
-        time_param(query.since.as_deref(), "since", &request_id),
-        time_param(query.until.as_deref(), "until", &request_id),
-    ) {
-        (Ok(since), Ok(until)) => (since, until),
-        (Err(response), _) | (_, Err(response)) => return response,
+    let (since, until) = match time_range(&query, &request_id) {
+        Ok(range) => range,
+        Err(response) => return response,
     };
     let filter = UsageFilter {
         key_id: query.key_id,
@@ -258,12 +262,9 @@ pub async fn usage_summary(
     let Some(group_by) = GroupBy::parse(group_text) else {
         return bad_request("`group_by` must be key, model, provider or day", Some("group_by"), &request_id);
     };
-    let (since, until) = match (
-        time_param(query.since.as_deref(), "since", &request_id),
-        time_param(query.until.as_deref(), "until", &request_id),
-    ) {
-        (Ok(since), Ok(until)) => (since, until),
-        (Err(response), _) | (_, Err(response)) => return response,
+    let (since, until) = match time_range(&query, &request_id) {
+        Ok(range) => range,
+        Err(response) => return response,
     };
     match state.gateway.store().usage_summary(group_by, since, until).await {
         Ok(rows) => {

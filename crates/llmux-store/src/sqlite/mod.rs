@@ -79,6 +79,27 @@ impl SqliteStore {
     }
 }
 
+/// Records per INSERT statement (17 parameters each, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO usage (...) VALUES (?, ...), (?, ...)` for `rows` rows. Built only from
+/// constants: no value is ever formatted into SQL.
+fn insert_usage_sql(rows: usize) -> String {
+    const HEAD: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
+         output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
+         latency_ms, ttft_ms, created_at) VALUES ";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let mut sql = String::with_capacity(HEAD.len() + rows * (ROW.len() + 2));
+    sql.push_str(HEAD);
+    for index in 0..rows {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(ROW);
+    }
+    sql
+}
+
 macro_rules! select_keys {
     ($tail:literal) => {
         concat!(
@@ -227,32 +248,31 @@ impl Store for SqliteStore {
 
     async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        for record in records {
-            sqlx::query(
-                "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, output_tokens, \
-                 cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, latency_ms, \
-                 ttft_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&record.request_id)
-            .bind(&record.key_id)
-            .bind(&record.model)
-            .bind(&record.provider)
-            .bind(&record.upstream_model)
-            .bind(to_i64(record.input_tokens))
-            .bind(to_i64(record.output_tokens))
-            .bind(to_i64(record.cached_tokens))
-            .bind(to_i64(record.reasoning_tokens))
-            .bind(record.cost_nanos)
-            .bind(&record.currency)
-            .bind(i64::from(record.status))
-            .bind(&record.error_code)
-            .bind(i64::from(record.attempts))
-            .bind(to_i64(record.latency_ms))
-            .bind(record.ttft_ms.map(to_i64))
-            .bind(record.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        // Multi-row inserts: one statement per ROWS_PER_INSERT records.
+        for rows in records.chunks(ROWS_PER_INSERT) {
+            let sql = insert_usage_sql(rows.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for record in rows {
+                query = query
+                    .bind(&record.request_id)
+                    .bind(&record.key_id)
+                    .bind(&record.model)
+                    .bind(&record.provider)
+                    .bind(&record.upstream_model)
+                    .bind(to_i64(record.input_tokens))
+                    .bind(to_i64(record.output_tokens))
+                    .bind(to_i64(record.cached_tokens))
+                    .bind(to_i64(record.reasoning_tokens))
+                    .bind(record.cost_nanos)
+                    .bind(&record.currency)
+                    .bind(i64::from(record.status))
+                    .bind(&record.error_code)
+                    .bind(i64::from(record.attempts))
+                    .bind(to_i64(record.latency_ms))
+                    .bind(record.ttft_ms.map(to_i64))
+                    .bind(record.created_at);
+            }
+            query.execute(&mut *tx).await.map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }

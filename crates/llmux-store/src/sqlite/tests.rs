@@ -106,3 +106,14 @@ async fn file_store_survives_reopen() {
     assert_eq!(store.usage(&UsageFilter { limit: 5, ..UsageFilter::default() }).await.unwrap().len(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn large_batches_are_written_in_multi_row_statements() {
+    let store = SqliteStore::open(":memory:").await.unwrap();
+    let records: Vec<UsageRecord> = (0..150).map(|i| record(&format!("r{i}"), "k", "m", i, i)).collect();
+    store.insert_usage(&records).await.unwrap();
+    let stored = store.usage(&UsageFilter { limit: 1000, ..UsageFilter::default() }).await.unwrap();
+    assert_eq!(stored.len(), 150);
+    assert_eq!(stored.last().unwrap().record, records[0]);
+    assert_eq!(stored[0].record, records[149]);
+}
