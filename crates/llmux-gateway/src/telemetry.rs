@@ -1,17 +1,23 @@
 //! Metrics, declared in one place and rendered in the Prometheus text format.
 //!
-//! Label sets are low-cardinality (model, provider, status, kind): never a key or a
-//! request id. Counters are atomics behind a map lookup keyed by the label values.
+//! Label sets are low-cardinality (model, provider, status, kind, currency): never a
+//! key or a request id. Series live in maps keyed by the label values; a request
+//! looks its series up by `&str` under a read lock, so the steady state allocates
+//! nothing.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use llmux_types::{Currency, Money, Usage};
+use parking_lot::{Mutex, RwLock};
 
 /// Histogram buckets in seconds.
 const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Token kinds, in `llmux_tokens_total{kind}` order.
+const TOKEN_KINDS: [&str; 4] = ["input", "output", "cached", "reasoning"];
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -23,40 +29,54 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&self, seconds: f64) {
-        for (bucket, count) in BUCKETS.iter().zip(&self.counts) {
-            if seconds <= *bucket {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.counts[bucket].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 }
 
-type Labels = Vec<(&'static str, String)>;
-
+/// Series of one (model, provider) pair.
 #[derive(Debug, Default)]
-struct Family<T> {
-    series: Mutex<BTreeMap<Labels, Arc<T>>>,
+struct RouteSeries {
+    statuses: Mutex<Vec<(u16, u64)>>,
+    tokens: [AtomicU64; 4],
+    /// Nano-units per currency.
+    cost: Mutex<Vec<(Currency, u64)>>,
+    /// 0 = never tried, 1 = last attempt ok, 2 = last attempt failed.
+    health: AtomicU8,
 }
 
-impl<T: Default> Family<T> {
-    fn get(&self, labels: Labels) -> Arc<T> {
-        self.series.lock().entry(labels).or_default().clone()
+#[derive(Debug, Default)]
+struct ModelSeries {
+    duration: Histogram,
+    ttft: Histogram,
+    routes: RwLock<HashMap<String, Arc<RouteSeries>>>,
+}
+
+/// Looks up `name` under a read lock; inserts under the write lock the first time.
+fn series<T: Default>(map: &RwLock<HashMap<String, Arc<T>>>, name: &str) -> Arc<T> {
+    if let Some(found) = map.read().get(name) {
+        return found.clone();
+    }
+    map.write().entry(name.to_owned()).or_default().clone()
+}
+
+fn bump<K: PartialEq + Copy>(list: &Mutex<Vec<(K, u64)>>, key: K, by: u64) {
+    let mut list = list.lock();
+    match list.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, count)) => *count += by,
+        None => list.push((key, by)),
     }
 }
 
 /// Every metric llmux exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Family<AtomicU64>,
-    duration: Family<Histogram>,
-    ttft: Family<Histogram>,
-    tokens: Family<AtomicU64>,
-    /// Nano-units.
-    cost: Family<AtomicU64>,
-    attempts: Family<AtomicU64>,
-    healthy: Family<AtomicU64>,
+    models: RwLock<HashMap<String, Arc<ModelSeries>>>,
+    /// Attempts per provider, by outcome label.
+    attempts: RwLock<HashMap<String, Arc<Mutex<Vec<(&'static str, u64)>>>>>,
     ledger_records: AtomicU64,
 }
 
@@ -67,170 +87,248 @@ pub struct RequestObservation<'a> {
     pub status: u16,
     pub seconds: f64,
     pub ttft_seconds: Option<f64>,
-    pub usage: llmux_types::Usage,
-    pub cost: Option<llmux_types::Money>,
+    pub usage: Usage,
+    pub cost: Option<Money>,
 }
 
 impl Metrics {
     pub fn observe_request(&self, observation: &RequestObservation<'_>) {
-        let model = observation.model.to_owned();
-        let provider = observation.provider.to_owned();
-        self.requests
-            .get(vec![
-                ("model", model.clone()),
-                ("provider", provider.clone()),
-                ("status", observation.status.to_string()),
-            ])
-            .fetch_add(1, Ordering::Relaxed);
-        self.duration.get(vec![("model", model.clone())]).observe(observation.seconds);
+        let model = series(&self.models, observation.model);
+        model.duration.observe(observation.seconds);
         if let Some(ttft) = observation.ttft_seconds {
-            self.ttft.get(vec![("model", model.clone())]).observe(ttft);
+            model.ttft.observe(ttft);
         }
+        let route = series(&model.routes, observation.provider);
+        bump(&route.statuses, observation.status, 1);
         let usage = &observation.usage;
-        for (kind, count) in [
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cached", usage.cached_tokens),
-            ("reasoning", usage.reasoning_tokens),
-        ] {
+        for (counter, count) in route.tokens.iter().zip([
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+        ]) {
             if count > 0 {
-                self.tokens
-                    .get(vec![("model", model.clone()), ("provider", provider.clone()), ("kind", kind.to_owned())])
-                    .fetch_add(count, Ordering::Relaxed);
+                counter.fetch_add(count, Ordering::Relaxed);
             }
         }
         if let Some(cost) = observation.cost
             && cost.nanos > 0
         {
-            self.cost
-                .get(vec![("model", model), ("provider", provider), ("currency", cost.currency.to_string())])
-                .fetch_add(cost.nanos as u64, Ordering::Relaxed);
+            bump(&route.cost, cost.currency, cost.nanos as u64);
         }
         self.ledger_records.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One upstream attempt's outcome (`ok` or an error kind label).
-    pub fn observe_attempt(&self, model: &str, provider: &str, outcome: &str) {
-        self.attempts
-            .get(vec![("provider", provider.to_owned()), ("outcome", outcome.to_owned())])
-            .fetch_add(1, Ordering::Relaxed);
-        let healthy = u64::from(outcome == "ok" || outcome == "bad_request" || outcome == "context_length");
-        self.healthy
-            .get(vec![("model", model.to_owned()), ("provider", provider.to_owned())])
-            .store(healthy, Ordering::Relaxed);
+    pub fn observe_attempt(&self, model: &str, provider: &str, outcome: &'static str) {
+        bump(&series(&self.attempts, provider), outcome, 1);
+        // A caller's bad request says nothing about the route's health.
+        let healthy = matches!(outcome, "ok" | "bad_request" | "context_length" | "content_filtered");
+        let route = series(&series(&self.models, model).routes, provider);
+        route.health.store(if healthy { 1 } else { 2 }, Ordering::Relaxed);
     }
 
     /// Whether the last attempt on a route succeeded (`None` if never tried).
     pub fn route_healthy(&self, model: &str, provider: &str) -> Option<bool> {
-        let labels = vec![("model", model.to_owned()), ("provider", provider.to_owned())];
-        self.healthy.series.lock().get(&labels).map(|value| value.load(Ordering::Relaxed) == 1)
+        let models = self.models.read();
+        let routes = models.get(model)?.routes.read();
+        match routes.get(provider)?.health.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        counter(
+        let models = sorted(&self.models.read());
+
+        header(
             &mut out,
             "llmux_requests_total",
+            "counter",
             "Requests served, by public model, provider and HTTP status.",
-            &self.requests,
-            1.0,
         );
+        for_routes(&models, |model, provider, route| {
+            let mut statuses = route.statuses.lock().clone();
+            statuses.sort_unstable();
+            for (status, count) in statuses {
+                let _ = writeln!(
+                    out,
+                    "llmux_requests_total{{model=\"{}\",provider=\"{}\",status=\"{status}\"}} {count}",
+                    escape(model),
+                    escape(provider)
+                );
+            }
+        });
         histogram(
             &mut out,
             "llmux_request_duration_seconds",
             "Time from request to the end of the response.",
-            &self.duration,
+            &models,
+            |m| &m.duration,
         );
         histogram(
             &mut out,
             "llmux_time_to_first_token_seconds",
-            "Time from request to the first streamed token.",
-            &self.ttft,
+            "Time from request to the first byte of the answer.",
+            &models,
+            |m| &m.ttft,
         );
-        counter(
+        header(
             &mut out,
             "llmux_tokens_total",
+            "counter",
             "Tokens metered, by kind (input, output, cached, reasoning).",
-            &self.tokens,
-            1.0,
         );
-        counter(&mut out, "llmux_cost_total", "Cost metered, in units of the currency label.", &self.cost, 1e-9);
-        counter(
-            &mut out,
-            "llmux_upstream_attempts_total",
-            "Upstream attempts by provider and outcome.",
-            &self.attempts,
-            1.0,
-        );
-        gauge(&mut out, "llmux_route_healthy", "1 if the route's last attempt succeeded.", &self.healthy);
-        let _ = writeln!(out, "# HELP llmux_usage_records_total Usage records handed to the ledger writer.");
-        let _ = writeln!(out, "# TYPE llmux_usage_records_total counter");
+        for_routes(&models, |model, provider, route| {
+            for (kind, counter) in TOKEN_KINDS.iter().zip(&route.tokens) {
+                let count = counter.load(Ordering::Relaxed);
+                if count > 0 {
+                    let _ = writeln!(
+                        out,
+                        "llmux_tokens_total{{model=\"{}\",provider=\"{}\",kind=\"{kind}\"}} {count}",
+                        escape(model),
+                        escape(provider)
+                    );
+                }
+            }
+        });
+        header(&mut out, "llmux_cost_total", "counter", "Cost metered, in units of the currency label.");
+        for_routes(&models, |model, provider, route| {
+            for (currency, nanos) in route.cost.lock().iter() {
+                let _ = writeln!(
+                    out,
+                    "llmux_cost_total{{model=\"{}\",provider=\"{}\",currency=\"{currency}\"}} {}",
+                    escape(model),
+                    escape(provider),
+                    llmux_types::money::format_nanos(i64::try_from(*nanos).unwrap_or(i64::MAX))
+                );
+            }
+        });
+        header(&mut out, "llmux_upstream_attempts_total", "counter", "Upstream attempts by provider and outcome.");
+        for (provider, outcomes) in sorted(&self.attempts.read()) {
+            let mut outcomes = outcomes.lock().clone();
+            outcomes.sort_unstable();
+            for (outcome, count) in outcomes {
+                let _ = writeln!(
+                    out,
+                    "llmux_upstream_attempts_total{{provider=\"{}\",outcome=\"{outcome}\"}} {count}",
+                    escape(&provider)
+                );
+            }
+        }
+        header(&mut out, "llmux_route_healthy", "gauge", "1 if the route's last attempt succeeded, 0 if it failed.");
+        for_routes(&models, |model, provider, route| {
+            let health = route.health.load(Ordering::Relaxed);
+            if health != 0 {
+                let _ = writeln!(
+                    out,
+                    "llmux_route_healthy{{model=\"{}\",provider=\"{}\"}} {}",
+                    escape(model),
+                    escape(provider),
+                    u8::from(health == 1)
+                );
+            }
+        });
+        header(&mut out, "llmux_usage_records_total", "counter", "Usage records handed to the ledger writer.");
         let _ = writeln!(out, "llmux_usage_records_total {}", self.ledger_records.load(Ordering::Relaxed));
         out
     }
 }
 
-fn write_labels(out: &mut String, labels: &Labels, extra: Option<(&str, &str)>) {
-    if labels.is_empty() && extra.is_none() {
-        return;
-    }
-    out.push('{');
-    let mut first = true;
-    for (name, value) in labels.iter().map(|(n, v)| (*n, v.as_str())).chain(extra) {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let _ = write!(out, "{name}=\"{escaped}\"");
-    }
-    out.push('}');
+fn sorted<T>(map: &HashMap<String, Arc<T>>) -> Vec<(String, Arc<T>)> {
+    let mut entries: Vec<(String, Arc<T>)> = map.iter().map(|(name, value)| (name.clone(), value.clone())).collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
 }
 
-fn counter(out: &mut String, name: &str, help: &str, family: &Family<AtomicU64>, scale: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for (labels, value) in family.series.lock().iter() {
-        out.push_str(name);
-        write_labels(out, labels, None);
-        let value = value.load(Ordering::Relaxed);
-        if (scale - 1.0).abs() < f64::EPSILON {
-            let _ = writeln!(out, " {value}");
-        } else {
-            let _ = writeln!(out, " {}", value as f64 * scale);
+fn for_routes(models: &[(String, Arc<ModelSeries>)], mut each: impl FnMut(&str, &str, &RouteSeries)) {
+    for (model, series) in models {
+        for (provider, route) in sorted(&series.routes.read()) {
+            each(model, &provider, &route);
         }
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, family: &Family<AtomicU64>) {
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    for (labels, value) in family.series.lock().iter() {
-        out.push_str(name);
-        write_labels(out, labels, None);
-        let _ = writeln!(out, " {}", value.load(Ordering::Relaxed));
-    }
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, family: &Family<Histogram>) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    for (labels, histogram) in family.series.lock().iter() {
-        for (bucket, count) in BUCKETS.iter().zip(&histogram.counts) {
-            let _ = write!(out, "{name}_bucket");
-            write_labels(out, labels, Some(("le", &bucket.to_string())));
-            let _ = writeln!(out, " {}", count.load(Ordering::Relaxed));
-        }
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    models: &[(String, Arc<ModelSeries>)],
+    pick: impl Fn(&ModelSeries) -> &Histogram,
+) {
+    header(out, name, "histogram", help);
+    for (model, series) in models {
+        let histogram = pick(series);
         let total = histogram.count.load(Ordering::Relaxed);
-        let _ = write!(out, "{name}_bucket");
-        write_labels(out, labels, Some(("le", "+Inf")));
-        let _ = writeln!(out, " {total}");
-        let _ = write!(out, "{name}_sum");
-        write_labels(out, labels, None);
-        let _ = writeln!(out, " {}", histogram.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = write!(out, "{name}_count");
-        write_labels(out, labels, None);
-        let _ = writeln!(out, " {total}");
+        if total == 0 {
+            continue;
+        }
+        let model = escape(model);
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&histogram.counts) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{model=\"{model}\"}} {}",
+            histogram.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {total}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_health() {
+        let metrics = Metrics::default();
+        let usage = Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() };
+        for status in [200, 200, 502] {
+            metrics.observe_request(&RequestObservation {
+                model: "chat",
+                provider: "deepseek",
+                status,
+                seconds: 0.02,
+                ttft_seconds: Some(0.004),
+                usage,
+                cost: Some(Money::new(1_500, Currency::CNY)),
+            });
+        }
+        metrics.observe_attempt("chat", "deepseek", "ok");
+        metrics.observe_attempt("chat", "qwen", "server");
+        let text = metrics.render();
+        for line in [
+            r#"llmux_requests_total{model="chat",provider="deepseek",status="200"} 2"#,
+            r#"llmux_requests_total{model="chat",provider="deepseek",status="502"} 1"#,
+            r#"llmux_tokens_total{model="chat",provider="deepseek",kind="input"} 30"#,
+            r#"llmux_cost_total{model="chat",provider="deepseek",currency="CNY"} 0.0000045"#,
+            r#"llmux_request_duration_seconds_bucket{model="chat",le="0.01"} 0"#,
+            r#"llmux_request_duration_seconds_bucket{model="chat",le="0.025"} 3"#,
+            r#"llmux_time_to_first_token_seconds_bucket{model="chat",le="0.005"} 3"#,
+            r#"llmux_upstream_attempts_total{provider="qwen",outcome="server"} 1"#,
+            r#"llmux_route_healthy{model="chat",provider="deepseek"} 1"#,
+            r#"llmux_route_healthy{model="chat",provider="qwen"} 0"#,
+            "llmux_usage_records_total 3",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+        assert_eq!(metrics.route_healthy("chat", "qwen"), Some(false));
+        assert_eq!(metrics.route_healthy("chat", "nope"), None);
     }
 }
