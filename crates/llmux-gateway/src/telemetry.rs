@@ -71,12 +71,15 @@ fn bump<K: PartialEq + Copy>(list: &Mutex<Vec<(K, u64)>>, key: K, by: u64) {
     }
 }
 
+/// Attempt counts of one provider, by outcome label.
+type Outcomes = Mutex<Vec<(&'static str, u64)>>;
+
 /// Every metric llmux exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
     models: RwLock<HashMap<String, Arc<ModelSeries>>>,
     /// Attempts per provider, by outcome label.
-    attempts: RwLock<HashMap<String, Arc<Mutex<Vec<(&'static str, u64)>>>>>,
+    attempts: RwLock<HashMap<String, Arc<Outcomes>>>,
     ledger_records: AtomicU64,
 }
 
