@@ -115,6 +115,19 @@ impl Settlement {
             usage: self.usage,
             cost,
         });
+        tracing::debug!(
+            target: "llmux::access",
+            request_id = %record.request_id,
+            model = %record.model,
+            provider = record.provider.as_deref().unwrap_or("-"),
+            status,
+            error_code = record.error_code.as_deref().unwrap_or("-"),
+            attempts = record.attempts,
+            latency_ms = record.latency_ms,
+            input_tokens = record.input_tokens,
+            output_tokens = record.output_tokens,
+            "Request finished."
+        );
         self.ledger.record(std::mem::take(record));
     }
 }
