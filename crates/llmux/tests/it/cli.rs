@@ -103,8 +103,33 @@ fn keys_are_managed_from_the_cli() {
     assert!(!ok && stderr.contains("no key with id"));
 }
 
+/// A running `llmux serve`, killed if a test fails before stopping it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
 /// Starts the binary on a free port; returns the child and its address.
-fn serve(config: &str) -> (std::process::Child, String) {
+fn serve(config: &str) -> (Running, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -122,7 +147,7 @@ fn serve(config: &str) -> (std::process::Child, String) {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("address in banner")
         .to_owned();
-    (child, address)
+    (Running(child), address)
 }
 
 #[tokio::test]
