@@ -76,59 +76,66 @@ async fn write_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
-    let mut ticker = tokio::time::interval(flush_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backoff = Duration::ZERO;
-    loop {
-        let stopping = tokio::select! {
-            received = rx.recv() => {
-                if let Some(record) = received {
-                    batch.push(record);
-                }
-                false
+    let mut stopping = false;
+    while !stopping {
+        // Wait for the first record of a batch, then collect for one flush interval
+        // (or until the batch is full), so the store sees a few large transactions
+        // per second whatever the request rate.
+        if batch.is_empty() {
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Some(record) => batch.push(record),
+                    None => stopping = true,
+                },
+                _ = stop.changed() => stopping = true,
             }
-            _ = ticker.tick() => false,
-            _ = stop.changed() => true,
-        };
-        // Take what else is already waiting, without blocking.
-        while batch.len() < BATCH * 4 {
-            match rx.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
+        }
+        let deadline = tokio::time::Instant::now() + flush_interval;
+        while !stopping && batch.len() < BATCH {
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Some(record) => batch.push(record),
+                    None => stopping = true,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = stop.changed() => stopping = true,
             }
         }
         batch.append(&mut overflow.lock());
-        if !batch.is_empty() {
-            if !backoff.is_zero() && !stopping {
-                tokio::time::sleep(backoff).await;
-            }
-            match flush(store.as_ref(), &mut batch).await {
-                Ok(()) => backoff = Duration::ZERO,
-                Err(error) => {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-                    tracing::error!(%error, pending = batch.len(), "Usage records could not be written; retrying.");
-                }
+        if batch.is_empty() {
+            continue;
+        }
+        if !backoff.is_zero() && !stopping {
+            // The store failed last time: wait before trying again.
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => stopping = true,
             }
         }
-        if stopping {
-            // Drain to the end: everything handed over before shutdown is written.
-            rx.close();
-            while let Some(record) = rx.recv().await {
-                batch.push(record);
+        match flush(store.as_ref(), &mut batch).await {
+            Ok(()) => backoff = Duration::ZERO,
+            Err(error) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                tracing::error!(%error, pending = batch.len(), "Usage records could not be written; retrying.");
             }
-            batch.append(&mut overflow.lock());
-            let mut wait = Duration::from_millis(100);
-            while !batch.is_empty() {
-                match flush(store.as_ref(), &mut batch).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::error!(%error, pending = batch.len(), "Usage records could not be written at shutdown; retrying.");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(2));
-                    }
-                }
+        }
+    }
+    // Drain to the end: everything handed over before shutdown is written.
+    rx.close();
+    while let Some(record) = rx.recv().await {
+        batch.push(record);
+    }
+    batch.append(&mut overflow.lock());
+    let mut wait = Duration::from_millis(100);
+    while !batch.is_empty() {
+        match flush(store.as_ref(), &mut batch).await {
+            Ok(()) => break,
+            Err(error) => {
+                tracing::error!(%error, pending = batch.len(), "Usage records could not be written at shutdown; retrying.");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
             }
-            return;
         }
     }
 }
@@ -141,4 +148,102 @@ async fn flush(store: &dyn Store, batch: &mut Vec<UsageRecord>) -> Result<(), ll
         batch.drain(..take);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use llmux_store::{GroupBy, KeyRecord, StoreError, StoredUsage, UsageFilter, UsageSummaryRow};
+
+    use super::*;
+
+    /// A store whose ledger fails the first `failures` writes, then records batches.
+    #[derive(Debug, Default)]
+    struct FlakyStore {
+        failures: AtomicUsize,
+        batches: Mutex<Vec<usize>>,
+        written: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Store for FlakyStore {
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn create_key(&self, _: &KeyRecord) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn update_key(&self, _: &KeyRecord) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn key(&self, _: &str) -> Result<Option<KeyRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn key_by_hash(&self, _: &str) -> Result<Option<KeyRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn keys_updated_since(&self, _: i64) -> Result<Vec<KeyRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+            if self.failures.load(Ordering::SeqCst) > 0 {
+                self.failures.fetch_sub(1, Ordering::SeqCst);
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            self.batches.lock().push(records.len());
+            self.written.lock().extend(records.iter().map(|r| r.request_id.clone()));
+            Ok(())
+        }
+        async fn usage(&self, _: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn usage_summary(
+            &self,
+            _: GroupBy,
+            _: Option<i64>,
+            _: Option<i64>,
+        ) -> Result<Vec<UsageSummaryRow>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn record(id: usize) -> UsageRecord {
+        UsageRecord { request_id: format!("r{id}"), model: "m".into(), status: 200, ..UsageRecord::default() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_per_flush_interval_and_survives_store_failures() {
+        let store = Arc::new(FlakyStore { failures: AtomicUsize::new(2), ..FlakyStore::default() });
+        let (ledger, writer) = Ledger::start(store.clone(), Duration::from_millis(200));
+        for id in 0..100 {
+            ledger.record(record(id));
+        }
+        // Two failed attempts, backoff, then one batch with everything.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(*store.batches.lock(), vec![100]);
+        for id in 100..110 {
+            ledger.record(record(id));
+        }
+        writer.shutdown(Duration::from_secs(30)).await;
+        let written = store.written.lock().clone();
+        assert_eq!(written.len(), 110);
+        let expected: Vec<String> = (0..110).map(|id| format!("r{id}")).collect();
+        assert_eq!(written, expected, "every record exactly once, in order");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_flushes_records_handed_over_just_before() {
+        let store = Arc::new(FlakyStore::default());
+        let (ledger, writer) = Ledger::start(store.clone(), Duration::from_secs(60));
+        for id in 0..5 {
+            ledger.record(record(id));
+        }
+        writer.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(store.written.lock().len(), 5);
+    }
 }
