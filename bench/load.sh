@@ -67,6 +67,10 @@ if [ "${BENCH_BUILD:-0}" = 1 ] || [ ! -x "$LLMUX" ] || [ ! -x "$MOCK" ]; then
     (cd "$ROOT" && cargo build --release -p llmux -p llmux-testkit)
 fi
 
+# A binary older than the sources measures yesterday's code: say so in the report.
+STALE=$(cd "$ROOT" && find crates Cargo.toml Cargo.lock -newer "$LLMUX" \( -name '*.rs' -o -name '*.toml' -o -name 'Cargo.lock' \) 2>/dev/null | head -n3 | tr '\n' ' ')
+[ -z "$STALE" ] || log "WARNING: target/release/llmux is older than $STALE(BENCH_BUILD=1 rebuilds)"
+
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
 if [ "$PIN" = 1 ] && [ "$NCPU" -ge 2 ]; then
@@ -130,6 +134,48 @@ cpu_ticks() {
         total=$((total + fields[11] + fields[12]))
     done
     echo "$total"
+}
+
+# Busy and total ticks over all CPUs, from /proc/stat.
+sys_ticks() {
+    local _cpu user nice system idle iowait irq softirq steal _rest
+    read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+    echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
+# CPU time (clock ticks) of this shell's finished children (wrk), from `times`.
+# `times` must run in this shell (a subshell reports its own children), hence the file.
+children_ticks() {
+    local line
+    times >"$TMP/times.txt"
+    line=$(tail -n1 "$TMP/times.txt")
+    awk -v hz="$CLK_TCK" -v l="$line" 'BEGIN {
+        n = split(l, t, " "); total = 0
+        for (i = 1; i <= n; i++) { split(t[i], p, "m"); sub("s", "", p[2]); total += p[1] * 60 + p[2] }
+        printf "%d", total * hz + 0.5
+    }'
+}
+
+# Waits (at most BENCH_IDLE_WAIT seconds) until other processes leave the CPUs
+# alone: the machine is shared, and a compiler running during one target's runs
+# would skew the comparison. Each run's table row still reports the background load.
+IDLE_WAIT=${BENCH_IDLE_WAIT:-180}
+IDLE_MAX_PCT=${BENCH_IDLE_MAX_PCT:-10}
+wait_idle() {
+    local waited=0 a b busy
+    while :; do
+        read -r -a a <<<"$(sys_ticks)"
+        sleep 1
+        read -r -a b <<<"$(sys_ticks)"
+        busy=$(((b[0] - a[0]) * 100 / (b[1] - a[1] > 0 ? b[1] - a[1] : 1)))
+        [ "$busy" -le "$IDLE_MAX_PCT" ] && return 0
+        waited=$((waited + 1))
+        if [ "$waited" -ge "$IDLE_WAIT" ]; then
+            log "WARNING: the machine is still ${busy}% busy after ${IDLE_WAIT}s; measuring anyway"
+            return 0
+        fi
+        [ $((waited % 10)) -eq 1 ] && log "waiting for the machine to go idle (${busy}% busy)"
+    done
 }
 
 # ---------------------------------------------------------------- the mock upstream
@@ -236,7 +282,20 @@ run_wrk() {
 field() { sed -n "s/.*[[:space:]]$1=\([0-9.]*\).*/\1/p" "$2" | head -n1; }
 
 TSV="$RESULTS/results.tsv"
-printf 'target\tscenario\trps\tp50_us\tp99_us\tproxy_cpu_us_per_req\tmock_cpu_us_per_req\trequests\tfailed\n' >"$TSV"
+printf 'target\tscenario\trps\tp50_us\tp99_us\tproxy_cpu_us_per_req\tmock_cpu_us_per_req\trequests\tfailed\tbackground_cpu_pct\n' >"$TSV"
+
+# One non-streaming and one streaming answer per target, kept for inspection.
+save_samples() {
+    local target=$1 auth
+    auth=$(target_auth "$target")
+    for stream in 0 1; do
+        local body='{"model":"bench","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64}'
+        [ "$stream" = 0 ] || body='{"model":"bench","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64,"stream":true,"stream_options":{"include_usage":true}}'
+        curl -sS -i --max-time 5 -H 'Content-Type: application/json' ${auth:+-H "Authorization: Bearer $auth"} \
+            -d "$body" "http://127.0.0.1:$(target_port "$target")/v1/chat/completions" \
+            >"$RESULTS/$target-sample-stream$stream.txt" 2>&1 || true
+    done
+}
 
 for target in $TARGETS; do
     case $target in
@@ -245,6 +304,7 @@ for target in $TARGETS; do
         llmux) start_llmux ;;
         *) die "unknown target $target" ;;
     esac
+    save_samples "$target"
     log "$target: warm-up ${WARMUP_SECONDS}s"
     run_wrk "$target" 16 0 "$WARMUP_SECONDS" "$RESULTS/$target-warmup.txt"
     for scenario in $SCENARIOS; do
@@ -252,13 +312,21 @@ for target in $TARGETS; do
         stream=$(scenario_stream "$scenario")
         raw="$RESULTS/$target-$scenario.txt"
         read -r -a pids <<<"$(proxy_pids "$target")"
+        wait_idle
         log "$target $scenario: wrk -t1 -c$conns -d${RUN_SECONDS}s (stream=$stream)"
+        read -r -a sys0 <<<"$(sys_ticks)"
+        children_ticks >"$TMP/wrk0"; wrk0=$(<"$TMP/wrk0")
         proxy0=$(cpu_ticks "${pids[@]}")
         mock0=$(cpu_ticks "$MOCK_PID")
         run_wrk "$target" "$conns" "$stream" "$RUN_SECONDS" "$raw"
         sleep 0.5 # let batched work (llmux's ledger flush) land inside the window
         proxy1=$(cpu_ticks "${pids[@]}")
         mock1=$(cpu_ticks "$MOCK_PID")
+        children_ticks >"$TMP/wrk1"; wrk1=$(<"$TMP/wrk1")
+        read -r -a sys1 <<<"$(sys_ticks)"
+        # Other processes' CPU during the run, in % of one CPU.
+        bg=$(awk -v busy=$((sys1[0] - sys0[0])) -v total=$((sys1[1] - sys0[1])) -v ours=$((proxy1 - proxy0 + mock1 - mock0 + wrk1 - wrk0)) \
+            -v ncpu="$NCPU" 'BEGIN { v = total > 0 ? (busy - ours) * 100 * ncpu / total : 0; printf "%.0f", v < 0 ? 0 : v }')
         grep -q BENCH_RESULT "$raw" || die "wrk printed no result (see $raw)"
         requests=$(field requests "$raw")
         duration=$(field duration_us "$raw")
@@ -267,12 +335,12 @@ for target in $TARGETS; do
         failed=$(($(field non2xx "$raw") + $(field err_connect "$raw") + $(field err_read "$raw") \
             + $(field err_write "$raw") + $(field err_timeout "$raw")))
         awk -v t="$target" -v s="$scenario" -v n="$requests" -v d="$duration" -v p50="$p50" -v p99="$p99" \
-            -v px=$((proxy1 - proxy0)) -v mk=$((mock1 - mock0)) -v hz="$CLK_TCK" -v f="$failed" -v np="${#pids[@]}" \
+            -v px=$((proxy1 - proxy0)) -v mk=$((mock1 - mock0)) -v hz="$CLK_TCK" -v f="$failed" -v np="${#pids[@]}" -v bg="$bg" \
             'BEGIN {
                 rps = n / (d / 1e6);
                 pcpu = (np > 0 && n > 0) ? sprintf("%.1f", px * 1e6 / hz / n) : "-";
                 mcpu = (n > 0) ? sprintf("%.1f", mk * 1e6 / hz / n) : "-";
-                printf "%s\t%s\t%.0f\t%d\t%d\t%s\t%s\t%d\t%d\n", t, s, rps, p50, p99, pcpu, mcpu, n, f
+                printf "%s\t%s\t%.0f\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", t, s, rps, p50, p99, pcpu, mcpu, n, f, bg
             }' >>"$TSV"
         [ "$failed" -eq 0 ] || log "WARNING: $target $scenario: $failed failed requests (see $raw)"
     done
@@ -284,14 +352,18 @@ done
     echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
     echo "machine: $NCPU CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
     echo "tools: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | sed 's/.*: //'), llmux $(stat -c '%y' "$LLMUX" | cut -d. -f1) build"
+    [ -z "$STALE" ] || echo "WARNING: the llmux binary is older than some sources ($STALE); rerun with BENCH_BUILD=1"
     echo "$PIN_NOTE; ${RUN_SECONDS}s per run, wrk -t1, CLK_TCK=$CLK_TCK"
-    echo "CPU-µs/req = proxy utime+stime over the run / requests (direct: none; nginx: master+worker; llmux: its process)"
+    echo "CPU-µs/req = proxy utime+stime over the run / requests (direct: none; nginx: master+worker; llmux: its process);"
+    echo "mock-µs/req = the same for the mock upstream. Latencies are wrk's (its percentiles include wrk's"
+    echo "coordinated-omission correction, so rare stalls weigh heavily in p99, most of all at c=1)."
+    echo "bg% = CPU used by other processes on the machine during the run, in % of one CPU (should be ~0)."
     echo
     awk -F'\t' 'NR == 1 {
-            printf "%-7s %-11s %9s %9s %9s %12s %11s %9s %6s\n", "target", "scenario", "req/s", "p50 µs", "p99 µs", "CPU-µs/req", "mock-µs/req", "requests", "failed"
+            printf "%-7s %-11s %9s %9s %9s %12s %11s %9s %6s %6s\n", "target", "scenario", "req/s", "p50 µs", "p99 µs", "CPU-µs/req", "mock-µs/req", "requests", "failed", "bg%"
             next
         }
-        { printf "%-7s %-11s %9s %9s %9s %12s %11s %9s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$TSV"
+        { printf "%-7s %-11s %9s %9s %9s %12s %11s %9s %6s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$TSV"
     echo
     awk -F'\t' '
         NR > 1 { key = $1 SUBSEP $2; p99[key] = $5; p50[key] = $4; cpu[key] = $6; rps[key] = $3; seen[$2] = 1; order[++n] = $2 }
@@ -325,6 +397,7 @@ done
 if [ "$PROFILE" = 1 ]; then
     command -v perf >/dev/null || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf; }
     [ -n "$LLMUX_PID" ] || start_llmux
+    wait_idle
     log "profiling llmux: perf record (DWARF call graphs) during wrk -c16 -d${PROFILE_SECONDS}s"
     perf record -F 499 --call-graph dwarf,16384 -p "$LLMUX_PID" -o "$RESULTS/perf.data" \
         -- sleep "$((PROFILE_SECONDS + 1))" >"$RESULTS/perf-record.log" 2>&1 &

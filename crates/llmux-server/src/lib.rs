@@ -53,6 +53,10 @@ pub async fn serve(
     tokio::spawn(reload_on_sighup(state.clone()));
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    // Small SSE frames must leave at once, not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stopping_tx.send(true);
