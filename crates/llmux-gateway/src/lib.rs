@@ -288,7 +288,7 @@ enum Success {
     /// A complete JSON body and the usage it reported.
     Full { body: Bytes, usage: Option<llmux_types::Usage> },
     /// An upstream OpenAI-dialect SSE response to relay.
-    Upstream { response: reqwest::Response, idle: Duration },
+    Upstream { response: llmux_providers::client::UpstreamResponse, idle: Duration },
     /// Canonical events to encode (the mock).
     Events { events: Vec<llmux_types::chat::StreamEvent>, delay: Duration, encoder: Box<dyn relay::EventEncoder> },
 }
@@ -466,25 +466,33 @@ impl relay::EventEncoder for Prerendered {
 }
 
 /// Reads a whole body before `deadline`.
-async fn read_body(response: reqwest::Response, deadline: Instant) -> Result<Bytes, UpstreamError> {
-    match tokio::time::timeout_at(deadline, response.bytes()).await {
+async fn read_body(
+    response: llmux_providers::client::UpstreamResponse,
+    deadline: Instant,
+) -> Result<Bytes, UpstreamError> {
+    use http_body_util::BodyExt;
+    match tokio::time::timeout_at(deadline, response.into_body().collect()).await {
         Err(_) => Err(UpstreamError::new(ErrorKind::Timeout)),
-        Ok(Err(error)) => Err(UpstreamError::new(llmux_providers::client::classify_transport(&error))),
-        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(UpstreamError::new(ErrorKind::Protocol)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 
 /// Reads the start of an error body (at most 64 KiB) before `deadline`.
-async fn read_error_body(response: reqwest::Response, deadline: Instant) -> Bytes {
-    use futures_util::StreamExt;
+async fn read_error_body(response: llmux_providers::client::UpstreamResponse, deadline: Instant) -> Bytes {
+    use http_body_util::BodyExt;
     const LIMIT: usize = 64 * 1024;
-    let mut stream = response.bytes_stream();
-    let mut body = bytes::BytesMut::new();
-    while body.len() < LIMIT {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk[..chunk.len().min(LIMIT - body.len())]),
+    let mut body = response.into_body();
+    let mut collected = bytes::BytesMut::new();
+    while collected.len() < LIMIT {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    collected.extend_from_slice(&data[..data.len().min(LIMIT - collected.len())]);
+                }
+            }
             _ => break,
         }
     }
-    body.freeze()
+    collected.freeze()
 }

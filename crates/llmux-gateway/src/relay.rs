@@ -26,7 +26,7 @@ use crate::settle::Settlement;
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 struct Passthrough {
-    upstream: Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
+    upstream: http_body_util::BodyDataStream<hyper::body::Incoming>,
     framer: Framer,
     settlement: Option<Settlement>,
     /// Drop the usage-only chunk (the client did not ask for it).
@@ -117,13 +117,13 @@ impl Passthrough {
 
 /// Relays an OpenAI-dialect SSE response.
 pub fn openai_passthrough(
-    response: reqwest::Response,
+    response: llmux_providers::client::UpstreamResponse,
     settlement: Settlement,
     strip_usage: bool,
     idle: Duration,
 ) -> BodyStream {
     let state = Passthrough {
-        upstream: Box::pin(response.bytes_stream()),
+        upstream: http_body_util::BodyExt::into_data_stream(response.into_body()),
         framer: Framer::new(),
         settlement: Some(settlement),
         strip_usage,

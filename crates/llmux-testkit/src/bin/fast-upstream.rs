@@ -98,6 +98,10 @@ fn main() {
     runtime.block_on(async move {
         let app = axum::Router::new().route("/v1/chat/completions", post(chat)).with_state(bodies);
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the listen address");
+        // Answers are single small writes; don't let Nagle's algorithm hold any back.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+            let _ = stream.set_nodelay(true);
+        });
         eprintln!("fast-upstream listening on http://{addr}");
         axum::serve(listener, app).await.expect("serve");
     });
