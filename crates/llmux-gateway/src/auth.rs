@@ -66,11 +66,12 @@ pub fn generate_key_id() -> String {
 
 /// Hex SHA-256 of a plain key: what the store keeps.
 pub fn hash_key(plain: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(plain.as_bytes());
     let mut hex = String::with_capacity(64);
     for byte in digest {
-        use std::fmt::Write;
-        let _ = write!(hex, "{byte:02x}");
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     hex
 }
