@@ -2,7 +2,7 @@
 //! `/v1/models`.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -15,29 +15,32 @@ use crate::AppState;
 use crate::api::{api_key, request_id};
 use crate::error::{ATTEMPTS, Dialect, PROVIDER, REQUEST_ID, render, render_gateway};
 
-pub async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    handle(state, headers, body, Endpoint::ChatCompletions).await
+pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, request, Endpoint::ChatCompletions).await
 }
 
-pub async fn completions(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    handle(state, headers, body, Endpoint::Completions).await
+pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, request, Endpoint::Completions).await
 }
 
-pub async fn embeddings(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    handle(state, headers, body, Endpoint::Embeddings).await
+pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, request, Endpoint::Embeddings).await
 }
 
-async fn handle(state: AppState, headers: HeaderMap, body: Body, endpoint: Endpoint) -> Response {
+async fn handle(state: AppState, request: Request, endpoint: Endpoint) -> Response {
     let started = Instant::now();
-    let request_id = request_id(&headers);
+    // Headers are borrowed from the request, not cloned as the `HeaderMap` extractor does.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let request_id = request_id(headers);
     let limit = state.gateway.runtime().config.server.max_body_bytes;
-    let body = match read_body(&headers, body, limit).await {
+    let body = match read_body(headers, body, limit).await {
         Ok(body) => body,
         Err(error) => return render_gateway(Dialect::OpenAi, &error, &request_id),
     };
     let meta = RequestMeta {
         request_id: request_id.clone(),
-        api_key: api_key(&headers),
+        api_key: api_key(headers),
         region_header: headers.get("x-llmux-region").and_then(|value| value.to_str().ok()).map(str::to_owned),
         started,
     };

@@ -89,6 +89,11 @@ fn usage_from_openai_and_deepseek_bodies() {
         Some(Usage { input_tokens: 10, output_tokens: 5, cached_tokens: 4, reasoning_tokens: 2 })
     );
     let deepseek = br#"{"usage":{"prompt_tokens":100,"completion_tokens":7,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}}"#;
+    // `usage` not last, and a message that mentions "usage": the full parse decides.
+    let early = br#"{"usage":{"prompt_tokens":2,"completion_tokens":1},"choices":[{"message":{"content":"\"usage\": {\"prompt_tokens\": 99}"}}]}"#;
+    assert_eq!(from_response(early).map(|u| u.input_tokens), Some(2));
+    let spoof = br#"{"choices":[{"message":{"content":"x"}}],"note":"\"usage\":{\"prompt_tokens\":99}}"}"#;
+    assert_eq!(from_response(spoof), None);
     assert_eq!(from_response(deepseek).unwrap().cached_tokens, 64);
 }
 

@@ -48,9 +48,29 @@ struct BodyWire {
 }
 
 /// Usage from a complete (non-streamed) response body; `None` if it has none.
+///
+/// Providers put `usage` last, so the object is looked for from the end and parsed
+/// alone; only if that fails is the whole body parsed.
 pub fn from_response(body: &[u8]) -> Option<Usage> {
+    if let Some(usage) = usage_near_end(body) {
+        return Some(usage);
+    }
     let body: BodyWire = serde_json::from_slice(body).ok()?;
     body.usage.map(Usage::from)
+}
+
+/// Parses the last top-level-looking `"usage": {...}` member, if it closes the body.
+fn usage_near_end(body: &[u8]) -> Option<Usage> {
+    let at = memchr::memmem::rfind(body, b"\"usage\"")?;
+    let rest = body[at + 7..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    if !rest.starts_with(b"{") {
+        return None;
+    }
+    // The object must be followed only by the body's closing brace.
+    let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<UsageWire>();
+    let usage = stream.next()?.ok()?;
+    let tail = rest[stream.byte_offset()..].trim_ascii();
+    (tail == b"}").then(|| Usage::from(usage))
 }
 
 /// What one stream chunk's `data` means to the relay.
