@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use llmux_config::Config;
 use llmux_providers::client::UpstreamClient;
-use llmux_providers::{Backend, ErrorKind, ProviderSpec, UpstreamError};
+use llmux_providers::{Backend, ErrorKind, PreparedProvider, ProviderSpec, UpstreamError};
 use llmux_store::Store;
 use llmux_types::Region;
 use llmux_wire::openai::peek::{Endpoint, Peek, peek, rewrite};
@@ -47,6 +47,8 @@ use crate::telemetry::Metrics;
 pub struct Runtime {
     pub config: Config,
     clients: Vec<UpstreamClient>,
+    /// Per-provider headers and URLs, built once per configuration.
+    prepared: Vec<PreparedProvider>,
     models: HashMap<String, usize>,
 }
 
@@ -57,8 +59,9 @@ impl Runtime {
             .iter()
             .map(|provider| UpstreamClient::new(provider.timeouts.connect))
             .collect::<Result<_, _>>()?;
+        let prepared = config.providers.iter().map(PreparedProvider::new).collect();
         let models = config.models.iter().enumerate().map(|(index, model)| (model.name.clone(), index)).collect();
-        Ok(Runtime { config, clients, models })
+        Ok(Runtime { config, clients, prepared, models })
     }
 
     pub fn model_index(&self, name: &str) -> Option<usize> {
@@ -345,11 +348,20 @@ impl Attempt<'_> {
         let stream = self.request.stream && self.endpoint != Endpoint::Embeddings;
         let force_usage = stream && provider.preset.quirks.stream_usage;
         let body = rewrite(self.body, self.request, &route.model, force_usage);
-        let upstream_request = provider.build_request(self.endpoint, &route.model, body);
+        let upstream_request =
+            self.runtime.prepared[route.provider].build_request(provider, self.endpoint, &route.model, body);
         let total = route.timeout.unwrap_or(provider.timeouts.total);
-        let deadline = Instant::now() + total;
-        let first_byte = provider.timeouts.first_byte.min(total);
-        let response = client.send(upstream_request, first_byte).await?;
+        let started = Instant::now();
+        let deadline = started + total;
+        // One timer per attempt: first for the response headers, then moved to the
+        // whole-attempt deadline for the body.
+        let timer = tokio::time::sleep_until(started + provider.timeouts.first_byte.min(total));
+        tokio::pin!(timer);
+        let response = tokio::select! {
+            biased;
+            response = client.send(upstream_request) => response?,
+            () = &mut timer => return Err(UpstreamError::new(ErrorKind::Timeout)),
+        };
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let retry_after = llmux_providers::error::parse_retry_after(
@@ -361,7 +373,15 @@ impl Attempt<'_> {
         if stream {
             return Ok(Success::Upstream { response, idle: provider.timeouts.idle });
         }
-        let body = read_body(response, deadline).await?;
+        timer.as_mut().reset(deadline);
+        let body = tokio::select! {
+            biased;
+            body = http_body_util::BodyExt::collect(response.into_body()) => match body {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return Err(UpstreamError::new(ErrorKind::Protocol)),
+            },
+            () = &mut timer => return Err(UpstreamError::new(ErrorKind::Timeout)),
+        };
         let usage = llmux_wire::openai::usage::from_response(&body);
         Ok(Success::Full { body, usage })
     }
@@ -463,19 +483,6 @@ impl relay::EventEncoder for Prerendered {
     }
 
     fn finish(&mut self, _out: &mut Vec<u8>) {}
-}
-
-/// Reads a whole body before `deadline`.
-async fn read_body(
-    response: llmux_providers::client::UpstreamResponse,
-    deadline: Instant,
-) -> Result<Bytes, UpstreamError> {
-    use http_body_util::BodyExt;
-    match tokio::time::timeout_at(deadline, response.into_body().collect()).await {
-        Err(_) => Err(UpstreamError::new(ErrorKind::Timeout)),
-        Ok(Err(_)) => Err(UpstreamError::new(ErrorKind::Protocol)),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
 }
 
 /// Reads the start of an error body (at most 64 KiB) before `deadline`.

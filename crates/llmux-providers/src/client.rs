@@ -52,19 +52,11 @@ impl UpstreamClient {
         Ok(UpstreamClient { inner })
     }
 
-    /// Sends `request` and waits for the response headers, at most `first_byte`.
-    pub async fn send(
-        &self,
-        request: http::Request<Bytes>,
-        first_byte: Duration,
-    ) -> Result<UpstreamResponse, UpstreamError> {
-        let request = request.map(Full::new);
-        match tokio::time::timeout(first_byte, self.inner.request(request)).await {
-            Err(_) => Err(UpstreamError::new(ErrorKind::Timeout)),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => {
-                Err(UpstreamError::new(if error.is_connect() { ErrorKind::Connect } else { ErrorKind::Protocol }))
-            }
-        }
+    /// Sends `request` and resolves when the response headers arrive. Deadlines are
+    /// the caller's (one timer per attempt covers headers and body).
+    pub async fn send(&self, request: http::Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
+        self.inner.request(request.map(Full::new)).await.map_err(|error| {
+            UpstreamError::new(if error.is_connect() { ErrorKind::Connect } else { ErrorKind::Protocol })
+        })
     }
 }

@@ -123,17 +123,83 @@ pub struct ProviderSpec {
 }
 
 impl ProviderSpec {
-    /// Builds the upstream request for an OpenAI-dialect backend.
+    /// Builds the upstream request for an OpenAI-dialect backend. The gateway keeps a
+    /// [`PreparedProvider`] instead, so this work is not repeated per request.
     pub fn build_request(
         &self,
         endpoint: llmux_wire::openai::peek::Endpoint,
         upstream_model: &str,
         body: Vec<u8>,
     ) -> http::Request<bytes::Bytes> {
-        match self.preset.backend {
-            Backend::Azure => azure::build_request(self, endpoint, upstream_model, body),
-            Backend::OpenAi | Backend::Mock => openai::build_request(self, endpoint, body),
+        PreparedProvider::new(self).build_request(self, endpoint, upstream_model, body)
+    }
+}
+
+/// What every request to one provider shares, computed once per configuration:
+/// the headers (auth included, marked sensitive) and the endpoint URLs.
+#[derive(Debug, Clone)]
+pub struct PreparedProvider {
+    headers: http::HeaderMap,
+    /// `{base_url}{path}` per endpoint (chat, completions, embeddings).
+    urls: [Option<http::Uri>; 3],
+}
+
+fn endpoint_index(endpoint: llmux_wire::openai::peek::Endpoint) -> usize {
+    use llmux_wire::openai::peek::Endpoint;
+    match endpoint {
+        Endpoint::ChatCompletions => 0,
+        Endpoint::Completions => 1,
+        Endpoint::Embeddings => 2,
+    }
+}
+
+impl PreparedProvider {
+    pub fn new(spec: &ProviderSpec) -> PreparedProvider {
+        use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+        use llmux_wire::openai::peek::Endpoint;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &spec.api_key {
+            let (name, value) = match spec.preset.auth {
+                AuthStyle::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose())),
+                AuthStyle::ApiKeyHeader => (HeaderName::from_static("api-key"), key.expose().to_owned()),
+            };
+            if let Ok(mut value) = HeaderValue::from_str(&value) {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
         }
+        for (name, value) in &spec.headers {
+            // Config validation has checked both.
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                headers.append(name, value);
+            }
+        }
+        let base = spec.base_url.trim_end_matches('/');
+        let urls = [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings]
+            .map(|endpoint| format!("{base}{}", endpoint.path()).parse().ok());
+        PreparedProvider { headers, urls }
+    }
+
+    /// The upstream request for `endpoint` with an already rewritten body.
+    pub fn build_request(
+        &self,
+        spec: &ProviderSpec,
+        endpoint: llmux_wire::openai::peek::Endpoint,
+        upstream_model: &str,
+        body: Vec<u8>,
+    ) -> http::Request<bytes::Bytes> {
+        let uri = match spec.preset.backend {
+            Backend::Azure => azure::url(spec, endpoint, upstream_model).parse().ok(),
+            Backend::OpenAi | Backend::Mock => self.urls[endpoint_index(endpoint)].clone(),
+        };
+        let mut request = http::Request::new(bytes::Bytes::from(body));
+        *request.method_mut() = http::Method::POST;
+        if let Some(uri) = uri {
+            *request.uri_mut() = uri;
+        }
+        *request.headers_mut() = self.headers.clone();
+        request
     }
 }
 

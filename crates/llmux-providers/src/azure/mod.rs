@@ -7,7 +7,6 @@
 //!   paths, no `api-version`.
 //! - Auth is the `api-key` header.
 
-use bytes::Bytes;
 use llmux_types::Currency;
 use llmux_wire::openai::peek::Endpoint;
 
@@ -29,13 +28,13 @@ pub static PRESET: Preset = Preset {
     env_key: None,
 };
 
-pub fn build_request(spec: &ProviderSpec, endpoint: Endpoint, deployment: &str, body: Vec<u8>) -> http::Request<Bytes> {
+/// The request URL for `endpoint` at deployment `deployment`.
+pub fn url(spec: &ProviderSpec, endpoint: Endpoint, deployment: &str) -> String {
     let base = spec.base_url.trim_end_matches('/');
-    let url = if base.ends_with("/v1") {
+    if base.ends_with("/v1") {
         format!("{base}{}", endpoint.path())
     } else {
         let version = spec.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION);
         format!("{base}/deployments/{deployment}{}?api-version={version}", endpoint.path())
-    };
-    crate::openai::request(spec, &url, body)
+    }
 }
