@@ -20,7 +20,9 @@ CREATE TABLE keys (
 CREATE INDEX keys_updated_at ON keys (updated_at);
 
 CREATE TABLE usage (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- No AUTOINCREMENT: it costs a sqlite_sequence update per insert, and the
+    -- ledger never deletes rows, so ids are never reused anyway.
+    id INTEGER PRIMARY KEY,
     request_id TEXT NOT NULL,
     key_id TEXT,
     model TEXT NOT NULL,
