@@ -13,8 +13,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use llmux_providers::ProviderSpec;
-#[cfg(test)]
-use llmux_types::Currency;
 use llmux_types::{Price, Region, Secret};
 
 pub use resolve::default_config;

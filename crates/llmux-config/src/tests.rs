@@ -1,5 +1,7 @@
 use std::collections::HashMap;
 
+use llmux_types::Currency;
+
 use super::*;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

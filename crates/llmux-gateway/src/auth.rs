@@ -16,8 +16,6 @@ use llmux_types::Region;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 
-use crate::clock;
-
 /// Every virtual key starts with this.
 pub const KEY_PREFIX: &str = "sk-llmux-";
 
@@ -209,19 +207,6 @@ impl KeyCache {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.keys.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Current time for key checks.
-pub fn now_ms() -> i64 {
-    clock::now_ms()
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ pub mod error;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use llmux_config::{Config, ConfigErrors};
@@ -61,8 +60,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     });
-    let server = tokio::spawn(async move { server.await });
-    let mut server = server;
+    let mut server = tokio::spawn(async move { server.await });
     tokio::select! {
         result = &mut server => {
             result.map_err(|error| error.to_string())?.map_err(|error| error.to_string())?;
@@ -110,9 +108,4 @@ async fn reload_on_sighup(state: AppState) {
             tracing::error!(%error, "Reload refused; the previous configuration keeps serving.");
         }
     }
-}
-
-/// The gateway's state shared with handlers.
-pub fn gateway(state: &AppState) -> &Arc<Gateway> {
-    &state.gateway
 }

@@ -46,6 +46,7 @@ pub struct Peek<'a> {
     pub n: u32,
 }
 
+/// Fields named with a leading `_` are read only so their JSON type is checked.
 #[derive(Deserialize)]
 struct RawPeek<'a> {
     #[serde(borrow)]
@@ -60,12 +61,18 @@ struct RawPeek<'a> {
     n: Option<u32>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    presence_penalty: Option<f64>,
-    frequency_penalty: Option<f64>,
-    seed: Option<i64>,
-    logprobs: Option<IgnoredAny>,
+    #[serde(rename = "temperature")]
+    _temperature: Option<f64>,
+    #[serde(rename = "top_p")]
+    _top_p: Option<f64>,
+    #[serde(rename = "presence_penalty")]
+    _presence_penalty: Option<f64>,
+    #[serde(rename = "frequency_penalty")]
+    _frequency_penalty: Option<f64>,
+    #[serde(rename = "seed")]
+    _seed: Option<i64>,
+    #[serde(rename = "logprobs")]
+    _logprobs: Option<IgnoredAny>,
     #[serde(borrow)]
     tools: Option<Vec<ToolPeek<'a>>>,
 }
@@ -155,7 +162,6 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek<'_>, DecodeError> {
             .map_err(|_| DecodeError::new(Some("stream_options"), "`stream_options` must be an object"))?;
         include_usage = options.include_usage.unwrap_or(false);
     }
-    let _ = (raw.temperature, raw.top_p, raw.presence_penalty, raw.frequency_penalty, raw.seed, raw.logprobs);
     let object_start = body.iter().position(|b| *b == b'{').map_or(0, |p| p + 1);
     Ok(Peek {
         model,
