@@ -8,6 +8,7 @@
 //! channel is full, records go to an overflow list the writer also drains, so a
 //! burst slows nothing and loses nothing.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,13 +77,14 @@ async fn write_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
+    let mut pending = Pending::default();
     let mut backoff = Duration::ZERO;
     let mut stopping = false;
     while !stopping {
         // Wait for the first record of a batch, then collect for one flush interval
         // (or until the batch is full), so the store sees a few large transactions
         // per second whatever the request rate.
-        if batch.is_empty() {
+        if pending.is_empty() {
             tokio::select! {
                 received = rx.recv() => match received {
                     Some(record) => batch.push(record),
@@ -91,7 +93,8 @@ async fn write_loop(
                 _ = stop.changed() => stopping = true,
             }
         }
-        let deadline = tokio::time::Instant::now() + flush_interval;
+        // After a failure, wait out the backoff (collecting meanwhile) before retrying.
+        let deadline = tokio::time::Instant::now() + flush_interval.max(backoff);
         while !stopping && batch.len() < BATCH {
             tokio::select! {
                 received = rx.recv() => match received {
@@ -103,21 +106,12 @@ async fn write_loop(
             }
         }
         batch.append(&mut overflow.lock());
-        if batch.is_empty() {
-            continue;
-        }
-        if !backoff.is_zero() && !stopping {
-            // The store failed last time: wait before trying again.
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => stopping = true,
-            }
-        }
-        match flush(store.as_ref(), &mut batch).await {
+        pending.take_from(&mut batch);
+        match pending.flush(store.as_ref()).await {
             Ok(()) => backoff = Duration::ZERO,
             Err(error) => {
                 backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-                tracing::error!(%error, pending = batch.len(), "Usage records could not be written; retrying.");
+                tracing::error!(%error, pending = pending.len(), "Usage records could not be written; retrying.");
             }
         }
     }
@@ -127,27 +121,43 @@ async fn write_loop(
         batch.push(record);
     }
     batch.append(&mut overflow.lock());
+    pending.take_from(&mut batch);
     let mut wait = Duration::from_millis(100);
-    while !batch.is_empty() {
-        match flush(store.as_ref(), &mut batch).await {
-            Ok(()) => break,
-            Err(error) => {
-                tracing::error!(%error, pending = batch.len(), "Usage records could not be written at shutdown; retrying.");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
-            }
-        }
+    while let Err(error) = pending.flush(store.as_ref()).await {
+        tracing::error!(%error, pending = pending.len(), "Usage records could not be written at shutdown; retrying.");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
     }
 }
 
-async fn flush(store: &dyn Store, batch: &mut Vec<UsageRecord>) -> Result<(), llmux_store::StoreError> {
-    // Remove each written chunk at once, so a failure never writes a record twice.
-    while !batch.is_empty() {
-        let take = batch.len().min(BATCH);
-        store.insert_usage(&batch[..take]).await?;
-        batch.drain(..take);
+/// Records waiting for the store, in arrival order, in chunks of at most [`BATCH`].
+/// A chunk leaves only once written, so a failure never loses or duplicates a record.
+#[derive(Default)]
+struct Pending(VecDeque<Arc<[UsageRecord]>>);
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
-    Ok(())
+
+    fn len(&self) -> usize {
+        self.0.iter().map(|chunk| chunk.len()).sum()
+    }
+
+    fn take_from(&mut self, batch: &mut Vec<UsageRecord>) {
+        while !batch.is_empty() {
+            let take = batch.len().min(BATCH);
+            self.0.push_back(batch.drain(..take).collect());
+        }
+    }
+
+    async fn flush(&mut self, store: &dyn Store) -> Result<(), llmux_store::StoreError> {
+        while let Some(chunk) = self.0.front() {
+            store.insert_usage(chunk.clone()).await?;
+            self.0.pop_front();
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -190,7 +200,7 @@ mod tests {
         async fn keys_updated_since(&self, _: i64) -> Result<Vec<KeyRecord>, StoreError> {
             Ok(Vec::new())
         }
-        async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError> {
             if self.failures.load(Ordering::SeqCst) > 0 {
                 self.failures.fetch_sub(1, Ordering::SeqCst);
                 return Err(StoreError::Unavailable("down".into()));

@@ -148,7 +148,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn keys_updated_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError>;
 
     /// Appends records to the ledger in one transaction.
-    async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+    async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError>;
     /// Records matching `filter`, newest first.
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError>;
     async fn usage_summary(

@@ -1,13 +1,17 @@
 //! SQLite store: one file, WAL mode, migrations applied on open.
+//!
+//! Built on rusqlite. SQLite calls block, so every operation runs on tokio's blocking
+//! pool with one connection for writes and one for reads (WAL lets readers run while
+//! the ledger writes). Statements are prepared once per connection and cached, and
+//! values are bound by reference: a usage record costs SQLite's own work and little
+//! more.
 
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::{Budget, GroupBy, KeyRecord, Store, StoreError, StoredUsage, UsageFilter, UsageRecord, UsageSummaryRow};
 
@@ -16,89 +20,96 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    writer: Arc<Mutex<Connection>>,
+    /// The same connection as `writer` for an in-memory database.
+    reader: Arc<Mutex<Connection>>,
 }
 
-fn unavailable(error: sqlx::Error) -> StoreError {
+fn unavailable(error: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
+}
+
+fn connect(path: &str, memory: bool) -> Result<Connection, rusqlite::Error> {
+    let connection = if memory { Connection::open_in_memory()? } else { Connection::open(path)? };
+    connection.busy_timeout(Duration::from_secs(10))?;
+    if !memory {
+        let _mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    }
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
 }
 
 impl SqliteStore {
     /// Opens `path` (`:memory:` for a private in-memory database).
     pub async fn open(path: &str) -> Result<SqliteStore, StoreError> {
-        let memory = path == ":memory:" || path.is_empty();
-        let options = if memory {
-            SqliteConnectOptions::from_str("sqlite::memory:").map_err(unavailable)?
-        } else {
-            SqliteConnectOptions::new().filename(path).create_if_missing(true)
-        }
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database exists once per connection: keep exactly one.
-            .max_connections(if memory { 1 } else { 4 })
-            .min_connections(if memory { 1 } else { 0 })
-            .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) })
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
-        let store = SqliteStore { pool };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS llmux_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&mut *tx)
+        let path = path.to_owned();
+        blocking(move || {
+            let memory = path == ":memory:" || path.is_empty();
+            let mut writer = connect(&path, memory).map_err(unavailable)?;
+            migrate(&mut writer).map_err(unavailable)?;
+            let writer = Arc::new(Mutex::new(writer));
+            let reader =
+                if memory { writer.clone() } else { Arc::new(Mutex::new(connect(&path, false).map_err(unavailable)?)) };
+            Ok(SqliteStore { writer, reader })
+        })
         .await
-        .map_err(unavailable)?;
-        let applied: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM llmux_schema")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .try_get("v")
-            .map_err(unavailable)?;
-        for (version, sql) in MIGRATIONS {
-            if applied.is_some_and(|applied| applied >= *version) {
-                continue;
-            }
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await.map_err(unavailable)?;
-            sqlx::query("INSERT INTO llmux_schema (version, applied_at) VALUES (?, strftime('%s','now'))")
-                .bind(version)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        blocking(move || work(&reader.lock()).map_err(unavailable)).await
+    }
+
+    /// Runs `work` in one write transaction; committed if it returns `Ok`.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let writer = self.writer.clone();
+        blocking(move || {
+            let mut connection = writer.lock();
+            let tx = connection.transaction().map_err(unavailable)?;
+            let value = work(&tx)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(value)
+        })
+        .await
     }
 }
 
-/// Records per INSERT statement (17 parameters each, far below SQLite's limit).
-const ROWS_PER_INSERT: usize = 64;
-
-/// `INSERT INTO usage (...) VALUES (?, ...), (?, ...)` for `rows` rows. Built only from
-/// constants: no value is ever formatted into SQL.
-fn insert_usage_sql(rows: usize) -> String {
-    const HEAD: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
-         output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-         latency_ms, ttft_ms, created_at) VALUES ";
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    let mut sql = String::with_capacity(HEAD.len() + rows * (ROW.len() + 2));
-    sql.push_str(HEAD);
-    for index in 0..rows {
-        if index > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(ROW);
-    }
-    sql
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("storage task failed: {error}")))?
 }
+
+fn migrate(connection: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = connection.transaction()?;
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS llmux_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        [],
+    )?;
+    let applied: Option<i64> = tx.query_row("SELECT MAX(version) FROM llmux_schema", [], |row| row.get(0))?;
+    for (version, sql) in MIGRATIONS {
+        if applied.is_some_and(|applied| applied >= *version) {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO llmux_schema (version, applied_at) VALUES (?1, strftime('%s','now'))", [version])?;
+    }
+    tx.commit()
+}
+
+const INSERT_USAGE: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
+     output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
+     latency_ms, ttft_ms, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
 macro_rules! select_keys {
     ($tail:literal) => {
@@ -110,59 +121,59 @@ macro_rules! select_keys {
     };
 }
 
-fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, sqlx::Error> {
-    let models: Option<String> = row.try_get("models")?;
-    let metadata: Option<String> = row.try_get("metadata")?;
-    let budget_nanos: Option<i64> = row.try_get("budget_nanos")?;
+fn key_from_row(row: &Row<'_>) -> Result<KeyRecord, rusqlite::Error> {
+    let models: Option<String> = row.get("models")?;
+    let metadata: Option<String> = row.get("metadata")?;
+    let budget_nanos: Option<i64> = row.get("budget_nanos")?;
     let budget = match budget_nanos {
         Some(amount_nanos) => Some(Budget {
             amount_nanos,
-            currency: row.try_get::<Option<String>, _>("budget_currency")?.unwrap_or_else(|| "USD".to_owned()),
-            period: row.try_get::<Option<String>, _>("budget_period")?.unwrap_or_else(|| "monthly".to_owned()),
+            currency: row.get::<_, Option<String>>("budget_currency")?.unwrap_or_else(|| "USD".to_owned()),
+            period: row.get::<_, Option<String>>("budget_period")?.unwrap_or_else(|| "monthly".to_owned()),
         }),
         None => None,
     };
     Ok(KeyRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        key_hash: row.try_get("key_hash")?,
-        key_prefix: row.try_get("key_prefix")?,
-        team: row.try_get("team")?,
+        id: row.get("id")?,
+        name: row.get("name")?,
+        key_hash: row.get("key_hash")?,
+        key_prefix: row.get("key_prefix")?,
+        team: row.get("team")?,
         models: models.and_then(|text| serde_json::from_str(&text).ok()),
-        region: row.try_get("region")?,
+        region: row.get("region")?,
         budget,
-        rpm_limit: row.try_get::<Option<i64>, _>("rpm_limit")?.map(|v| v.max(0) as u64),
-        tpm_limit: row.try_get::<Option<i64>, _>("tpm_limit")?.map(|v| v.max(0) as u64),
-        expires_at: row.try_get("expires_at")?,
+        rpm_limit: row.get::<_, Option<i64>>("rpm_limit")?.map(|v| v.max(0) as u64),
+        tpm_limit: row.get::<_, Option<i64>>("tpm_limit")?.map(|v| v.max(0) as u64),
+        expires_at: row.get("expires_at")?,
         metadata: metadata.and_then(|text| serde_json::from_str(&text).ok()),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        revoked_at: row.get("revoked_at")?,
     })
 }
 
-fn usage_from_row(row: &SqliteRow) -> Result<StoredUsage, sqlx::Error> {
-    let count = |name: &str| -> Result<u64, sqlx::Error> { Ok(row.try_get::<i64, _>(name)?.max(0) as u64) };
+fn usage_from_row(row: &Row<'_>) -> Result<StoredUsage, rusqlite::Error> {
+    let count = |name: &str| -> Result<u64, rusqlite::Error> { Ok(row.get::<_, i64>(name)?.max(0) as u64) };
     Ok(StoredUsage {
-        id: row.try_get("id")?,
+        id: row.get("id")?,
         record: UsageRecord {
-            request_id: row.try_get("request_id")?,
-            key_id: row.try_get("key_id")?,
-            model: row.try_get("model")?,
-            provider: row.try_get("provider")?,
-            upstream_model: row.try_get("upstream_model")?,
+            request_id: row.get("request_id")?,
+            key_id: row.get("key_id")?,
+            model: row.get("model")?,
+            provider: row.get("provider")?,
+            upstream_model: row.get("upstream_model")?,
             input_tokens: count("input_tokens")?,
             output_tokens: count("output_tokens")?,
             cached_tokens: count("cached_tokens")?,
             reasoning_tokens: count("reasoning_tokens")?,
-            cost_nanos: row.try_get("cost_nanos")?,
-            currency: row.try_get("currency")?,
-            status: row.try_get::<i64, _>("status")?.clamp(0, 999) as u16,
-            error_code: row.try_get("error_code")?,
-            attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+            cost_nanos: row.get("cost_nanos")?,
+            currency: row.get("currency")?,
+            status: row.get::<_, i64>("status")?.clamp(0, 999) as u16,
+            error_code: row.get("error_code")?,
+            attempts: row.get::<_, i64>("attempts")?.max(0) as u32,
             latency_ms: count("latency_ms")?,
-            ttft_ms: row.try_get::<Option<i64>, _>("ttft_ms")?.map(|v| v.max(0) as u64),
-            created_at: row.try_get("created_at")?,
+            ttft_ms: row.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
+            created_at: row.get("created_at")?,
         },
     })
 }
@@ -171,7 +182,7 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-async fn write_key(tx: &mut Transaction<'_, Sqlite>, key: &KeyRecord, insert: bool) -> Result<u64, sqlx::Error> {
+fn write_key(tx: &Transaction<'_>, key: &KeyRecord, insert: bool) -> Result<usize, rusqlite::Error> {
     let sql = if insert {
         "INSERT INTO keys (id, name, key_hash, key_prefix, team, models, region, budget_nanos, budget_currency, \
          budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at) \
@@ -181,118 +192,124 @@ async fn write_key(tx: &mut Transaction<'_, Sqlite>, key: &KeyRecord, insert: bo
          budget_period = ?10, rpm_limit = ?11, tpm_limit = ?12, expires_at = ?13, metadata = ?14, updated_at = ?16, \
          revoked_at = ?17 WHERE id = ?1 AND key_hash = ?3 AND key_prefix = ?4 AND created_at = ?15"
     };
-    let result = sqlx::query(sql)
-        .bind(&key.id)
-        .bind(&key.name)
-        .bind(&key.key_hash)
-        .bind(&key.key_prefix)
-        .bind(&key.team)
-        .bind(key.models.as_ref().map(|models| serde_json::to_string(models).unwrap_or_default()))
-        .bind(&key.region)
-        .bind(key.budget.as_ref().map(|budget| budget.amount_nanos))
-        .bind(key.budget.as_ref().map(|budget| budget.currency.clone()))
-        .bind(key.budget.as_ref().map(|budget| budget.period.clone()))
-        .bind(key.rpm_limit.map(to_i64))
-        .bind(key.tpm_limit.map(to_i64))
-        .bind(key.expires_at)
-        .bind(key.metadata.as_ref().map(|metadata| metadata.to_string()))
-        .bind(key.created_at)
-        .bind(key.updated_at)
-        .bind(key.revoked_at)
-        .execute(&mut **tx)
-        .await?;
-    Ok(result.rows_affected())
+    let budget = key.budget.as_ref();
+    tx.prepare_cached(sql)?.execute(params![
+        key.id,
+        key.name,
+        key.key_hash,
+        key.key_prefix,
+        key.team,
+        key.models.as_ref().map(|models| serde_json::to_string(models).unwrap_or_default()),
+        key.region,
+        budget.map(|budget| budget.amount_nanos),
+        budget.map(|budget| budget.currency.as_str()),
+        budget.map(|budget| budget.period.as_str()),
+        key.rpm_limit.map(to_i64),
+        key.tpm_limit.map(to_i64),
+        key.expires_at,
+        key.metadata.as_ref().map(|metadata| metadata.to_string()),
+        key.created_at,
+        key.updated_at,
+        key.revoked_at,
+    ])
+}
+
+fn insert_usage(tx: &Transaction<'_>, records: &[UsageRecord]) -> Result<(), rusqlite::Error> {
+    let mut statement = tx.prepare_cached(INSERT_USAGE)?;
+    for record in records {
+        statement.execute(params![
+            record.request_id,
+            record.key_id,
+            record.model,
+            record.provider,
+            record.upstream_model,
+            to_i64(record.input_tokens),
+            to_i64(record.output_tokens),
+            to_i64(record.cached_tokens),
+            to_i64(record.reasoning_tokens),
+            record.cost_nanos,
+            record.currency,
+            record.status,
+            record.error_code,
+            record.attempts,
+            to_i64(record.latency_ms),
+            record.ttft_ms.map(to_i64),
+            record.created_at,
+        ])?;
+    }
+    Ok(())
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(failure, _) if failure.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn collect<T>(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&Row<'_>) -> Result<T, rusqlite::Error>,
+) -> Result<Vec<T>, rusqlite::Error> {
+    statement.query_map(params, map)?.collect()
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+        self.read(|connection| connection.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 
     async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        match write_key(&mut tx, key, true).await {
-            Ok(_) => tx.commit().await.map_err(unavailable),
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Err(StoreError::Conflict),
+        let key = key.clone();
+        self.write(move |tx| match write_key(tx, &key, true) {
+            Ok(_) => Ok(()),
+            Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict),
             Err(error) => Err(unavailable(error)),
-        }
+        })
+        .await
     }
 
     async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let changed = write_key(&mut tx, key, false).await.map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(changed > 0)
+        let key = key.clone();
+        self.write(move |tx| write_key(tx, &key, false).map(|changed| changed > 0).map_err(unavailable)).await
     }
 
     async fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(KEY_BY_ID).bind(id).fetch_optional(&self.pool).await.map_err(unavailable)?;
-        row.as_ref().map(key_from_row).transpose().map_err(unavailable)
+        let id = id.to_owned();
+        self.read(move |connection| connection.prepare_cached(KEY_BY_ID)?.query_row([id], key_from_row).optional())
+            .await
     }
 
     async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(KEY_BY_HASH).bind(hash).fetch_optional(&self.pool).await.map_err(unavailable)?;
-        row.as_ref().map(key_from_row).transpose().map_err(unavailable)
+        let hash = hash.to_owned();
+        self.read(move |connection| connection.prepare_cached(KEY_BY_HASH)?.query_row([hash], key_from_row).optional())
+            .await
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(LIST_KEYS).fetch_all(&self.pool).await.map_err(unavailable)?;
-        rows.iter().map(key_from_row).collect::<Result<_, _>>().map_err(unavailable)
+        self.read(|connection| collect(&mut connection.prepare_cached(LIST_KEYS)?, [], key_from_row)).await
     }
 
     async fn keys_updated_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(KEYS_SINCE).bind(since).fetch_all(&self.pool).await.map_err(unavailable)?;
-        rows.iter().map(key_from_row).collect::<Result<_, _>>().map_err(unavailable)
+        self.read(move |connection| collect(&mut connection.prepare_cached(KEYS_SINCE)?, [since], key_from_row)).await
     }
 
-    async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Multi-row inserts: one statement per ROWS_PER_INSERT records.
-        for rows in records.chunks(ROWS_PER_INSERT) {
-            let sql = insert_usage_sql(rows.len());
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for record in rows {
-                query = query
-                    .bind(&record.request_id)
-                    .bind(&record.key_id)
-                    .bind(&record.model)
-                    .bind(&record.provider)
-                    .bind(&record.upstream_model)
-                    .bind(to_i64(record.input_tokens))
-                    .bind(to_i64(record.output_tokens))
-                    .bind(to_i64(record.cached_tokens))
-                    .bind(to_i64(record.reasoning_tokens))
-                    .bind(record.cost_nanos)
-                    .bind(&record.currency)
-                    .bind(i64::from(record.status))
-                    .bind(&record.error_code)
-                    .bind(i64::from(record.attempts))
-                    .bind(to_i64(record.latency_ms))
-                    .bind(record.ttft_ms.map(to_i64))
-                    .bind(record.created_at);
-            }
-            query.execute(&mut *tx).await.map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+    async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError> {
+        self.write(move |tx| insert_usage(tx, &records).map_err(unavailable)).await
     }
 
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM usage WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR model = ?2) \
-             AND (?3 IS NULL OR provider = ?3) AND (?4 IS NULL OR created_at >= ?4) AND (?5 IS NULL OR created_at < ?5) \
-             ORDER BY id DESC LIMIT ?6",
-        )
-        .bind(&filter.key_id)
-        .bind(&filter.model)
-        .bind(&filter.provider)
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.pool)
+        let filter = filter.clone();
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT * FROM usage WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR model = ?2) \
+                 AND (?3 IS NULL OR provider = ?3) AND (?4 IS NULL OR created_at >= ?4) \
+                 AND (?5 IS NULL OR created_at < ?5) ORDER BY id DESC LIMIT ?6",
+            )?;
+            let params =
+                params![filter.key_id, filter.model, filter.provider, filter.since, filter.until, filter.limit];
+            collect(&mut statement, params, usage_from_row)
+        })
         .await
-        .map_err(unavailable)?;
-        rows.iter().map(usage_from_row).collect::<Result<_, _>>().map_err(unavailable)
     }
 
     async fn usage_summary(
@@ -307,24 +324,23 @@ impl Store for SqliteStore {
             GroupBy::Provider => SUMMARY_BY_PROVIDER,
             GroupBy::Day => SUMMARY_BY_DAY,
         };
-        let rows = sqlx::query(sql).bind(since).bind(until).fetch_all(&self.pool).await.map_err(unavailable)?;
-        rows.iter()
-            .map(|row| -> Result<UsageSummaryRow, sqlx::Error> {
-                let count = |name: &str| -> Result<u64, sqlx::Error> { Ok(row.try_get::<i64, _>(name)?.max(0) as u64) };
+        self.read(move |connection| {
+            collect(&mut connection.prepare_cached(sql)?, params![since, until], |row| {
+                let count = |name: &str| -> Result<u64, rusqlite::Error> { Ok(row.get::<_, i64>(name)?.max(0) as u64) };
                 Ok(UsageSummaryRow {
-                    group: row.try_get::<Option<String>, _>("grp")?.unwrap_or_else(|| "(none)".to_owned()),
-                    currency: row.try_get("currency")?,
+                    group: row.get::<_, Option<String>>("grp")?.unwrap_or_else(|| "(none)".to_owned()),
+                    currency: row.get("currency")?,
                     requests: count("requests")?,
                     errors: count("errors")?,
                     input_tokens: count("input_tokens")?,
                     output_tokens: count("output_tokens")?,
                     cached_tokens: count("cached_tokens")?,
                     reasoning_tokens: count("reasoning_tokens")?,
-                    cost_nanos: row.try_get("cost_nanos")?,
+                    cost_nanos: row.get("cost_nanos")?,
                 })
             })
-            .collect::<Result<_, _>>()
-            .map_err(unavailable)
+        })
+        .await
     }
 }
 

@@ -68,11 +68,11 @@ async fn usage_filters_and_summaries() {
     let store = SqliteStore::open(":memory:").await.unwrap();
     let day = 86_400_000;
     store
-        .insert_usage(&[
+        .insert_usage(Arc::from([
             record("r1", "k1", "chat", 10, 100),
             record("r2", "k1", "embed", day + 10, 50),
             record("r3", "k2", "chat", day + 20, 7),
-        ])
+        ]))
         .await
         .unwrap();
     let all = store.usage(&UsageFilter { limit: 10, ..UsageFilter::default() }).await.unwrap();
@@ -100,7 +100,7 @@ async fn file_store_survives_reopen() {
     let path = path.to_str().unwrap();
     {
         let store = SqliteStore::open(path).await.unwrap();
-        store.insert_usage(&[record("r1", "k1", "chat", 10, 1)]).await.unwrap();
+        store.insert_usage(Arc::from([record("r1", "k1", "chat", 10, 1)])).await.unwrap();
     }
     let store = SqliteStore::open(path).await.unwrap();
     assert_eq!(store.usage(&UsageFilter { limit: 5, ..UsageFilter::default() }).await.unwrap().len(), 1);
@@ -108,10 +108,10 @@ async fn file_store_survives_reopen() {
 }
 
 #[tokio::test]
-async fn large_batches_are_written_in_multi_row_statements() {
+async fn large_batches_keep_their_order() {
     let store = SqliteStore::open(":memory:").await.unwrap();
     let records: Vec<UsageRecord> = (0..150).map(|i| record(&format!("r{i}"), "k", "m", i, i)).collect();
-    store.insert_usage(&records).await.unwrap();
+    store.insert_usage(Arc::from(records.clone())).await.unwrap();
     let stored = store.usage(&UsageFilter { limit: 1000, ..UsageFilter::default() }).await.unwrap();
     assert_eq!(stored.len(), 150);
     assert_eq!(stored.last().unwrap().record, records[0]);
