@@ -12,6 +12,10 @@
 #
 # Environment:
 #   BENCH_SECONDS=10          seconds per measured run
+#   BENCH_ROUNDS=3            rounds; each round runs every scenario against every
+#                             target, interleaved, and the report gives each figure's
+#                             median over the rounds (this VM's speed drifts by 10-20 %
+#                             over minutes, so one run per target is not comparable)
 #   BENCH_WARMUP_SECONDS=2    warm-up per target (c=16, not measured)
 #   BENCH_PIN=1               pin the proxy (nginx/llmux) to CPU 1 and wrk + mock to
 #                             CPU 0 (needs >= 2 CPUs; 0 disables pinning)
@@ -35,6 +39,7 @@ LLMUX="$ROOT/target/release/llmux"
 MOCK="$ROOT/target/release/fast-upstream"
 
 RUN_SECONDS=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-2}
 PIN=${BENCH_PIN:-1}
 TARGETS=${BENCH_TARGETS:-"direct nginx llmux"}
@@ -282,7 +287,7 @@ run_wrk() {
 field() { sed -n "/^BENCH_RESULT/s/.*[[:space:]]$1=\([0-9.]*\).*/\1/p" "$2"; }
 
 TSV="$RESULTS/results.tsv"
-printf 'target\tscenario\trps\tp50_us\tp99_us\tproxy_cpu_us_per_req\tmock_cpu_us_per_req\trequests\tfailed\tbackground_cpu_pct\n' >"$TSV"
+printf 'round\ttarget\tscenario\trps\tp50_us\tp99_us\tproxy_cpu_us_per_req\tmock_cpu_us_per_req\trequests\tfailed\tbackground_cpu_pct\n' >"$TSV"
 
 # One non-streaming and one streaming answer per target, kept for inspection.
 save_samples() {
@@ -307,42 +312,53 @@ for target in $TARGETS; do
     save_samples "$target"
     log "$target: warm-up ${WARMUP_SECONDS}s"
     run_wrk "$target" 16 0 "$WARMUP_SECONDS" "$RESULTS/$target-warmup.txt"
+done
+
+# measure round target scenario
+measure() {
+    local round=$1 target=$2 scenario=$3
+    conns=$(scenario_conns "$scenario")
+    stream=$(scenario_stream "$scenario")
+    raw="$RESULTS/$target-$scenario-r$round.txt"
+    read -r -a pids <<<"$(proxy_pids "$target")"
+    wait_idle
+    log "round $round/$ROUNDS $target $scenario: wrk -t1 -c$conns -d${RUN_SECONDS}s (stream=$stream)"
+    read -r -a sys0 <<<"$(sys_ticks)"
+    children_ticks >"$TMP/wrk0"; wrk0=$(<"$TMP/wrk0")
+    proxy0=$(cpu_ticks "${pids[@]}")
+    mock0=$(cpu_ticks "$MOCK_PID")
+    run_wrk "$target" "$conns" "$stream" "$RUN_SECONDS" "$raw"
+    sleep 0.5 # let batched work (llmux's ledger flush) land inside the window
+    proxy1=$(cpu_ticks "${pids[@]}")
+    mock1=$(cpu_ticks "$MOCK_PID")
+    children_ticks >"$TMP/wrk1"; wrk1=$(<"$TMP/wrk1")
+    read -r -a sys1 <<<"$(sys_ticks)"
+    # Other processes' CPU during the run, in % of one CPU.
+    bg=$(awk -v busy=$((sys1[0] - sys0[0])) -v total=$((sys1[1] - sys0[1])) -v ours=$((proxy1 - proxy0 + mock1 - mock0 + wrk1 - wrk0)) \
+        -v ncpu="$NCPU" 'BEGIN { v = total > 0 ? (busy - ours) * 100 * ncpu / total : 0; printf "%.0f", v < 0 ? 0 : v }')
+    grep -q BENCH_RESULT "$raw" || die "wrk printed no result (see $raw)"
+    requests=$(field requests "$raw")
+    duration=$(field duration_us "$raw")
+    p50=$(field p50_us "$raw")
+    p99=$(field p99_us "$raw")
+    failed=$(($(field non2xx "$raw") + $(field err_connect "$raw") + $(field err_read "$raw") \
+        + $(field err_write "$raw") + $(field err_timeout "$raw")))
+    awk -v r="$round" -v t="$target" -v s="$scenario" -v n="$requests" -v d="$duration" -v p50="$p50" -v p99="$p99" \
+        -v px=$((proxy1 - proxy0)) -v mk=$((mock1 - mock0)) -v hz="$CLK_TCK" -v f="$failed" -v np="${#pids[@]}" -v bg="$bg" \
+        'BEGIN {
+            rps = n / (d / 1e6);
+            pcpu = (np > 0 && n > 0) ? sprintf("%.1f", px * 1e6 / hz / n) : "-";
+            mcpu = (n > 0) ? sprintf("%.1f", mk * 1e6 / hz / n) : "-";
+            printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", r, t, s, rps, p50, p99, pcpu, mcpu, n, f, bg
+        }' >>"$TSV"
+    [ "$failed" -eq 0 ] || log "WARNING: $target $scenario: $failed failed requests (see $raw)"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
     for scenario in $SCENARIOS; do
-        conns=$(scenario_conns "$scenario")
-        stream=$(scenario_stream "$scenario")
-        raw="$RESULTS/$target-$scenario.txt"
-        read -r -a pids <<<"$(proxy_pids "$target")"
-        wait_idle
-        log "$target $scenario: wrk -t1 -c$conns -d${RUN_SECONDS}s (stream=$stream)"
-        read -r -a sys0 <<<"$(sys_ticks)"
-        children_ticks >"$TMP/wrk0"; wrk0=$(<"$TMP/wrk0")
-        proxy0=$(cpu_ticks "${pids[@]}")
-        mock0=$(cpu_ticks "$MOCK_PID")
-        run_wrk "$target" "$conns" "$stream" "$RUN_SECONDS" "$raw"
-        sleep 0.5 # let batched work (llmux's ledger flush) land inside the window
-        proxy1=$(cpu_ticks "${pids[@]}")
-        mock1=$(cpu_ticks "$MOCK_PID")
-        children_ticks >"$TMP/wrk1"; wrk1=$(<"$TMP/wrk1")
-        read -r -a sys1 <<<"$(sys_ticks)"
-        # Other processes' CPU during the run, in % of one CPU.
-        bg=$(awk -v busy=$((sys1[0] - sys0[0])) -v total=$((sys1[1] - sys0[1])) -v ours=$((proxy1 - proxy0 + mock1 - mock0 + wrk1 - wrk0)) \
-            -v ncpu="$NCPU" 'BEGIN { v = total > 0 ? (busy - ours) * 100 * ncpu / total : 0; printf "%.0f", v < 0 ? 0 : v }')
-        grep -q BENCH_RESULT "$raw" || die "wrk printed no result (see $raw)"
-        requests=$(field requests "$raw")
-        duration=$(field duration_us "$raw")
-        p50=$(field p50_us "$raw")
-        p99=$(field p99_us "$raw")
-        failed=$(($(field non2xx "$raw") + $(field err_connect "$raw") + $(field err_read "$raw") \
-            + $(field err_write "$raw") + $(field err_timeout "$raw")))
-        awk -v t="$target" -v s="$scenario" -v n="$requests" -v d="$duration" -v p50="$p50" -v p99="$p99" \
-            -v px=$((proxy1 - proxy0)) -v mk=$((mock1 - mock0)) -v hz="$CLK_TCK" -v f="$failed" -v np="${#pids[@]}" -v bg="$bg" \
-            'BEGIN {
-                rps = n / (d / 1e6);
-                pcpu = (np > 0 && n > 0) ? sprintf("%.1f", px * 1e6 / hz / n) : "-";
-                mcpu = (n > 0) ? sprintf("%.1f", mk * 1e6 / hz / n) : "-";
-                printf "%s\t%s\t%.0f\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", t, s, rps, p50, p99, pcpu, mcpu, n, f, bg
-            }' >>"$TSV"
-        [ "$failed" -eq 0 ] || log "WARNING: $target $scenario: $failed failed requests (see $raw)"
+        for target in $TARGETS; do
+            measure "$round" "$target" "$scenario"
+        done
     done
 done
 
@@ -353,42 +369,13 @@ done
     echo "machine: $NCPU CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
     echo "tools: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | sed 's/.*: //'), llmux $(stat -c '%y' "$LLMUX" | cut -d. -f1) build"
     [ -z "$STALE" ] || echo "WARNING: the llmux binary is older than some sources ($STALE); rerun with BENCH_BUILD=1"
-    echo "$PIN_NOTE; ${RUN_SECONDS}s per run, wrk -t1, CLK_TCK=$CLK_TCK"
+    echo "$PIN_NOTE; ${RUN_SECONDS}s per run, $ROUNDS interleaved rounds (figures are medians), wrk -t1, CLK_TCK=$CLK_TCK"
     echo "CPU-µs/req = proxy utime+stime over the run / requests (direct: none; nginx: master+worker; llmux: its process);"
     echo "mock-µs/req = the same for the mock upstream. Latencies are wrk's (its percentiles include wrk's"
     echo "coordinated-omission correction, so rare stalls weigh heavily in p99, most of all at c=1)."
     echo "bg% = CPU used by other processes on the machine during the run, in % of one CPU (should be ~0)."
     echo
-    awk -F'\t' 'NR == 1 {
-            printf "%-7s %-11s %9s %9s %9s %12s %11s %9s %6s %6s\n", "target", "scenario", "req/s", "p50 µs", "p99 µs", "CPU-µs/req", "mock-µs/req", "requests", "failed", "bg%"
-            next
-        }
-        { printf "%-7s %-11s %9s %9s %9s %12s %11s %9s %6s %6s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$TSV"
-    echo
-    awk -F'\t' '
-        NR > 1 { key = $1 SUBSEP $2; p99[key] = $5; p50[key] = $4; cpu[key] = $6; rps[key] = $3; seen[$2] = 1; order[++n] = $2 }
-        END {
-            print "llmux vs nginx (same run):"
-            printf "  %-11s %10s %10s %10s %14s %14s %8s\n", "scenario", "nginx CPU", "llmux CPU", "CPU ratio", "nginx +p99 µs", "llmux +p99 µs", "ratio"
-            pass_cpu = 1; have_cpu = 0
-            for (i = 1; i <= n; i++) {
-                s = order[i]; if (done[s]++) continue
-                nc = cpu["nginx" SUBSEP s]; lc = cpu["llmux" SUBSEP s]
-                ratio = (nc > 0 && lc != "") ? lc / nc : -1
-                dn = ((("direct", s) in p99) && (("nginx", s) in p99)) ? p99["nginx" SUBSEP s] - p99["direct" SUBSEP s] : "n/a"
-                dl = ((("direct", s) in p99) && (("llmux", s) in p99)) ? p99["llmux" SUBSEP s] - p99["direct" SUBSEP s] : "n/a"
-                pr = (dn != "n/a" && dl != "n/a" && dn > 0) ? sprintf("%.2fx", dl / dn) : "n/a"
-                printf "  %-11s %10s %10s %10s %14s %14s %8s\n", s, (nc == "" ? "n/a" : nc), (lc == "" ? "n/a" : lc), (ratio < 0 ? "n/a" : sprintf("%.2fx", ratio)), dn, dl, pr
-                if (s !~ /stream/ && ratio >= 0) { have_cpu = 1; if (ratio > 2.0) pass_cpu = 0; if (ratio > worst) worst = ratio }
-                if (s == "c1") { c1n = dn; c1l = dl }
-            }
-            print ""
-            if (have_cpu) printf "target CPU/req <= 2x nginx (non-streaming scenarios measured): %s (worst %.2fx; long-term goal 1.3x)\n", pass_cpu ? "MET" : "NOT MET", worst
-            if (c1n != "" && c1n != "n/a" && c1l != "n/a") {
-                ok = (c1l <= 2 * c1n)
-                printf "target added p99 at c=1 <= 2x nginx: %s (nginx +%d µs, llmux +%d µs)\n", ok ? "MET" : "NOT MET", c1n, c1l
-            }
-        }' "$TSV"
+    python3 "$BENCH_DIR/report.py" "$TSV"
     echo
     echo "raw output: $RESULTS"
 } | tee "$RESULTS/summary.txt"

@@ -86,22 +86,19 @@ async fn write_loop(
         // per second whatever the request rate.
         if pending.is_empty() {
             tokio::select! {
-                received = rx.recv() => match received {
-                    Some(record) => batch.push(record),
-                    None => stopping = true,
-                },
+                received = rx.recv_many(&mut batch, BATCH) => stopping = received == 0,
                 _ = stop.changed() => stopping = true,
             }
         }
         // After a failure, wait out the backoff (collecting meanwhile) before retrying.
-        let deadline = tokio::time::Instant::now() + flush_interval.max(backoff);
+        // Records are taken many at a time; the timer is set once per batch.
+        let deadline = tokio::time::sleep(flush_interval.max(backoff));
+        tokio::pin!(deadline);
         while !stopping && batch.len() < BATCH {
+            let room = BATCH - batch.len();
             tokio::select! {
-                received = rx.recv() => match received {
-                    Some(record) => batch.push(record),
-                    None => stopping = true,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
+                received = rx.recv_many(&mut batch, room) => stopping = received == 0,
+                _ = &mut deadline => break,
                 _ = stop.changed() => stopping = true,
             }
         }

@@ -26,7 +26,7 @@ use crate::settle::Settlement;
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 struct Passthrough {
-    upstream: http_body_util::BodyDataStream<hyper::body::Incoming>,
+    upstream: http_body_util::BodyDataStream<llmux_providers::client::UpstreamBody>,
     framer: Framer,
     settlement: Option<Settlement>,
     /// Drop the usage-only chunk (the client did not ask for it).

@@ -34,8 +34,9 @@ async fn main() {
         ..Default::default()
     };
     let total = 200_000u64;
+    let per_batch: u64 = std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
     let batches: Vec<Arc<[UsageRecord]>> =
-        (0..total / 512).map(|b| (0..512).map(|i| record(b * 512 + i)).collect()).collect();
+        (0..total / per_batch).map(|b| (0..per_batch).map(|i| record(b * per_batch + i)).collect()).collect();
     let start = cpu_us();
     let wall = std::time::Instant::now();
     for batch in &batches {
@@ -44,8 +45,8 @@ async fn main() {
     let cpu = cpu_us() - start;
     println!(
         "{} records: {:.2} cpu-us/record, wall {:?}",
-        total / 512 * 512,
-        cpu / (total / 512 * 512) as f64,
+        total / per_batch * per_batch,
+        cpu / (total / per_batch * per_batch) as f64,
         wall.elapsed()
     );
     std::fs::remove_dir_all(dir).ok();

@@ -1,8 +1,8 @@
 //! SQLite store: one file, WAL mode, migrations applied on open.
 //!
-//! Built on rusqlite. SQLite calls block, so every operation runs on tokio's blocking
-//! pool with one connection for writes and one for reads (WAL lets readers run while
-//! the ledger writes). Statements are prepared once per connection and cached, and
+//! Built on rusqlite. SQLite calls block, so they run off the async workers: writes on
+//! one dedicated, lower-priority thread with its own connection, reads on tokio's
+//! blocking pool with another (WAL lets readers run while the ledger writes). Statements are prepared once per connection and cached, and
 //! values are bound by reference: a usage record costs SQLite's own work and little
 //! more.
 
@@ -23,7 +23,42 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     /// The same connection as `writer` for an in-memory database.
     reader: Arc<Mutex<Connection>>,
+    /// Writes run on one dedicated thread (see [`start_writer`]).
+    jobs: std::sync::mpsc::Sender<Job>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread that runs every write. Ledger batches are a millisecond or two of CPU
+/// each; at a lower CPU priority than the request handlers, they never delay a request
+/// where the gateway has only one CPU (a woken handler preempts them), and they still
+/// get their fair share of a busy CPU, so the ledger keeps up. The thread ends when
+/// the last handle to the store is dropped.
+fn start_writer() -> Result<std::sync::mpsc::Sender<Job>, StoreError> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("llmux-sqlite-writer".to_owned())
+        .spawn(move || {
+            lower_priority();
+            for job in queue {
+                job();
+            }
+        })
+        .map_err(|error| StoreError::Unavailable(format!("cannot start the storage writer thread: {error}")))?;
+    Ok(jobs)
+}
+
+/// Nice 5 for the calling thread: a quarter of a nice-0 thread's CPU share under
+/// contention, and woken nice-0 threads preempt it promptly.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 5) {
+        tracing::debug!(%error, "Could not lower the storage writer's CPU priority.");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 fn unavailable(error: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
@@ -52,7 +87,7 @@ impl SqliteStore {
             let writer = Arc::new(Mutex::new(writer));
             let reader =
                 if memory { writer.clone() } else { Arc::new(Mutex::new(connect(&path, false).map_err(unavailable)?)) };
-            Ok(SqliteStore { writer, reader })
+            Ok(SqliteStore { writer, reader, jobs: start_writer()? })
         })
         .await
     }
@@ -71,14 +106,19 @@ impl SqliteStore {
         work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let writer = self.writer.clone();
-        blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let mut connection = writer.lock();
-            let tx = connection.transaction().map_err(unavailable)?;
-            let value = work(&tx)?;
-            tx.commit().map_err(unavailable)?;
-            Ok(value)
-        })
-        .await
+            let outcome = connection.transaction().map_err(unavailable).and_then(|tx| {
+                let value = work(&tx)?;
+                tx.commit().map_err(unavailable)?;
+                Ok(value)
+            });
+            let _ = done.send(outcome);
+        });
+        let stopped = || StoreError::Unavailable("the storage writer thread has stopped".to_owned());
+        self.jobs.send(job).map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
     }
 }
 
