@@ -22,15 +22,16 @@ def _frame(paths):
 
 
 COMPONENTS = [
-    ("usage ledger writer (tokio side: sqlx binds, channel to SQLite thread)",
-     _frame(r"llmux_gateway::ledger::write_loop|llmux_gateway::ledger::flush|llmux_store::|sqlx_core::|sqlx_sqlite::")),
+    ("usage ledger writer (batching task and SQLite store calls)",
+     _frame(r"llmux_gateway::ledger::write_loop|llmux_gateway::ledger::Pending|llmux_store::|rusqlite::")),
     ("key refresh loop", _frame(r"llmux_gateway::auth::KeyCache::refresh")),
     ("gateway: JSON peek/rewrite, usage parse (llmux_wire)", _frame(r"llmux_wire::")),
     ("gateway: auth (key hash + cache)", _frame(r"llmux_gateway::auth::|sha2::")),
     ("gateway: telemetry/metrics", _frame(r"llmux_gateway::telemetry::")),
     ("gateway: settle/usage record", _frame(r"llmux_gateway::settle::|llmux_gateway::ledger::Ledger::record")),
-    ("upstream HTTP client (hyper-util client + pool; reqwest if present)",
-     _frame(r"reqwest::|hyper::client::|hyper_util::client::|hyper::proto::h1::role::Client|hyper::proto::h1::dispatch::Client")),
+    ("upstream HTTP client (llmux pool over hyper's client connections)",
+     _frame(r"llmux_providers::client::|hyper::client::|hyper_util::client::|hyper::proto::h1::role::Client|"
+            r"hyper::proto::h1::dispatch::Client")),
     ("gateway: request lifecycle (other llmux code)",
      _frame(r"llmux_gateway::|llmux_server::|llmux_providers::|llmux_types::|llmux_config::")),
     ("downstream HTTP server (hyper h1 server, axum routing)",
@@ -79,10 +80,10 @@ def is_kernel(ip, name=""):
 def component(sample):
     comm = sample["comm"]
     frames = sample["frames"]
-    if comm.startswith("sqlx-sqlite"):
+    if comm.startswith("llmux-sqlite"):
         if any(name.startswith(("sqlite3", "unixWrite", "unixRead", "unixSync", "walFrames", "pager")) for _, name in frames):
-            return "usage ledger: SQLite executing SQL (sqlx worker threads)"
-        return "usage ledger: SQLite worker thread wait/wake (sqlx worker threads)"
+            return "usage ledger: SQLite executing SQL (writer thread)"
+        return "usage ledger: writer thread binds, wait/wake"
     names = [name for _, name in frames]
     for label, pattern in COMPONENTS:
         if any(pattern.search(name) for name in names):

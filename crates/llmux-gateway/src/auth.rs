@@ -6,7 +6,7 @@
 //! this instance's own admin API updates the cache at once). An unknown key is looked
 //! up in the store once, then remembered as unknown for a few seconds.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -98,8 +98,8 @@ fn random_base62(length: usize) -> String {
 /// Keys by hash, in memory.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
-    unknown: RwLock<HashMap<String, i64>>,
+    keys: RwLock<FastMap<String, Arc<KeyRecord>>>,
+    unknown: RwLock<FastMap<String, i64>>,
     /// Highest `updated_at` seen, for incremental refreshes.
     watermark: AtomicI64,
 }

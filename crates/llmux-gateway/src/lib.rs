@@ -19,7 +19,10 @@ pub mod router;
 pub mod settle;
 pub mod telemetry;
 
-use std::collections::HashMap;
+/// The gateway's in-memory maps: a fast, randomly seeded hasher (foldhash) instead of
+/// SipHash; their keys are configuration names and key hashes, not attacker-chosen.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +52,7 @@ pub struct Runtime {
     clients: Vec<UpstreamClient>,
     /// Per-provider headers and URLs, built once per configuration.
     prepared: Vec<PreparedProvider>,
-    models: HashMap<String, usize>,
+    models: FastMap<String, usize>,
 }
 
 impl Runtime {

@@ -5,7 +5,7 @@
 //! looks its series up by `&str` under a read lock, so the steady state allocates
 //! nothing.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -52,11 +52,11 @@ struct RouteSeries {
 struct ModelSeries {
     duration: Histogram,
     ttft: Histogram,
-    routes: RwLock<HashMap<String, Arc<RouteSeries>>>,
+    routes: RwLock<FastMap<String, Arc<RouteSeries>>>,
 }
 
 /// Looks up `name` under a read lock; inserts under the write lock the first time.
-fn series<T: Default>(map: &RwLock<HashMap<String, Arc<T>>>, name: &str) -> Arc<T> {
+fn series<T: Default>(map: &RwLock<FastMap<String, Arc<T>>>, name: &str) -> Arc<T> {
     if let Some(found) = map.read().get(name) {
         return found.clone();
     }
@@ -77,9 +77,9 @@ type Outcomes = Mutex<Vec<(&'static str, u64)>>;
 /// Every metric llmux exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    models: RwLock<HashMap<String, Arc<ModelSeries>>>,
+    models: RwLock<FastMap<String, Arc<ModelSeries>>>,
     /// Attempts per provider, by outcome label.
-    attempts: RwLock<HashMap<String, Arc<Outcomes>>>,
+    attempts: RwLock<FastMap<String, Arc<Outcomes>>>,
     ledger_records: AtomicU64,
 }
 
@@ -241,7 +241,7 @@ impl Metrics {
     }
 }
 
-fn sorted<T>(map: &HashMap<String, Arc<T>>) -> Vec<(String, Arc<T>)> {
+fn sorted<T>(map: &FastMap<String, Arc<T>>) -> Vec<(String, Arc<T>)> {
     let mut entries: Vec<(String, Arc<T>)> = map.iter().map(|(name, value)| (name.clone(), value.clone())).collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries

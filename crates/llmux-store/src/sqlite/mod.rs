@@ -147,9 +147,22 @@ fn migrate(connection: &mut Connection) -> Result<(), rusqlite::Error> {
     tx.commit()
 }
 
-const INSERT_USAGE: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
+const USAGE_COLUMNS: usize = 17;
+/// Records per multi-row INSERT (17 × 32 = 544 parameters, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 32;
+
+const INSERT_USAGE_HEAD: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+     latency_ms, ttft_ms, created_at) VALUES ";
+const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// `INSERT ... VALUES (...), (...)` for `rows` rows, built from constants only: no value
+/// is ever formatted into SQL.
+fn insert_usage_sql(rows: usize) -> String {
+    format!("{INSERT_USAGE_HEAD}{}", vec![INSERT_USAGE_ROW; rows].join(", "))
+}
+
+static INSERT_USAGE_CHUNK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_usage_sql(ROWS_PER_INSERT));
+static INSERT_USAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_usage_sql(1));
 
 macro_rules! select_keys {
     ($tail:literal) => {
@@ -255,27 +268,52 @@ fn write_key(tx: &Transaction<'_>, key: &KeyRecord, insert: bool) -> Result<usiz
 }
 
 fn insert_usage(tx: &Transaction<'_>, records: &[UsageRecord]) -> Result<(), rusqlite::Error> {
-    let mut statement = tx.prepare_cached(INSERT_USAGE)?;
-    for record in records {
-        statement.execute(params![
-            record.request_id,
-            record.key_id,
-            record.model,
-            record.provider,
-            record.upstream_model,
-            to_i64(record.input_tokens),
-            to_i64(record.output_tokens),
-            to_i64(record.cached_tokens),
-            to_i64(record.reasoning_tokens),
-            record.cost_nanos,
-            record.currency,
-            record.status,
-            record.error_code,
-            record.attempts,
-            to_i64(record.latency_ms),
-            record.ttft_ms.map(to_i64),
-            record.created_at,
-        ])?;
+    // Full chunks through one cached multi-row statement (SQLite's per-statement work is
+    // paid once per chunk), the rest row by row.
+    let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut statement = tx.prepare_cached(&INSERT_USAGE_CHUNK)?;
+        for chunk in chunks.by_ref() {
+            for (row, record) in chunk.iter().enumerate() {
+                bind_usage(&mut statement, row * USAGE_COLUMNS, record)?;
+            }
+            statement.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut statement = tx.prepare_cached(&INSERT_USAGE)?;
+        for record in rest {
+            bind_usage(&mut statement, 0, record)?;
+            statement.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 17`.
+fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &UsageRecord) -> rusqlite::Result<()> {
+    let values: [&dyn rusqlite::ToSql; USAGE_COLUMNS] = [
+        &record.request_id,
+        &record.key_id,
+        &record.model,
+        &record.provider,
+        &record.upstream_model,
+        &to_i64(record.input_tokens),
+        &to_i64(record.output_tokens),
+        &to_i64(record.cached_tokens),
+        &to_i64(record.reasoning_tokens),
+        &record.cost_nanos,
+        &record.currency,
+        &record.status,
+        &record.error_code,
+        &record.attempts,
+        &to_i64(record.latency_ms),
+        &record.ttft_ms.map(to_i64),
+        &record.created_at,
+    ];
+    for (index, value) in values.iter().enumerate() {
+        statement.raw_bind_parameter(offset + index + 1, value)?;
     }
     Ok(())
 }

@@ -108,12 +108,27 @@ async fn file_store_survives_reopen() {
 }
 
 #[tokio::test]
-async fn large_batches_keep_their_order() {
+async fn large_batches_keep_every_column_and_their_order() {
+    // 150 = several multi-row statements plus single-row ones for the rest.
     let store = SqliteStore::open(":memory:").await.unwrap();
-    let records: Vec<UsageRecord> = (0..150).map(|i| record(&format!("r{i}"), "k", "m", i, i)).collect();
+    let records: Vec<UsageRecord> = (0..150)
+        .map(|i| {
+            let mut record = record(&format!("r{i}"), &format!("k{}", i % 7), "m", i, i * 3);
+            record.input_tokens = i as u64;
+            record.output_tokens = 1000 + i as u64;
+            if i % 3 == 0 {
+                record.key_id = None;
+                record.ttft_ms = None;
+                record.cost_nanos = None;
+                record.error_code = Some("upstream_error".to_owned());
+                record.status = 502;
+            }
+            record
+        })
+        .collect();
     store.insert_usage(Arc::from(records.clone())).await.unwrap();
     let stored = store.usage(&UsageFilter { limit: 1000, ..UsageFilter::default() }).await.unwrap();
-    assert_eq!(stored.len(), 150);
-    assert_eq!(stored.last().unwrap().record, records[0]);
-    assert_eq!(stored[0].record, records[149]);
+    let mut read_back: Vec<UsageRecord> = stored.into_iter().map(|stored| stored.record).collect();
+    read_back.reverse();
+    assert_eq!(read_back, records);
 }
