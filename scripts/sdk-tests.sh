@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the OpenAI Python SDK conformance suite (tests/sdk) against the real llmux binary.
+# Runs the official SDK conformance suites (openai and anthropic Python SDKs, tests/sdk) against the real llmux binary.
 #
 #   LLMUX_BIN=target/debug/llmux bash scripts/sdk-tests.sh [extra pytest args]
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: unit, property and integration tests (cargo), then the official
-# OpenAI Python SDK suite against the real binary (installs pinned packages from PyPI
+# openai + anthropic Python SDK suites against the real binary (installs pinned packages from PyPI
 # into .venv on first run).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

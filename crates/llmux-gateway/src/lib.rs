@@ -209,32 +209,89 @@ impl Gateway {
         };
         settlement.set_model(&request.model);
 
-        // 2. Admit: the model exists and the key may use it.
-        let model = match admit(&runtime, &caller, &request.model) {
-            Ok(model) => model,
-            Err(error) => return Err(fail(settlement, error)),
-        };
-
-        // 3. Plan.
-        let region = self.caller_region(&runtime, &caller, meta.region_header.as_deref());
-        let candidates = match router::plan(&runtime, model, region) {
+        // 2. Admit and 3. plan.
+        let candidates = match self.admit_and_plan(&runtime, &caller, &request.model, &meta) {
             Ok(candidates) => candidates,
             Err(error) => return Err(fail(settlement, error)),
         };
 
-        // 4. Attempt, failing over to the next candidate before any byte is sent.
+        // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
+        let relay = Relay::OpenAi { strip_usage: !request.include_usage };
+        let attempts = SameDialect { runtime: &runtime, endpoint, body: &body, request: &request };
+        self.fail_over(&runtime, &meta, candidates, settlement, relay, &attempts).await
+    }
+
+    /// An Anthropic Messages request (`/v1/messages`): the same lifecycle, through the
+    /// canonical model. Every backend is reached by translation.
+    pub async fn anthropic(&self, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
+        let runtime = self.runtime.load_full();
+
+        // 1. Authenticate.
+        let caller = self.authenticate(meta.api_key.as_deref()).await?;
+        let mut settlement =
+            Settlement::new(self.ledger.clone(), self.metrics.clone(), &meta.request_id, &caller, meta.started);
+
+        let request = match llmux_wire::anthropic::decode::messages_request(&body) {
+            Ok(request) => request,
+            Err(error) => return Err(fail(settlement, GatewayError::BadRequest(error))),
+        };
+        settlement.set_model(&request.model);
+
+        // 2. Admit and 3. plan.
+        let candidates = match self.admit_and_plan(&runtime, &caller, &request.model, &meta) {
+            Ok(candidates) => candidates,
+            Err(error) => return Err(fail(settlement, error)),
+        };
+
+        // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
+        let attempts = Translated { runtime: &runtime, request: &request, dialect: Dialect::Anthropic };
+        self.fail_over(&runtime, &meta, candidates, settlement, Relay::Encoded, &attempts).await
+    }
+
+    /// `/v1/messages/count_tokens`: the caller must be allowed the model. llmux does
+    /// not tokenize; the count is an estimate (about four characters per token).
+    pub async fn anthropic_count_tokens(&self, meta: RequestMeta, body: Bytes) -> Result<u64, Failure> {
+        let runtime = self.runtime.load_full();
+        let caller = self.authenticate(meta.api_key.as_deref()).await?;
+        let request = llmux_wire::anthropic::decode::count_tokens_request(&body).map_err(GatewayError::BadRequest)?;
+        admit(&runtime, &caller, &request.model)?;
+        Ok(estimate_input_tokens(&request))
+    }
+
+    /// Steps 2 and 3: the model exists, the caller may use it, and the routes to try.
+    fn admit_and_plan(
+        &self,
+        runtime: &Runtime,
+        caller: &Caller,
+        model: &str,
+        meta: &RequestMeta,
+    ) -> Result<Vec<Candidate>, GatewayError> {
+        let model = admit(runtime, caller, model)?;
+        let region = self.caller_region(runtime, caller, meta.region_header.as_deref());
+        router::plan(runtime, model, region)
+    }
+
+    /// Step 4: tries `candidates` in order until one answers, failing over on
+    /// upstream faults before any byte reaches the client; then replies (5, 6).
+    async fn fail_over(
+        &self,
+        runtime: &Runtime,
+        meta: &RequestMeta,
+        candidates: Vec<Candidate>,
+        mut settlement: Settlement,
+        relay: Relay,
+        attempts: &impl Attempts,
+    ) -> Result<Reply, Failure> {
         let mut failures = Vec::new();
         for candidate in candidates {
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
             let provider = &runtime.config.providers[route.provider];
             settlement.attempt(&provider.name, &route.model, route.price);
-            let attempt = Attempt { runtime: &runtime, candidate, endpoint, body: &body, request: &request };
-            let outcome = attempt.run().await;
+            let outcome = attempts.run(candidate).await;
             let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");
             self.metrics.observe_attempt(&runtime.config.models[candidate.model].name, &provider.name, label);
             match outcome {
-                // 5. Relay and 6. settle (streams settle when they end).
-                Ok(success) => return Ok(success.reply(settlement, &request, &provider.name)),
+                Ok(success) => return Ok(success.reply(settlement, relay, &provider.name)),
                 Err(error) => {
                     tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
                     let stop = !error.kind.may_fail_over();
@@ -280,6 +337,47 @@ fn admit(runtime: &Runtime, caller: &Caller, model: &str) -> Result<usize, Gatew
     Ok(index)
 }
 
+/// How a request tries one route; [`Gateway::fail_over`] calls it per candidate.
+trait Attempts: Sync {
+    fn run(&self, candidate: Candidate) -> impl Future<Output = Result<Success, UpstreamError>> + Send;
+}
+
+/// Requests in the provider's own dialect (the fast path).
+struct SameDialect<'a> {
+    runtime: &'a Runtime,
+    endpoint: Endpoint,
+    body: &'a Bytes,
+    request: &'a Peek<'a>,
+}
+
+impl Attempts for SameDialect<'_> {
+    fn run(&self, candidate: Candidate) -> impl Future<Output = Result<Success, UpstreamError>> + Send {
+        let attempt = Attempt {
+            runtime: self.runtime,
+            candidate,
+            endpoint: self.endpoint,
+            body: self.body,
+            request: self.request,
+        };
+        async move { attempt.run().await }
+    }
+}
+
+/// Requests decoded into the canonical model, translated for each provider.
+struct Translated<'a> {
+    runtime: &'a Runtime,
+    request: &'a llmux_types::chat::ChatRequest,
+    dialect: Dialect,
+}
+
+impl Attempts for Translated<'_> {
+    fn run(&self, candidate: Candidate) -> impl Future<Output = Result<Success, UpstreamError>> + Send {
+        let attempt = CanonicalAttempt { runtime: self.runtime, candidate, request: self.request };
+        let dialect = self.dialect;
+        async move { attempt.run(dialect).await }
+    }
+}
+
 /// One try at one route.
 struct Attempt<'a> {
     runtime: &'a Runtime,
@@ -297,10 +395,32 @@ enum Success {
     Upstream { response: llmux_providers::client::UpstreamResponse, idle: Duration },
     /// Canonical events to encode (the mock).
     Events { events: Vec<llmux_types::chat::StreamEvent>, delay: Duration, encoder: Box<dyn relay::EventEncoder> },
+    /// An OpenAI-dialect upstream stream to decode and re-encode for the client.
+    Translated {
+        response: llmux_providers::client::UpstreamResponse,
+        idle: Duration,
+        translator: Box<dyn relay::Translator>,
+    },
+}
+
+/// How a successful answer's stream reaches the client.
+#[derive(Debug, Clone, Copy)]
+enum Relay {
+    /// Same dialect: bytes forwarded; drop the usage chunk llmux asked for unless the
+    /// client asked too.
+    OpenAi { strip_usage: bool },
+    /// Canonical events encoded for the client.
+    Encoded,
+}
+
+/// The client dialects the canonical path encodes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Anthropic,
 }
 
 impl Success {
-    fn reply(self, mut settlement: Settlement, request: &Peek<'_>, provider: &str) -> Reply {
+    fn reply(self, mut settlement: Settlement, relay: Relay, provider: &str) -> Reply {
         let attempts = settlement.attempts();
         let (content_type, body) = match self {
             Success::Full { body, usage } => {
@@ -311,12 +431,15 @@ impl Success {
                 settlement.finish(200, None);
                 ("application/json", ReplyBody::Full(body))
             }
-            Success::Upstream { response, idle } => {
-                let strip_usage = !request.include_usage;
-                (
+            Success::Upstream { response, idle } => match relay {
+                Relay::OpenAi { strip_usage } => (
                     "text/event-stream",
                     ReplyBody::Stream(relay::openai_passthrough(response, settlement, strip_usage, idle)),
-                )
+                ),
+                Relay::Encoded => unreachable!("translated streams arrive as Success::Translated"),
+            },
+            Success::Translated { response, idle, translator } => {
+                ("text/event-stream", ReplyBody::Stream(relay::translated(response, translator, settlement, idle)))
             }
             Success::Events { events, delay, encoder } => {
                 ("text/event-stream", ReplyBody::Stream(relay::encoded(events, delay, encoder, settlement)))
@@ -353,38 +476,11 @@ impl Attempt<'_> {
         let body = rewrite(self.body, self.request, &route.model, force_usage);
         let upstream_request =
             self.runtime.prepared[route.provider].build_request(provider, self.endpoint, &route.model, body);
-        let total = route.timeout.unwrap_or(provider.timeouts.total);
-        let started = Instant::now();
-        let deadline = started + total;
-        // One timer per attempt: first for the response headers, then moved to the
-        // whole-attempt deadline for the body.
-        let timer = tokio::time::sleep_until(started + provider.timeouts.first_byte.min(total));
-        tokio::pin!(timer);
-        let response = tokio::select! {
-            biased;
-            response = client.send(upstream_request) => response?,
-            () = &mut timer => return Err(UpstreamError::new(ErrorKind::Timeout)),
-        };
-        let status = response.status().as_u16();
-        if !(200..300).contains(&status) {
-            let retry_after = llmux_providers::error::parse_retry_after(
-                response.headers().get(http::header::RETRY_AFTER).and_then(|value| value.to_str().ok()),
-            );
-            let body = read_error_body(response, deadline).await;
-            return Err(UpstreamError::from_openai_response(status, retry_after, &body));
-        }
+        let answered = send_with_deadline(client, upstream_request, route, provider).await?;
         if stream {
-            return Ok(Success::Upstream { response, idle: provider.timeouts.idle });
+            return Ok(Success::Upstream { response: answered.response, idle: provider.timeouts.idle });
         }
-        timer.as_mut().reset(deadline);
-        let body = tokio::select! {
-            biased;
-            body = http_body_util::BodyExt::collect(response.into_body()) => match body {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => return Err(UpstreamError::new(ErrorKind::Protocol)),
-            },
-            () = &mut timer => return Err(UpstreamError::new(ErrorKind::Timeout)),
-        };
+        let body = answered.body().await?;
         let usage = llmux_wire::openai::usage::from_response(&body);
         Ok(Success::Full { body, usage })
     }
@@ -473,6 +569,181 @@ impl Attempt<'_> {
             }
         }
     }
+}
+
+/// One try at one route for a request decoded into the canonical model (a client
+/// dialect other than the provider's): encode for the provider, send, decode the
+/// answer, encode it for the client.
+struct CanonicalAttempt<'a> {
+    runtime: &'a Runtime,
+    candidate: Candidate,
+    request: &'a llmux_types::chat::ChatRequest,
+}
+
+impl CanonicalAttempt<'_> {
+    fn route(&self) -> &llmux_config::RouteConfig {
+        &self.runtime.config.models[self.candidate.model].routes[self.candidate.route]
+    }
+
+    async fn run(&self, dialect: Dialect) -> Result<Success, UpstreamError> {
+        let route = self.route();
+        let provider = &self.runtime.config.providers[route.provider];
+        match provider.preset.backend {
+            Backend::Mock => {
+                let settings = &provider.mock;
+                if settings.latency_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
+                }
+                let id = format!("msg_mock{}", clock::now_ms());
+                let response =
+                    llmux_providers::mock::respond(self.request, &route.model, settings, &id, clock::now_s());
+                if self.request.stream {
+                    return Ok(Success::Events {
+                        events: llmux_providers::mock::stream_events(&response, settings),
+                        delay: Duration::from_millis(settings.chunk_delay_ms),
+                        encoder: stream_encoder(dialect, &route.model),
+                    });
+                }
+                Ok(Success::Full {
+                    body: Bytes::from(encode_response(dialect, &response)),
+                    usage: Some(response.usage),
+                })
+            }
+            Backend::OpenAi | Backend::Azure => self.run_openai(dialect).await,
+        }
+    }
+
+    async fn run_openai(&self, dialect: Dialect) -> Result<Success, UpstreamError> {
+        let route = self.route();
+        let provider = &self.runtime.config.providers[route.provider];
+        let client = &self.runtime.clients[route.provider];
+        let body = llmux_wire::openai::upstream::chat_request(self.request, &route.model);
+        let upstream_request = self.runtime.prepared[route.provider].build_request(
+            provider,
+            Endpoint::ChatCompletions,
+            &route.model,
+            body,
+        );
+        let response = send_with_deadline(client, upstream_request, route, provider).await?;
+        if self.request.stream {
+            return Ok(Success::Translated {
+                response: response.response,
+                idle: provider.timeouts.idle,
+                translator: Box::new(TranslatingEncoder {
+                    decoder: llmux_wire::openai::upstream::ChunkDecoder::new(),
+                    encoder: stream_encoder(dialect, &route.model),
+                }),
+            });
+        }
+        let body = response.body().await?;
+        let decoded = llmux_wire::openai::upstream::chat_response(&body).map_err(|error| UpstreamError {
+            message: Some(error.message),
+            ..UpstreamError::new(ErrorKind::Protocol)
+        })?;
+        Ok(Success::Full { body: Bytes::from(encode_response(dialect, &decoded)), usage: Some(decoded.usage) })
+    }
+}
+
+fn stream_encoder(dialect: Dialect, model: &str) -> Box<dyn relay::EventEncoder> {
+    match dialect {
+        Dialect::Anthropic => Box::new(llmux_wire::anthropic::encode::MessagesStreamEncoder::new(model)),
+    }
+}
+
+fn encode_response(dialect: Dialect, response: &llmux_types::chat::ChatResponse) -> Vec<u8> {
+    match dialect {
+        Dialect::Anthropic => llmux_wire::anthropic::encode::messages_response(response),
+    }
+}
+
+/// Upstream SSE data payloads -> canonical events -> the client's encoder.
+struct TranslatingEncoder {
+    decoder: llmux_wire::openai::upstream::ChunkDecoder,
+    encoder: Box<dyn relay::EventEncoder>,
+}
+
+impl relay::Translator for TranslatingEncoder {
+    fn data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<Vec<llmux_types::chat::StreamEvent>, String> {
+        let events = self.decoder.decode(data).map_err(|error| error.message)?;
+        for event in &events {
+            self.encoder.encode(event, out);
+        }
+        Ok(events)
+    }
+
+    fn event(&mut self, event: &llmux_types::chat::StreamEvent, out: &mut Vec<u8>) {
+        self.encoder.encode(event, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.encoder.finish(out);
+    }
+}
+
+/// An upstream response that arrived (2xx) within the attempt's first-byte deadline;
+/// its body must be read within the attempt's total deadline.
+struct Answered {
+    response: llmux_providers::client::UpstreamResponse,
+    deadline: Instant,
+}
+
+impl Answered {
+    async fn body(self) -> Result<Bytes, UpstreamError> {
+        match tokio::time::timeout_at(self.deadline, http_body_util::BodyExt::collect(self.response.into_body())).await
+        {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(_)) => Err(UpstreamError::new(ErrorKind::Protocol)),
+            Err(_) => Err(UpstreamError::new(ErrorKind::Timeout)),
+        }
+    }
+}
+
+/// Sends with the route's first-byte deadline and classifies a non-2xx answer.
+async fn send_with_deadline(
+    client: &UpstreamClient,
+    request: http::Request<Bytes>,
+    route: &llmux_config::RouteConfig,
+    provider: &ProviderSpec,
+) -> Result<Answered, UpstreamError> {
+    let total = route.timeout.unwrap_or(provider.timeouts.total);
+    let started = Instant::now();
+    let deadline = started + total;
+    let response =
+        match tokio::time::timeout_at(started + provider.timeouts.first_byte.min(total), client.send(request)).await {
+            Ok(response) => response?,
+            Err(_) => return Err(UpstreamError::new(ErrorKind::Timeout)),
+        };
+    let status = response.status().as_u16();
+    if !(200..300).contains(&status) {
+        let retry_after = llmux_providers::error::parse_retry_after(
+            response.headers().get(http::header::RETRY_AFTER).and_then(|value| value.to_str().ok()),
+        );
+        let body = read_error_body(response, deadline).await;
+        return Err(UpstreamError::from_openai_response(status, retry_after, &body));
+    }
+    Ok(Answered { response, deadline })
+}
+
+/// A rough input-token count: about four characters per token of message text and
+/// tool definitions, plus a few tokens of framing per message.
+fn estimate_input_tokens(request: &llmux_types::chat::ChatRequest) -> u64 {
+    let mut chars = 0usize;
+    for message in &request.messages {
+        chars += 12;
+        for part in &message.content {
+            if let llmux_types::chat::ContentPart::Text(text) = part {
+                chars += text.chars().count();
+            }
+        }
+        for call in &message.tool_calls {
+            chars += call.name.len() + call.arguments.len();
+        }
+    }
+    for tool in &request.tools {
+        chars += tool.name.len() + tool.description.as_deref().map_or(0, str::len);
+        chars += tool.parameters.as_ref().map_or(0, |schema| schema.get().len());
+    }
+    (chars as u64).div_ceil(4).max(1)
 }
 
 /// An encoder that emits a pre-rendered body once.

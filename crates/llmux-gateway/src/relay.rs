@@ -6,6 +6,8 @@
 //!   The usage chunk is the only one parsed.
 //! - [`encoded`]: canonical events (from a backend that is not an OpenAI upstream,
 //!   such as the mock) encoded for the client as they are produced.
+//! - [`translated`]: an upstream stream in another dialect than the client's: each
+//!   SSE event decoded to canonical events and encoded for the client.
 //!
 //! Both settle the request when the stream ends, fails, or is dropped by the client.
 
@@ -193,6 +195,150 @@ impl EventEncoder for llmux_wire::openai::encode::ChatStreamEncoder {
     fn finish(&mut self, out: &mut Vec<u8>) {
         llmux_wire::openai::encode::ChatStreamEncoder::finish(self, out);
     }
+}
+
+impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        llmux_wire::anthropic::encode::MessagesStreamEncoder::encode(self, event, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        llmux_wire::anthropic::encode::MessagesStreamEncoder::finish(self, out);
+    }
+}
+
+/// Turns upstream SSE data payloads into the client's bytes.
+pub trait Translator: Send {
+    /// One upstream event's data: the canonical events it held (for metering), with
+    /// their encoding appended to `out`.
+    fn data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<Vec<StreamEvent>, String>;
+    /// Encodes an event the relay itself produces (an error).
+    fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
+    /// Closes the client's stream.
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+/// Relays an upstream SSE response through `translator`.
+pub fn translated(
+    response: llmux_providers::client::UpstreamResponse,
+    translator: Box<dyn Translator>,
+    settlement: Settlement,
+    idle: Duration,
+) -> BodyStream {
+    struct State {
+        upstream: http_body_util::BodyDataStream<llmux_providers::client::UpstreamBody>,
+        framer: Framer,
+        translator: Box<dyn Translator>,
+        settlement: Option<Settlement>,
+        idle: Duration,
+        usage: Option<Usage>,
+        finished: bool,
+        error: Option<ErrorCode>,
+    }
+
+    impl State {
+        fn take_events(&mut self, out: &mut Vec<u8>) {
+            while self.error.is_none()
+                && let Some(event) = self.framer.next_event()
+            {
+                self.route_event(&event, out);
+            }
+        }
+
+        fn route_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
+            let Some(data) = parse_event(event).data else { return };
+            match self.translator.data(&data, out) {
+                Ok(events) => {
+                    for event in events {
+                        match event {
+                            StreamEvent::Usage(usage) => self.usage = Some(usage),
+                            StreamEvent::Finish { .. } => self.finished = true,
+                            StreamEvent::Error { .. } => self.error = Some(ErrorCode::UpstreamError),
+                            _ => {}
+                        }
+                    }
+                }
+                Err(_) => self.fail(ErrorCode::UpstreamError, "The upstream sent an event llmux could not read.", out),
+            }
+        }
+
+        fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<u8>) {
+            self.error = Some(code);
+            self.translator.event(&StreamEvent::Error { message: message.to_owned() }, out);
+        }
+
+        fn settle(&mut self, out: &mut Vec<u8>) {
+            if self.error.is_none() {
+                self.translator.finish(out);
+            }
+            if let Some(mut settlement) = self.settlement.take() {
+                if let Some(usage) = self.usage {
+                    settlement.set_usage(usage);
+                }
+                settlement.finish(200, self.error);
+            }
+        }
+    }
+
+    let state = State {
+        upstream: http_body_util::BodyExt::into_data_stream(response.into_body()),
+        framer: Framer::new(),
+        translator,
+        settlement: Some(settlement),
+        idle,
+        usage: None,
+        finished: false,
+        error: None,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut state| async move {
+        state.settlement.as_ref()?;
+        loop {
+            let mut out = Vec::new();
+            match tokio::time::timeout(state.idle, state.upstream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    state.framer.push(&chunk);
+                    state.take_events(&mut out);
+                    if state.error.is_some() {
+                        state.settle(&mut out);
+                    }
+                }
+                Ok(Some(Err(_))) => {
+                    state.take_events(&mut out);
+                    if state.error.is_none() {
+                        state.fail(ErrorCode::UpstreamError, "The upstream connection failed mid-stream.", &mut out);
+                    }
+                    state.settle(&mut out);
+                }
+                Ok(None) => {
+                    state.take_events(&mut out);
+                    if let Some(tail) = state.framer.finish()
+                        && state.error.is_none()
+                    {
+                        state.route_event(&tail, &mut out);
+                    }
+                    if !state.finished && state.error.is_none() {
+                        state.fail(
+                            ErrorCode::UpstreamError,
+                            "The upstream closed the stream before it finished.",
+                            &mut out,
+                        );
+                    }
+                    state.settle(&mut out);
+                }
+                Err(_) => {
+                    state.fail(ErrorCode::UpstreamTimeout, "The upstream stopped sending (idle timeout).", &mut out);
+                    state.settle(&mut out);
+                }
+            }
+            if !out.is_empty() {
+                if let Some(settlement) = state.settlement.as_mut() {
+                    settlement.first_byte();
+                }
+                return Some((Ok(Bytes::from(out)), state));
+            }
+            state.settlement.as_ref()?;
+        }
+    }))
 }
 
 /// Streams canonical `events`, pausing `delay` between text chunks.

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use llmux_gateway::Gateway;
 
 use crate::ConfigSource;
-use crate::api::{admin, health, openai};
+use crate::api::{admin, anthropic, health, openai};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,7 +29,9 @@ pub fn app(state: AppState) -> Router {
         .route("/completions", post(openai::completions))
         .route("/embeddings", post(openai::embeddings))
         .route("/models", get(openai::models))
-        .route("/models/{id}", get(openai::model));
+        .route("/models/{id}", get(openai::model))
+        .route("/messages", post(anthropic::messages))
+        .route("/messages/count_tokens", post(anthropic::count_tokens));
     Router::new()
         .nest("/v1", openai_routes.clone())
         // Clients whose base URL lacks `/v1` reach the same handlers.

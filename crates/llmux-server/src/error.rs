@@ -9,17 +9,20 @@ use llmux_gateway::error::{ErrorCode, GatewayError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     OpenAi,
+    Anthropic,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
 pub const PROVIDER: &str = "x-llmux-provider";
 pub const ATTEMPTS: &str = "x-llmux-attempts";
+pub const ANTHROPIC_REQUEST_ID: &str = "request-id";
 
 /// A client-facing error response.
 pub fn render(dialect: Dialect, code: ErrorCode, message: &str, param: Option<&str>, request_id: &str) -> Response {
     let row = code.row();
     let body = match dialect {
         Dialect::OpenAi => llmux_wire::openai::error::body(message, row.openai_type, Some(row.code), param),
+        Dialect::Anthropic => llmux_wire::anthropic::error::error_body(row.anthropic_type, message),
     };
     let mut response = (
         StatusCode::from_u16(row.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -28,6 +31,10 @@ pub fn render(dialect: Dialect, code: ErrorCode, message: &str, param: Option<&s
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(request_id) {
+        if dialect == Dialect::Anthropic {
+            // The Anthropic SDKs read the request id from `request-id`.
+            response.headers_mut().insert(ANTHROPIC_REQUEST_ID, value.clone());
+        }
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response

@@ -22,6 +22,9 @@ pub struct ChatRequest {
     pub max_tokens: Option<u64>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
+    /// Sample only from the `top_k` most likely tokens (Anthropic, some open-model
+    /// servers); not an OpenAI parameter.
+    pub top_k: Option<u32>,
     /// Number of choices to generate.
     pub n: Option<u32>,
     pub stop: Vec<String>,
@@ -66,6 +69,14 @@ pub struct Message {
     pub tool_call_id: Option<String>,
     /// Reasoning text an assistant turn produced (sent back on later turns).
     pub reasoning: Option<String>,
+    /// The opaque signature a provider attached to `reasoning` (Anthropic thinking
+    /// `signature`); must be sent back verbatim with the reasoning, never invented.
+    pub reasoning_signature: Option<String>,
+    /// Encrypted reasoning blocks of an assistant turn (Anthropic `redacted_thinking`
+    /// `data`), in order; opaque, sent back verbatim where the dialect can hold them.
+    pub redacted_reasoning: Vec<String>,
+    /// For `Role::Tool`: the tool reported a failure (Anthropic `tool_result.is_error`).
+    pub tool_error: bool,
 }
 
 impl Message {
@@ -134,6 +145,10 @@ pub struct Choice {
     pub index: u32,
     pub content: Option<String>,
     pub reasoning: Option<String>,
+    /// Opaque signature of `reasoning` (see [`Message::reasoning_signature`]).
+    pub reasoning_signature: Option<String>,
+    /// Encrypted reasoning blocks (see [`Message::redacted_reasoning`]).
+    pub redacted_reasoning: Vec<String>,
     pub tool_calls: Vec<ToolCall>,
     pub finish_reason: FinishReason,
 }
@@ -177,6 +192,17 @@ pub enum StreamEvent {
     Reasoning {
         choice: u32,
         text: String,
+    },
+    /// The (complete) opaque signature of the reasoning streamed so far for `choice`;
+    /// it closes that reasoning block.
+    ReasoningSignature {
+        choice: u32,
+        signature: String,
+    },
+    /// One complete encrypted reasoning block (Anthropic `redacted_thinking` `data`).
+    RedactedReasoning {
+        choice: u32,
+        data: String,
     },
     /// A fragment of tool call `index`; the first fragment of an index carries `id`
     /// and `name`.

@@ -173,7 +173,7 @@ mod tests {
     fn cost_uses_cached_price_for_cached_input() {
         let price = Price::per_million(270_000_000, 1_100_000_000, 70_000_000, Currency::USD);
         let usage =
-            Usage { input_tokens: 1_000_000, cached_tokens: 400_000, output_tokens: 500_000, reasoning_tokens: 0 };
+            Usage { input_tokens: 1_000_000, cached_tokens: 400_000, output_tokens: 500_000, ..Usage::default() };
         // 600k * 0.27 + 400k * 0.07 + 500k * 1.10 = 0.162 + 0.028 + 0.55 = 0.74
         assert_eq!(price.cost(&usage), Money::new(740_000_000, Currency::USD));
     }

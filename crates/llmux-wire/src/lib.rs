@@ -4,8 +4,13 @@
 //! - [`sse`]: an incremental Server-Sent-Events framer (any chunking, `\n`/`\r\n`).
 //! - [`openai`]: the OpenAI dialect: borrowed request peeks and byte-splicing rewrites
 //!   for the same-dialect fast path, decoding to and encoding from the canonical model,
-//!   usage extraction, and the error body.
+//!   usage extraction, and the error body; [`openai::upstream`] speaks it to
+//!   OpenAI-compatible providers on behalf of clients of other dialects.
+//! - [`anthropic`]: the Anthropic Messages dialect on the client side: requests decode to
+//!   the canonical model; responses and stream events encode to Anthropic JSON and its
+//!   exact SSE event sequence; error bodies.
 
+pub mod anthropic;
 pub mod openai;
 pub mod sse;
 

@@ -68,12 +68,22 @@ pub fn respond(
                     index,
                     content: None,
                     reasoning: None,
+                    reasoning_signature: None,
+                    redacted_reasoning: Vec::new(),
                     tool_calls: vec![call],
                     finish_reason: FinishReason::ToolCalls,
                 };
             }
             let (text, finish_reason) = reply_text(request, upstream_model, settings);
-            Choice { index, content: Some(text), reasoning: None, tool_calls: Vec::new(), finish_reason }
+            Choice {
+                index,
+                content: Some(text),
+                reasoning: None,
+                reasoning_signature: None,
+                redacted_reasoning: Vec::new(),
+                tool_calls: Vec::new(),
+                finish_reason,
+            }
         })
         .collect();
     let output_tokens = choices.iter().map(|choice| choice.content.as_deref().map_or(1, count_words)).sum();
@@ -82,7 +92,7 @@ pub fn respond(
         created,
         model: upstream_model.to_owned(),
         choices,
-        usage: Usage { input_tokens: usage_in, output_tokens, cached_tokens: 0, reasoning_tokens: 0 },
+        usage: Usage { input_tokens: usage_in, output_tokens, ..Usage::default() },
     }
 }
 
@@ -228,6 +238,9 @@ mod tests {
             tool_calls: Vec::new(),
             tool_call_id: None,
             reasoning: None,
+            reasoning_signature: None,
+            redacted_reasoning: Vec::new(),
+            tool_error: false,
         }
     }
 

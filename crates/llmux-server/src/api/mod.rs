@@ -1,13 +1,94 @@
 //! Route handlers, one module per surface.
 
 pub mod admin;
+pub mod anthropic;
 pub mod health;
 pub mod openai;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::HeaderMap;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use llmux_gateway::{Failure, Reply, ReplyBody, RequestMeta};
+use tokio::time::Instant;
+
+use crate::error::{ANTHROPIC_REQUEST_ID, ATTEMPTS, Dialect, PROVIDER, REQUEST_ID, render_gateway};
+
+/// A lifecycle request as read at the edge: its id, what the gateway needs from the
+/// headers, and the body (at most `server.max_body_bytes`; more is a 413 in `dialect`).
+pub struct Incoming {
+    pub request_id: String,
+    pub meta: RequestMeta,
+    pub body: bytes::Bytes,
+}
+
+pub async fn read_request(
+    state: &crate::AppState,
+    request: axum::extract::Request,
+    dialect: Dialect,
+) -> Result<Incoming, Response> {
+    let started = Instant::now();
+    // Headers are borrowed from the request, not cloned as the `HeaderMap` extractor does.
+    let (parts, body) = request.into_parts();
+    let request_id = request_id(&parts.headers);
+    let limit = state.gateway.runtime().config.server.max_body_bytes;
+    let body = match openai::read_body(&parts.headers, body, limit).await {
+        Ok(body) => body,
+        Err(error) => return Err(render_gateway(dialect, &error, &request_id)),
+    };
+    let meta = request_meta(&parts.headers, &request_id, started);
+    Ok(Incoming { request_id, meta, body })
+}
+
+/// What the gateway needs from a request's headers.
+pub fn request_meta(headers: &HeaderMap, request_id: &str, started: Instant) -> RequestMeta {
+    RequestMeta {
+        request_id: request_id.to_owned(),
+        api_key: api_key(headers),
+        region_header: headers.get("x-llmux-region").and_then(|value| value.to_str().ok()).map(str::to_owned),
+        started,
+    }
+}
+
+/// The HTTP response for a lifecycle's outcome: the reply with llmux's headers, or the
+/// error in the caller's dialect.
+pub fn respond(dialect: Dialect, outcome: Result<Reply, Failure>, request_id: &str) -> Response {
+    let reply = match outcome {
+        Ok(reply) => reply,
+        Err(failure) => {
+            let mut response = render_gateway(dialect, &failure.error, request_id);
+            if failure.attempts > 0 {
+                response.headers_mut().insert(ATTEMPTS, HeaderValue::from(failure.attempts));
+            }
+            return response;
+        }
+    };
+    let mut response = match reply.body {
+        ReplyBody::Full(bytes) => Response::new(Body::from(bytes)),
+        ReplyBody::Stream(stream) => {
+            let mut response = Response::new(Body::from_stream(stream));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+            response
+        }
+    };
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        if dialect == Dialect::Anthropic {
+            headers.insert(ANTHROPIC_REQUEST_ID, value.clone());
+        }
+        headers.insert(REQUEST_ID, value);
+    }
+    if let Some(provider) = reply.provider.as_deref().and_then(|provider| HeaderValue::from_str(provider).ok()) {
+        headers.insert(PROVIDER, provider);
+    }
+    headers.insert(ATTEMPTS, HeaderValue::from(reply.attempts));
+    response
+}
 
 /// The request id: the client's `x-request-id` if it is sane, else a new one.
 pub fn request_id(headers: &HeaderMap) -> String {

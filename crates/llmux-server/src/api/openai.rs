@@ -3,17 +3,15 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use llmux_gateway::error::{ErrorCode, GatewayError};
-use llmux_gateway::{ReplyBody, RequestMeta};
 use llmux_wire::openai::peek::Endpoint;
-use tokio::time::Instant;
 
 use crate::AppState;
 use crate::api::{api_key, request_id};
-use crate::error::{ATTEMPTS, Dialect, PROVIDER, REQUEST_ID, render, render_gateway};
+use crate::error::{Dialect, REQUEST_ID, render, render_gateway};
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
     handle(state, request, Endpoint::ChatCompletions).await
@@ -28,57 +26,12 @@ pub async fn embeddings(State(state): State<AppState>, request: Request) -> Resp
 }
 
 async fn handle(state: AppState, request: Request, endpoint: Endpoint) -> Response {
-    let started = Instant::now();
-    // Headers are borrowed from the request, not cloned as the `HeaderMap` extractor does.
-    let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let request_id = request_id(headers);
-    let limit = state.gateway.runtime().config.server.max_body_bytes;
-    let body = match read_body(headers, body, limit).await {
-        Ok(body) => body,
-        Err(error) => return render_gateway(Dialect::OpenAi, &error, &request_id),
+    let incoming = match super::read_request(&state, request, Dialect::OpenAi).await {
+        Ok(incoming) => incoming,
+        Err(response) => return response,
     };
-    let meta = RequestMeta {
-        request_id: request_id.clone(),
-        api_key: api_key(headers),
-        region_header: headers.get("x-llmux-region").and_then(|value| value.to_str().ok()).map(str::to_owned),
-        started,
-    };
-    match state.gateway.openai(meta, endpoint, body).await {
-        Ok(reply) => {
-            let mut response = match reply.body {
-                ReplyBody::Full(bytes) => Response::new(Body::from(bytes)),
-                ReplyBody::Stream(stream) => {
-                    let mut response = Response::new(Body::from_stream(stream));
-                    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-                    response
-                }
-            };
-            *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
-            set_header(headers, REQUEST_ID, &request_id);
-            if let Some(provider) = &reply.provider {
-                set_header(headers, PROVIDER, provider);
-            }
-            headers.insert(ATTEMPTS, HeaderValue::from(reply.attempts));
-            response
-        }
-        Err(failure) => {
-            let mut response = render_gateway(Dialect::OpenAi, &failure.error, &request_id);
-            if failure.attempts > 0 {
-                response.headers_mut().insert(ATTEMPTS, HeaderValue::from(failure.attempts));
-            }
-            response
-        }
-    }
-}
-
-fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
+    let outcome = state.gateway.openai(incoming.meta, endpoint, incoming.body).await;
+    super::respond(Dialect::OpenAi, outcome, &incoming.request_id)
 }
 
 /// Reads the body, refusing more than `limit` bytes with 413.

@@ -253,6 +253,9 @@ impl MessageWire {
                 .collect(),
             tool_call_id: self.tool_call_id,
             reasoning: self.reasoning_content.or(self.reasoning),
+            reasoning_signature: None,
+            redacted_reasoning: Vec::new(),
+            tool_error: false,
         })
     }
 }

@@ -204,6 +204,8 @@ impl ChatStreamEncoder {
             StreamEvent::Finish { choice, reason } => {
                 self.write_delta(*choice, DeltaWire::default(), Some(reason), out);
             }
+            // OpenAI chunks have no place for reasoning signatures or encrypted reasoning.
+            StreamEvent::ReasoningSignature { .. } | StreamEvent::RedactedReasoning { .. } => {}
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
             StreamEvent::Error { message } => {
                 out.extend_from_slice(&super::error::stream_event(message, "api_error", Some("upstream_error")));

@@ -11,11 +11,15 @@
 //! Ways out: [`encode`] (canonical -> OpenAI JSON and SSE chunks), [`usage`]
 //! (read token usage from upstream bodies and stream chunks), [`error`] (the error
 //! body).
+//!
+//! Upstream side for other client dialects: [`upstream`] (canonical -> Chat Completions
+//! request; Chat Completions response and stream chunks -> canonical).
 
 pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod peek;
+pub mod upstream;
 pub mod usage;
 
 #[cfg(test)]

@@ -86,7 +86,13 @@ fn usage_from_openai_and_deepseek_bodies() {
     let openai = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":2}}}"#;
     assert_eq!(
         from_response(openai),
-        Some(Usage { input_tokens: 10, output_tokens: 5, cached_tokens: 4, reasoning_tokens: 2 })
+        Some(Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_tokens: 4,
+            reasoning_tokens: 2,
+            cache_write_tokens: 0
+        })
     );
     let deepseek = br#"{"usage":{"prompt_tokens":100,"completion_tokens":7,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}}"#;
     // `usage` not last, and a message that mentions "usage": the full parse decides.

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 #[derive(Deserialize, Default)]
-struct UsageWire {
+pub(crate) struct UsageWire {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
     prompt_tokens_details: Option<PromptDetails>,
@@ -18,6 +18,8 @@ struct UsageWire {
 #[derive(Deserialize)]
 struct PromptDetails {
     cached_tokens: Option<u64>,
+    /// 2026 spec field: prompt tokens written to the cache.
+    cache_write_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -29,14 +31,17 @@ impl From<UsageWire> for Usage {
     fn from(wire: UsageWire) -> Usage {
         let cached = wire
             .prompt_tokens_details
+            .as_ref()
             .and_then(|details| details.cached_tokens)
             .or(wire.prompt_cache_hit_tokens)
             .unwrap_or(0);
+        let cache_write = wire.prompt_tokens_details.and_then(|details| details.cache_write_tokens).unwrap_or(0);
         Usage {
             input_tokens: wire.prompt_tokens.unwrap_or(0),
             output_tokens: wire.completion_tokens.unwrap_or(0),
             cached_tokens: cached,
             reasoning_tokens: wire.completion_tokens_details.and_then(|details| details.reasoning_tokens).unwrap_or(0),
+            cache_write_tokens: cache_write,
         }
     }
 }

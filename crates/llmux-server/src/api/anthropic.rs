@@ -1,0 +1,40 @@
+//! The Anthropic surface: `/v1/messages` and `/v1/messages/count_tokens`, with
+//! Anthropic-shaped errors for every failure (auth, limits, bad input, upstream).
+//!
+//! The `anthropic-version` header is accepted and not required; `anthropic-beta`
+//! flags are not interpreted.
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+
+use crate::AppState;
+use crate::api::openai::json_response;
+use crate::api::{read_request, respond};
+use crate::error::{ANTHROPIC_REQUEST_ID, Dialect, render_gateway};
+
+pub async fn messages(State(state): State<AppState>, request: Request) -> Response {
+    let incoming = match read_request(&state, request, Dialect::Anthropic).await {
+        Ok(incoming) => incoming,
+        Err(response) => return response,
+    };
+    let outcome = state.gateway.anthropic(incoming.meta, incoming.body).await;
+    respond(Dialect::Anthropic, outcome, &incoming.request_id)
+}
+
+pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
+    let incoming = match read_request(&state, request, Dialect::Anthropic).await {
+        Ok(incoming) => incoming,
+        Err(response) => return response,
+    };
+    let request_id = incoming.request_id;
+    match state.gateway.anthropic_count_tokens(incoming.meta, incoming.body).await {
+        Ok(tokens) => {
+            let mut response = json_response(format!("{{\"input_tokens\":{tokens}}}").into_bytes(), &request_id);
+            if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(ANTHROPIC_REQUEST_ID, value);
+            }
+            response
+        }
+        Err(failure) => render_gateway(Dialect::Anthropic, &failure.error, &request_id),
+    }
+}
