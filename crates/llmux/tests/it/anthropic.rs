@@ -209,7 +209,12 @@ async fn every_failure_is_anthropic_shaped() {
             400,
             "invalid_request_error",
         ),
-        (key.as_str(), json!({"model": "nope", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}), 404, "not_found_error"),
+        (
+            key.as_str(),
+            json!({"model": "nope", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}),
+            404,
+            "not_found_error",
+        ),
         (key.as_str(), ok_body.clone(), 502, "api_error"),
     ];
     for (presented, body, status, kind) in cases {
