@@ -91,6 +91,8 @@ pub struct Reply {
     pub provider: Option<String>,
     pub attempts: u32,
     pub body: ReplyBody,
+    /// Request parameters the provider's dialect could not hold, dropped in translation.
+    pub dropped: Vec<&'static str>,
 }
 
 pub enum ReplyBody {
@@ -401,6 +403,9 @@ enum Success {
         idle: Duration,
         translator: Box<dyn relay::Translator>,
     },
+    /// An answer to a request whose translation dropped parameters the provider's
+    /// dialect cannot hold (reported to the client in a header).
+    Lossy { answer: Box<Success>, dropped: Vec<&'static str> },
 }
 
 /// How a successful answer's stream reaches the client.
@@ -417,10 +422,20 @@ enum Relay {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dialect {
     Anthropic,
+    /// An OpenAI client whose provider speaks another dialect; `include_usage` is
+    /// whether it asked for the final usage chunk.
+    OpenAi {
+        include_usage: bool,
+    },
 }
 
 impl Success {
     fn reply(self, mut settlement: Settlement, relay: Relay, provider: &str) -> Reply {
+        if let Success::Lossy { answer, dropped } = self {
+            let mut reply = answer.reply(settlement, relay, provider);
+            reply.dropped = dropped;
+            return reply;
+        }
         let attempts = settlement.attempts();
         let (content_type, body) = match self {
             Success::Full { body, usage } => {
@@ -444,8 +459,9 @@ impl Success {
             Success::Events { events, delay, encoder } => {
                 ("text/event-stream", ReplyBody::Stream(relay::encoded(events, delay, encoder, settlement)))
             }
+            Success::Lossy { .. } => unreachable!("unwrapped above"),
         };
-        Reply { status: 200, content_type, provider: Some(provider.to_owned()), attempts, body }
+        Reply { status: 200, content_type, provider: Some(provider.to_owned()), attempts, body, dropped: Vec::new() }
     }
 }
 
@@ -463,7 +479,26 @@ impl Attempt<'_> {
         match provider.preset.backend {
             Backend::Mock => self.run_mock().await,
             Backend::OpenAi | Backend::Azure => self.run_openai().await,
+            Backend::Anthropic => self.run_translated().await,
         }
+    }
+
+    /// An OpenAI request for a provider of another dialect: decoded once into the
+    /// canonical model, then translated like any other client's.
+    async fn run_translated(&self) -> Result<Success, UpstreamError> {
+        if self.endpoint != Endpoint::ChatCompletions {
+            // Another route of the model may serve it.
+            return Err(UpstreamError {
+                message: Some(format!("this provider does not serve {}", self.endpoint.path())),
+                ..UpstreamError::new(ErrorKind::NotFound)
+            });
+        }
+        let request = llmux_wire::openai::decode::chat_request(self.body).map_err(|error| UpstreamError {
+            message: Some(error.message),
+            ..UpstreamError::new(ErrorKind::BadRequest)
+        })?;
+        let dialect = Dialect::OpenAi { include_usage: request.stream_include_usage };
+        CanonicalAttempt { runtime: self.runtime, candidate: self.candidate, request: &request }.run(dialect).await
     }
 
     /// Same-dialect fast path: splice the model, forward, relay bytes.
@@ -610,61 +645,104 @@ impl CanonicalAttempt<'_> {
                 })
             }
             Backend::OpenAi | Backend::Azure => self.run_openai(dialect).await,
+            Backend::Anthropic => self.run_anthropic(dialect).await,
         }
     }
 
+    async fn run_anthropic(&self, dialect: Dialect) -> Result<Success, UpstreamError> {
+        let route = self.route();
+        let (body, dropped) = llmux_wire::anthropic::upstream::messages_request(
+            self.request,
+            &route.model,
+            llmux_providers::anthropic::DEFAULT_MAX_TOKENS,
+        );
+        let decoder = UpstreamDecoder::Anthropic(llmux_wire::anthropic::upstream::EventDecoder::new());
+        let answer = self.exchange(dialect, body, decoder, llmux_wire::anthropic::upstream::messages_response).await?;
+        if dropped.is_empty() {
+            return Ok(answer);
+        }
+        let provider = &self.runtime.config.providers[route.provider].name;
+        tracing::debug!(%provider, ?dropped, "Parameters Anthropic cannot take were dropped.");
+        Ok(Success::Lossy { answer: Box::new(answer), dropped })
+    }
+
     async fn run_openai(&self, dialect: Dialect) -> Result<Success, UpstreamError> {
+        let body = llmux_wire::openai::upstream::chat_request(self.request, &self.route().model);
+        let decoder = UpstreamDecoder::OpenAi(llmux_wire::openai::upstream::ChunkDecoder::new());
+        self.exchange(dialect, body, decoder, llmux_wire::openai::upstream::chat_response).await
+    }
+
+    /// Sends a translated `body`; the answer comes back through `decoder` (streams) or
+    /// `decode` (complete bodies) and is encoded for the client's `dialect`.
+    async fn exchange(
+        &self,
+        dialect: Dialect,
+        body: Vec<u8>,
+        decoder: UpstreamDecoder,
+        decode: fn(&[u8]) -> Result<llmux_types::chat::ChatResponse, llmux_wire::DecodeError>,
+    ) -> Result<Success, UpstreamError> {
         let route = self.route();
         let provider = &self.runtime.config.providers[route.provider];
-        let client = &self.runtime.clients[route.provider];
-        let body = llmux_wire::openai::upstream::chat_request(self.request, &route.model);
-        let upstream_request = self.runtime.prepared[route.provider].build_request(
+        let request = self.runtime.prepared[route.provider].build_request(
             provider,
             Endpoint::ChatCompletions,
             &route.model,
             body,
         );
-        let response = send_with_deadline(client, upstream_request, route, provider).await?;
+        let response = send_with_deadline(&self.runtime.clients[route.provider], request, route, provider).await?;
         if self.request.stream {
+            let encoder = stream_encoder(dialect, &route.model);
             return Ok(Success::Translated {
                 response: response.response,
                 idle: provider.timeouts.idle,
-                translator: Box::new(TranslatingEncoder {
-                    decoder: llmux_wire::openai::upstream::ChunkDecoder::new(),
-                    encoder: stream_encoder(dialect, &route.model),
-                }),
+                translator: Box::new(TranslatingEncoder { decoder, encoder }),
             });
         }
-        let body = response.body().await?;
-        let decoded = llmux_wire::openai::upstream::chat_response(&body).map_err(|error| UpstreamError {
-            message: Some(error.message),
-            ..UpstreamError::new(ErrorKind::Protocol)
-        })?;
+        let decoded = decode(&response.body().await?).map_err(protocol_error)?;
         Ok(Success::Full { body: Bytes::from(encode_response(dialect, &decoded)), usage: Some(decoded.usage) })
     }
+}
+
+/// An upstream answer llmux could not read.
+fn protocol_error(error: llmux_wire::DecodeError) -> UpstreamError {
+    UpstreamError { message: Some(error.message), ..UpstreamError::new(ErrorKind::Protocol) }
 }
 
 fn stream_encoder(dialect: Dialect, model: &str) -> Box<dyn relay::EventEncoder> {
     match dialect {
         Dialect::Anthropic => Box::new(llmux_wire::anthropic::encode::MessagesStreamEncoder::new(model)),
+        Dialect::OpenAi { include_usage } => {
+            Box::new(llmux_wire::openai::encode::ChatStreamEncoder::new(include_usage))
+        }
     }
 }
 
 fn encode_response(dialect: Dialect, response: &llmux_types::chat::ChatResponse) -> Vec<u8> {
     match dialect {
         Dialect::Anthropic => llmux_wire::anthropic::encode::messages_response(response),
+        Dialect::OpenAi { .. } => llmux_wire::openai::encode::chat_response(response),
     }
+}
+
+/// The stream decoder of the upstream's dialect.
+enum UpstreamDecoder {
+    OpenAi(llmux_wire::openai::upstream::ChunkDecoder),
+    Anthropic(llmux_wire::anthropic::upstream::EventDecoder),
 }
 
 /// Upstream SSE data payloads -> canonical events -> the client's encoder.
 struct TranslatingEncoder {
-    decoder: llmux_wire::openai::upstream::ChunkDecoder,
+    decoder: UpstreamDecoder,
     encoder: Box<dyn relay::EventEncoder>,
 }
 
 impl relay::Translator for TranslatingEncoder {
     fn data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<Vec<llmux_types::chat::StreamEvent>, String> {
-        let events = self.decoder.decode(data).map_err(|error| error.message)?;
+        let events = match &mut self.decoder {
+            UpstreamDecoder::OpenAi(decoder) => decoder.decode(data),
+            UpstreamDecoder::Anthropic(decoder) => decoder.decode(data),
+        }
+        .map_err(|error| error.message)?;
         for event in &events {
             self.encoder.encode(event, out);
         }

@@ -5,6 +5,7 @@
 //! Adding a provider: a folder here plus one line in [`registry`]. An OpenAI-compatible
 //! vendor is only a preset row in `openai/presets.rs`.
 
+pub mod anthropic;
 pub mod azure;
 pub mod client;
 pub mod error;
@@ -26,6 +27,8 @@ pub enum Backend {
     Azure,
     /// The built-in mock: no network.
     Mock,
+    /// The Anthropic Messages API at `{base_url}/v1/messages`.
+    Anthropic,
 }
 
 /// How the provider key is sent.
@@ -35,6 +38,8 @@ pub enum AuthStyle {
     Bearer,
     /// `api-key: <key>` (Azure).
     ApiKeyHeader,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
 }
 
 /// Behaviour differences between OpenAI-compatible vendors.
@@ -163,11 +168,15 @@ impl PreparedProvider {
             let (name, value) = match spec.preset.auth {
                 AuthStyle::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose())),
                 AuthStyle::ApiKeyHeader => (HeaderName::from_static("api-key"), key.expose().to_owned()),
+                AuthStyle::XApiKey => (HeaderName::from_static("x-api-key"), key.expose().to_owned()),
             };
             if let Ok(mut value) = HeaderValue::from_str(&value) {
                 value.set_sensitive(true);
                 headers.insert(name, value);
             }
+        }
+        if spec.preset.backend == Backend::Anthropic {
+            headers.insert("anthropic-version", HeaderValue::from_static(anthropic::API_VERSION));
         }
         for (name, value) in &spec.headers {
             // Config validation has checked both.
@@ -176,8 +185,12 @@ impl PreparedProvider {
             }
         }
         let base = spec.base_url.trim_end_matches('/');
-        let urls = [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings]
-            .map(|endpoint| format!("{base}{}", endpoint.path()).parse().ok());
+        let urls = match spec.preset.backend {
+            // Only chat exists there: requests of every endpoint go to Messages.
+            Backend::Anthropic => [0, 1, 2].map(|_| anthropic::messages_url(base).parse().ok()),
+            _ => [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings]
+                .map(|endpoint| format!("{base}{}", endpoint.path()).parse().ok()),
+        };
         PreparedProvider { headers, urls }
     }
 
@@ -191,7 +204,7 @@ impl PreparedProvider {
     ) -> http::Request<bytes::Bytes> {
         let uri = match spec.preset.backend {
             Backend::Azure => azure::url(spec, endpoint, upstream_model).parse().ok(),
-            Backend::OpenAi | Backend::Mock => self.urls[endpoint_index(endpoint)].clone(),
+            Backend::OpenAi | Backend::Mock | Backend::Anthropic => self.urls[endpoint_index(endpoint)].clone(),
         };
         let mut request = http::Request::new(bytes::Bytes::from(body));
         *request.method_mut() = http::Method::POST;

@@ -6,6 +6,7 @@ static PRESETS: &[&Preset] = &[
     &crate::mock::PRESET,
     &crate::openai::presets::OPENAI,
     &crate::azure::PRESET,
+    &crate::anthropic::PRESET,
     &crate::openai::presets::DEEPSEEK,
     &crate::openai::presets::QWEN,
     &crate::openai::presets::QWEN_INTL,

@@ -16,6 +16,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub const PROVIDER: &str = "x-llmux-provider";
 pub const ATTEMPTS: &str = "x-llmux-attempts";
 pub const ANTHROPIC_REQUEST_ID: &str = "request-id";
+/// Request parameters the provider's dialect could not hold, comma-separated.
+pub const DROPPED_PARAMS: &str = "x-llmux-dropped-params";
 
 /// A client-facing error response.
 pub fn render(dialect: Dialect, code: ErrorCode, message: &str, param: Option<&str>, request_id: &str) -> Response {

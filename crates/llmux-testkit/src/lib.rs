@@ -43,6 +43,8 @@ pub enum Reply {
     /// `stream_options.include_usage`, like OpenAI. With `cut_after = Some(n)`, the
     /// connection drops after `n` events without `[DONE]`.
     Sse { events: Vec<String>, usage: Option<String>, delay: Duration, cut_after: Option<usize> },
+    /// A complete SSE body sent as given (for dialects other than OpenAI's).
+    RawSse(String),
     /// Never answers.
     Stall,
 }
@@ -192,6 +194,11 @@ async fn handle(
             }
             builder.body(Body::from(body)).unwrap_or_default()
         }
+        Some(Reply::RawSse(body)) => Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .body(Body::from(body))
+            .unwrap_or_default(),
         Some(Reply::Stall) => {
             std::future::pending::<()>().await;
             Response::default()

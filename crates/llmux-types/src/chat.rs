@@ -80,6 +80,20 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message with `content` and nothing else.
+    pub fn new(role: Role, content: Vec<ContentPart>) -> Message {
+        Message {
+            role,
+            content,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            reasoning: None,
+            reasoning_signature: None,
+            redacted_reasoning: Vec::new(),
+            tool_error: false,
+        }
+    }
+
     /// All text parts joined, for callers that only need the text.
     pub fn text(&self) -> String {
         let mut text = String::new();

@@ -14,6 +14,9 @@ pub mod anthropic;
 pub mod openai;
 pub mod sse;
 
+#[cfg(test)]
+mod test_support;
+
 /// A request body the gateway could not accept. `param` names the offending field
 /// (OpenAI's `error.param`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -232,16 +232,7 @@ mod tests {
     use super::*;
 
     fn user(text: &str) -> Message {
-        Message {
-            role: Role::User,
-            content: vec![ContentPart::Text(text.to_owned())],
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-            reasoning: None,
-            reasoning_signature: None,
-            redacted_reasoning: Vec::new(),
-            tool_error: false,
-        }
+        Message::new(Role::User, vec![ContentPart::Text(text.to_owned())])
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::response::Response;
 use llmux_gateway::{Failure, Reply, ReplyBody, RequestMeta};
 use tokio::time::Instant;
 
-use crate::error::{ANTHROPIC_REQUEST_ID, ATTEMPTS, Dialect, PROVIDER, REQUEST_ID, render_gateway};
+use crate::error::{ANTHROPIC_REQUEST_ID, ATTEMPTS, DROPPED_PARAMS, Dialect, PROVIDER, REQUEST_ID, render_gateway};
 
 /// A lifecycle request as read at the edge: its id, what the gateway needs from the
 /// headers, and the body (at most `server.max_body_bytes`; more is a 413 in `dialect`).
@@ -87,6 +87,11 @@ pub fn respond(dialect: Dialect, outcome: Result<Reply, Failure>, request_id: &s
         headers.insert(PROVIDER, provider);
     }
     headers.insert(ATTEMPTS, HeaderValue::from(reply.attempts));
+    if !reply.dropped.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&reply.dropped.join(","))
+    {
+        headers.insert(DROPPED_PARAMS, value);
+    }
     response
 }
 

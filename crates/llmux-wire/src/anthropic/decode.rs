@@ -130,7 +130,7 @@ fn to_raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
 }
 
 /// What kind of JSON value `raw` holds, by its first byte.
-fn first_byte(raw: &RawValue) -> u8 {
+pub(crate) fn first_byte(raw: &RawValue) -> u8 {
     raw.get().trim_start().as_bytes().first().copied().unwrap_or(b' ')
 }
 
@@ -155,14 +155,14 @@ struct MessageWire<'a> {
 }
 
 #[derive(Deserialize)]
-struct Head {
+pub(crate) struct Head {
     #[serde(rename = "type")]
-    kind: String,
+    pub(crate) kind: String,
 }
 
 #[derive(Deserialize)]
-struct TextBlock {
-    text: String,
+pub(crate) struct TextBlock {
+    pub(crate) text: String,
 }
 
 #[derive(Deserialize)]
@@ -180,11 +180,11 @@ struct SourceWire {
 }
 
 #[derive(Deserialize)]
-struct ToolUseBlock<'a> {
-    id: String,
-    name: String,
+pub(crate) struct ToolUseBlock<'a> {
+    pub(crate) id: String,
+    pub(crate) name: String,
     #[serde(borrow)]
-    input: Option<&'a RawValue>,
+    pub(crate) input: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -196,14 +196,14 @@ struct ToolResultBlock<'a> {
 }
 
 #[derive(Deserialize)]
-struct ThinkingBlock {
-    thinking: String,
-    signature: Option<String>,
+pub(crate) struct ThinkingBlock {
+    pub(crate) thinking: String,
+    pub(crate) signature: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct RedactedThinkingBlock {
-    data: String,
+pub(crate) struct RedactedThinkingBlock {
+    pub(crate) data: String,
 }
 
 #[derive(Deserialize)]
@@ -259,16 +259,7 @@ fn decode_system(raw: &RawValue) -> Result<Option<Message>, DecodeError> {
 }
 
 fn message(role: Role, content: Vec<ContentPart>) -> Message {
-    Message {
-        role,
-        content,
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-        reasoning: None,
-        reasoning_signature: None,
-        redacted_reasoning: Vec::new(),
-        tool_error: false,
-    }
+    Message::new(role, content)
 }
 
 fn decode_messages(raw: &RawValue) -> Result<Vec<Message>, DecodeError> {

@@ -84,7 +84,7 @@ fn empty_object() -> Box<RawValue> {
 
 /// Tool arguments as an `input` object: the model's JSON when it is an object,
 /// `{}` when it is empty, not JSON, or not an object.
-fn tool_input(arguments: &str) -> Box<RawValue> {
+pub(crate) fn tool_input(arguments: &str) -> Box<RawValue> {
     let trimmed = arguments.trim();
     if trimmed.starts_with('{')
         && let Ok(raw) = serde_json::from_str::<&RawValue>(trimmed)

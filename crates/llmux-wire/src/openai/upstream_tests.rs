@@ -3,13 +3,12 @@ use llmux_types::chat::{
     ChatRequest, ContentPart, FinishReason, Message, Role, StreamEvent, Tool, ToolCall, ToolChoice,
 };
 use proptest::prelude::*;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{
     ChunkDecoder, ReasoningField, RequestOptions, chat_request, chat_request_with, chat_response, split_think,
 };
-use crate::sse::{Framer, parse_event};
+use crate::test_support::{cut_at, decode_sse, message, raw, text};
 
 fn fixture(name: &str) -> &'static [u8] {
     match name {
@@ -21,27 +20,6 @@ fn fixture(name: &str) -> &'static [u8] {
         "stream" => include_bytes!("../../tests/fixtures/openai/stream_tool_call.sse"),
         other => panic!("no fixture {other}"),
     }
-}
-
-fn message(role: Role, content: Vec<ContentPart>) -> Message {
-    Message {
-        role,
-        content,
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-        reasoning: None,
-        reasoning_signature: None,
-        redacted_reasoning: Vec::new(),
-        tool_error: false,
-    }
-}
-
-fn text(value: &str) -> ContentPart {
-    ContentPart::Text(value.to_owned())
-}
-
-fn raw(json: &str) -> Box<RawValue> {
-    RawValue::from_string(json.to_owned()).unwrap()
 }
 
 // ---------------------------------------------------------------------------------
@@ -279,24 +257,8 @@ fn tool_choice_modes() {
 // Stream chunks.
 
 fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent> {
-    let mut framer = Framer::new();
     let mut decoder = ChunkDecoder::new();
-    let mut events = Vec::new();
-    let mut feed = |raw: &[u8], events: &mut Vec<StreamEvent>| {
-        if let Some(data) = parse_event(raw).data {
-            events.extend(decoder.decode(&data).unwrap());
-        }
-    };
-    for chunk in chunks {
-        framer.push(chunk);
-        while let Some(raw) = framer.next_event() {
-            feed(&raw, &mut events);
-        }
-    }
-    if let Some(raw) = framer.finish() {
-        feed(&raw, &mut events);
-    }
-    events
+    decode_sse(chunks, |data| decoder.decode(data))
 }
 
 fn expected_transcript_events() -> Vec<StreamEvent> {
@@ -457,16 +419,7 @@ proptest! {
     /// Any byte-level chunking of the SSE transcript yields the same canonical events.
     #[test]
     fn transcript_chunking_does_not_change_events(cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..16)) {
-        let stream = fixture("stream");
-        let mut points: Vec<usize> = cuts.iter().map(|cut| cut.index(stream.len() + 1)).collect();
-        points.sort_unstable();
-        let mut chunks: Vec<&[u8]> = Vec::new();
-        let mut from = 0;
-        for point in points {
-            chunks.push(&stream[from..point]);
-            from = point;
-        }
-        chunks.push(&stream[from..]);
+        let chunks = cut_at(fixture("stream"), &cuts);
         prop_assert_eq!(decode_transcript(&chunks), expected_transcript_events());
     }
 

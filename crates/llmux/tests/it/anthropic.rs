@@ -272,3 +272,206 @@ async fn count_tokens_needs_a_key_and_grows_with_the_input() {
     assert_eq!(unauthorized.status(), 401);
     assert!(fake.received().is_empty(), "count_tokens never calls the upstream");
 }
+
+// ----------------------------------------------------------------------------------
+// An Anthropic upstream (provider kind `anthropic`)
+// ----------------------------------------------------------------------------------
+
+async fn anthropic_gateway(fake: &FakeUpstream) -> TestGateway {
+    TestGateway::start(&format!(
+        "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"http://{}\"\napi_key = \"sk-ant-upstream-secret\"\n\n\
+         [[models]]\nname = \"sonnet\"\nroutes = [{{ provider = \"claude\", model = \"claude-sonnet-4-6\" }}]\n",
+        fake.addr
+    ))
+    .await
+}
+
+fn anthropic_message() -> Reply {
+    Reply::status(
+        200,
+        &json!({
+            "id": "msg_01XYZ", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+            "content": [{"type": "text", "text": "Hello from Claude"}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 5, "output_tokens": 7}
+        })
+        .to_string(),
+    )
+}
+
+/// An Anthropic stream: text, then a tool call, as Anthropic documents the events.
+fn anthropic_stream() -> Reply {
+    let events = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_01S", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ("ping", json!({"type": "ping"})),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Let me "}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "check."}}),
+        ),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"city\": "}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "\"Paris\"}"}}),
+        ),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 1})),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 21}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    Reply::RawSse(events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect())
+}
+
+#[tokio::test]
+async fn an_openai_client_reaches_an_anthropic_upstream() {
+    let fake = FakeUpstream::start().await;
+    fake.push(anthropic_message());
+    let gateway = anthropic_gateway(&fake).await;
+    let key = gateway.key().await;
+    let response = gateway
+        .chat(
+            &key,
+            &json!({"model": "sonnet", "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}], "temperature": 1.5, "seed": 7}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-llmux-dropped-params"], "seed", "what Anthropic cannot take is reported");
+    let completion: Value = response.json().await.unwrap();
+    assert_eq!(completion["object"], "chat.completion");
+    assert_eq!(completion["choices"][0]["message"]["content"], "Hello from Claude");
+    assert_eq!(completion["choices"][0]["finish_reason"], "stop");
+    // Anthropic's input excludes cache reads and writes; OpenAI's prompt_tokens includes them.
+    assert_eq!(completion["usage"]["prompt_tokens"], 45);
+    assert_eq!(completion["usage"]["completion_tokens"], 7);
+    assert_eq!(completion["usage"]["prompt_tokens_details"]["cached_tokens"], 30);
+
+    let sent = fake.last();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-upstream-secret"));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("authorization"), None);
+    let body = sent.json();
+    assert_eq!(body["model"], "claude-sonnet-4-6");
+    assert_eq!(body["system"], "Be kind.");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(1), "the system message moved to `system`");
+    assert_eq!(body["messages"][0]["role"], "user");
+    let content = &body["messages"][0]["content"];
+    let text = content.as_str().or_else(|| content[0]["text"].as_str());
+    assert_eq!(text, Some("hi"), "{content}");
+    assert!(body["max_tokens"].as_u64().is_some_and(|max| max > 0), "Anthropic needs max_tokens: {body}");
+    assert_eq!(body["temperature"], 1.0, "clamped to Anthropic's range");
+    assert!(body.get("seed").is_none());
+
+    let records = gateway.wait_usage(1).await;
+    assert_eq!(records[0]["provider"], "claude");
+    assert_eq!(records[0]["input_tokens"], 45);
+    assert_eq!(records[0]["cached_tokens"], 30);
+    assert_eq!(records[0]["output_tokens"], 7);
+    assert_eq!(records[0]["currency"], "USD");
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_reaches_an_openai_client_as_chunks() {
+    let fake = FakeUpstream::start().await;
+    fake.push(anthropic_stream());
+    let gateway = anthropic_gateway(&fake).await;
+    let key = gateway.key().await;
+    let response = gateway
+        .chat(
+            &key,
+            &json!({"model": "sonnet", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "weather?"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let data = crate::sse_data(&response.text().await.unwrap());
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|chunk| serde_json::from_str(chunk).unwrap()).collect();
+    let text: String = chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "Let me check.");
+    let calls: Vec<&Value> =
+        chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["tool_calls"].get(0)).collect();
+    assert!(calls.iter().all(|call| call["index"] == 0), "the first tool call is index 0, not Anthropic's block 1");
+    assert_eq!(calls[0]["id"], "toolu_01");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let arguments: String = calls.iter().filter_map(|call| call["function"]["arguments"].as_str()).collect();
+    assert_eq!(serde_json::from_str::<Value>(&arguments).unwrap(), json!({"city": "Paris"}));
+    assert!(chunks.iter().any(|chunk| chunk["choices"][0]["finish_reason"] == "tool_calls"));
+    let usage = chunks.iter().rev().find(|chunk| chunk["usage"].is_object()).unwrap();
+    assert_eq!(
+        (usage["usage"]["prompt_tokens"].clone(), usage["usage"]["completion_tokens"].clone()),
+        (json!(12), json!(21))
+    );
+
+    assert_eq!(fake.last().json()["stream"], true);
+    let records = gateway.wait_usage(1).await;
+    assert_eq!((records[0]["input_tokens"].clone(), records[0]["output_tokens"].clone()), (json!(12), json!(21)));
+}
+
+#[tokio::test]
+async fn an_anthropic_client_reaches_an_anthropic_upstream() {
+    let fake = FakeUpstream::start().await;
+    fake.push(anthropic_message());
+    fake.push(anthropic_stream());
+    let gateway = anthropic_gateway(&fake).await;
+    let key = gateway.key().await;
+    let body = json!({"model": "sonnet", "max_tokens": 99, "messages": [{"role": "user", "content": "hi"}]});
+    let message: Value = messages(&gateway, &key, &body).await.json().await.unwrap();
+    assert_eq!(message["content"][0]["text"], "Hello from Claude");
+    assert_eq!(
+        message["usage"],
+        json!({"input_tokens": 10, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 5, "output_tokens": 7})
+    );
+    assert_eq!(fake.last().json()["max_tokens"], 99);
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let events = events(&messages(&gateway, &key, &streamed).await.text().await.unwrap());
+    let tool = events.iter().find(|(_, data)| data["content_block"]["type"] == "tool_use").unwrap();
+    assert_eq!(tool.1["content_block"]["id"], "toolu_01");
+    let delta = events.iter().find(|(name, _)| name == "message_delta").unwrap();
+    assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+    assert_eq!(delta.1["usage"]["output_tokens"], 21);
+    assert_eq!(events.last().unwrap().0, "message_stop");
+}
+
+#[tokio::test]
+async fn anthropic_upstream_errors_are_classified() {
+    let fake = FakeUpstream::start().await;
+    fake.push(Reply::status(529, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#));
+    fake.push(Reply::status(
+        400,
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: roles must alternate"}}"#,
+    ));
+    let gateway = anthropic_gateway(&fake).await;
+    let key = gateway.key().await;
+    let overloaded =
+        gateway.chat(&key, &json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(overloaded.status(), 502);
+    let invalid =
+        gateway.chat(&key, &json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(invalid.status(), 400);
+    let error: Value = invalid.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("roles must alternate"), "{error}");
+    let text = error.to_string();
+    assert!(!text.contains("sk-ant-upstream-secret"));
+}

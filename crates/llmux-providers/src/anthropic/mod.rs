@@ -1,0 +1,39 @@
+//! Anthropic: the Messages API (`POST {base_url}/v1/messages`; `base_url` is the bare
+//! host). Auth is `x-api-key` plus the required `anthropic-version` header. Requests
+//! and answers are translated through the canonical model
+//! (`llmux_wire::anthropic::upstream`).
+
+use llmux_types::Currency;
+
+use crate::{AuthStyle, Backend, Preset, Quirks};
+
+/// The API version every current client sends.
+pub const API_VERSION: &str = "2023-06-01";
+
+/// `max_tokens` when the client gave none (Anthropic requires one).
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+pub static PRESET: Preset = Preset {
+    kind: "anthropic",
+    backend: Backend::Anthropic,
+    base_url: Some("https://api.anthropic.com"),
+    auth: AuthStyle::XApiKey,
+    key_required: true,
+    // Anthropic's supported-regions page; operators can override per provider entry.
+    regions: &["!CN", "!HK", "!MO", "!RU", "!BY", "!IR", "!KP", "!SY", "!CU"],
+    currency: Currency::USD,
+    // Per million tokens: input, output, cache read. Cache writes cost 1.25× (5 min)
+    // or 2× (1 h) input at Anthropic; llmux prices them as input for now.
+    prices: &[
+        ("claude-opus-4-6", "5", "25", "0.5"),
+        ("claude-sonnet-4-6", "3", "15", "0.3"),
+        ("claude-haiku-4-5", "1", "5", "0.1"),
+    ],
+    quirks: Quirks { stream_usage: false },
+    env_key: Some("ANTHROPIC_API_KEY"),
+};
+
+/// The Messages URL of a provider entry.
+pub fn messages_url(base_url: &str) -> String {
+    format!("{}/v1/messages", base_url.trim_end_matches('/'))
+}
