@@ -101,6 +101,8 @@ class FakeUpstream:
                 path = self.path.split("?", 1)[0]
                 if path == "/v1/chat/completions":
                     upstream._chat(self, body)
+                elif path == "/v1/messages":
+                    upstream._messages(self, body)
                 elif path == "/v1/embeddings":
                     upstream._embeddings(self, body)
                 else:
@@ -128,6 +130,16 @@ class FakeUpstream:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _named_sse(self, events: list[dict]) -> None:
+                """Anthropic-style SSE: `event:` lines, data repeating the type, no [DONE]."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                for event in events:
+                    self.wfile.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
 
             def _sse(self, events: list[Any]) -> None:
                 self.send_response(200)
@@ -283,6 +295,61 @@ class FakeUpstream:
             )
         handler._sse(events)
 
+    def _messages(self, handler: Any, body: dict) -> None:
+        """An Anthropic Messages server: checks the body as Anthropic would, then answers."""
+        problems = anthropic_body_problems(body, handler.headers)
+        if problems:
+            handler._json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "; ".join(problems)}})
+            return
+        model = body["model"]
+        tools = model == "claude-tools"
+        message_id = "msg_fake" + uuid.uuid4().hex[:12]
+        usage = dict(ANTHROPIC_USAGE)
+        if tools:
+            content = [
+                {"type": "thinking", "thinking": THINKING_TEXT, "signature": THINKING_SIGNATURE},
+                {"type": "tool_use", "id": CLAUDE_TOOL_IDS[0], "name": TOOL_NAME, "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": CLAUDE_TOOL_IDS[1], "name": TOOL_NAME, "input": {"city": "Tokyo"}},
+            ]
+            stop = "tool_use"
+        else:
+            content = [{"type": "text", "text": CHAT_TEXT}]
+            stop = "end_turn"
+        if not body.get("stream"):
+            handler._json(
+                200,
+                {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": content,
+                 "stop_reason": stop, "stop_sequence": None, "usage": usage},
+            )
+            return
+        events: list[dict] = [
+            {"type": "message_start", "message": {"id": message_id, "type": "message", "role": "assistant", "model": model,
+             "content": [], "stop_reason": None, "stop_sequence": None,
+             "usage": {**usage, "output_tokens": 1}}},
+            {"type": "ping"},
+        ]
+        for index, block in enumerate(content):
+            if block["type"] == "text":
+                events.append({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+                for piece in CHAT_PIECES:
+                    events.append({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}})
+            elif block["type"] == "thinking":
+                events.append({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+                events.append({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": THINKING_TEXT}})
+                events.append({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": THINKING_SIGNATURE}})
+            else:
+                events.append({"type": "content_block_start", "index": index,
+                               "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})
+                arguments = json.dumps(block["input"])
+                for start in range(0, len(arguments), 5):
+                    events.append({"type": "content_block_delta", "index": index,
+                                   "delta": {"type": "input_json_delta", "partial_json": arguments[start:start + 5]}})
+            events.append({"type": "content_block_stop", "index": index})
+        events.append({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                       "usage": {"output_tokens": usage["output_tokens"]}})
+        events.append({"type": "message_stop"})
+        handler._named_sse(events)
+
     def _embeddings(self, handler: Any, body: dict) -> None:
         inputs = body.get("input")
         if isinstance(inputs, (str, int)) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
@@ -301,6 +368,46 @@ class FakeUpstream:
             200,
             {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
         )
+
+
+ANTHROPIC_USAGE = {"input_tokens": 20, "cache_read_input_tokens": 8, "cache_creation_input_tokens": 2, "output_tokens": 9}
+THINKING_TEXT = "The user wants weather for two cities."
+THINKING_SIGNATURE = "sig-fake-0001"
+CLAUDE_TOOL_IDS = ["toolu_fake_01", "toolu_fake_02"]
+
+
+def anthropic_body_problems(body: dict, headers: Any) -> list[str]:
+    """What the real Messages API would reject in `body` (the subset the tests rely on)."""
+    problems = []
+    if headers.get("x-api-key") != UPSTREAM_KEY:
+        problems.append("x-api-key is not the provider key")
+    if headers.get("anthropic-version") != "2023-06-01":
+        problems.append("anthropic-version header missing")
+    if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
+        problems.append("max_tokens: Field required")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        problems.append("messages: at least one message is required")
+        return problems
+    if messages[0].get("role") != "user":
+        problems.append("messages: the first message must use the user role")
+    for index, message in enumerate(messages):
+        if message.get("role") not in ("user", "assistant"):
+            problems.append(f"messages.{index}.role: must be user or assistant (system goes top-level)")
+        if index and message.get("role") == messages[index - 1].get("role"):
+            problems.append(f"messages.{index}: roles must alternate")
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        for block in blocks:
+            if block.get("type") == "text" and not block.get("text"):
+                problems.append(f"messages.{index}: text content blocks must be non-empty")
+    for tool in body.get("tools") or []:
+        if set(tool) - {"name", "description", "input_schema", "cache_control"} or "input_schema" not in tool:
+            problems.append(f"tools: {tool} is not an Anthropic tool")
+    for field_name in ("stream_options", "n", "response_format", "seed"):
+        if field_name in body:
+            problems.append(f"{field_name}: Extra inputs are not permitted")
+    return problems
 
 
 def embedding_vector(index: int) -> list[float]:
@@ -355,6 +462,13 @@ api_key = "{UPSTREAM_KEY}"
 timeout_ms = 15000
 
 [[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "http://127.0.0.1:{upstream.port}"
+api_key = "{UPSTREAM_KEY}"
+timeout_ms = 15000
+
+[[providers]]
 name = "mock"
 kind = "mock"
 mock = {{ chunk_chars = 4, chunk_delay_ms = 0 }}
@@ -376,6 +490,14 @@ name = "broken"
 routes = [{{ provider = "fake", model = "fake-500" }}]
 
 [[models]]
+name = "sonnet"
+routes = [{{ provider = "claude", model = "claude-text" }}]
+
+[[models]]
+name = "sonnet-tools"
+routes = [{{ provider = "claude", model = "claude-tools" }}]
+
+[[models]]
 name = "mockchat"
 routes = [{{ provider = "mock", model = "echo" }}]
 
@@ -385,7 +507,7 @@ routes = [{{ provider = "fake", model = "fake-embed" }}]
 """
 
 
-CONFIGURED_MODELS = ["chat", "tools", "bad", "broken", "mockchat", "embed"]
+CONFIGURED_MODELS = ["chat", "tools", "bad", "broken", "sonnet", "sonnet-tools", "mockchat", "embed"]
 
 
 def _resolve_bin() -> Path:
