@@ -1,0 +1,104 @@
+//! Stream translation speed: upstream SSE bytes -> canonical events -> the client's
+//! frames, in each direction the gateway translates. Reported per event, so the
+//! events/s figure in BENCHMARKS.md is 1e9 / (ns per event).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use llmux_wire::anthropic::encode::MessagesStreamEncoder;
+use llmux_wire::anthropic::upstream::EventDecoder;
+use llmux_wire::openai::encode::ChatStreamEncoder;
+use llmux_wire::openai::upstream::ChunkDecoder;
+use llmux_wire::sse::{Framer, parse_event};
+
+const TEXT_EVENTS: usize = 200;
+
+/// An OpenAI stream: 200 text deltas, a finish chunk, a usage chunk, `[DONE]`.
+fn openai_stream() -> (Vec<u8>, usize) {
+    let mut body = String::new();
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n"
+        )
+    };
+    body.push_str(&chunk(r#"{"role":"assistant","content":""}"#, "null"));
+    for index in 0..TEXT_EVENTS {
+        body.push_str(&chunk(&format!(r#"{{"content":"token{index} "}}"#), "null"));
+    }
+    body.push_str(&chunk("{}", r#""stop""#));
+    body.push_str("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":200,\"total_tokens\":212}}\n\n");
+    body.push_str("data: [DONE]\n\n");
+    (body.into_bytes(), TEXT_EVENTS + 4)
+}
+
+/// An Anthropic stream with the same content.
+fn anthropic_stream() -> (Vec<u8>, usize) {
+    let mut body = String::new();
+    let mut event = |name: &str, data: String| body.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    event("message_start", r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}"#.to_owned());
+    event("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.to_owned());
+    for index in 0..TEXT_EVENTS {
+        event(
+            "content_block_delta",
+            format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"token{index} "}}}}"#),
+        );
+    }
+    event("content_block_stop", r#"{"type":"content_block_stop","index":0}"#.to_owned());
+    event("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":200}}"#.to_owned());
+    event("message_stop", r#"{"type":"message_stop"}"#.to_owned());
+    (body.into_bytes(), TEXT_EVENTS + 5)
+}
+
+/// Frames `stream` as it would arrive (in 1 KiB reads) and hands each event's data to
+/// `translate`, which appends the client's bytes to `out`.
+fn relay(stream: &[u8], out: &mut Vec<u8>, mut translate: impl FnMut(&[u8], &mut Vec<u8>)) {
+    let mut framer = Framer::new();
+    for read in stream.chunks(1024) {
+        framer.push(read);
+        while let Some(event) = framer.next_event() {
+            if let Some(data) = parse_event(&event).data {
+                translate(&data, out);
+            }
+        }
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("stream translation");
+    let (openai, openai_events) = openai_stream();
+    group.throughput(Throughput::Elements(openai_events as u64));
+    group.bench_function("OpenAI upstream -> Anthropic client (per stream of 204 events)", |b| {
+        let mut out = Vec::with_capacity(64 * 1024);
+        b.iter(|| {
+            out.clear();
+            let mut decoder = ChunkDecoder::new();
+            let mut encoder = MessagesStreamEncoder::new("m");
+            relay(&openai, &mut out, |data, out| {
+                for event in decoder.decode(data).unwrap() {
+                    encoder.encode(&event, out);
+                }
+            });
+            encoder.finish(&mut out);
+            out.len()
+        })
+    });
+    let (anthropic, anthropic_events) = anthropic_stream();
+    group.throughput(Throughput::Elements(anthropic_events as u64));
+    group.bench_function("Anthropic upstream -> OpenAI client (per stream of 205 events)", |b| {
+        let mut out = Vec::with_capacity(64 * 1024);
+        b.iter(|| {
+            out.clear();
+            let mut decoder = EventDecoder::new();
+            let mut encoder = ChatStreamEncoder::new(true);
+            relay(&anthropic, &mut out, |data, out| {
+                for event in decoder.decode(data).unwrap() {
+                    encoder.encode(&event, out);
+                }
+            });
+            encoder.finish(&mut out);
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(translate, benches);
+criterion_main!(translate);
