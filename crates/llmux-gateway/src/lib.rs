@@ -246,7 +246,8 @@ impl Gateway {
         };
 
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
-        let attempts = Translated { runtime: &runtime, request: &request, dialect: Dialect::Anthropic };
+        let attempts =
+            Translated { runtime: &runtime, request: &request, dialect: Dialect::Anthropic, body: Some(&body) };
         self.fail_over(&runtime, &meta, candidates, settlement, Relay::Encoded, &attempts).await
     }
 
@@ -370,11 +371,14 @@ struct Translated<'a> {
     runtime: &'a Runtime,
     request: &'a llmux_types::chat::ChatRequest,
     dialect: Dialect,
+    /// The client's body, forwarded as is (model rewritten) to a provider of the
+    /// client's own dialect.
+    body: Option<&'a Bytes>,
 }
 
 impl Attempts for Translated<'_> {
     fn run(&self, candidate: Candidate) -> impl Future<Output = Result<Success, UpstreamError>> + Send {
-        let attempt = CanonicalAttempt { runtime: self.runtime, candidate, request: self.request };
+        let attempt = CanonicalAttempt { runtime: self.runtime, candidate, request: self.request, body: self.body };
         let dialect = self.dialect;
         async move { attempt.run(dialect).await }
     }
@@ -498,7 +502,9 @@ impl Attempt<'_> {
             ..UpstreamError::new(ErrorKind::BadRequest)
         })?;
         let dialect = Dialect::OpenAi { include_usage: request.stream_include_usage };
-        CanonicalAttempt { runtime: self.runtime, candidate: self.candidate, request: &request }.run(dialect).await
+        CanonicalAttempt { runtime: self.runtime, candidate: self.candidate, request: &request, body: None }
+            .run(dialect)
+            .await
     }
 
     /// Same-dialect fast path: splice the model, forward, relay bytes.
@@ -613,6 +619,8 @@ struct CanonicalAttempt<'a> {
     runtime: &'a Runtime,
     candidate: Candidate,
     request: &'a llmux_types::chat::ChatRequest,
+    /// The client's original body, when it can be forwarded to a same-dialect provider.
+    body: Option<&'a Bytes>,
 }
 
 impl CanonicalAttempt<'_> {
@@ -645,8 +653,39 @@ impl CanonicalAttempt<'_> {
                 })
             }
             Backend::OpenAi | Backend::Azure => self.run_openai(dialect).await,
-            Backend::Anthropic => self.run_anthropic(dialect).await,
+            Backend::Anthropic => match (dialect, self.body) {
+                (Dialect::Anthropic, Some(body)) => self.forward_anthropic(body).await,
+                _ => self.run_anthropic(dialect).await,
+            },
         }
+    }
+
+    /// Same dialect: the client's body with only `model` rewritten, the answer's bytes
+    /// forwarded (decoded on the side for metering).
+    async fn forward_anthropic(&self, body: &Bytes) -> Result<Success, UpstreamError> {
+        let route = self.route();
+        let provider = &self.runtime.config.providers[route.provider];
+        let upstream_body = llmux_wire::anthropic::passthrough::rewrite_model(body, &route.model).map_err(|error| {
+            UpstreamError { message: Some(error.message), ..UpstreamError::new(ErrorKind::BadRequest) }
+        })?;
+        let request = self.runtime.prepared[route.provider].build_request(
+            provider,
+            Endpoint::ChatCompletions,
+            &route.model,
+            upstream_body,
+        );
+        let response = send_with_deadline(&self.runtime.clients[route.provider], request, route, provider).await?;
+        if self.request.stream {
+            let decoder = llmux_wire::anthropic::upstream::EventDecoder::new();
+            return Ok(Success::Translated {
+                response: response.response,
+                idle: provider.timeouts.idle,
+                translator: Box::new(AnthropicPassthrough { decoder }),
+            });
+        }
+        let body = response.body().await?;
+        let usage = llmux_wire::anthropic::upstream::messages_response(&body).map_err(protocol_error)?.usage;
+        Ok(Success::Full { body, usage: Some(usage) })
     }
 
     async fn run_anthropic(&self, dialect: Dialect) -> Result<Success, UpstreamError> {
@@ -703,6 +742,33 @@ impl CanonicalAttempt<'_> {
     }
 }
 
+/// Anthropic SSE forwarded frame by frame to an Anthropic client, decoded only to meter
+/// it (usage, finish, errors).
+struct AnthropicPassthrough {
+    decoder: llmux_wire::anthropic::upstream::EventDecoder,
+}
+
+impl relay::Translator for AnthropicPassthrough {
+    fn data(
+        &mut self,
+        frame: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<llmux_types::chat::StreamEvent>, String> {
+        let events = self.decoder.decode(data).map_err(|error| error.message)?;
+        out.extend_from_slice(frame);
+        Ok(events)
+    }
+
+    fn event(&mut self, event: &llmux_types::chat::StreamEvent, out: &mut Vec<u8>) {
+        if let llmux_types::chat::StreamEvent::Error { message } = event {
+            llmux_wire::anthropic::passthrough::error_event("api_error", message, out);
+        }
+    }
+
+    fn finish(&mut self, _out: &mut Vec<u8>) {}
+}
+
 /// An upstream answer llmux could not read.
 fn protocol_error(error: llmux_wire::DecodeError) -> UpstreamError {
     UpstreamError { message: Some(error.message), ..UpstreamError::new(ErrorKind::Protocol) }
@@ -737,7 +803,12 @@ struct TranslatingEncoder {
 }
 
 impl relay::Translator for TranslatingEncoder {
-    fn data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<Vec<llmux_types::chat::StreamEvent>, String> {
+    fn data(
+        &mut self,
+        _frame: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<llmux_types::chat::StreamEvent>, String> {
         let events = match &mut self.decoder {
             UpstreamDecoder::OpenAi(decoder) => decoder.decode(data),
             UpstreamDecoder::Anthropic(decoder) => decoder.decode(data),

@@ -209,9 +209,9 @@ impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
 
 /// Turns upstream SSE data payloads into the client's bytes.
 pub trait Translator: Send {
-    /// One upstream event's data: the canonical events it held (for metering), with
-    /// their encoding appended to `out`.
-    fn data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<Vec<StreamEvent>, String>;
+    /// One upstream event (`frame`, as framed, and its `data`): the canonical events it
+    /// held (for metering), with the client's bytes appended to `out`.
+    fn data(&mut self, frame: &[u8], data: &[u8], out: &mut Vec<u8>) -> Result<Vec<StreamEvent>, String>;
     /// Encodes an event the relay itself produces (an error).
     fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
     /// Closes the client's stream.
@@ -247,7 +247,7 @@ pub fn translated(
 
         fn route_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
             let Some(data) = parse_event(event).data else { return };
-            match self.translator.data(&data, out) {
+            match self.translator.data(event, &data, out) {
                 Ok(events) => {
                     for event in events {
                         match event {

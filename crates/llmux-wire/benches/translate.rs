@@ -34,11 +34,16 @@ fn anthropic_stream() -> (Vec<u8>, usize) {
     let mut body = String::new();
     let mut event = |name: &str, data: String| body.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     event("message_start", r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}"#.to_owned());
-    event("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.to_owned());
+    event(
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.to_owned(),
+    );
     for index in 0..TEXT_EVENTS {
         event(
             "content_block_delta",
-            format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"token{index} "}}}}"#),
+            format!(
+                r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"token{index} "}}}}"#
+            ),
         );
     }
     event("content_block_stop", r#"{"type":"content_block_stop","index":0}"#.to_owned());

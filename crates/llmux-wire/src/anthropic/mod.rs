@@ -11,6 +11,7 @@
 //! - [`upstream`]: canonical request -> Messages body (with the names of the parameters
 //!   Anthropic cannot hold); Messages response and SSE events -> canonical.
 //! - [`error`]: the error body and the error type of an HTTP status.
+//! - [`passthrough`]: the same-dialect fast path (only `model` rewritten).
 //!
 //! Usage semantics differ from the canonical (OpenAI) ones: Anthropic `input_tokens`
 //! exclude cache reads and writes, so the encoders report
@@ -20,6 +21,7 @@
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod passthrough;
 pub mod upstream;
 
 pub use encode::{MessagesStreamEncoder, ping};

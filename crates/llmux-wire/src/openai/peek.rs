@@ -179,7 +179,7 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek<'_>, DecodeError> {
 }
 
 /// The byte range of a borrowed `RawValue` inside `body`.
-fn span_of(body: &[u8], raw: &RawValue) -> (usize, usize) {
+pub(crate) fn span_of(body: &[u8], raw: &RawValue) -> (usize, usize) {
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
     (start, start + raw.get().len())
 }

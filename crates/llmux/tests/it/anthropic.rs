@@ -428,30 +428,49 @@ async fn an_anthropic_stream_reaches_an_openai_client_as_chunks() {
 }
 
 #[tokio::test]
-async fn an_anthropic_client_reaches_an_anthropic_upstream() {
+async fn an_anthropic_client_on_an_anthropic_upstream_is_forwarded_byte_for_byte() {
     let fake = FakeUpstream::start().await;
     fake.push(anthropic_message());
     fake.push(anthropic_stream());
     let gateway = anthropic_gateway(&fake).await;
     let key = gateway.key().await;
-    let body = json!({"model": "sonnet", "max_tokens": 99, "messages": [{"role": "user", "content": "hi"}]});
-    let message: Value = messages(&gateway, &key, &body).await.json().await.unwrap();
-    assert_eq!(message["content"][0]["text"], "Hello from Claude");
+    // Fields llmux does not model (thinking, cache_control, output_config) must arrive untouched.
+    let body = r#"{"model":"sonnet","max_tokens":99,"thinking":{"type":"enabled","budget_tokens":2048},"output_config":{"effort":"high"},"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}]}"#;
+    let send = |body: String| {
+        gateway
+            .http
+            .post(gateway.url("/v1/messages"))
+            .header("x-api-key", &key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let response = send(body.to_owned()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!response.headers().contains_key("x-llmux-dropped-params"));
+    let answer = response.text().await.unwrap();
+    let Reply::Json { body: upstream_answer, .. } = anthropic_message() else { unreachable!() };
+    assert_eq!(answer, upstream_answer, "the upstream's answer is forwarded as is");
     assert_eq!(
-        message["usage"],
-        json!({"input_tokens": 10, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 5, "output_tokens": 7})
+        std::str::from_utf8(&fake.last().body).unwrap(),
+        body.replace(r#""model":"sonnet""#, r#""model":"claude-sonnet-4-6""#)
     );
-    assert_eq!(fake.last().json()["max_tokens"], 99);
 
-    let mut streamed = body.clone();
-    streamed["stream"] = json!(true);
-    let events = events(&messages(&gateway, &key, &streamed).await.text().await.unwrap());
-    let tool = events.iter().find(|(_, data)| data["content_block"]["type"] == "tool_use").unwrap();
-    assert_eq!(tool.1["content_block"]["id"], "toolu_01");
-    let delta = events.iter().find(|(name, _)| name == "message_delta").unwrap();
-    assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
-    assert_eq!(delta.1["usage"]["output_tokens"], 21);
-    assert_eq!(events.last().unwrap().0, "message_stop");
+    let streamed = body.replace(r#""max_tokens":99"#, r#""max_tokens":99,"stream":true"#);
+    let text = send(streamed).await.unwrap().text().await.unwrap();
+    let Reply::RawSse(upstream_stream) = anthropic_stream() else { unreachable!() };
+    assert_eq!(text, upstream_stream, "every event, pings included, is forwarded as is");
+
+    let records = gateway.wait_usage(2).await;
+    let mut tokens: Vec<(u64, u64, u64)> = records
+        .iter()
+        .map(|record| {
+            let count = |name: &str| record[name].as_u64().unwrap();
+            (count("input_tokens"), count("cached_tokens"), count("output_tokens"))
+        })
+        .collect();
+    tokens.sort_unstable();
+    assert_eq!(tokens, [(12, 0, 21), (45, 30, 7)], "both answers metered from the forwarded events");
 }
 
 #[tokio::test]
