@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: unit, property and integration tests (cargo), then the official
-# openai + anthropic Python SDK suites against the real binary (installs pinned packages from PyPI
-# into .venv on first run).
+# Runs every test: unit, property and integration tests (cargo), then the official SDK
+# suites against the real binary: the openai + anthropic Python SDKs (pinned packages
+# from PyPI, installed into .venv on first run) and the openai npm package (pinned,
+# installed into tests/sdk-node/node_modules on first run).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo test --locked --workspace
 LLMUX_BIN=target/debug/llmux bash scripts/sdk-tests.sh
+LLMUX_BIN=target/debug/llmux bash scripts/sdk-node-tests.sh

@@ -1,0 +1,564 @@
+// Conformance of llmux with the official `openai` npm SDK.
+//
+// Starts a fake upstream (fake-upstream.mjs, both OpenAI and Anthropic dialects) and
+// the real llmux binary (gateway.mjs), creates a virtual key, then drives the gateway
+// with `new OpenAI({ baseURL: <gateway>/v1, apiKey: <virtual key> })`.
+// Run with scripts/sdk-node-tests.sh (or `node --test` here with LLMUX_BIN set).
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import OpenAI, { AuthenticationError, BadRequestError, NotFoundError } from 'openai';
+
+import {
+  ANTHROPIC_USAGE,
+  CHAT_TEXT,
+  CHAT_USAGE,
+  CLAUDE_TOOL_IDS,
+  CLAUDE_TOOL_INPUTS,
+  FakeUpstream,
+  PARALLEL_CALLS,
+  THINKING_TEXT,
+  TOOL_ARGUMENTS,
+  TOOL_CALL_ID,
+  TOOL_NAME,
+  UPSTREAM_400_MESSAGE,
+  UPSTREAM_KEY,
+} from './fake-upstream.mjs';
+import { MODELS, createKey, startGateway, stopGateway } from './gateway.mjs';
+
+const WEATHER_TOOLS = [
+  {
+    type: 'function',
+    function: {
+      name: TOOL_NAME,
+      description: 'Current weather for a city.',
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string', description: 'City name' } },
+        required: ['city'],
+        additionalProperties: false,
+      },
+      strict: true,
+    },
+  },
+];
+const TIME_TOOL = {
+  type: 'function',
+  function: {
+    name: 'get_time',
+    description: 'Current time in a zone.',
+    parameters: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'] },
+  },
+};
+// Anthropic folds cache reads and writes out of input_tokens; OpenAI's prompt_tokens include them.
+const ANTHROPIC_PROMPT_TOKENS =
+  ANTHROPIC_USAGE.input_tokens + ANTHROPIC_USAGE.cache_read_input_tokens + ANTHROPIC_USAGE.cache_creation_input_tokens;
+const PIXEL_PNG_B64 =
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==';
+
+let upstream;
+let gateway;
+let key;
+let client;
+
+const marker = () => `marker-${randomUUID()}`;
+const user = (text) => [{ role: 'user', content: text }];
+
+function makeClient(apiKey) {
+  return new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey, maxRetries: 0, timeout: 30_000 });
+}
+
+async function collect(stream) {
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return chunks;
+}
+
+/** Reassembles streamed tool-call fragments by `index`. */
+function assembleToolCalls(chunks) {
+  const calls = new Map();
+  for (const chunk of chunks) {
+    for (const choice of chunk.choices) {
+      for (const delta of choice.delta?.tool_calls ?? []) {
+        assert.equal(typeof delta.index, 'number', `tool call fragment without index: ${JSON.stringify(delta)}`);
+        const call = calls.get(delta.index) ?? { id: null, type: null, name: '', arguments: '' };
+        if (delta.id) call.id = delta.id;
+        if (delta.type) call.type = delta.type;
+        call.name += delta.function?.name ?? '';
+        call.arguments += delta.function?.arguments ?? '';
+        calls.set(delta.index, call);
+      }
+    }
+  }
+  return calls;
+}
+
+function finishReasons(chunks) {
+  return chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.finish_reason).filter(Boolean));
+}
+
+/** The upstream sees the provider's key, never the caller's virtual key. */
+function assertUpstreamOpenAIAuth(recorded) {
+  assert.equal(recorded.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+  for (const [name, value] of Object.entries(recorded.headers)) {
+    assert.ok(!String(value).includes(key.key), `the virtual key leaked upstream in header ${name}`);
+  }
+  assert.ok(!recorded.raw.includes(key.key), 'the virtual key leaked upstream in the body');
+}
+
+/** The Messages request the gateway sent for `mark`, checked for Anthropic auth. */
+function messagesRequest(mark) {
+  const recorded = upstream.one(mark);
+  assert.equal(recorded.method, 'POST');
+  assert.equal(recorded.path, '/v1/messages');
+  assert.equal(recorded.headers['x-api-key'], UPSTREAM_KEY);
+  assert.equal(recorded.headers['anthropic-version'], '2023-06-01');
+  assert.equal(recorded.headers.authorization, undefined, 'no Authorization header goes to Anthropic');
+  for (const [name, value] of Object.entries(recorded.headers)) {
+    assert.ok(!String(value).includes(key.key), `the virtual key leaked upstream in header ${name}`);
+  }
+  assert.ok(!recorded.raw.includes(key.key), 'the virtual key leaked upstream in the body');
+  return recorded.body;
+}
+
+before(async () => {
+  upstream = await new FakeUpstream().start();
+  gateway = await startGateway(upstream);
+  key = await createKey(gateway, { name: 'node' });
+  assert.match(key.key, /^sk-llmux-/);
+  client = makeClient(key.key);
+});
+
+after(async () => {
+  try {
+    if (gateway) {
+      const { code, signal } = await stopGateway(gateway);
+      assert.equal(code, 0, `llmux exited with code ${code} (signal ${signal}) after SIGTERM:\n${gateway.log().slice(-4000)}`);
+    }
+  } finally {
+    if (upstream) await upstream.stop();
+  }
+});
+
+// ------------------------------------------------------------------ chat completions
+
+describe('chat completions (openai-compatible upstream)', () => {
+  test('non-streaming: content, usage, upstream model and provider key', async () => {
+    const mark = marker();
+    const completion = await client.chat.completions.create({ model: 'chat', messages: user(mark) });
+
+    assert.equal(completion.object, 'chat.completion');
+    assert.equal(completion.choices.length, 1);
+    assert.equal(completion.choices[0].message.role, 'assistant');
+    assert.equal(completion.choices[0].message.content, CHAT_TEXT);
+    assert.equal(completion.choices[0].finish_reason, 'stop');
+    assert.equal(completion.usage?.prompt_tokens, CHAT_USAGE.prompt_tokens);
+    assert.equal(completion.usage?.completion_tokens, CHAT_USAGE.completion_tokens);
+    assert.equal(completion.usage?.total_tokens, CHAT_USAGE.total_tokens);
+
+    const recorded = upstream.one(mark);
+    assert.equal(recorded.method, 'POST');
+    assert.equal(recorded.path, '/v1/chat/completions');
+    assert.equal(recorded.body.model, 'fake-chat');
+    assert.deepEqual(recorded.body.messages, user(mark));
+    assert.ok(!('stream_options' in recorded.body), 'no stream_options on a non-streaming request');
+    assertUpstreamOpenAIAuth(recorded);
+  });
+
+  test('streaming without include_usage: text chunks only, no usage chunk', async () => {
+    const mark = marker();
+    const chunks = await collect(await client.chat.completions.create({ model: 'chat', messages: user(mark), stream: true }));
+
+    assert.ok(chunks.length > 1, `expected several chunks, got ${chunks.length}`);
+    assert.ok(chunks.every((chunk) => chunk.object === 'chat.completion.chunk'));
+    const empty = chunks.filter((chunk) => chunk.choices.length === 0);
+    assert.equal(empty.length, 0, `the client did not ask for usage but got chunk(s) with empty choices: ${JSON.stringify(empty)}`);
+    assert.ok(chunks.every((chunk) => chunk.usage == null), 'usage leaked into chunks the client did not ask it for');
+    assert.equal(chunks.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), CHAT_TEXT);
+    assert.deepEqual(finishReasons(chunks), ['stop']);
+    assert.equal(chunks.at(-1).choices[0].finish_reason, 'stop');
+
+    const recorded = upstream.one(mark);
+    assert.equal(recorded.body.model, 'fake-chat');
+    assert.equal(recorded.body.stream, true);
+    // The gateway asks the upstream for usage (to meter the request) even though the client did not.
+    assert.equal(recorded.body.stream_options?.include_usage, true);
+    assertUpstreamOpenAIAuth(recorded);
+  });
+
+  test('streaming with include_usage: exactly one final usage chunk', async () => {
+    const mark = marker();
+    const chunks = await collect(
+      await client.chat.completions.create({
+        model: 'chat',
+        messages: user(mark),
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    );
+
+    const text = chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content ?? '').join('');
+    assert.equal(text, CHAT_TEXT);
+    assert.deepEqual(finishReasons(chunks), ['stop']);
+    const final = chunks.at(-1);
+    assert.deepEqual(final.choices, []);
+    assert.deepEqual(
+      { prompt: final.usage?.prompt_tokens, completion: final.usage?.completion_tokens, total: final.usage?.total_tokens },
+      { prompt: CHAT_USAGE.prompt_tokens, completion: CHAT_USAGE.completion_tokens, total: CHAT_USAGE.total_tokens },
+    );
+    assert.equal(chunks.filter((chunk) => chunk.choices.length === 0).length, 1, 'exactly one usage chunk');
+    assert.ok(chunks.slice(0, -1).every((chunk) => chunk.usage == null), 'only the final chunk carries usage');
+
+    assert.deepEqual(upstream.one(mark).body.stream_options, { include_usage: true });
+  });
+
+  test('image content part passes through to the OpenAI upstream unchanged', async () => {
+    const mark = marker();
+    const messages = [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: `What is in this image? ${mark}` },
+          { type: 'image_url', image_url: { url: `data:image/png;base64,${PIXEL_PNG_B64}`, detail: 'low' } },
+        ],
+      },
+    ];
+    const completion = await client.chat.completions.create({ model: 'chat', messages });
+    assert.equal(completion.choices[0].message.content, CHAT_TEXT);
+
+    const recorded = upstream.one(mark);
+    assert.deepEqual(recorded.body.messages, messages);
+    assert.equal(recorded.body.model, 'fake-chat');
+  });
+});
+
+// ------------------------------------------------------------------ tools
+
+describe('tool calls (openai-compatible upstream)', () => {
+  test('single tool call, non-streaming', async () => {
+    const mark = marker();
+    const completion = await client.chat.completions.create({
+      model: 'tools',
+      messages: user(`Weather in Paris? ${mark}`),
+      tools: WEATHER_TOOLS,
+      tool_choice: 'auto',
+    });
+
+    const choice = completion.choices[0];
+    assert.equal(choice.finish_reason, 'tool_calls');
+    assert.equal(choice.message.tool_calls?.length, 1);
+    const [call] = choice.message.tool_calls;
+    assert.equal(call.id, TOOL_CALL_ID);
+    assert.equal(call.type, 'function');
+    assert.equal(call.function.name, TOOL_NAME);
+    assert.equal(call.function.arguments, TOOL_ARGUMENTS);
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
+
+    const recorded = upstream.one(mark);
+    assert.equal(recorded.body.model, 'fake-tools');
+    assert.deepEqual(recorded.body.tools, WEATHER_TOOLS);
+    assert.equal(recorded.body.tool_choice, 'auto');
+  });
+
+  test('single tool call, streamed: arguments reassembled from fragments', async () => {
+    const mark = marker();
+    const chunks = await collect(
+      await client.chat.completions.create({
+        model: 'tools',
+        messages: user(`Weather in Paris? ${mark}`),
+        tools: WEATHER_TOOLS,
+        stream: true,
+      }),
+    );
+
+    const fragments = chunks.flatMap((chunk) => chunk.choices.flatMap((choice) => choice.delta?.tool_calls ?? []));
+    assert.ok(fragments.length > 2, `expected the arguments in several fragments, got ${fragments.length}`);
+    const calls = assembleToolCalls(chunks);
+    assert.deepEqual([...calls.keys()], [0]);
+    assert.deepEqual(calls.get(0), { id: TOOL_CALL_ID, type: 'function', name: TOOL_NAME, arguments: TOOL_ARGUMENTS });
+    assert.deepEqual(finishReasons(chunks), ['tool_calls']);
+
+    const recorded = upstream.one(mark);
+    assert.equal(recorded.body.stream, true);
+    assert.deepEqual(recorded.body.tools, WEATHER_TOOLS);
+  });
+
+  test('two parallel tool calls, streamed in fragments: indexes 0 and 1', async () => {
+    const mark = marker();
+    const chunks = await collect(
+      await client.chat.completions.create({
+        model: 'parallel',
+        messages: user(`Weather in Paris and time in Tokyo? ${mark}`),
+        tools: [...WEATHER_TOOLS, TIME_TOOL],
+        parallel_tool_calls: true,
+        stream: true,
+      }),
+    );
+
+    const calls = assembleToolCalls(chunks);
+    assert.deepEqual([...calls.keys()].sort(), [0, 1]);
+    PARALLEL_CALLS.forEach((expected, index) => {
+      assert.deepEqual(calls.get(index), { id: expected.id, type: 'function', name: expected.name, arguments: expected.arguments });
+    });
+    assert.deepEqual(JSON.parse(calls.get(1).arguments), { zone: 'Asia/Tokyo' });
+    assert.deepEqual(finishReasons(chunks), ['tool_calls']);
+
+    const recorded = upstream.one(mark);
+    assert.equal(recorded.body.model, 'fake-parallel');
+    assert.equal(recorded.body.parallel_tool_calls, true);
+  });
+
+  test("the SDK's stream helper accumulates the parallel calls (finalChatCompletion)", async () => {
+    const mark = marker();
+    const runner = client.chat.completions.stream({
+      model: 'parallel',
+      messages: user(`Both, please. ${mark}`),
+      tools: [...WEATHER_TOOLS, TIME_TOOL],
+    });
+    const final = await runner.finalChatCompletion();
+    const message = final.choices[0].message;
+    assert.equal(final.choices[0].finish_reason, 'tool_calls');
+    assert.deepEqual(
+      message.tool_calls.map((call) => [call.id, call.function.name, call.function.arguments]),
+      PARALLEL_CALLS.map((call) => [call.id, call.name, call.arguments]),
+    );
+    // get_weather is a strict tool, so the helper parsed its arguments too.
+    assert.deepEqual(message.tool_calls[0].function.parsed_arguments, { city: 'Paris' });
+    assert.equal(upstream.one(mark).body.stream, true);
+  });
+});
+
+// ------------------------------------------------------------------ Anthropic provider
+
+describe('the openai SDK against an anthropic provider (translated)', () => {
+  test('sonnet: text, usage mapped, valid Messages body', async () => {
+    const mark = marker();
+    const completion = await client.chat.completions.create({
+      model: 'sonnet',
+      messages: [
+        { role: 'system', content: 'You are terse.' },
+        { role: 'user', content: mark },
+      ],
+      max_tokens: 300,
+    });
+
+    assert.equal(completion.choices[0].message.role, 'assistant');
+    assert.equal(completion.choices[0].message.content, CHAT_TEXT);
+    assert.equal(completion.choices[0].finish_reason, 'stop');
+    assert.equal(completion.usage?.prompt_tokens, ANTHROPIC_PROMPT_TOKENS);
+    assert.equal(completion.usage?.completion_tokens, ANTHROPIC_USAGE.output_tokens);
+
+    const body = messagesRequest(mark);
+    assert.equal(body.model, 'claude-text');
+    assert.equal(body.system, 'You are terse.');
+    assert.equal(body.max_tokens, 300);
+    assert.equal(body.messages[0].role, 'user');
+    assert.ok(body.messages.every((message) => message.role !== 'system'), 'system went top-level, not into messages');
+    const firstText = typeof body.messages[0].content === 'string' ? body.messages[0].content : body.messages[0].content[0].text;
+    assert.equal(firstText, mark);
+  });
+
+  test('sonnet, streamed: text deltas and usage', async () => {
+    const mark = marker();
+    const chunks = await collect(
+      await client.chat.completions.create({
+        model: 'sonnet',
+        messages: user(mark),
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    );
+    const text = chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content ?? '').join('');
+    assert.equal(text, CHAT_TEXT);
+    assert.deepEqual(finishReasons(chunks), ['stop']);
+    const final = chunks.at(-1);
+    assert.deepEqual(final.choices, []);
+    assert.equal(final.usage?.prompt_tokens, ANTHROPIC_PROMPT_TOKENS);
+    assert.equal(final.usage?.completion_tokens, ANTHROPIC_USAGE.output_tokens);
+
+    const body = messagesRequest(mark);
+    assert.equal(body.stream, true);
+    assert.ok(Number.isInteger(body.max_tokens) && body.max_tokens > 0, 'the gateway supplies max_tokens');
+    assert.ok(!('stream_options' in body));
+  });
+
+  test('sonnet-tools: parallel tool calls in order; tools sent with input_schema', async () => {
+    const mark = marker();
+    const completion = await client.chat.completions.create({
+      model: 'sonnet-tools',
+      messages: [
+        { role: 'system', content: 'Use tools.' },
+        { role: 'user', content: `Weather in Paris and Tokyo? ${mark}` },
+      ],
+      tools: WEATHER_TOOLS,
+      tool_choice: 'required',
+    });
+
+    const choice = completion.choices[0];
+    assert.equal(choice.finish_reason, 'tool_calls');
+    assert.deepEqual(
+      choice.message.tool_calls.map((call) => [call.id, call.type, call.function.name, JSON.parse(call.function.arguments)]),
+      [
+        [CLAUDE_TOOL_IDS[0], 'function', TOOL_NAME, CLAUDE_TOOL_INPUTS[0]],
+        [CLAUDE_TOOL_IDS[1], 'function', TOOL_NAME, CLAUDE_TOOL_INPUTS[1]],
+      ],
+    );
+
+    const body = messagesRequest(mark);
+    assert.equal(body.model, 'claude-tools');
+    assert.equal(body.system, 'Use tools.');
+    assert.ok(Number.isInteger(body.max_tokens) && body.max_tokens > 0);
+    assert.equal(body.messages[0].role, 'user');
+    assert.equal(body.tools.length, 1);
+    assert.equal(body.tools[0].name, TOOL_NAME);
+    assert.equal(body.tools[0].description, 'Current weather for a city.');
+    assert.deepEqual(body.tools[0].input_schema, WEATHER_TOOLS[0].function.parameters);
+    assert.ok(!('function' in body.tools[0]) && !('parameters' in body.tools[0]), 'not an OpenAI-shaped tool');
+    assert.deepEqual(body.tool_choice, { type: 'any' });
+  });
+
+  test('sonnet-tools, streamed: tool_use blocks become tool calls 0 and 1', async () => {
+    const mark = marker();
+    const chunks = await collect(
+      await client.chat.completions.create({
+        model: 'sonnet-tools',
+        messages: user(mark),
+        tools: WEATHER_TOOLS,
+        stream: true,
+      }),
+    );
+    // Upstream the tool_use blocks are content blocks 1 and 2 (after a thinking block).
+    const calls = assembleToolCalls(chunks);
+    assert.deepEqual([...calls.keys()].sort(), [0, 1]);
+    assert.deepEqual(
+      [0, 1].map((index) => [calls.get(index).id, calls.get(index).name, JSON.parse(calls.get(index).arguments)]),
+      [
+        [CLAUDE_TOOL_IDS[0], TOOL_NAME, CLAUDE_TOOL_INPUTS[0]],
+        [CLAUDE_TOOL_IDS[1], TOOL_NAME, CLAUDE_TOOL_INPUTS[1]],
+      ],
+    );
+    assert.deepEqual(finishReasons(chunks), ['tool_calls']);
+    const allContent = chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.delta?.content ?? '')).join('');
+    assert.ok(!allContent.includes(THINKING_TEXT), 'thinking is not leaked as assistant content');
+
+    const body = messagesRequest(mark);
+    assert.equal(body.stream, true);
+    assert.ok(body.tools.every((tool) => tool.input_schema && !tool.function));
+  });
+});
+
+// ------------------------------------------------------------------ mock provider, models
+
+describe('mock provider and models', () => {
+  test('mockchat echo, streamed (with and without usage), never hits the upstream', async () => {
+    const mark = marker();
+    const text = `Echo this back, please: ${mark}`;
+    const chunks = await collect(
+      await client.chat.completions.create({
+        model: 'mockchat',
+        messages: user(text),
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    );
+    assert.ok(chunks.length > 2, 'the mock streams in several chunks');
+    assert.equal(chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content ?? '').join(''), text);
+    assert.deepEqual(finishReasons(chunks), ['stop']);
+    assert.deepEqual(chunks.at(-1).choices, []);
+    assert.ok(chunks.at(-1).usage?.total_tokens > 0);
+
+    const plain = await collect(await client.chat.completions.create({ model: 'mockchat', messages: user(mark), stream: true }));
+    assert.ok(plain.every((chunk) => chunk.choices.length > 0 && chunk.usage == null), 'no usage chunk when not asked');
+    assert.equal(plain.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), mark);
+
+    assert.equal(upstream.find(mark).length, 0, 'the mock provider must not call the fake upstream');
+  });
+
+  test('models.list includes the configured models', async () => {
+    const ids = [];
+    for await (const model of client.models.list()) {
+      assert.equal(model.object, 'model');
+      ids.push(model.id);
+    }
+    for (const name of Object.keys(MODELS)) assert.ok(ids.includes(name), `${name} missing from ${JSON.stringify(ids)}`);
+    assert.equal(new Set(ids).size, ids.length, `duplicate model ids: ${ids}`);
+    const model = await client.models.retrieve('chat');
+    assert.equal(model.id, 'chat');
+  });
+});
+
+// ------------------------------------------------------------------ errors and headers
+
+describe('errors and headers', () => {
+  test('bad key -> AuthenticationError (401)', async () => {
+    const bad = makeClient('sk-llmux-not-a-real-key');
+    const mark = marker();
+    await assert.rejects(bad.chat.completions.create({ model: 'chat', messages: user(mark) }), (error) => {
+      assert.ok(error instanceof AuthenticationError, `expected AuthenticationError, got ${error?.constructor?.name}: ${error}`);
+      assert.equal(error.status, 401);
+      assert.equal(error.code, 'invalid_api_key');
+      assert.equal(error.type, 'authentication_error');
+      assert.ok(error.requestID, 'error responses carry x-request-id');
+      return true;
+    });
+    await assert.rejects(bad.models.list(), AuthenticationError);
+    assert.equal(upstream.find(mark).length, 0);
+  });
+
+  test('unknown model -> NotFoundError (404)', async () => {
+    await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages: user('hi') }), (error) => {
+      assert.ok(error instanceof NotFoundError, `expected NotFoundError, got ${error?.constructor?.name}: ${error}`);
+      assert.equal(error.status, 404);
+      assert.equal(error.code, 'model_not_found');
+      assert.equal(error.param, 'model');
+      assert.match(error.message, /no-such-model/);
+      return true;
+    });
+  });
+
+  test('upstream 400 -> BadRequestError with the upstream message, not retried', async () => {
+    const mark = marker();
+    await assert.rejects(client.chat.completions.create({ model: 'bad', messages: user(mark) }), (error) => {
+      assert.ok(error instanceof BadRequestError, `expected BadRequestError, got ${error?.constructor?.name}: ${error}`);
+      assert.equal(error.status, 400);
+      assert.ok(error.message.includes(UPSTREAM_400_MESSAGE), error.message);
+      assert.equal(error.type, 'invalid_request_error');
+      assert.ok(error.requestID);
+      return true;
+    });
+    assert.equal(upstream.find(mark).length, 1, 'a client fault is sent once, not retried');
+    assert.equal(upstream.one(mark).body.model, 'fake-400');
+  });
+
+  test('x-request-id on responses (withResponse, asResponse)', async () => {
+    const { data, response, request_id: requestID } = await client.chat.completions
+      .create({ model: 'chat', messages: user(marker()) })
+      .withResponse();
+    assert.equal(response.status, 200);
+    assert.equal(data.choices[0].message.content, CHAT_TEXT);
+    const id = response.headers.get('x-request-id');
+    assert.ok(id, 'x-request-id on a non-streaming response');
+    assert.equal(requestID, id);
+    assert.equal(data._request_id, id);
+    assert.equal(response.headers.get('x-llmux-provider'), 'fake');
+
+    const raw = await client.chat.completions.create({ model: 'chat', messages: user(marker()), stream: true }).asResponse();
+    assert.equal(raw.status, 200);
+    assert.match(raw.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const streamID = raw.headers.get('x-request-id');
+    assert.ok(streamID, 'x-request-id on a streaming response');
+    assert.notEqual(streamID, id, 'request ids are unique');
+    const body = await raw.text();
+    assert.match(body, /data: \[DONE\]/);
+
+    const models = await client.models.list().asResponse();
+    assert.ok(models.headers.get('x-request-id'));
+    await models.arrayBuffer();
+
+    const echoed = await client.chat.completions
+      .create({ model: 'mockchat', messages: user('x') }, { headers: { 'x-request-id': 'sdk-node-req-123' } })
+      .withResponse();
+    assert.equal(echoed.response.headers.get('x-request-id'), 'sdk-node-req-123');
+  });
+});
