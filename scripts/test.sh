@@ -9,3 +9,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo test --locked --workspace
 LLMUX_BIN=target/debug/llmux bash scripts/sdk-tests.sh
 LLMUX_BIN=target/debug/llmux bash scripts/sdk-node-tests.sh
+# A short libFuzzer smoke run of the llmux-wire fuzz targets (fuzz/; FUZZ_SECONDS per target).
+bash scripts/fuzz-smoke.sh

@@ -102,6 +102,14 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek<'_>, DecodeError> {
         Ok(raw) => raw,
         Err(error) => return Err(diagnose(body, endpoint, &error)),
     };
+    // serde also accepts a struct written as an array of its fields, and it does not
+    // look inside the values it skips: the body is forwarded, so check both.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError::new(None, "the request body must be a JSON object"));
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(DecodeError::new(None, "the request body is not valid UTF-8"));
+    }
     let Some(model_raw) = raw.model else {
         return Err(DecodeError::new(Some("model"), "you must provide a model parameter"));
     };

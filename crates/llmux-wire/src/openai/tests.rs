@@ -66,12 +66,19 @@ fn peek_reports_field_errors() {
         (r#"{"model":"m","messages":[{"role":"user"}],"n":0}"#, Some("n")),
         (r#"{"model":"m","messages":"#, None),
         (r#"[1,2]"#, None),
+        // serde would read this array as the struct's fields in order (found by fuzzing).
+        (r#"["m",[{"role":"user"}],null,null,null,null,null,null,null,null,null,null,null,null,null,null]"#, None),
     ];
     for (body, param) in cases {
         let error = peek(body.as_bytes(), Endpoint::ChatCompletions).expect_err(body);
         assert_eq!(error.param.as_deref(), param, "{body}: {}", error.message);
         assert!(!error.message.is_empty());
     }
+    // Invalid UTF-8 inside a value peek skips would otherwise be forwarded (found by fuzzing).
+    let mut body = br#"{"model":"m","messages":[{"role":"user"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"_ype":"object"}}}]}"#.to_vec();
+    let at = body.windows(4).position(|window| window == b"_ype").unwrap();
+    body[at] = 0x82;
+    assert!(peek(&body, Endpoint::ChatCompletions).unwrap_err().message.contains("UTF-8"));
 }
 
 #[test]
