@@ -231,6 +231,20 @@ def test_count_tokens(claude):
     assert 0 < small.input_tokens < large.input_tokens
 
 
+def test_models_list_and_retrieve(claude, gateway, limited_key):
+    ids = [model.id for model in claude.models.list()]
+    assert "chat" in ids and "sonnet" in ids and "mockchat" in ids
+    model = claude.models.retrieve("chat")
+    assert (model.type, model.id) == ("model", "chat")
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        claude.models.retrieve("no-such-model")
+    assert caught.value.body["error"]["type"] == "not_found_error"
+    with anthropic.Anthropic(
+        base_url=gateway.url, api_key=limited_key.key, max_retries=0, http_client=httpx2.Client(trust_env=False)
+    ) as limited:
+        assert [model.id for model in limited.models.list()] == ["chat"]
+
+
 # --------------------------------------------------------------------------------------
 # Errors, in Anthropic's shape
 # --------------------------------------------------------------------------------------

@@ -58,30 +58,50 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     }
 }
 
+/// `GET /v1/models` serves both SDKs: Anthropic's clients always send
+/// `anthropic-version`, and get Anthropic's list shape and errors.
+fn models_dialect(headers: &HeaderMap) -> Dialect {
+    if headers.contains_key("anthropic-version") { Dialect::Anthropic } else { Dialect::OpenAi }
+}
+
 pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let request_id = request_id(&headers);
+    let dialect = models_dialect(&headers);
     match state.gateway.authenticate(api_key(&headers).as_deref()).await {
         Ok(caller) => {
             let names = state.gateway.models_for(&caller);
-            json_response(llmux_wire::openai::encode::model_list(names.iter().map(String::as_str)), &request_id)
+            let names = names.iter().map(String::as_str);
+            let body = match dialect {
+                Dialect::OpenAi => llmux_wire::openai::encode::model_list(names),
+                Dialect::Anthropic => llmux_wire::anthropic::encode::model_list(names),
+            };
+            json_response(body, &request_id)
         }
-        Err(error) => render_gateway(Dialect::OpenAi, &error, &request_id),
+        Err(error) => render_gateway(dialect, &error, &request_id),
     }
 }
 
 pub async fn model(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let request_id = request_id(&headers);
+    let dialect = models_dialect(&headers);
     match state.gateway.authenticate(api_key(&headers).as_deref()).await {
         Ok(caller) => {
             if state.gateway.models_for(&caller).contains(&id) {
-                let body = serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "llmux"});
-                json_response(body.to_string().into_bytes(), &request_id)
+                let body = match dialect {
+                    Dialect::OpenAi => {
+                        serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "llmux"})
+                            .to_string()
+                            .into_bytes()
+                    }
+                    Dialect::Anthropic => llmux_wire::anthropic::encode::model(&id),
+                };
+                json_response(body, &request_id)
             } else {
                 let message = format!("The model `{id}` does not exist.");
-                render(Dialect::OpenAi, ErrorCode::ModelNotFound, &message, Some("model"), &request_id)
+                render(dialect, ErrorCode::ModelNotFound, &message, Some("model"), &request_id)
             }
         }
-        Err(error) => render_gateway(Dialect::OpenAi, &error, &request_id),
+        Err(error) => render_gateway(dialect, &error, &request_id),
     }
 }
 

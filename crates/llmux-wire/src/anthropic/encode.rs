@@ -447,3 +447,37 @@ fn event_choice(event: &StreamEvent) -> Option<u32> {
         StreamEvent::Start { .. } | StreamEvent::Usage(_) | StreamEvent::Error { .. } => None,
     }
 }
+
+#[derive(Serialize)]
+struct ModelInfoWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    display_name: &'a str,
+    created_at: &'static str,
+}
+
+fn model_info(id: &str) -> ModelInfoWire<'_> {
+    // llmux model names have no creation date; the epoch stands in.
+    ModelInfoWire { kind: "model", id, display_name: id, created_at: "1970-01-01T00:00:00Z" }
+}
+
+/// `GET /v1/models` in Anthropic's shape (one page holding every model).
+pub fn model_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct ListWire<'a> {
+        data: Vec<ModelInfoWire<'a>>,
+        has_more: bool,
+        first_id: Option<&'a str>,
+        last_id: Option<&'a str>,
+    }
+    let data: Vec<ModelInfoWire<'_>> = names.into_iter().map(model_info).collect();
+    let first_id = data.first().map(|model| model.id);
+    let last_id = data.last().map(|model| model.id);
+    serde_json::to_vec(&ListWire { data, has_more: false, first_id, last_id }).unwrap_or_default()
+}
+
+/// `GET /v1/models/{id}` in Anthropic's shape.
+pub fn model(id: &str) -> Vec<u8> {
+    serde_json::to_vec(&model_info(id)).unwrap_or_default()
+}
