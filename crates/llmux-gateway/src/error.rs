@@ -63,7 +63,7 @@ impl ErrorCode {
             }
             ErrorCode::ContentFilter => ("content_filter", 400, "invalid_request_error", "invalid_request_error"),
             ErrorCode::UpstreamError => ("upstream_error", 502, "api_error", "api_error"),
-            ErrorCode::UpstreamTimeout => ("upstream_timeout", 504, "api_error", "api_error"),
+            ErrorCode::UpstreamTimeout => ("upstream_timeout", 504, "api_error", "timeout_error"),
             ErrorCode::ServiceUnavailable => ("service_unavailable", 503, "api_error", "overloaded_error"),
             ErrorCode::Internal => ("internal_error", 500, "api_error", "api_error"),
         };

@@ -218,9 +218,8 @@ impl Gateway {
         };
 
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
-        let relay = Relay::OpenAi { strip_usage: !request.include_usage };
         let attempts = SameDialect { runtime: &runtime, endpoint, body: &body, request: &request };
-        self.fail_over(&runtime, &meta, candidates, settlement, relay, &attempts).await
+        self.fail_over(&runtime, &meta, candidates, settlement, &attempts).await
     }
 
     /// An Anthropic Messages request (`/v1/messages`): the same lifecycle, through the
@@ -248,7 +247,7 @@ impl Gateway {
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
         let attempts =
             Translated { runtime: &runtime, request: &request, dialect: Dialect::Anthropic, body: Some(&body) };
-        self.fail_over(&runtime, &meta, candidates, settlement, Relay::Encoded, &attempts).await
+        self.fail_over(&runtime, &meta, candidates, settlement, &attempts).await
     }
 
     /// `/v1/messages/count_tokens`: the caller must be allowed the model. llmux does
@@ -282,7 +281,6 @@ impl Gateway {
         meta: &RequestMeta,
         candidates: Vec<Candidate>,
         mut settlement: Settlement,
-        relay: Relay,
         attempts: &impl Attempts,
     ) -> Result<Reply, Failure> {
         let mut failures = Vec::new();
@@ -294,7 +292,7 @@ impl Gateway {
             let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");
             self.metrics.observe_attempt(&runtime.config.models[candidate.model].name, &provider.name, label);
             match outcome {
-                Ok(success) => return Ok(success.reply(settlement, relay, &provider.name)),
+                Ok(success) => return Ok(success.reply(settlement, &provider.name)),
                 Err(error) => {
                     tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
                     let stop = !error.kind.may_fail_over();
@@ -397,8 +395,9 @@ struct Attempt<'a> {
 enum Success {
     /// A complete JSON body and the usage it reported.
     Full { body: Bytes, usage: Option<llmux_types::Usage> },
-    /// An upstream OpenAI-dialect SSE response to relay.
-    Upstream { response: llmux_providers::client::UpstreamResponse, idle: Duration },
+    /// An upstream OpenAI-dialect SSE response relayed to an OpenAI client byte for
+    /// byte; `strip_usage` drops the usage chunk llmux asked for when the client did not.
+    Upstream { response: llmux_providers::client::UpstreamResponse, idle: Duration, strip_usage: bool },
     /// Canonical events to encode (the mock).
     Events { events: Vec<llmux_types::chat::StreamEvent>, delay: Duration, encoder: Box<dyn relay::EventEncoder> },
     /// An OpenAI-dialect upstream stream to decode and re-encode for the client.
@@ -410,16 +409,6 @@ enum Success {
     /// An answer to a request whose translation dropped parameters the provider's
     /// dialect cannot hold (reported to the client in a header).
     Lossy { answer: Box<Success>, dropped: Vec<&'static str> },
-}
-
-/// How a successful answer's stream reaches the client.
-#[derive(Debug, Clone, Copy)]
-enum Relay {
-    /// Same dialect: bytes forwarded; drop the usage chunk llmux asked for unless the
-    /// client asked too.
-    OpenAi { strip_usage: bool },
-    /// Canonical events encoded for the client.
-    Encoded,
 }
 
 /// The client dialects the canonical path encodes for.
@@ -434,9 +423,9 @@ enum Dialect {
 }
 
 impl Success {
-    fn reply(self, mut settlement: Settlement, relay: Relay, provider: &str) -> Reply {
+    fn reply(self, mut settlement: Settlement, provider: &str) -> Reply {
         if let Success::Lossy { answer, dropped } = self {
-            let mut reply = answer.reply(settlement, relay, provider);
+            let mut reply = answer.reply(settlement, provider);
             reply.dropped = dropped;
             return reply;
         }
@@ -450,13 +439,10 @@ impl Success {
                 settlement.finish(200, None);
                 ("application/json", ReplyBody::Full(body))
             }
-            Success::Upstream { response, idle } => match relay {
-                Relay::OpenAi { strip_usage } => (
-                    "text/event-stream",
-                    ReplyBody::Stream(relay::openai_passthrough(response, settlement, strip_usage, idle)),
-                ),
-                Relay::Encoded => unreachable!("translated streams arrive as Success::Translated"),
-            },
+            Success::Upstream { response, idle, strip_usage } => (
+                "text/event-stream",
+                ReplyBody::Stream(relay::openai_passthrough(response, settlement, strip_usage, idle)),
+            ),
             Success::Translated { response, idle, translator } => {
                 ("text/event-stream", ReplyBody::Stream(relay::translated(response, translator, settlement, idle)))
             }
@@ -481,6 +467,8 @@ impl Attempt<'_> {
     async fn run(&self) -> Result<Success, UpstreamError> {
         let provider = self.provider();
         match provider.preset.backend {
+            // The mock answers chat canonically, like any provider of another dialect.
+            Backend::Mock if self.endpoint == Endpoint::ChatCompletions => self.run_translated().await,
             Backend::Mock => self.run_mock().await,
             Backend::OpenAi | Backend::Azure => self.run_openai().await,
             Backend::Anthropic => self.run_translated().await,
@@ -519,14 +507,18 @@ impl Attempt<'_> {
             self.runtime.prepared[route.provider].build_request(provider, self.endpoint, &route.model, body);
         let answered = send_with_deadline(client, upstream_request, route, provider).await?;
         if stream {
-            return Ok(Success::Upstream { response: answered.response, idle: provider.timeouts.idle });
+            return Ok(Success::Upstream {
+                response: answered.response,
+                idle: provider.timeouts.idle,
+                strip_usage: !self.request.include_usage,
+            });
         }
         let body = answered.body().await?;
         let usage = llmux_wire::openai::usage::from_response(&body);
         Ok(Success::Full { body, usage })
     }
 
-    /// The built-in mock: decode to canonical, answer, encode.
+    /// The built-in mock for embeddings and legacy completions: decode, answer, encode.
     async fn run_mock(&self) -> Result<Success, UpstreamError> {
         use llmux_providers::mock;
         use llmux_wire::openai::{decode, encode};
@@ -542,20 +534,7 @@ impl Attempt<'_> {
         let created = clock::now_s();
         let id = format!("chatcmpl-mock{}", clock::now_ms());
         match self.endpoint {
-            Endpoint::ChatCompletions => {
-                let request = decode::chat_request(self.body).map_err(bad_request)?;
-                let response = mock::respond(&request, &route.model, settings, &id, created);
-                if request.stream {
-                    let events = mock::stream_events(&response, settings);
-                    let encoder = Box::new(encode::ChatStreamEncoder::new(request.stream_include_usage));
-                    return Ok(Success::Events {
-                        events,
-                        delay: Duration::from_millis(settings.chunk_delay_ms),
-                        encoder,
-                    });
-                }
-                Ok(Success::Full { body: Bytes::from(encode::chat_response(&response)), usage: Some(response.usage) })
-            }
+            Endpoint::ChatCompletions => unreachable!("chat reaches the mock through run_translated"),
             Endpoint::Embeddings => {
                 let request = decode::embeddings_request(self.body).map_err(bad_request)?;
                 let response = mock::embed(&request, &route.model);
@@ -637,7 +616,11 @@ impl CanonicalAttempt<'_> {
                 if settings.latency_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
                 }
-                let id = format!("msg_mock{}", clock::now_ms());
+                let prefix = match dialect {
+                    Dialect::Anthropic => "msg_mock",
+                    Dialect::OpenAi { .. } => "chatcmpl-mock",
+                };
+                let id = format!("{prefix}{}", clock::now_ms());
                 let response =
                     llmux_providers::mock::respond(self.request, &route.model, settings, &id, clock::now_s());
                 if self.request.stream {

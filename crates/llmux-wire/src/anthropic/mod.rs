@@ -10,7 +10,7 @@
 //!   `message_start` / `content_block_*` / `message_delta` / `message_stop` events.
 //! - [`upstream`]: canonical request -> Messages body (with the names of the parameters
 //!   Anthropic cannot hold); Messages response and SSE events -> canonical.
-//! - [`error`]: the error body and the error type of an HTTP status.
+//! - [`error`]: the error body (its `type` comes from the gateway's error table).
 //! - [`passthrough`]: the same-dialect fast path (only `model` rewritten).
 //!
 //! Usage semantics differ from the canonical (OpenAI) ones: Anthropic `input_tokens`

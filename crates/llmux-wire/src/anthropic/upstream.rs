@@ -149,8 +149,8 @@ pub fn messages_request(
         .collect();
     let system = match system_texts.as_slice() {
         [] => None,
-        [text] => Some(SystemWire::Text(text)),
-        texts => Some(SystemWire::Blocks(texts.iter().map(|text| BlockWire::Text { text }).collect())),
+        [text] => Some(ContentWire::Text(text)),
+        texts => Some(ContentWire::Blocks(texts.iter().map(|text| BlockWire::Text { text }).collect())),
     };
     let wire = RequestWire {
         model: upstream_model,
@@ -200,7 +200,7 @@ struct RequestWire<'a> {
     model: &'a str,
     max_tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<SystemWire<'a>>,
+    system: Option<ContentWire<'a>>,
     messages: Vec<TurnWire<'a>>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
@@ -220,9 +220,10 @@ struct RequestWire<'a> {
     metadata: Option<MetadataWire<'a>>,
 }
 
+/// Content Anthropic takes as a plain string or as blocks (`system`, tool results).
 #[derive(Serialize)]
 #[serde(untagged)]
-enum SystemWire<'a> {
+enum ContentWire<'a> {
     Text(&'a str),
     Blocks(Vec<BlockWire<'a>>),
 }
@@ -257,7 +258,7 @@ enum BlockWire<'a> {
     ToolResult {
         tool_use_id: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
-        content: Option<ResultContentWire<'a>>,
+        content: Option<ContentWire<'a>>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
@@ -268,13 +269,6 @@ enum BlockWire<'a> {
 enum SourceWire<'a> {
     Base64 { media_type: &'a str, data: &'a str },
     Url { url: &'a str },
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ResultContentWire<'a> {
-    Text(&'a str),
-    Blocks(Vec<BlockWire<'a>>),
 }
 
 #[derive(Serialize)]
@@ -372,8 +366,8 @@ fn tool_result(message: &Message) -> BlockWire<'_> {
     let parts: Vec<BlockWire<'_>> = message.content.iter().filter_map(content_block).collect();
     let content = match parts.as_slice() {
         [] => None,
-        [BlockWire::Text { text }] => Some(ResultContentWire::Text(text)),
-        _ => Some(ResultContentWire::Blocks(parts)),
+        [BlockWire::Text { text }] => Some(ContentWire::Text(text)),
+        _ => Some(ContentWire::Blocks(parts)),
     };
     BlockWire::ToolResult {
         tool_use_id: message.tool_call_id.as_deref().unwrap_or(""),

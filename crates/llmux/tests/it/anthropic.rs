@@ -494,3 +494,20 @@ async fn anthropic_upstream_errors_are_classified() {
     let text = error.to_string();
     assert!(!text.contains("sk-ant-upstream-secret"));
 }
+
+#[tokio::test]
+async fn a_stalled_upstream_is_an_anthropic_timeout_error() {
+    let fake = FakeUpstream::start().await;
+    fake.push(Reply::Stall);
+    let provider = fake_provider("fake", &fake.base_url()).replace("\n\n", "\nfirst_byte_timeout_ms = 200\n\n");
+    let gateway = TestGateway::start(&format!(
+        "{provider}[[models]]\nname = \"claude-ish\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\" }}]\n"
+    ))
+    .await;
+    let key = gateway.key().await;
+    let body = json!({"model": "claude-ish", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+    let response = messages(&gateway, &key, &body).await;
+    assert_eq!(response.status(), 504);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!((error["type"].as_str(), error["error"]["type"].as_str()), (Some("error"), Some("timeout_error")));
+}
