@@ -3,12 +3,13 @@
 //! or TLS (rustls with the system's root certificates; HTTP/2 when the server picks it
 //! by ALPN).
 //!
-//! The pool is our own, over hyper's connection-level API: a request checks out an idle
-//! HTTP/1.1 connection (most recently used first), or opens one, and the connection
-//! goes back to the pool when the response body has been read to the end. A request
-//! that a pooled connection could not even start (the server had closed it while idle)
-//! is retried on another connection; once any byte of it may have been written it is
-//! never retried here (the caller's failover decides). HTTP/2 connections are shared.
+//! The pool is our own. HTTP/1.1 connections are ours too (`h1.rs`: driven by the
+//! request's task, no connection task); HTTP/2 ones are hyper's, shared. A request
+//! checks out an idle HTTP/1.1 connection (most recently used first), or opens one,
+//! and the connection goes back to the pool when the response body has been read to
+//! the end. A request that a pooled connection could not even start (the server had
+//! closed it while idle) is retried on another connection; once any byte of it may
+//! have been written it is never retried here (the caller's failover decides).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
@@ -20,13 +21,14 @@ use http::{HeaderValue, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower_service::Service;
 
 use crate::error::{ErrorKind, UpstreamError};
+use crate::h1;
 
 /// An upstream response with a streaming body.
 pub type UpstreamResponse = http::Response<UpstreamBody>;
@@ -57,7 +59,7 @@ struct HostPool {
 #[derive(Debug, Default)]
 struct HostState {
     /// Most recently returned last.
-    idle: Vec<(http1::SendRequest<Full<Bytes>>, Instant)>,
+    idle: Vec<(h1::Conn, Instant)>,
     /// A shared HTTP/2 connection, once a server chose HTTP/2.
     h2: Option<http2::SendRequest<Full<Bytes>>>,
 }
@@ -76,33 +78,30 @@ impl HostPool {
             state.h2 = None;
         }
         let now = Instant::now();
-        while let Some((sender, since)) = state.idle.pop() {
+        while let Some((mut conn, since)) = state.idle.pop() {
             if now.duration_since(since) > IDLE_TIMEOUT {
                 // Everything below is older still.
                 state.idle.clear();
                 return None;
             }
-            if !sender.is_closed() {
-                return Some(Sender::H1(sender));
+            if conn.is_usable() {
+                return Some(Sender::H1(conn));
             }
         }
         None
     }
 
-    fn checkin(&self, sender: http1::SendRequest<Full<Bytes>>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn checkin(&self, conn: h1::Conn) {
         let mut state = self.lock();
         if state.idle.len() >= MAX_IDLE {
             state.idle.remove(0);
         }
-        state.idle.push((sender, Instant::now()));
+        state.idle.push((conn, Instant::now()));
     }
 }
 
 enum Sender {
-    H1(http1::SendRequest<Full<Bytes>>),
+    H1(h1::Conn),
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
@@ -157,39 +156,36 @@ impl UpstreamClient {
     /// body).
     pub async fn send(&self, request: http::Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
         let pool = self.host_pool(request.uri())?;
-        let mut request = request.map(Full::new);
+        let mut encoded = None;
         // Pooled connections first; a request they could not start comes back to us.
         while let Some(sender) = pool.checkout() {
             match sender {
                 Sender::H2(mut sender) => {
-                    return match sender.send_request(request).await {
-                        Ok(response) => Ok(response.map(|body| UpstreamBody { inner: body, checkin: None })),
+                    return match sender.send_request(request.map(Full::new)).await {
+                        Ok(response) => Ok(response.map(UpstreamBody::h2)),
                         Err(error) => Err(protocol_error(&error)),
                     };
                 }
-                Sender::H1(mut sender) => {
-                    if sender.ready().await.is_err() {
-                        continue;
-                    }
-                    match sender.try_send_request(origin_form(request, &pool.host)).await {
-                        Ok(response) => return Ok(with_checkin(response, pool, sender)),
-                        Err(mut error) => match error.take_message() {
-                            Some(returned) => request = returned,
-                            None => return Err(protocol_error(error.error())),
-                        },
+                Sender::H1(conn) => {
+                    let bytes = encoded.get_or_insert_with(|| h1::encode_request(&request, &pool.host));
+                    match conn.send(bytes).await {
+                        Ok(response) => return Ok(h1_response(response, pool)),
+                        Err(h1::SendError::NotSent) => continue,
+                        Err(h1::SendError::Failed(error)) => return Err(error),
                     }
                 }
             }
         }
         // Boxed: connecting (TLS, HTTP/2 handshake) makes a large future, and it is
         // the rare path; unboxed it would be moved around on every request.
-        Box::pin(self.send_on_new_connection(pool, request)).await
+        Box::pin(self.send_on_new_connection(pool, request, encoded)).await
     }
 
     async fn send_on_new_connection(
         &self,
         pool: Arc<HostPool>,
-        request: http::Request<Full<Bytes>>,
+        request: http::Request<Bytes>,
+        encoded: Option<Vec<u8>>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let uri = Uri::builder()
             .scheme(pool.scheme.clone())
@@ -207,81 +203,94 @@ impl UpstreamClient {
                 }
             });
             pool.lock().h2 = Some(sender.clone());
-            let response = sender.send_request(request).await.map_err(|error| protocol_error(&error))?;
-            return Ok(response.map(|body| UpstreamBody { inner: body, checkin: None }));
+            let response = sender.send_request(request.map(Full::new)).await.map_err(|error| protocol_error(&error))?;
+            return Ok(response.map(UpstreamBody::h2));
         }
-        let (mut sender, connection) = http1::handshake(io).await.map_err(|error| protocol_error(&error))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "Upstream connection ended with an error.");
-            }
-        });
-        let response =
-            sender.send_request(origin_form(request, &pool.host)).await.map_err(|error| protocol_error(&error))?;
-        Ok(with_checkin(response, pool, sender))
+        let encoded = encoded.unwrap_or_else(|| h1::encode_request(&request, &pool.host));
+        match h1::Conn::new(TokioIo::new(io)).send(&encoded).await {
+            Ok(response) => Ok(h1_response(response, pool)),
+            Err(h1::SendError::NotSent) => Err(connect_error()),
+            Err(h1::SendError::Failed(error)) => Err(error),
+        }
     }
 }
 
-/// HTTP/1.1 wants `POST /path HTTP/1.1` plus a `Host` header, not the absolute URI.
-fn origin_form(mut request: http::Request<Full<Bytes>>, host: &HeaderValue) -> http::Request<Full<Bytes>> {
-    if request.uri().scheme().is_some() {
-        let path = request.uri().path_and_query().cloned();
-        let mut parts = http::uri::Parts::default();
-        parts.path_and_query = path;
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *request.uri_mut() = uri;
-        }
-    }
-    if !request.headers().contains_key(http::header::HOST) {
-        request.headers_mut().insert(http::header::HOST, host.clone());
-    }
-    request
-}
-
-fn with_checkin(
-    response: http::Response<Incoming>,
-    pool: Arc<HostPool>,
-    sender: http1::SendRequest<Full<Bytes>>,
-) -> UpstreamResponse {
-    response.map(|body| UpstreamBody { inner: body, checkin: Some((pool, sender)) })
+fn h1_response(response: h1::Response, pool: Arc<HostPool>) -> UpstreamResponse {
+    let h1::Response { status, version, headers, body } = response;
+    let mut body = UpstreamBody { inner: Inner::H1 { body, pool } };
+    body.check_in();
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// An upstream response body. Read to its end, it returns its HTTP/1.1 connection to
 /// the pool; dropped before that, the connection is closed (it cannot be reused).
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: Incoming,
-    checkin: Option<(Arc<HostPool>, http1::SendRequest<Full<Bytes>>)>,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    H1 { body: h1::Body, pool: Arc<HostPool> },
+    H2(Incoming),
+}
+
+impl UpstreamBody {
+    fn h2(body: Incoming) -> UpstreamBody {
+        UpstreamBody { inner: Inner::H2(body) }
+    }
+
+    /// Returns the connection to the pool as soon as the body has been read.
+    fn check_in(&mut self) {
+        if let Inner::H1 { body, pool } = &mut self.inner
+            && let Some(conn) = body.take_reusable()
+        {
+            pool.checkin(conn);
+        }
+    }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = self.get_mut();
-        let frame = ready!(std::pin::Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => {
-                if let Some((pool, sender)) = this.checkin.take() {
-                    pool.checkin(sender);
-                }
+        match &mut this.inner {
+            Inner::H1 { body, .. } => {
+                let data = ready!(body.poll_data(cx));
+                this.check_in();
+                Poll::Ready(data.map(|data| data.map(Frame::data)))
             }
-            Some(Err(_)) => this.checkin = None,
-            Some(Ok(_)) => {}
+            Inner::H2(body) => {
+                let frame = ready!(std::pin::Pin::new(body).poll_frame(cx));
+                Poll::Ready(frame.map(|frame| frame.map_err(|error| protocol_error(&error))))
+            }
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::H1 { body, .. } => body.is_end_stream(),
+            Inner::H2(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::H1 { body, .. } => match body.exact_length() {
+                Some(length) => SizeHint::with_exact(length),
+                None => SizeHint::default(),
+            },
+            Inner::H2(body) => body.size_hint(),
+        }
     }
 }
 

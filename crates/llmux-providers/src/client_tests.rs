@@ -19,6 +19,12 @@ enum Mode {
     CloseAfterOne,
     /// Promise 10 body bytes, send 5 and stall.
     Truncated,
+    /// A `100 Continue` first, then a chunked body written in pieces; keep-alive.
+    InterimThenChunked,
+    /// A body without length that ends when the server closes the connection.
+    UntilClose,
+    /// Promise 10 body bytes, send 5 and close.
+    TruncatedThenClose,
 }
 
 struct Server {
@@ -80,6 +86,30 @@ async fn serve(mut stream: TcpStream, mode: Mode, heads: Arc<Mutex<Vec<String>>>
                 if matches!(mode, Mode::CloseAfterOne) {
                     return;
                 }
+            }
+            Mode::InterimThenChunked => {
+                let pieces: [&[u8]; 4] = [
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                    b"2\r\n{\"\r",
+                    b"\n6\r\na\":[1]\r\n1\r\n}\r\n0\r\n",
+                    b"\r\n",
+                ];
+                for piece in pieces {
+                    if stream.write_all(piece).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            Mode::UntilClose => {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n{\"until\":").await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let _ = stream.write_all(b"\"close\"}").await;
+                return;
+            }
+            Mode::TruncatedThenClose => {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345").await;
+                return;
             }
             Mode::Truncated => {
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345").await;
@@ -154,6 +184,45 @@ async fn a_connection_the_server_closed_is_not_reused() {
     }
     assert_eq!(server.connections.load(Ordering::SeqCst), 3);
     assert_eq!(server.heads.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn interim_responses_are_skipped_and_chunked_bodies_decoded_on_a_reused_connection() {
+    let server = server(Mode::InterimThenChunked).await;
+    let client = UpstreamClient::new(Duration::from_secs(5)).unwrap();
+    for _ in 0..3 {
+        assert_eq!(send_and_read(&client, &server.url).await, r#"{"a":[1]}"#);
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_delimited_by_the_close_is_read_whole_and_its_connection_not_reused() {
+    let server = server(Mode::UntilClose).await;
+    let client = UpstreamClient::new(Duration::from_secs(5)).unwrap();
+    for _ in 0..2 {
+        assert_eq!(send_and_read(&client, &server.url).await, r#"{"until":"close"}"#);
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_waits_for_its_promised_length_and_a_close_before_it_is_an_error() {
+    let closing = server(Mode::TruncatedThenClose).await;
+    let client = UpstreamClient::new(Duration::from_secs(5)).unwrap();
+    let response = client.send(request(&closing.url)).await.unwrap();
+    let error = response.into_body().collect().await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Protocol);
+
+    let server = server(Mode::Truncated).await;
+    let client = UpstreamClient::new(Duration::from_secs(5)).unwrap();
+    let response = client.send(request(&server.url)).await.unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "12345");
+    // The server stalls; a read that waits for the rest must not complete early.
+    let rest = tokio::time::timeout(Duration::from_millis(100), body.frame()).await;
+    assert!(rest.is_err(), "the body must wait for its remaining 5 bytes");
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod client;
 pub mod error;
+mod h1;
 pub mod mock;
 pub mod openai;
 pub mod registry;
