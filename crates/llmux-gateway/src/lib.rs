@@ -471,7 +471,7 @@ impl Attempt<'_> {
             Backend::Mock if self.endpoint == Endpoint::ChatCompletions => self.run_translated().await,
             Backend::Mock => self.run_mock().await,
             Backend::OpenAi | Backend::Azure => self.run_openai().await,
-            Backend::Anthropic => self.run_translated().await,
+            Backend::Anthropic | Backend::Gemini => self.run_translated().await,
         }
     }
 
@@ -640,6 +640,7 @@ impl CanonicalAttempt<'_> {
                 (Dialect::Anthropic, Some(body)) => self.forward_anthropic(body).await,
                 _ => self.run_anthropic(dialect).await,
             },
+            Backend::Gemini => self.run_gemini(dialect).await,
         }
     }
 
@@ -688,6 +689,19 @@ impl CanonicalAttempt<'_> {
         Ok(Success::Lossy { answer: Box::new(answer), dropped })
     }
 
+    async fn run_gemini(&self, dialect: Dialect) -> Result<Success, UpstreamError> {
+        let (body, dropped) = llmux_wire::gemini::upstream::generate_content_request(self.request);
+        let decoder = UpstreamDecoder::Gemini(llmux_wire::gemini::upstream::StreamDecoder::new());
+        let answer =
+            self.exchange(dialect, body, decoder, llmux_wire::gemini::upstream::generate_content_response).await?;
+        if dropped.is_empty() {
+            return Ok(answer);
+        }
+        let provider = &self.runtime.config.providers[self.route().provider].name;
+        tracing::debug!(%provider, ?dropped, "Parameters Gemini cannot take were dropped.");
+        Ok(Success::Lossy { answer: Box::new(answer), dropped })
+    }
+
     async fn run_openai(&self, dialect: Dialect) -> Result<Success, UpstreamError> {
         let body = llmux_wire::openai::upstream::chat_request(self.request, &self.route().model);
         let decoder = UpstreamDecoder::OpenAi(llmux_wire::openai::upstream::ChunkDecoder::new());
@@ -705,12 +719,8 @@ impl CanonicalAttempt<'_> {
     ) -> Result<Success, UpstreamError> {
         let route = self.route();
         let provider = &self.runtime.config.providers[route.provider];
-        let request = self.runtime.prepared[route.provider].build_request(
-            provider,
-            Endpoint::ChatCompletions,
-            &route.model,
-            body,
-        );
+        let request =
+            self.runtime.prepared[route.provider].build_chat_request(provider, &route.model, self.request.stream, body);
         let response = send_with_deadline(&self.runtime.clients[route.provider], request, route, provider).await?;
         if self.request.stream {
             let encoder = stream_encoder(dialect, &route.model);
@@ -777,6 +787,7 @@ fn encode_response(dialect: Dialect, response: &llmux_types::chat::ChatResponse)
 enum UpstreamDecoder {
     OpenAi(llmux_wire::openai::upstream::ChunkDecoder),
     Anthropic(llmux_wire::anthropic::upstream::EventDecoder),
+    Gemini(llmux_wire::gemini::upstream::StreamDecoder),
 }
 
 /// Upstream SSE data payloads -> canonical events -> the client's encoder.
@@ -795,6 +806,7 @@ impl relay::Translator for TranslatingEncoder {
         let events = match &mut self.decoder {
             UpstreamDecoder::OpenAi(decoder) => decoder.decode(data),
             UpstreamDecoder::Anthropic(decoder) => decoder.decode(data),
+            UpstreamDecoder::Gemini(decoder) => decoder.decode(data),
         }
         .map_err(|error| error.message)?;
         for event in &events {
@@ -851,7 +863,10 @@ async fn send_with_deadline(
             response.headers().get(http::header::RETRY_AFTER).and_then(|value| value.to_str().ok()),
         );
         let body = read_error_body(response, deadline).await;
-        return Err(UpstreamError::from_openai_response(status, retry_after, &body));
+        return Err(match provider.preset.backend {
+            Backend::Gemini => llmux_providers::gemini::classify(status, retry_after, &body),
+            _ => UpstreamError::from_openai_response(status, retry_after, &body),
+        });
     }
     Ok(Answered { response, deadline })
 }

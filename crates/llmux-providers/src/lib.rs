@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod client;
 pub mod error;
+pub mod gemini;
 mod h1;
 pub mod mock;
 pub mod openai;
@@ -30,6 +31,8 @@ pub enum Backend {
     Mock,
     /// The Anthropic Messages API at `{base_url}/v1/messages`.
     Anthropic,
+    /// The Gemini API at `{base_url}/v1beta/models/{model}:generateContent`.
+    Gemini,
 }
 
 /// How the provider key is sent.
@@ -41,6 +44,8 @@ pub enum AuthStyle {
     ApiKeyHeader,
     /// `x-api-key: <key>` (Anthropic).
     XApiKey,
+    /// `x-goog-api-key: <key>` (Gemini).
+    GoogApiKey,
 }
 
 /// Behaviour differences between OpenAI-compatible vendors.
@@ -170,6 +175,7 @@ impl PreparedProvider {
                 AuthStyle::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose())),
                 AuthStyle::ApiKeyHeader => (HeaderName::from_static("api-key"), key.expose().to_owned()),
                 AuthStyle::XApiKey => (HeaderName::from_static("x-api-key"), key.expose().to_owned()),
+                AuthStyle::GoogApiKey => (HeaderName::from_static("x-goog-api-key"), key.expose().to_owned()),
             };
             if let Ok(mut value) = HeaderValue::from_str(&value) {
                 value.set_sensitive(true);
@@ -205,8 +211,29 @@ impl PreparedProvider {
     ) -> http::Request<bytes::Bytes> {
         let uri = match spec.preset.backend {
             Backend::Azure => azure::url(spec, endpoint, upstream_model).parse().ok(),
+            Backend::Gemini => gemini::url(&spec.base_url, upstream_model, false).parse().ok(),
             Backend::OpenAi | Backend::Mock | Backend::Anthropic => self.urls[endpoint_index(endpoint)].clone(),
         };
+        self.request_to(uri, body)
+    }
+
+    /// The upstream request of a chat call made through the canonical model: as
+    /// [`build_request`](Self::build_request), except that Gemini's URL also says
+    /// whether the answer streams.
+    pub fn build_chat_request(
+        &self,
+        spec: &ProviderSpec,
+        upstream_model: &str,
+        stream: bool,
+        body: Vec<u8>,
+    ) -> http::Request<bytes::Bytes> {
+        match spec.preset.backend {
+            Backend::Gemini => self.request_to(gemini::url(&spec.base_url, upstream_model, stream).parse().ok(), body),
+            _ => self.build_request(spec, llmux_wire::openai::peek::Endpoint::ChatCompletions, upstream_model, body),
+        }
+    }
+
+    fn request_to(&self, uri: Option<http::Uri>, body: Vec<u8>) -> http::Request<bytes::Bytes> {
         let mut request = http::Request::new(bytes::Bytes::from(body));
         *request.method_mut() = http::Method::POST;
         if let Some(uri) = uri {

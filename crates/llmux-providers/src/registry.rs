@@ -7,6 +7,7 @@ static PRESETS: &[&Preset] = &[
     &crate::openai::presets::OPENAI,
     &crate::azure::PRESET,
     &crate::anthropic::PRESET,
+    &crate::gemini::PRESET,
     &crate::openai::presets::DEEPSEEK,
     &crate::openai::presets::QWEN,
     &crate::openai::presets::QWEN_INTL,

@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 pub struct Received {
     pub method: Method,
     pub path: String,
+    /// The query string, without `?`.
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -176,7 +178,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = Received { method, path: uri.path().to_owned(), headers, body };
+    let request =
+        Received { method, path: uri.path().to_owned(), query: uri.query().map(str::to_owned), headers, body };
     let wants_usage = request.json()["stream_options"]["include_usage"] == json!(true);
     shared.received.lock().push(request);
     let reply = shared.script.lock().pop_front().or_else(|| shared.fallback.lock().clone());

@@ -9,8 +9,12 @@
 //! - [`anthropic`]: the Anthropic Messages dialect on the client side: requests decode to
 //!   the canonical model; responses and stream events encode to Anthropic JSON and its
 //!   exact SSE event sequence; error bodies.
+//! - [`gemini`]: the Google Gemini API (generativelanguage `v1beta`) on the upstream side:
+//!   canonical requests -> `generateContent` bodies, responses and `alt=sse` chunks ->
+//!   canonical, error bodies and their retry delay.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod sse;
 

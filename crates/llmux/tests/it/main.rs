@@ -5,6 +5,7 @@ mod anthropic;
 mod chat;
 mod cli;
 mod errors;
+mod gemini;
 mod keys;
 mod ledger;
 mod reload;
