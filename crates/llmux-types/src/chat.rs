@@ -10,6 +10,17 @@ use serde_json::value::RawValue;
 
 use crate::usage::Usage;
 
+/// Reasoning signatures are opaque and only their provider accepts them. Gemini's carry
+/// this prefix in the canonical model (and so, still opaque, in what clients see and
+/// send back), so that a conversation that moves between providers never sends
+/// Gemini's signature to Anthropic or Anthropic's to Gemini.
+pub const GEMINI_SIGNATURE_PREFIX: &str = "gemini:";
+
+/// The Gemini `thoughtSignature` inside a canonical signature, if Gemini minted it.
+pub fn gemini_signature(signature: &str) -> Option<&str> {
+    signature.strip_prefix(GEMINI_SIGNATURE_PREFIX).filter(|raw| !raw.is_empty())
+}
+
 /// A chat request after decoding from a client dialect.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -70,7 +81,9 @@ pub struct Message {
     /// Reasoning text an assistant turn produced (sent back on later turns).
     pub reasoning: Option<String>,
     /// The opaque signature a provider attached to `reasoning` (Anthropic thinking
-    /// `signature`); must be sent back verbatim with the reasoning, never invented.
+    /// `signature`, Gemini `thoughtSignature` behind [`GEMINI_SIGNATURE_PREFIX`]); must
+    /// be sent back verbatim to the provider that minted it, never invented, never
+    /// sent to another.
     pub reasoning_signature: Option<String>,
     /// Encrypted reasoning blocks of an assistant turn (Anthropic `redacted_thinking`
     /// `data`), in order; opaque, sent back verbatim where the dialect can hold them.

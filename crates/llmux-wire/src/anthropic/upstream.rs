@@ -12,8 +12,9 @@
 //!   Anthropic requires.
 //! - Images: `data:<type>;base64,<data>` URLs become `base64` sources, any other URL a
 //!   `url` source (Anthropic answers 400 to schemes it cannot fetch); `detail` is dropped.
-//! - Assistant turns: a `thinking` block (only when a signature is present: Anthropic
-//!   rejects unsigned thinking, and signatures are never invented), `redacted_thinking`
+//! - Assistant turns: a `thinking` block (only when an Anthropic signature is present:
+//!   Anthropic rejects unsigned thinking and other providers' signatures, and signatures
+//!   are never invented), `redacted_thinking`
 //!   blocks, text, then `tool_use` blocks whose `input` is the arguments when they are a
 //!   JSON object and `{}` otherwise.
 //! - Tool messages become `tool_result` blocks in a user turn: content as a string when it
@@ -35,6 +36,7 @@ use std::borrow::Cow;
 use llmux_types::Usage;
 use llmux_types::chat::{
     ChatRequest, ChatResponse, Choice, ContentPart, FinishReason, Message, Role, StreamEvent, ToolCall, ToolChoice,
+    gemini_signature,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -348,7 +350,10 @@ fn image_source(url: &str) -> SourceWire<'_> {
 
 fn assistant_blocks(message: &Message) -> Vec<BlockWire<'_>> {
     let mut blocks = Vec::new();
-    if let Some(signature) = message.reasoning_signature.as_deref().filter(|signature| !signature.is_empty()) {
+    // Gemini's signatures mean nothing to Anthropic (it would answer 400): such
+    // reasoning counts as unsigned.
+    let signature = message.reasoning_signature.as_deref().filter(|signature| gemini_signature(signature).is_none());
+    if let Some(signature) = signature.filter(|signature| !signature.is_empty()) {
         blocks.push(BlockWire::Thinking { thinking: message.reasoning.as_deref().unwrap_or(""), signature });
     }
     blocks.extend(message.redacted_reasoning.iter().map(|data| BlockWire::RedactedThinking { data }));

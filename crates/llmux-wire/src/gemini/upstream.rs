@@ -18,7 +18,9 @@
 //!   downloading and inlining is I/O and is left to the caller. `detail` is dropped.
 //! - Assistant turns: text parts, then one `functionCall{id, name, args}` part per tool
 //!   call, `args` being the arguments when they are a JSON object (sent verbatim) and `{}`
-//!   otherwise. The turn's `reasoning_signature` becomes the `thoughtSignature` of its
+//!   otherwise. The turn's `reasoning_signature`, when Gemini minted it (canonical
+//!   signatures from Gemini carry `GEMINI_SIGNATURE_PREFIX`, which is stripped here;
+//!   another provider's signature is not sent), becomes the `thoughtSignature` of its
 //!   first `functionCall` part (Gemini 3 answers 400 "Function call is missing a
 //!   thought_signature" when the first call of a step has none), or of its last text part
 //!   when it made no call (where Gemini puts it on such answers); a turn with neither
@@ -71,7 +73,8 @@ use std::time::Duration;
 
 use llmux_types::Usage;
 use llmux_types::chat::{
-    ChatRequest, ChatResponse, Choice, ContentPart, FinishReason, Message, Role, StreamEvent, ToolCall, ToolChoice,
+    ChatRequest, ChatResponse, Choice, ContentPart, FinishReason, GEMINI_SIGNATURE_PREFIX, Message, Role, StreamEvent,
+    ToolCall, ToolChoice, gemini_signature,
 };
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -652,7 +655,9 @@ fn model_parts(message: &Message) -> Vec<PartWire<'_>> {
         }),
         ..PartWire::default()
     }));
-    if let Some(signature) = message.reasoning_signature.as_deref().filter(|signature| !signature.is_empty()) {
+    // Only Gemini's own signatures (see `GEMINI_SIGNATURE_PREFIX`); another provider's
+    // would be refused.
+    if let Some(signature) = message.reasoning_signature.as_deref().and_then(gemini_signature) {
         // The first call's part, or the last text part when there is no call.
         let at = if message.tool_calls.is_empty() { text_parts.checked_sub(1) } else { Some(text_parts) };
         if let Some(part) = at.and_then(|at| parts.get_mut(at)) {
@@ -1001,7 +1006,7 @@ fn choice(position: usize, candidate: CandidateIn<'_>) -> Choice {
         if let Some(part_signature) = part.thought_signature.filter(|signature| !signature.is_empty())
             && seen.take(on_call)
         {
-            signature = Some(part_signature.into_owned());
+            signature = Some(format!("{GEMINI_SIGNATURE_PREFIX}{part_signature}"));
         }
     }
     Choice {
@@ -1035,8 +1040,9 @@ struct ChoiceState {
 ///   text -> `Text` (`Reasoning` when `thought: true`; empty text yields nothing);
 ///   `functionCall` -> one complete `ToolCall` (Gemini sends each call whole) with `id`
 ///   (Gemini's, else `call_<n>`), `name` and the full arguments, `index` counting the
-///   choice's calls from 0; a `thoughtSignature` -> `ReasoningSignature` after the part's
-///   own event, for the first signature of the choice and for a later one on a
+///   choice's calls from 0; a `thoughtSignature` -> `ReasoningSignature` (prefixed with
+///   `GEMINI_SIGNATURE_PREFIX`) before a `functionCall` part's event and after a text
+///   part's, for the first signature of the choice and for a later one on a
 ///   `functionCall` part when the first was not (so the last one emitted is the
 ///   `reasoning_signature` of [`generate_content_response`]). Other parts are skipped.
 /// - `finishReason` -> `Finish` (once per choice; mapped as in
@@ -1086,6 +1092,18 @@ impl StreamDecoder {
             let choice = candidate.index.unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX));
             let state = self.choice(choice);
             for part in candidate.content.and_then(|content| content.parts).unwrap_or_default() {
+                let on_call = part.function_call.is_some();
+                let signature = part
+                    .thought_signature
+                    .filter(|signature| !signature.is_empty() && state.signature.take(on_call))
+                    .map(|signature| StreamEvent::ReasoningSignature {
+                        choice,
+                        signature: format!("{GEMINI_SIGNATURE_PREFIX}{signature}"),
+                    });
+                // A call's signature goes before the call (client encoders attach it to the
+                // call they are about to write); a text part's after its text.
+                let (before, after) = if on_call { (signature, None) } else { (None, signature) };
+                events.extend(before);
                 if let Some(text) = part.text.filter(|text| !text.is_empty()) {
                     let text = text.into_owned();
                     events.push(if part.thought == Some(true) {
@@ -1094,18 +1112,13 @@ impl StreamDecoder {
                         StreamEvent::Text { choice, text }
                     });
                 }
-                let on_call = part.function_call.is_some();
                 if let Some(call) = part.function_call {
                     let index = state.tools;
                     state.tools += 1;
                     let ToolCall { id, name, arguments } = tool_call(call, index);
                     events.push(StreamEvent::ToolCall { choice, index, id: Some(id), name: Some(name), arguments });
                 }
-                if let Some(signature) = part.thought_signature.filter(|signature| !signature.is_empty())
-                    && state.signature.take(on_call)
-                {
-                    events.push(StreamEvent::ReasoningSignature { choice, signature: signature.into_owned() });
-                }
+                events.extend(after);
             }
             if let Some(reason) = candidate.finish_reason
                 && !state.finished

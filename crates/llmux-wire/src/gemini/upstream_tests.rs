@@ -59,7 +59,7 @@ fn user(texts: &[&str]) -> ChatRequest {
 fn golden_request() -> ChatRequest {
     let mut assistant = message(Role::Assistant, vec![text("Checking both.")]);
     assistant.reasoning = Some("Two cities, so two calls.".into());
-    assistant.reasoning_signature = Some("CiQBVKhc7l5mzkoZSRQfFeCS44vjuGk3o7tGr8==".into());
+    assistant.reasoning_signature = Some("gemini:CiQBVKhc7l5mzkoZSRQfFeCS44vjuGk3o7tGr8==".into());
     assistant.redacted_reasoning = vec!["EmwKAhgBEgy3va3pzix".into()];
     assistant.tool_calls = vec![
         call("fc_7q1", "get_weather", r#" {"city": "Paris", "units": {"z": 1, "a": 2.50}} "#),
@@ -68,7 +68,7 @@ fn golden_request() -> ChatRequest {
     ];
     let mut answered = message(Role::Assistant, vec![text("Paris is sunny; "), text(""), text("Oslo is unknown.")]);
     answered.reasoning = Some("Thought text is never sent back.".into());
-    answered.reasoning_signature = Some("Ct8BAVKhc8w==".into());
+    answered.reasoning_signature = Some("gemini:Ct8BAVKhc8w==".into());
     ChatRequest {
         model: "public-alias".into(),
         messages: vec![
@@ -342,12 +342,12 @@ fn contents_alternate_and_function_responses_lead_their_content() {
     let mut second = message(Role::Assistant, vec![]);
     // The same generated id in a later turn: its response takes the nearest call's name.
     second.tool_calls = vec![call("call_0", "fetch", r#"{"url":"u"}"#), call("", "anonymous", "[1]")];
-    second.reasoning_signature = Some("sig-calls".into());
+    second.reasoning_signature = Some("gemini:sig-calls".into());
     let mut signed_text = message(Role::Assistant, vec![text("a"), text("b")]);
-    signed_text.reasoning_signature = Some("sig-text".into());
+    signed_text.reasoning_signature = Some("gemini:sig-text".into());
     let mut signature_only = message(Role::Assistant, vec![text("")]);
     signature_only.reasoning = Some("r".into());
-    signature_only.reasoning_signature = Some("lost".into());
+    signature_only.reasoning_signature = Some("gemini:lost".into());
     let mut empty_signature = message(Role::Assistant, vec![text("c")]);
     empty_signature.reasoning_signature = Some(String::new());
     let request = ChatRequest {
@@ -474,7 +474,7 @@ fn function_call_response() {
             call("call_1", "now", "{}"),
         ]
     );
-    assert_eq!(choice.reasoning_signature.as_deref(), Some("CpwCAdHtim9Ssn0QeV6V7ZKpqQ7yZPMl0p1sCw=="));
+    assert_eq!(choice.reasoning_signature.as_deref(), Some("gemini:CpwCAdHtim9Ssn0QeV6V7ZKpqQ7yZPMl0p1sCw=="));
     assert_eq!(choice.reasoning, None);
     // STOP with function calls.
     assert_eq!(choice.finish_reason, FinishReason::ToolCalls);
@@ -494,7 +494,7 @@ fn thinking_response() {
         Some("**Multiplying the numbers**\n\n17 * 20 = 340 and 17 * 3 = 51, so the total is 391.")
     );
     assert_eq!(choice.content.as_deref(), Some("391"));
-    assert_eq!(choice.reasoning_signature.as_deref(), Some("EtQDCtEDAdHtim8zUPn4GlKwFn0Rg8d2Gf8s0R1q"));
+    assert_eq!(choice.reasoning_signature.as_deref(), Some("gemini:EtQDCtEDAdHtim8zUPn4GlKwFn0Rg8d2Gf8s0R1q"));
     assert_eq!(choice.finish_reason, FinishReason::Stop);
     assert_eq!(
         response.usage,
@@ -608,7 +608,7 @@ fn response_variants() {
     let choice = choice0(candidate_body(parts, r#""STOP""#).as_bytes());
     assert_eq!(choice.content, None);
     assert_eq!(choice.reasoning, None);
-    assert_eq!(choice.reasoning_signature.as_deref(), Some("on-call"));
+    assert_eq!(choice.reasoning_signature.as_deref(), Some("gemini:on-call"));
     assert_eq!(
         choice.tool_calls,
         vec![call("call_0", "a", "{}"), call("call_1", "b", "{}"), call("call_2", "c", r#"{"k":[1,2]}"#)]
@@ -616,10 +616,16 @@ fn response_variants() {
 
     // Only text-part signatures: the first one.
     let parts = r#"[{"text":"x","thoughtSignature":"first"},{"text":"y","thoughtSignature":"second"}]"#;
-    assert_eq!(choice0(candidate_body(parts, r#""STOP""#).as_bytes()).reasoning_signature.as_deref(), Some("first"));
+    assert_eq!(
+        choice0(candidate_body(parts, r#""STOP""#).as_bytes()).reasoning_signature.as_deref(),
+        Some("gemini:first")
+    );
     // A signature on a call is kept over a text part's that comes after it.
     let parts = r#"[{"functionCall":{"name":"f"},"thoughtSignature":"call"},{"text":"y","thoughtSignature":"text"}]"#;
-    assert_eq!(choice0(candidate_body(parts, r#""STOP""#).as_bytes()).reasoning_signature.as_deref(), Some("call"));
+    assert_eq!(
+        choice0(candidate_body(parts, r#""STOP""#).as_bytes()).reasoning_signature.as_deref(),
+        Some("gemini:call")
+    );
 
     // Escaped strings decode; leading whitespace is fine.
     let body = format!("\n {}", candidate_body(r#"[{"text":"caf\u00e9 \"q\"\n"}]"#, "null"));
@@ -681,6 +687,11 @@ fn expected_transcript_events() -> Vec<StreamEvent> {
         StreamEvent::Text { choice: 0, text: "Let me check ".into() },
         usage(3, 61),
         StreamEvent::Text { choice: 0, text: "the weather été 🌤.".into() },
+        // Before the call that carries it, marked as Gemini's.
+        StreamEvent::ReasoningSignature {
+            choice: 0,
+            signature: "gemini:CiQBVKhc7l5mzkoZSRQfFeCS44vjuGk3o7tGr8==".into(),
+        },
         StreamEvent::ToolCall {
             choice: 0,
             index: 0,
@@ -688,8 +699,6 @@ fn expected_transcript_events() -> Vec<StreamEvent> {
             name: Some("get_weather".into()),
             arguments: r#"{"city":"Paris"}"#.into(),
         },
-        // After the part that carries it.
-        StreamEvent::ReasoningSignature { choice: 0, signature: "CiQBVKhc7l5mzkoZSRQfFeCS44vjuGk3o7tGr8==".into() },
         StreamEvent::ToolCall {
             choice: 0,
             index: 1,
@@ -799,14 +808,14 @@ fn stream_choices_signatures_and_finish() {
         vec![
             StreamEvent::Start { id: String::new(), model: String::new(), created: 0 },
             StreamEvent::Text { choice: 1, text: "a".into() },
-            StreamEvent::ReasoningSignature { choice: 1, signature: "on-text".into() },
+            StreamEvent::ReasoningSignature { choice: 1, signature: "gemini:on-text".into() },
             // Position 1, no index: choice 1 as well.
             StreamEvent::Text { choice: 1, text: "b".into() },
+            StreamEvent::ReasoningSignature { choice: 1, signature: "gemini:on-call".into() },
             tool(0, "call_0", "f", r#"{"x":1}"#),
-            StreamEvent::ReasoningSignature { choice: 1, signature: "on-call".into() },
             tool(1, "call_1", "g", "{}"),
             StreamEvent::Text { choice: 0, text: "c".into() },
-            StreamEvent::ReasoningSignature { choice: 0, signature: "text-0".into() },
+            StreamEvent::ReasoningSignature { choice: 0, signature: "gemini:text-0".into() },
             StreamEvent::Finish { choice: 0, reason: FinishReason::Length },
             StreamEvent::Finish { choice: 1, reason: FinishReason::ToolCalls },
             StreamEvent::Usage(Usage { input_tokens: 3, output_tokens: 4, ..Usage::default() }),
@@ -1009,7 +1018,8 @@ struct Kept {
 fn expected_kept(messages: &[Message]) -> Kept {
     let mut kept = Kept::default();
     for (position, message) in messages.iter().enumerate() {
-        let signature = message.reasoning_signature.clone().filter(|signature| !signature.is_empty());
+        let signature =
+            message.reasoning_signature.as_deref().and_then(llmux_types::chat::gemini_signature).map(str::to_owned);
         match message.role {
             Role::Assistant => {
                 let texts: Vec<&String> = message
@@ -1329,7 +1339,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 message.tool_calls = calls;
                 if let Some((reasoning, signature)) = reasoning {
                     message.reasoning = Some(reasoning);
-                    message.reasoning_signature = Some(signature);
+                    message.reasoning_signature = Some(format!("gemini:{signature}"));
                 }
                 message.redacted_reasoning = redacted;
                 message
@@ -1385,4 +1395,111 @@ fn arb_request() -> impl Strategy<Value = ChatRequest> {
                 ..ChatRequest::default()
             }
         })
+}
+
+// ---------------------------------------------------------------------------------
+// Signatures across dialects: Gemini's reach OpenAI clients on the call they sign and
+// come back; no provider ever gets another's.
+
+fn signed_turn(signature: &str) -> Message {
+    let mut turn = message(Role::Assistant, vec![text("Checking.")]);
+    turn.tool_calls = vec![call("fc_1", "get_weather", r#"{"city":"Paris"}"#), call("fc_2", "now", "{}")];
+    turn.reasoning = Some("thought".into());
+    turn.reasoning_signature = Some(signature.into());
+    turn
+}
+
+fn request_with(turn: Message) -> ChatRequest {
+    ChatRequest {
+        messages: vec![message(Role::User, vec![text("q")]), turn, tool_message("fc_1", vec![text("sunny")], false)],
+        ..ChatRequest::default()
+    }
+}
+
+#[test]
+fn another_providers_signature_is_never_sent_to_gemini_nor_gemini_s_to_anthropic() {
+    let (body, _) = generate_content_request(&request_with(signed_turn("EqQBCkgIBRABGAIiQL==")));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["contents"][1]["parts"].as_array().unwrap().iter().all(|part| part.get("thoughtSignature").is_none()));
+
+    let (body, _) =
+        crate::anthropic::upstream::messages_request(&request_with(signed_turn("gemini:c2ln")), "claude", 1024);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    let blocks = body["messages"][1]["content"].as_array().unwrap();
+    assert!(blocks.iter().all(|block| block["type"] != "thinking"), "{blocks:?}");
+    assert_eq!(blocks.iter().filter(|block| block["type"] == "tool_use").count(), 2);
+}
+
+#[test]
+fn gemini_signatures_ride_on_the_first_openai_tool_call_and_come_back() {
+    let answer = generate_content_response(fixture("function_call")).unwrap();
+    let signature = answer.choices[0].reasoning_signature.clone().unwrap();
+    let raw = signature.strip_prefix("gemini:").unwrap().to_owned();
+    let body: Value = serde_json::from_slice(&crate::openai::encode::chat_response(&answer)).unwrap();
+    let calls = body["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls[0]["extra_content"], json!({"google": {"thought_signature": raw}}));
+    assert!(calls[1..].iter().all(|call| call.get("extra_content").is_none()));
+
+    // The client sends the message back as it got it; the signature is Gemini's again.
+    let next = json!({"model": "m", "messages": [
+        {"role": "user", "content": "q"},
+        body["choices"][0]["message"].clone(),
+        {"role": "tool", "tool_call_id": calls[0]["id"], "content": "sunny"},
+    ]});
+    let request = crate::openai::decode::chat_request(next.to_string().as_bytes()).unwrap();
+    assert_eq!(request.messages[1].reasoning_signature.as_deref(), Some(signature.as_str()));
+    let (sent, _) = generate_content_request(&request);
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    let first_call =
+        sent["contents"][1]["parts"].as_array().unwrap().iter().find(|part| part.get("functionCall").is_some());
+    assert_eq!(first_call.unwrap()["thoughtSignature"], json!(raw));
+
+    // Anthropic's signatures have no place in OpenAI's answer.
+    let mut anthropic = answer.clone();
+    anthropic.choices[0].reasoning_signature = Some("EqQBCkgIBRABGAIiQL==".into());
+    let body: Value = serde_json::from_slice(&crate::openai::encode::chat_response(&anthropic)).unwrap();
+    assert!(body["choices"][0]["message"]["tool_calls"][0].get("extra_content").is_none());
+}
+
+#[test]
+fn streamed_gemini_signatures_ride_on_the_first_fragment_of_the_call() {
+    let mut encoder = ChatStreamEncoder::new(false);
+    let mut out = Vec::new();
+    for event in [
+        StreamEvent::Start { id: "r".into(), model: "g".into(), created: 0 },
+        StreamEvent::Text { choice: 0, text: "hi".into() },
+        // A text part's signature, no call after it on this choice yet: held.
+        StreamEvent::ReasoningSignature { choice: 0, signature: "gemini:c2ln".into() },
+        StreamEvent::ToolCall {
+            choice: 0,
+            index: 0,
+            id: Some("fc_1".into()),
+            name: Some("f".into()),
+            arguments: "{}".into(),
+        },
+        StreamEvent::ToolCall {
+            choice: 0,
+            index: 1,
+            id: Some("fc_2".into()),
+            name: Some("g".into()),
+            arguments: "{}".into(),
+        },
+        StreamEvent::ReasoningSignature { choice: 0, signature: "EqQBCkgIBRABGAIiQL==".into() },
+        StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
+    ] {
+        encoder.encode(&event, &mut out);
+    }
+    encoder.finish(&mut out);
+    let text = String::from_utf8(out).unwrap();
+    let calls: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|frame| frame.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .filter_map(|data| {
+            serde_json::from_str::<Value>(data).unwrap()["choices"][0]["delta"]["tool_calls"].get(0).cloned()
+        })
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["extra_content"], json!({"google": {"thought_signature": "c2ln"}}));
+    assert!(calls[1].get("extra_content").is_none());
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use llmux_types::chat::EmbeddingsRequest;
-use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, Tool, ToolCall, ToolChoice};
+use llmux_types::chat::{ChatRequest, ContentPart, GEMINI_SIGNATURE_PREFIX, Message, Role, Tool, ToolCall, ToolChoice};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -199,6 +199,18 @@ struct ImageUrlWire {
 struct ToolCallWire {
     id: String,
     function: CallFunctionWire,
+    /// Google's OpenAI-compatible extension: `{"google": {"thought_signature": ...}}`.
+    extra_content: Option<ExtraContentWire>,
+}
+
+#[derive(Deserialize)]
+struct ExtraContentWire {
+    google: Option<GoogleExtraWire>,
+}
+
+#[derive(Deserialize)]
+struct GoogleExtraWire {
+    thought_signature: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +255,12 @@ impl MessageWire {
                 }
             }
         }
+        // Gemini's signature, as Google's OpenAI-compatible endpoint carries it: on the
+        // (first) tool call it belongs to.
+        let reasoning_signature = self.tool_calls.iter().find_map(|call| {
+            let raw = call.extra_content.as_ref()?.google.as_ref()?.thought_signature.as_deref()?;
+            (!raw.is_empty()).then(|| format!("{GEMINI_SIGNATURE_PREFIX}{raw}"))
+        });
         Ok(Message {
             role,
             content,
@@ -253,7 +271,7 @@ impl MessageWire {
                 .collect(),
             tool_call_id: self.tool_call_id,
             reasoning: self.reasoning_content.or(self.reasoning),
-            reasoning_signature: None,
+            reasoning_signature,
             redacted_reasoning: Vec::new(),
             tool_error: false,
         })

@@ -1,7 +1,7 @@
 //! Canonical responses and stream events -> OpenAI JSON and SSE chunks.
 
 use llmux_types::Usage;
-use llmux_types::chat::{ChatResponse, EmbeddingsResponse, FinishReason, StreamEvent};
+use llmux_types::chat::{ChatResponse, EmbeddingsResponse, FinishReason, StreamEvent, gemini_signature};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -46,6 +46,24 @@ struct ToolCallWire<'a> {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     function: FunctionWire<'a>,
+    /// Gemini's thought signature, where Google's OpenAI-compatible endpoint puts it
+    /// (`extra_content.google.thought_signature`), so clients send it back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_content: Option<ExtraContentWire<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExtraContentWire<'a> {
+    google: GoogleExtraWire<'a>,
+}
+
+#[derive(Serialize)]
+struct GoogleExtraWire<'a> {
+    thought_signature: &'a str,
+}
+
+fn extra_content(gemini_signature: Option<&str>) -> Option<ExtraContentWire<'_>> {
+    gemini_signature.map(|thought_signature| ExtraContentWire { google: GoogleExtraWire { thought_signature } })
 }
 
 #[derive(Serialize)]
@@ -102,11 +120,20 @@ pub fn chat_response(response: &ChatResponse) -> Vec<u8> {
                     tool_calls: choice
                         .tool_calls
                         .iter()
-                        .map(|call| ToolCallWire {
+                        .enumerate()
+                        .map(|(position, call)| ToolCallWire {
                             index: None,
                             id: Some(&call.id),
                             kind: Some("function"),
                             function: FunctionWire { name: Some(&call.name), arguments: &call.arguments },
+                            // Gemini signs the first call of a turn.
+                            extra_content: extra_content(
+                                choice
+                                    .reasoning_signature
+                                    .as_deref()
+                                    .and_then(gemini_signature)
+                                    .filter(|_| position == 0),
+                            ),
                         })
                         .collect(),
                 },
@@ -160,6 +187,8 @@ pub struct ChatStreamEncoder {
     /// Choices that already got their `role` delta.
     started: Vec<u32>,
     usage: Option<Usage>,
+    /// A Gemini signature waiting for the tool call it signs: (choice, signature).
+    signature: Option<(u32, String)>,
 }
 
 impl ChatStreamEncoder {
@@ -172,6 +201,7 @@ impl ChatStreamEncoder {
             include_usage,
             started: Vec::new(),
             usage: None,
+            signature: None,
         }
     }
 
@@ -192,20 +222,33 @@ impl ChatStreamEncoder {
                 self.write_delta(*choice, delta, None, out);
             }
             StreamEvent::ToolCall { choice, index, id, name, arguments } => {
+                // A pending Gemini signature rides on the first fragment of the next call.
+                let signature = match &self.signature {
+                    Some((signed, _)) if signed == choice && id.is_some() => self.signature.take().map(|(_, s)| s),
+                    _ => None,
+                };
                 let call = ToolCallWire {
                     index: Some(*index),
                     id: id.as_deref(),
                     kind: id.as_ref().map(|_| "function"),
                     function: FunctionWire { name: name.as_deref(), arguments },
+                    extra_content: extra_content(signature.as_deref()),
                 };
                 let delta = DeltaWire { tool_calls: vec![call], ..DeltaWire::default() };
                 self.write_delta(*choice, delta, None, out);
             }
+            StreamEvent::ReasoningSignature { choice, signature } => {
+                // Only Gemini's have a place in OpenAI chunks (on the call they sign; a
+                // signature no call follows is optional to send back and is dropped).
+                if let Some(raw) = gemini_signature(signature) {
+                    self.signature = Some((*choice, raw.to_owned()));
+                }
+            }
             StreamEvent::Finish { choice, reason } => {
                 self.write_delta(*choice, DeltaWire::default(), Some(reason), out);
             }
-            // OpenAI chunks have no place for reasoning signatures or encrypted reasoning.
-            StreamEvent::ReasoningSignature { .. } | StreamEvent::RedactedReasoning { .. } => {}
+            // OpenAI chunks have no place for encrypted reasoning.
+            StreamEvent::RedactedReasoning { .. } => {}
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
             StreamEvent::Error { message } => {
                 out.extend_from_slice(&super::error::stream_event(message, "api_error", Some("upstream_error")));

@@ -81,6 +81,8 @@ async fn an_openai_client_reaches_gemini_with_tools_thinking_and_billing_of_thou
         json!({"city": "Paris"})
     );
     assert!(call["id"].as_str().is_some_and(|id| !id.is_empty()));
+    // Gemini's signature, where Google's own OpenAI-compatible endpoint puts it.
+    assert_eq!(call["extra_content"], json!({"google": {"thought_signature": "c2lnLWdlbWluaQ=="}}));
     // Thinking tokens are output tokens.
     assert_eq!(completion["usage"]["prompt_tokens"], 20);
     assert_eq!(completion["usage"]["completion_tokens"], 20);
@@ -131,7 +133,8 @@ async fn a_tool_loop_sends_gemini_function_responses_named_after_their_calls() {
             &key,
             &json!({"model": "flash", "messages": [
                 {"role": "user", "content": "Weather in Paris?"},
-                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+                  "extra_content": {"google": {"thought_signature": "c2lnLWdlbWluaQ=="}}}]},
                 {"role": "tool", "tool_call_id": "call_7", "content": "{\"sky\":\"clear\"}"}
             ]}),
         )
@@ -145,6 +148,7 @@ async fn a_tool_loop_sends_gemini_function_responses_named_after_their_calls() {
         contents[1]["parts"][0]["functionCall"],
         json!({"id": "call_7", "name": "get_weather", "args": {"city": "Paris"}})
     );
+    assert_eq!(contents[1]["parts"][0]["thoughtSignature"], "c2lnLWdlbWluaQ==", "the signature went back");
     assert_eq!(contents[2]["role"], "user");
     assert_eq!(
         contents[2]["parts"][0]["functionResponse"],
