@@ -822,6 +822,10 @@ impl relay::Translator for TranslatingEncoder {
     fn finish(&mut self, out: &mut Vec<u8>) {
         self.encoder.finish(out);
     }
+
+    fn keep_alive(&mut self, out: &mut Vec<u8>) {
+        self.encoder.keep_alive(out);
+    }
 }
 
 /// An upstream response that arrived (2xx) within the attempt's first-byte deadline;

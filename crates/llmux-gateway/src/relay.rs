@@ -185,6 +185,8 @@ pub fn openai_passthrough(
 pub trait EventEncoder: Send {
     fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
     fn finish(&mut self, out: &mut Vec<u8>);
+    /// Something to send while the upstream is silent, if the dialect has one.
+    fn keep_alive(&mut self, _out: &mut Vec<u8>) {}
 }
 
 impl EventEncoder for llmux_wire::openai::encode::ChatStreamEncoder {
@@ -205,6 +207,10 @@ impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
     fn finish(&mut self, out: &mut Vec<u8>) {
         llmux_wire::anthropic::encode::MessagesStreamEncoder::finish(self, out);
     }
+
+    fn keep_alive(&mut self, out: &mut Vec<u8>) {
+        llmux_wire::anthropic::encode::MessagesStreamEncoder::keep_alive(self, out);
+    }
 }
 
 /// Turns upstream SSE data payloads into the client's bytes.
@@ -216,6 +222,15 @@ pub trait Translator: Send {
     fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
     /// Closes the client's stream.
     fn finish(&mut self, out: &mut Vec<u8>);
+    /// Something to send while the upstream is silent (Anthropic's `ping`), if any.
+    fn keep_alive(&mut self, _out: &mut Vec<u8>) {}
+}
+
+/// How long a translated stream may stay silent before the client gets a keep-alive:
+/// well inside the idle timeout, and often enough for proxies that drop quiet
+/// connections after 30-60 s.
+fn keep_alive_interval(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(15))
 }
 
 /// Relays an upstream SSE response through `translator`.
@@ -231,6 +246,8 @@ pub fn translated(
         translator: Box<dyn Translator>,
         settlement: Option<Settlement>,
         idle: Duration,
+        /// When the upstream last sent something.
+        heard: tokio::time::Instant,
         usage: Option<Usage>,
         finished: bool,
         error: Option<ErrorCode>,
@@ -286,6 +303,7 @@ pub fn translated(
         translator,
         settlement: Some(settlement),
         idle,
+        heard: tokio::time::Instant::now(),
         usage: None,
         finished: false,
         error: None,
@@ -294,7 +312,21 @@ pub fn translated(
         state.settlement.as_ref()?;
         loop {
             let mut out = Vec::new();
-            match tokio::time::timeout(state.idle, state.upstream.next()).await {
+            let silent_until = state.heard + state.idle;
+            let wake = silent_until.min(tokio::time::Instant::now() + keep_alive_interval(state.idle));
+            let next = tokio::time::timeout_at(wake, state.upstream.next()).await;
+            if next.is_ok() {
+                state.heard = tokio::time::Instant::now();
+            }
+            match next {
+                Err(_) if tokio::time::Instant::now() < silent_until => {
+                    // Not the first byte of the answer: time to first token stays unset.
+                    state.translator.keep_alive(&mut out);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(Bytes::from(out)), state));
+                }
                 Ok(Some(Ok(chunk))) => {
                     state.framer.push(&chunk);
                     state.take_events(&mut out);

@@ -254,6 +254,8 @@ pub struct MessagesStreamEncoder {
     tools: Vec<(u32, u32)>,
     stop: Option<FinishReason>,
     usage: Usage,
+    /// Whether the `ping` Anthropic sends after the first `content_block_start` went out.
+    pinged: bool,
 }
 
 impl MessagesStreamEncoder {
@@ -269,6 +271,7 @@ impl MessagesStreamEncoder {
             tools: Vec::new(),
             stop: None,
             usage: Usage::default(),
+            pinged: false,
         }
     }
 
@@ -322,6 +325,7 @@ impl MessagesStreamEncoder {
                     content_block: BlockWire::RedactedThinking { data },
                 };
                 write_event(out, "content_block_start", &start);
+                self.first_ping(out);
                 write_event(out, "content_block_stop", &BlockStop { kind: "content_block_stop", index });
             }
             StreamEvent::ToolCall { index: call, id, name, arguments, .. } => {
@@ -346,6 +350,7 @@ impl MessagesStreamEncoder {
                             BlockWire::ToolUse { id, name: name.as_deref().unwrap_or(""), input: empty_object() };
                         let start = BlockStart { kind: "content_block_start", index, content_block: block };
                         write_event(out, "content_block_start", &start);
+                        self.first_ping(out);
                         index
                     }
                 };
@@ -422,7 +427,26 @@ impl MessagesStreamEncoder {
             BlockKind::Tool(_) => unreachable!("tool blocks are opened by ToolCall"),
         };
         write_event(out, "content_block_start", &BlockStart { kind: "content_block_start", index, content_block });
+        self.first_ping(out);
         index
+    }
+
+    /// Anthropic sends one `ping` right after the first `content_block_start`.
+    fn first_ping(&mut self, out: &mut Vec<u8>) {
+        if !self.pinged {
+            self.pinged = true;
+            ping(out);
+        }
+    }
+
+    /// A keep-alive while the upstream is silent: a `ping` (after `message_start`, which
+    /// it writes first if the stream has not started). Nothing after the end.
+    pub fn keep_alive(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.start(out);
+        ping(out);
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {

@@ -471,6 +471,7 @@ fn stream_with_thinking_signature_and_late_usage() {
     let expected: Vec<(String, Value)> = serde_json::from_value(json!([
         ["message_start", {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "fallback-model", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 0}}}],
         ["content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}],
+        ["ping", {"type": "ping"}],
         ["content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Hmm"}}],
         ["content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "."}}],
         ["content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig"}}],
@@ -497,8 +498,8 @@ fn stream_error_ends_the_stream() {
         StreamEvent::Finish { choice: 0, reason: FinishReason::Stop },
     ];
     let actual = encode_all("m", &events);
-    assert_eq!(names(&actual), ["message_start", "content_block_start", "content_block_delta", "error"]);
-    assert_eq!(actual[3].1, json!({"type": "error", "error": {"type": "api_error", "message": "upstream reset"}}));
+    assert_eq!(names(&actual), ["message_start", "content_block_start", "ping", "content_block_delta", "error"]);
+    assert_eq!(actual[4].1, json!({"type": "error", "error": {"type": "api_error", "message": "upstream reset"}}));
 }
 
 #[test]
@@ -513,6 +514,7 @@ fn stream_without_start_or_finish_still_completes() {
         [
             "message_start",
             "content_block_start",
+            "ping",
             "content_block_delta",
             "content_block_stop",
             "message_delta",
@@ -522,7 +524,7 @@ fn stream_without_start_or_finish_still_completes() {
     assert_eq!(actual[0].1["message"]["model"], "fallback");
     assert_eq!(actual[0].1["message"]["id"], "msg_");
     assert_eq!(actual[1].1["content_block"], json!({"type": "tool_use", "id": "toolu_0", "name": "f", "input": {}}));
-    assert_eq!(actual[4].1["delta"]["stop_reason"], "tool_use");
+    assert_eq!(actual[5].1["delta"]["stop_reason"], "tool_use");
 
     // An empty stream is an empty message.
     let actual = encode_all("m", &[]);
@@ -554,6 +556,7 @@ fn parallel_tool_calls_get_their_own_blocks() {
     let expected: Vec<(String, Option<u64>)> = [
         ("message_start", None),
         ("content_block_start", Some(0)),
+        ("ping", None),
         ("content_block_delta", Some(0)),
         ("content_block_stop", Some(0)),
         ("content_block_start", Some(1)),
@@ -570,7 +573,7 @@ fn parallel_tool_calls_get_their_own_blocks() {
     .map(|(name, index)| (name.to_owned(), index))
     .collect();
     assert_eq!(summary, expected);
-    assert_eq!(actual[9].1["delta"]["partial_json"], "1}");
+    assert_eq!(actual[10].1["delta"]["partial_json"], "1}");
 }
 
 #[test]
@@ -623,6 +626,7 @@ proptest! {
         let mut open: Option<u64> = None;
         let mut opened = 0u64;
         let mut started = false;
+        let mut pings = 0;
         for (position, (name, data)) in actual.iter().enumerate() {
             match name.as_str() {
                 "message_start" => {
@@ -659,6 +663,14 @@ proptest! {
                     prop_assert_eq!(data["usage"]["output_tokens"].as_u64(), Some(last_output.unwrap_or(0)));
                 }
                 "message_stop" => prop_assert_eq!(position, actual.len() - 1),
+                // One ping, right after the first block opens (as Anthropic sends it).
+                "ping" => {
+                    pings += 1;
+                    prop_assert_eq!(pings, 1);
+                    prop_assert_eq!(actual[position - 1].0.as_str(), "content_block_start");
+                    prop_assert_eq!(data["index"].as_u64(), None);
+                    prop_assert_eq!(opened, 1);
+                }
                 "error" => {
                     prop_assert!(errored);
                     prop_assert_eq!(position, actual.len() - 1);

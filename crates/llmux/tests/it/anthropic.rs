@@ -101,6 +101,7 @@ async fn a_streamed_message_is_the_exact_anthropic_event_sequence() {
         [
             "message_start",
             "content_block_start",
+            "ping",
             "content_block_delta",
             "content_block_delta",
             "content_block_stop",
@@ -112,10 +113,11 @@ async fn a_streamed_message_is_the_exact_anthropic_event_sequence() {
         assert_eq!(data["type"], name.as_str(), "the data repeats the event type");
     }
     assert_eq!(events[1].1["content_block"], json!({"type": "text", "text": ""}));
-    assert_eq!(events[2].1["delta"], json!({"type": "text_delta", "text": "Bon"}));
-    assert_eq!(events[3].1["delta"], json!({"type": "text_delta", "text": "jour"}));
-    assert_eq!(events[5].1["delta"]["stop_reason"], "end_turn");
-    assert_eq!(events[5].1["usage"]["output_tokens"], 4);
+    assert_eq!(events[2].1, json!({"type": "ping"}));
+    assert_eq!(events[3].1["delta"], json!({"type": "text_delta", "text": "Bon"}));
+    assert_eq!(events[4].1["delta"], json!({"type": "text_delta", "text": "jour"}));
+    assert_eq!(events[6].1["delta"]["stop_reason"], "end_turn");
+    assert_eq!(events[6].1["usage"]["output_tokens"], 4);
 
     let sent: Value = fake.last().json();
     assert_eq!(sent["stream"], true);
@@ -165,6 +167,42 @@ async fn streamed_tool_calls_become_tool_use_blocks() {
 
     let sent: Value = fake.last().json();
     assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
+}
+
+#[tokio::test]
+async fn a_slow_upstream_gets_ping_keep_alives_without_tripping_the_idle_timeout() {
+    let fake = FakeUpstream::start().await;
+    fake.push(Reply::Sse {
+        events: vec![
+            chunk(json!({"role": "assistant", "content": "slow"}), Value::Null),
+            chunk(json!({"content": " answer"}), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ],
+        usage: Some(usage_chunk(5, 2)),
+        delay: Duration::from_millis(450),
+        cut_after: None,
+    });
+    // Idle timeout 800 ms: keep-alives every 200 ms, and 450 ms gaps are not idle.
+    let gateway = TestGateway::start(&format!(
+        "{}\nidle_timeout_ms = 800\n\n[[models]]\nname = \"claude-ish\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\" }}]\n",
+        fake_provider("fake", &fake.base_url()).trim_end()
+    ))
+    .await;
+    let key = gateway.key().await;
+    let body = json!({"model": "claude-ish", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let response = messages(&gateway, &key, &body).await;
+    assert_eq!(response.status(), 200);
+    let events = events(&response.text().await.unwrap());
+    let pings = events.iter().filter(|(name, _)| name == "ping").count();
+    assert!(pings >= 3, "the first ping and keep-alives in the gaps: {events:?}");
+    assert!(events.iter().filter(|(name, _)| name == "ping").all(|(_, data)| *data == json!({"type": "ping"})));
+    assert_eq!(events.first().map(|(name, _)| name.as_str()), Some("message_start"));
+    assert_eq!(events.last().map(|(name, _)| name.as_str()), Some("message_stop"));
+    let text: String = events.iter().filter_map(|(_, data)| data["delta"]["text"].as_str()).collect();
+    assert_eq!(text, "slow answer");
+    let records = gateway.wait_usage(1).await;
+    assert_eq!(records[0]["status"], 200);
+    assert!(records[0]["error_code"].is_null());
 }
 
 #[tokio::test]
