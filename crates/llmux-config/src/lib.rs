@@ -200,10 +200,11 @@ impl Config {
                 let provider = &self.providers[route.provider];
                 let price = match &route.price {
                     Some(price) => format!(
-                        "in {} / out {} / cached {} {} per 1M",
+                        "in {} / out {} / cached {} / cache write {} {} per 1M",
                         llmux_types::money::format_nanos(price.input),
                         llmux_types::money::format_nanos(price.output),
                         llmux_types::money::format_nanos(price.cached_input),
+                        llmux_types::money::format_nanos(price.cache_write),
                         price.currency
                     ),
                     None => "no price (cost not metered)".to_owned(),

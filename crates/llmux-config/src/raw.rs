@@ -98,5 +98,8 @@ pub struct RawPrice {
     pub input: f64,
     pub output: f64,
     pub cached_input: Option<f64>,
+    /// Price of input tokens written to the prompt cache; defaults to `input` (times
+    /// the provider's cache-write surcharge, 1.25 for Anthropic).
+    pub cache_write_input: Option<f64>,
     pub currency: Option<String>,
 }

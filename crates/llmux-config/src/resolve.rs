@@ -298,7 +298,11 @@ fn resolve_route(raw: &RawRoute, path: &str, providers: &[ProviderSpec], errors:
             let input = amount("input", price.input);
             let output = amount("output", price.output);
             let cached_input = price.cached_input.map_or(input, |value| amount("cached_input", value));
-            Some(Price { input, output, cached_input, currency })
+            let surcharge = providers[provider].preset.cache_write_percent;
+            let cache_write = price
+                .cache_write_input
+                .map_or(input.saturating_mul(surcharge) / 100, |value| amount("cache_write_input", value));
+            Some(Price { input, output, cached_input, cache_write, currency })
         }
         None => providers[provider].preset.price(&raw.model),
     };

@@ -132,6 +132,31 @@ routes = [
         (270_000_000, 1_100_000_000, 70_000_000)
     );
     assert_eq!(overridden.currency, Currency::USD);
+    assert_eq!(overridden.cache_write, overridden.input, "OpenAI does not charge cache writes extra");
+}
+
+#[test]
+fn anthropic_cache_writes_cost_a_quarter_more_unless_overridden() {
+    let text = r#"
+[[providers]]
+name = "claude"
+kind = "anthropic"
+api_key = "k"
+
+[[models]]
+name = "sonnet"
+routes = [
+  { provider = "claude", model = "claude-sonnet-4-6" },
+  { provider = "claude", model = "claude-sonnet-4-6", price = { input = 4, output = 20 } },
+  { provider = "claude", model = "claude-sonnet-4-6", price = { input = 3, output = 15, cache_write_input = 6 } },
+]
+"#;
+    let config = Config::from_toml(text, &env_of(&[])).unwrap();
+    let routes = &config.model("sonnet").unwrap().routes;
+    let builtin = routes[0].price.unwrap();
+    assert_eq!((builtin.input, builtin.cached_input, builtin.cache_write), (3_000_000_000, 300_000_000, 3_750_000_000));
+    assert_eq!(routes[1].price.unwrap().cache_write, 5_000_000_000);
+    assert_eq!(routes[2].price.unwrap().cache_write, 6_000_000_000);
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub struct Preset {
     pub currency: Currency,
     /// Built-in prices per million tokens: (model, input, output, cached input).
     pub prices: &'static [(&'static str, &'static str, &'static str, &'static str)],
+    /// What a token written to the prompt cache costs, in percent of the input price
+    /// (100 where writes are not reported or not charged extra).
+    pub cache_write_percent: i64,
     pub quirks: Quirks,
     /// Environment variable whose presence adds this provider to the zero-config setup.
     pub env_key: Option<&'static str>,
@@ -85,6 +88,7 @@ impl Preset {
             input: parse(input)?,
             output: parse(output)?,
             cached_input: parse(cached)?,
+            cache_write: parse(input)?.saturating_mul(self.cache_write_percent) / 100,
             currency: self.currency,
         })
     }

@@ -129,19 +129,25 @@ pub struct Price {
     pub output: i64,
     /// Price of input tokens read from the prompt cache; defaults to `input`.
     pub cached_input: i64,
+    /// Price of input tokens written to the prompt cache (Anthropic charges 1.25× input
+    /// for its default five-minute cache); defaults to `input`.
+    pub cache_write: i64,
     pub currency: Currency,
 }
 
 impl Price {
-    /// Builds a price from per-million decimal amounts (used by the built-in table).
+    /// A price whose cache writes cost the same as other input.
     pub const fn per_million(input: i64, output: i64, cached_input: i64, currency: Currency) -> Price {
-        Price { input, output, cached_input, currency }
+        Price { input, output, cached_input, cache_write: input, currency }
     }
 
     /// The cost of `usage` at this price. Rounds up to the next nano-unit.
     pub fn cost(&self, usage: &Usage) -> Money {
-        let per_million = i128::from(self.input) * i128::from(usage.uncached_input())
-            + i128::from(self.cached_input) * i128::from(usage.cached_tokens.min(usage.input_tokens))
+        let cached = usage.cached_tokens.min(usage.input_tokens);
+        let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+        let per_million = i128::from(self.input) * i128::from(usage.uncached_unwritten_input())
+            + i128::from(self.cached_input) * i128::from(cached)
+            + i128::from(self.cache_write) * i128::from(written)
             + i128::from(self.output) * i128::from(usage.output_tokens);
         let nanos = (per_million + 999_999) / 1_000_000;
         Money::new(i64::try_from(nanos).unwrap_or(i64::MAX), self.currency)
@@ -176,6 +182,30 @@ mod tests {
             Usage { input_tokens: 1_000_000, cached_tokens: 400_000, output_tokens: 500_000, ..Usage::default() };
         // 600k * 0.27 + 400k * 0.07 + 500k * 1.10 = 0.162 + 0.028 + 0.55 = 0.74
         assert_eq!(price.cost(&usage), Money::new(740_000_000, Currency::USD));
+    }
+
+    #[test]
+    fn cost_prices_cache_writes_apart() {
+        // Anthropic-like: input 3, output 15, cache read 0.3, cache write 3.75 per million.
+        let price = Price {
+            input: 3_000_000_000,
+            output: 15_000_000_000,
+            cached_input: 300_000_000,
+            cache_write: 3_750_000_000,
+            currency: Currency::USD,
+        };
+        let usage = Usage {
+            input_tokens: 1_000_000 + 2_000_000 + 4_000_000,
+            cached_tokens: 2_000_000,
+            cache_write_tokens: 4_000_000,
+            output_tokens: 1_000_000,
+            ..Usage::default()
+        };
+        // 1M × 3 + 2M × 0.3 + 4M × 3.75 + 1M × 15 = 33.6
+        assert_eq!(price.cost(&usage).nanos, 33_600_000_000);
+        // Without a separate write price, writes cost input.
+        let flat = Price::per_million(3_000_000_000, 15_000_000_000, 300_000_000, Currency::USD);
+        assert_eq!(flat.cost(&usage).nanos, 30_600_000_000);
     }
 
     #[test]

@@ -22,8 +22,9 @@ pub static PRESET: Preset = Preset {
     // Anthropic's supported-regions page; operators can override per provider entry.
     regions: &["!CN", "!HK", "!MO", "!RU", "!BY", "!IR", "!KP", "!SY", "!CU"],
     currency: Currency::USD,
-    // Per million tokens: input, output, cache read. Cache writes cost 1.25× (5 min)
-    // or 2× (1 h) input at Anthropic; llmux prices them as input for now.
+    // Per million tokens: input, output, cache read. Cache writes cost 1.25× input for
+    // the default five-minute cache (`cache_write_percent`); one-hour writes cost 2× and
+    // are priced as five-minute ones unless a route overrides `cache_write_input`.
     prices: &[
         ("claude-opus-4-6", "5", "25", "0.5"),
         ("claude-sonnet-4-6", "3", "15", "0.3"),
@@ -31,6 +32,7 @@ pub static PRESET: Preset = Preset {
     ],
     quirks: Quirks { stream_usage: false },
     env_key: Some("ANTHROPIC_API_KEY"),
+    cache_write_percent: 125,
 };
 
 /// The Messages URL of a provider entry.

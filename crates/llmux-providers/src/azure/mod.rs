@@ -26,6 +26,7 @@ pub static PRESET: Preset = Preset {
     prices: &[],
     quirks: Quirks { stream_usage: true },
     env_key: None,
+    cache_write_percent: 100,
 };
 
 /// The request URL for `endpoint` at deployment `deployment`.

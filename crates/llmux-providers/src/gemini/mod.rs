@@ -34,6 +34,7 @@ pub static PRESET: Preset = Preset {
     ],
     quirks: Quirks { stream_usage: false },
     env_key: Some("GEMINI_API_KEY"),
+    cache_write_percent: 100,
 };
 
 /// The URL of a generate call for `model`.

@@ -29,6 +29,7 @@ pub static PRESET: Preset = Preset {
     prices: &[("mock", "0.1", "0.2", "0.05"), ("echo", "0.1", "0.2", "0.05")],
     quirks: Quirks { stream_usage: true },
     env_key: None,
+    cache_write_percent: 100,
 };
 
 /// How the mock answers. Set per provider entry under `mock = { ... }`.

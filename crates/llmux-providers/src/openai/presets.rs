@@ -24,6 +24,7 @@ const fn openai_compatible(kind: &'static str, base_url: &'static str, currency:
         prices: &[],
         quirks: USAGE,
         env_key: None,
+        cache_write_percent: 100,
     }
 }
 

@@ -426,6 +426,9 @@ async fn an_openai_client_reaches_an_anthropic_upstream() {
     assert_eq!(records[0]["cached_tokens"], 30);
     assert_eq!(records[0]["output_tokens"], 7);
     assert_eq!(records[0]["currency"], "USD");
+    // Built-in claude-sonnet-4-6 price: 10 × 3 + 30 cache reads × 0.3 + 5 cache writes
+    // × 3.75 (1.25 × input) + 7 × 15 = 162.75 per million tokens.
+    assert_eq!(records[0]["cost"].to_string(), "0.00016275");
 }
 
 #[tokio::test]
