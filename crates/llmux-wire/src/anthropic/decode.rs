@@ -340,7 +340,16 @@ fn assistant_turn(path: &str, content: Blocks<'_>) -> Result<Message, DecodeErro
                     Some(input) if input.get().trim() != "null" => compact_json(input.get()),
                     _ => "{}".to_owned(),
                 };
-                turn.tool_calls.push(ToolCall { id: call.id, name: call.name, arguments });
+                // A Gemini signature riding in the id (see `tool_ids`) goes back where it
+                // belongs.
+                let (split_id, signature) = match super::tool_ids::split(&call.id) {
+                    (id, Some(signature)) => (Some(id.to_owned()), Some(signature)),
+                    (_, None) => (None, None),
+                };
+                if turn.reasoning_signature.is_none() {
+                    turn.reasoning_signature = signature;
+                }
+                turn.tool_calls.push(ToolCall { id: split_id.unwrap_or(call.id), name: call.name, arguments });
             }
             "thinking" => {
                 let thinking: ThinkingBlock = at(&path, block)?;
@@ -402,7 +411,11 @@ fn tool_result(path: &str, block: &RawValue) -> Result<Message, DecodeError> {
         }
     }
     let mut message = message(Role::Tool, parts);
-    message.tool_call_id = Some(result.tool_use_id);
+    let split_id = match super::tool_ids::split(&result.tool_use_id) {
+        (id, Some(_)) => Some(id.to_owned()),
+        (_, None) => None,
+    };
+    message.tool_call_id = Some(split_id.unwrap_or(result.tool_use_id));
     message.tool_error = result.is_error.unwrap_or(false);
     Ok(message)
 }

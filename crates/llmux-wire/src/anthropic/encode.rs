@@ -8,9 +8,11 @@
 //! canonical model does not know which stop string matched.
 
 use llmux_types::Usage;
-use llmux_types::chat::{ChatResponse, FinishReason, StreamEvent};
+use llmux_types::chat::{ChatResponse, FinishReason, StreamEvent, gemini_signature};
 use serde::Serialize;
 use serde_json::value::RawValue;
+
+use super::tool_ids;
 
 /// The Anthropic `stop_reason` of a canonical finish reason.
 pub fn stop_reason(reason: &FinishReason, made_tool_calls: bool) -> &'static str {
@@ -97,24 +99,28 @@ pub(crate) fn tool_input(arguments: &str) -> Box<RawValue> {
 /// Canonical response -> Anthropic Messages response JSON. Only choice 0 is used.
 pub fn messages_response(response: &ChatResponse) -> Vec<u8> {
     let choice = response.choices.iter().find(|choice| choice.index == 0).or(response.choices.first());
+    let signed_first_call: Option<String>;
     let mut content = Vec::new();
     let mut reason = "end_turn";
     if let Some(choice) = choice {
         let reasoning = choice.reasoning.as_deref().unwrap_or("");
-        if !reasoning.is_empty() || choice.reasoning_signature.is_some() {
-            content.push(BlockWire::Thinking {
-                thinking: reasoning,
-                signature: choice.reasoning_signature.as_deref().unwrap_or(""),
-            });
+        // Gemini's signature rides in the id of the first call (see `tool_ids`), not in
+        // a thinking block.
+        let gemini = choice.reasoning_signature.as_deref().and_then(gemini_signature);
+        let signature = choice.reasoning_signature.as_deref().filter(|_| gemini.is_none());
+        if !reasoning.is_empty() || signature.is_some() {
+            content.push(BlockWire::Thinking { thinking: reasoning, signature: signature.unwrap_or("") });
         }
+        signed_first_call = gemini.and_then(|raw| tool_ids::attach(&choice.tool_calls.first()?.id, raw));
         for data in &choice.redacted_reasoning {
             content.push(BlockWire::RedactedThinking { data });
         }
         if let Some(text) = choice.content.as_deref().filter(|text| !text.is_empty()) {
             content.push(BlockWire::Text { text });
         }
-        for call in &choice.tool_calls {
-            content.push(BlockWire::ToolUse { id: &call.id, name: &call.name, input: tool_input(&call.arguments) });
+        for (position, call) in choice.tool_calls.iter().enumerate() {
+            let id = signed_first_call.as_deref().filter(|_| position == 0).unwrap_or(&call.id);
+            content.push(BlockWire::ToolUse { id, name: &call.name, input: tool_input(&call.arguments) });
         }
         reason = stop_reason(&choice.finish_reason, !choice.tool_calls.is_empty());
     }
@@ -256,6 +262,8 @@ pub struct MessagesStreamEncoder {
     usage: Usage,
     /// Whether the `ping` Anthropic sends after the first `content_block_start` went out.
     pinged: bool,
+    /// A Gemini signature waiting for the tool call it signs.
+    gemini_signature: Option<String>,
 }
 
 impl MessagesStreamEncoder {
@@ -272,6 +280,7 @@ impl MessagesStreamEncoder {
             stop: None,
             usage: Usage::default(),
             pinged: false,
+            gemini_signature: None,
         }
     }
 
@@ -309,6 +318,11 @@ impl MessagesStreamEncoder {
                     write_delta(out, index, DeltaWire::Thinking { thinking: text });
                 }
             }
+            StreamEvent::ReasoningSignature { signature, .. } if gemini_signature(signature).is_some() => {
+                // Rides in the id of the call it signs (see `tool_ids`); one no call
+                // follows is optional for Gemini and has no place here.
+                self.gemini_signature = gemini_signature(signature).map(str::to_owned);
+            }
             StreamEvent::ReasoningSignature { signature, .. } => {
                 let index = self.block(BlockKind::Thinking, out);
                 write_delta(out, index, DeltaWire::Signature { signature });
@@ -340,7 +354,13 @@ impl MessagesStreamEncoder {
                         self.open = Some((index, BlockKind::Tool(*call)));
                         let generated;
                         let id = match id {
-                            Some(id) => id.as_str(),
+                            Some(id) => match self.gemini_signature.take().and_then(|raw| tool_ids::attach(id, &raw)) {
+                                Some(signed) => {
+                                    generated = signed;
+                                    &generated
+                                }
+                                None => id.as_str(),
+                            },
                             None => {
                                 generated = format!("toolu_{index}");
                                 &generated

@@ -22,6 +22,7 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod passthrough;
+mod tool_ids;
 pub mod upstream;
 
 pub use encode::{MessagesStreamEncoder, ping};

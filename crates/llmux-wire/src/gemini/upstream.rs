@@ -56,7 +56,8 @@
 //!   nothing), and from the extensions that both client decoders fill with the OpenAI
 //!   meaning: `presence_penalty` / `frequency_penalty` (numbers, sent verbatim),
 //!   `logprobs: true` -> `responseLogprobs`, `top_logprobs` -> `logprobs`, and
-//!   `reasoning_effort` -> `thinkingConfig` (see `thinking_config`).
+//!   `reasoning_effort` -> `thinkingConfig` (see `thinking_config`), and from the
+//!   Anthropic decoder `thinking` -> `thinkingConfig` (see `anthropic_thinking`).
 //! - Other extensions are not copied (they may come from another dialect and mean
 //!   something else there); `parallel_tool_calls: true` is Gemini's behaviour anyway, but
 //!   `false` cannot be held. Everything dropped is reported by name.
@@ -170,6 +171,15 @@ pub fn generate_content_request(request: &ChatRequest) -> (Vec<u8>, Vec<&'static
                     config.thinking_config = Some(thinking);
                 }) == Some(())
             }
+            // A `reasoning_effort` wins over Anthropic's `thinking` (both cannot come from
+            // one client).
+            "thinking" => {
+                anthropic_thinking(value).map(|thinking| {
+                    if config.thinking_config.is_none() {
+                        config.thinking_config = thinking;
+                    }
+                }) == Some(())
+            }
             // Gemini may always answer with parallel calls: only `true` loses nothing.
             "parallel_tool_calls" => value == "true",
             _ => false,
@@ -244,7 +254,30 @@ fn thinking_config(effort: &str) -> Option<ThinkingConfigWire> {
         "high" | "xhigh" => ("HIGH", Some(true)),
         _ => return None,
     };
-    Some(ThinkingConfigWire { include_thoughts, thinking_level })
+    Some(ThinkingConfigWire { include_thoughts, thinking_level: Some(thinking_level), thinking_budget: None })
+}
+
+/// Anthropic's `thinking` (as an Anthropic client sends it) -> `thinkingConfig`:
+/// `{"type": "enabled", "budget_tokens": n}` -> `thinkingBudget: n` with the thoughts
+/// included, `{"type": "adaptive"}` -> the thoughts included at the model's own budget,
+/// `{"type": "disabled"}` -> Gemini's default (`Some(None)`: held, nothing to send).
+/// `None` for anything else.
+fn anthropic_thinking(value: &str) -> Option<Option<ThinkingConfigWire>> {
+    #[derive(Deserialize)]
+    struct ThinkingIn<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        budget_tokens: Option<u64>,
+    }
+    let thinking: ThinkingIn<'_> = serde_json::from_str(value).ok()?;
+    let include =
+        |thinking_budget| ThinkingConfigWire { include_thoughts: Some(true), thinking_level: None, thinking_budget };
+    match (&*thinking.kind, thinking.budget_tokens) {
+        ("enabled", Some(budget)) => Some(Some(include(Some(budget)))),
+        ("adaptive", _) => Some(Some(include(None))),
+        ("disabled", _) => Some(None),
+        _ => None,
+    }
 }
 
 /// Maps `response_format` into `config`; `false` when it cannot be held.
@@ -506,7 +539,10 @@ impl GenerationConfigWire<'_> {
 struct ThinkingConfigWire {
     #[serde(skip_serializing_if = "Option::is_none")]
     include_thoughts: Option<bool>,
-    thinking_level: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_level: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_budget: Option<u64>,
 }
 
 /// A JSON Schema sent to Gemini: verbatim, or, when its top level has `$schema`, its
@@ -905,11 +941,25 @@ impl SignatureSeen {
 /// The canonical tool call of a `functionCall`: Gemini's `id` when it sent one, else
 /// `call_<ordinal>` (the call's position among the choice's calls; deterministic, the
 /// caller may replace it); arguments as the compact JSON of `args` (`{}` when absent).
-fn tool_call(call: FunctionCallIn<'_>, ordinal: u32) -> ToolCall {
+/// What ids minted for calls Gemini sent without one start with: `call_<responseId>_`
+/// (letters and digits of it), so that the calls of different answers in one
+/// conversation never share an id (Anthropic rejects a conversation that repeats one);
+/// `call_` when the answer has no id.
+fn call_id_prefix(response_id: Option<&str>) -> String {
+    let mut prefix = String::from("call_");
+    let id: String = response_id.unwrap_or("").chars().filter(char::is_ascii_alphanumeric).take(32).collect();
+    if !id.is_empty() {
+        prefix.push_str(&id);
+        prefix.push('_');
+    }
+    prefix
+}
+
+fn tool_call(call: FunctionCallIn<'_>, prefix: &str, ordinal: u32) -> ToolCall {
     ToolCall {
         id: match call.id.filter(|id| !id.is_empty()) {
             Some(id) => id.into_owned(),
-            None => format!("call_{ordinal}"),
+            None => format!("{prefix}{ordinal}"),
         },
         name: call.name.into_owned(),
         arguments: match call.args {
@@ -977,7 +1027,8 @@ pub fn generate_content_response(body: &[u8]) -> Result<ChatResponse, DecodeErro
             finish_reason: FinishReason::ContentFilter,
         }]
     } else {
-        candidates.into_iter().enumerate().map(|(position, candidate)| choice(position, candidate)).collect()
+        let prefix = call_id_prefix(wire.response_id.as_deref());
+        candidates.into_iter().enumerate().map(|(position, candidate)| choice(position, candidate, &prefix)).collect()
     };
     Ok(ChatResponse {
         id: wire.response_id.map(Cow::into_owned).unwrap_or_default(),
@@ -988,7 +1039,7 @@ pub fn generate_content_response(body: &[u8]) -> Result<ChatResponse, DecodeErro
     })
 }
 
-fn choice(position: usize, candidate: CandidateIn<'_>) -> Choice {
+fn choice(position: usize, candidate: CandidateIn<'_>, prefix: &str) -> Choice {
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut signature = None;
@@ -1001,7 +1052,7 @@ fn choice(position: usize, candidate: CandidateIn<'_>) -> Choice {
         let on_call = part.function_call.is_some();
         if let Some(call) = part.function_call {
             let ordinal = u32::try_from(tool_calls.len()).unwrap_or(u32::MAX);
-            tool_calls.push(tool_call(call, ordinal));
+            tool_calls.push(tool_call(call, prefix, ordinal));
         }
         if let Some(part_signature) = part.thought_signature.filter(|signature| !signature.is_empty())
             && seen.take(on_call)
@@ -1039,7 +1090,7 @@ struct ChoiceState {
 /// - Per candidate (choice = its `index`, its position when absent), per part in order:
 ///   text -> `Text` (`Reasoning` when `thought: true`; empty text yields nothing);
 ///   `functionCall` -> one complete `ToolCall` (Gemini sends each call whole) with `id`
-///   (Gemini's, else `call_<n>`), `name` and the full arguments, `index` counting the
+///   (Gemini's, else `call_<responseId>_<n>`), `name` and the full arguments, `index` counting the
 ///   choice's calls from 0; a `thoughtSignature` -> `ReasoningSignature` (prefixed with
 ///   `GEMINI_SIGNATURE_PREFIX`) before a `functionCall` part's event and after a text
 ///   part's, for the first signature of the choice and for a later one on a
@@ -1059,6 +1110,8 @@ pub struct StreamDecoder {
     started: bool,
     usage: UsageState,
     choices: Vec<ChoiceState>,
+    /// See `call_id_prefix` (from the first chunk's `responseId`).
+    call_prefix: String,
 }
 
 impl StreamDecoder {
@@ -1080,6 +1133,7 @@ impl StreamDecoder {
         }
         if !self.started {
             self.started = true;
+            self.call_prefix = call_id_prefix(chunk.response_id.as_deref());
             events.push(StreamEvent::Start {
                 id: chunk.response_id.map(Cow::into_owned).unwrap_or_default(),
                 model: chunk.model_version.map(Cow::into_owned).unwrap_or_default(),
@@ -1088,6 +1142,8 @@ impl StreamDecoder {
         }
         let candidates = chunk.candidates.unwrap_or_default();
         let blocked = candidates.is_empty() && chunk.prompt_feedback.is_some_and(|f| f.block_reason.is_some());
+        // Taken out (not cloned) while the choices are borrowed, put back below.
+        let prefix = std::mem::take(&mut self.call_prefix);
         for (position, candidate) in candidates.into_iter().enumerate() {
             let choice = candidate.index.unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX));
             let state = self.choice(choice);
@@ -1115,7 +1171,7 @@ impl StreamDecoder {
                 if let Some(call) = part.function_call {
                     let index = state.tools;
                     state.tools += 1;
-                    let ToolCall { id, name, arguments } = tool_call(call, index);
+                    let ToolCall { id, name, arguments } = tool_call(call, &prefix, index);
                     events.push(StreamEvent::ToolCall { choice, index, id: Some(id), name: Some(name), arguments });
                 }
                 events.extend(after);
@@ -1127,6 +1183,7 @@ impl StreamDecoder {
                 events.push(StreamEvent::Finish { choice, reason: finish_reason(Some(&reason), state.tools > 0) });
             }
         }
+        self.call_prefix = prefix;
         if blocked {
             let state = self.choice(0);
             if !state.finished {

@@ -275,7 +275,8 @@ fn extension_mapping_and_reporting() {
     };
     let body = String::from_utf8(generate_content_request(&request).0).unwrap();
     assert!(body.contains(r#""generationConfig":{"presencePenalty":1e-1,"frequencyPenalty":2}"#), "{body}");
-    // Anthropic's `thinking` and the other dialect-specific keys are not guessed at.
+    // Anthropic's `thinking` becomes a thinking budget; other dialect-specific keys are
+    // not guessed at.
     let (config_value, dropped) = config(&[
         ("thinking", r#"{"type":"enabled","budget_tokens":2048}"#),
         ("safety_identifier", r#""s""#),
@@ -283,8 +284,18 @@ fn extension_mapping_and_reporting() {
         ("zz_unknown", "1"),
         ("aa_unknown", "1"),
     ]);
-    assert_eq!(config_value, Value::Null);
-    assert_eq!(dropped, ["extensions", "safety_identifier", "store", "thinking"]);
+    assert_eq!(config_value, json!({"thinkingConfig": {"includeThoughts": true, "thinkingBudget": 2048}}));
+    assert_eq!(dropped, ["extensions", "safety_identifier", "store"]);
+    let (config_value, dropped) = config(&[("thinking", r#"{"type":"adaptive"}"#)]);
+    assert_eq!(config_value, json!({"thinkingConfig": {"includeThoughts": true}}));
+    assert!(dropped.is_empty());
+    let (config_value, dropped) = config(&[("thinking", r#"{"type":"disabled"}"#)]);
+    assert_eq!((config_value, dropped.is_empty()), (Value::Null, true));
+    let (_, dropped) = config(&[("thinking", r#"{"type":"enabled"}"#)]);
+    assert_eq!(dropped, ["thinking"], "enabled without a budget is not an Anthropic request");
+    // An effort wins over a budget.
+    let (config_value, _) = config(&[("reasoning_effort", r#""low""#), ("thinking", r#"{"type":"adaptive"}"#)]);
+    assert_eq!(config_value["thinkingConfig"]["thinkingLevel"], "LOW");
 }
 
 #[test]
@@ -471,7 +482,7 @@ fn function_call_response() {
             // Gemini's id kept; arguments compact, key order and number spelling kept.
             call("8f2b1c0d", "get_weather", r#"{"city":"Paris","units":{"z":1,"a":2.50}}"#),
             // No id from Gemini: generated from the call's position.
-            call("call_1", "now", "{}"),
+            call("call_kz5LaNm3H6qGz7IP2bqJ8Qs_1", "now", "{}"),
         ]
     );
     assert_eq!(choice.reasoning_signature.as_deref(), Some("gemini:CpwCAdHtim9Ssn0QeV6V7ZKpqQ7yZPMl0p1sCw=="));
@@ -702,7 +713,7 @@ fn expected_transcript_events() -> Vec<StreamEvent> {
         StreamEvent::ToolCall {
             choice: 0,
             index: 1,
-            id: Some("call_1".into()),
+            id: Some("call_Vx9LaPqZBdGSz7IP0f2R8QM_1".into()),
             name: Some("now".into()),
             arguments: "{}".into(),
         },
@@ -753,7 +764,7 @@ fn transcript_through_the_openai_encoder() {
     assert_eq!(calls[0]["function"]["name"], "get_weather");
     assert_eq!(calls[0]["function"]["arguments"], r#"{"city":"Paris"}"#);
     assert_eq!(calls[1]["index"], 1);
-    assert_eq!(calls[1]["id"], "call_1");
+    assert_eq!(calls[1]["id"], "call_Vx9LaPqZBdGSz7IP0f2R8QM_1");
     let finishes: Vec<&Value> = chunks
         .iter()
         .flat_map(|chunk| chunk["choices"].as_array().unwrap())
@@ -1258,7 +1269,7 @@ proptest! {
         let sent_calls: Vec<&Value> = model_parts.iter().filter(|part| part.get("functionCall").is_some()).collect();
         prop_assert_eq!(sent_calls.len(), calls.len());
         for (at, (sent, (id, name, args))) in sent_calls.iter().zip(&calls).enumerate() {
-            let expected_id = id.clone().unwrap_or_else(|| format!("call_{at}"));
+            let expected_id = id.clone().unwrap_or_else(|| format!("call_r_{at}"));
             prop_assert_eq!(&sent["functionCall"]["id"], &json!(expected_id));
             prop_assert_eq!(&sent["functionCall"]["name"], &json!(name));
             prop_assert_eq!(&sent["functionCall"]["args"], args);
@@ -1502,4 +1513,61 @@ fn streamed_gemini_signatures_ride_on_the_first_fragment_of_the_call() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0]["extra_content"], json!({"google": {"thought_signature": "c2ln"}}));
     assert!(calls[1].get("extra_content").is_none());
+}
+
+#[test]
+fn gemini_signatures_ride_in_anthropic_tool_use_ids_and_come_back() {
+    let answer = generate_content_response(fixture("function_call")).unwrap();
+    let signature = answer.choices[0].reasoning_signature.clone().unwrap();
+    let raw = signature.strip_prefix("gemini:").unwrap().to_owned();
+    let first_id = answer.choices[0].tool_calls[0].id.clone();
+
+    // Complete answer: no thinking block for it; the first tool_use id carries it.
+    let message: Value = serde_json::from_slice(&crate::anthropic::encode::messages_response(&answer)).unwrap();
+    let blocks = message["content"].as_array().unwrap();
+    assert!(blocks.iter().all(|block| block["type"] != "thinking" || block["signature"] == ""), "{blocks:?}");
+    let tool_uses: Vec<&Value> = blocks.iter().filter(|block| block["type"] == "tool_use").collect();
+    let signed_id = tool_uses[0]["id"].as_str().unwrap().to_owned();
+    assert!(signed_id.starts_with(&format!("{first_id}__gsig")), "{signed_id}");
+    assert!(signed_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'), "Anthropic's id pattern");
+    assert!(tool_uses[1..].iter().all(|block| !block["id"].as_str().unwrap().contains("__gsig")));
+
+    // Streamed: the same id.
+    let mut encoder = crate::anthropic::encode::MessagesStreamEncoder::new("m");
+    let mut out = Vec::new();
+    for event in [
+        StreamEvent::Text { choice: 0, text: "Checking.".into() },
+        StreamEvent::ReasoningSignature { choice: 0, signature: signature.clone() },
+        StreamEvent::ToolCall {
+            choice: 0,
+            index: 0,
+            id: Some(first_id.clone()),
+            name: Some("f".into()),
+            arguments: "{}".into(),
+        },
+        StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
+    ] {
+        encoder.encode(&event, &mut out);
+    }
+    encoder.finish(&mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("\"thinking\""), "no thinking block after text: {text}");
+    assert!(text.contains(&format!("\"id\":\"{signed_id}\"")), "{text}");
+
+    // The client sends the turn and its tool result back; Gemini gets its signature and
+    // the plain ids.
+    let next = json!({"model": "m", "max_tokens": 100, "messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": signed_id, "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": signed_id, "content": "sunny"}]},
+    ]});
+    let request = crate::anthropic::decode::messages_request(next.to_string().as_bytes()).unwrap();
+    assert_eq!(request.messages[1].tool_calls[0].id, first_id);
+    assert_eq!(request.messages[1].reasoning_signature.as_deref(), Some(signature.as_str()));
+    assert_eq!(request.messages[2].tool_call_id.as_deref(), Some(first_id.as_str()));
+    let (sent, _) = generate_content_request(&request);
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(sent["contents"][1]["parts"][0]["thoughtSignature"], json!(raw));
+    assert_eq!(sent["contents"][1]["parts"][0]["functionCall"]["id"], json!(first_id));
+    assert_eq!(sent["contents"][2]["parts"][0]["functionResponse"]["id"], json!(first_id));
 }
