@@ -1,10 +1,12 @@
-"""Fixtures for the OpenAI SDK conformance suite.
+"""Fixtures for the SDK conformance suites.
 
 The suite drives the real `llmux` binary (env `LLMUX_BIN`, default
-`target/debug/llmux`) with the official `openai` Python SDK. Upstream traffic
-goes to a fake OpenAI-compatible server written here with the standard library,
-which records every request it receives so tests can assert on what the gateway
-actually sent.
+`target/debug/llmux`) with the official `openai` and `anthropic` Python SDKs.
+Upstream traffic goes to one fake server written here with the standard library
+that speaks OpenAI Chat Completions, Anthropic Messages and the Gemini API
+(`/v1beta/models/{model}:generateContent`), validates bodies the way those APIs
+would, and records every request it receives so tests can assert on what the
+gateway actually sent.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import subprocess
 import threading
 import time
 import uuid
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -74,7 +77,8 @@ class Recorded:
 
 
 class FakeUpstream:
-    """An OpenAI-compatible server whose behaviour is chosen by the request's `model`."""
+    """One server for three dialects (OpenAI, Anthropic, Gemini) whose behaviour is chosen by
+    the request's model: the body's `model`, or for Gemini the model in the URL."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -105,6 +109,8 @@ class FakeUpstream:
                     upstream._messages(self, body)
                 elif path == "/v1/embeddings":
                     upstream._embeddings(self, body)
+                elif GEMINI_PATH.fullmatch(path):
+                    upstream._gemini(self, body)
                 else:
                     self._json(404, {"error": {"message": f"no route {path}", "type": "invalid_request_error", "param": None, "code": None}})
 
@@ -151,6 +157,16 @@ class FakeUpstream:
                     self.wfile.flush()
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
+
+            def _gemini_sse(self, chunks: list[dict]) -> None:
+                """Google-style SSE: CRLF framing, `data:` lines only, no terminator (the end is the close)."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                for chunk in chunks:
+                    self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n")
+                    self.wfile.flush()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -369,6 +385,71 @@ class FakeUpstream:
             {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
         )
 
+    def _gemini(self, handler: Any, body: dict) -> None:
+        """A Gemini API server (`generateContent` / `streamGenerateContent?alt=sse`): checks
+        the body as Google would, then answers as the model in the URL behaves
+        (`GEMINI_MODELS`). A request whose last content holds function responses is always
+        answered with text quoting the tool output."""
+        path = urllib.parse.urlsplit(handler.path).path
+        model, method = GEMINI_PATH.fullmatch(path).groups()
+        problems = gemini_body_problems(body, handler.headers, handler.path)
+        if problems:
+            handler._json(400, google_error(400, "; ".join(problems), "INVALID_ARGUMENT"))
+            return
+        behaviour = GEMINI_MODELS.get(model)
+        if behaviour is None:
+            handler._json(404, google_error(404, f"models/{model} is not found for API version v1beta, or is not supported for {method}.", "NOT_FOUND"))
+            return
+        if behaviour == "busy":
+            handler._json(429, GEMINI_429_BODY)
+            return
+        declared = {
+            declaration.get("name")
+            for tool in body.get("tools") or []
+            for declaration in tool.get("functionDeclarations") or []
+        }
+        outputs = [part["functionResponse"]["response"] for part in body["contents"][-1]["parts"] if "functionResponse" in part]
+        if outputs:
+            answer = GEMINI_TOOL_ANSWER + "; ".join(gemini_tool_output(output) for output in outputs)
+            middle = len(answer) // 2
+            steps = [[{"text": answer[:middle]}], [{"text": answer[middle:]}]]
+        elif behaviour in ("tools", "parallel") and TOOL_NAME in declared:
+            # Gemini 3 signs the first functionCall part of a step, and only that one.
+            steps = [[{"functionCall": {"name": TOOL_NAME, "args": {"city": "Paris"}}, "thoughtSignature": GEMINI_SIGNATURE}]]
+            if behaviour == "parallel":
+                steps.append([{"functionCall": {"name": TOOL_NAME, "args": {"city": "Tokyo"}}}])
+            # A final chunk with no parts carries the finish reason.
+            steps.append([])
+        else:
+            steps = [[{"text": piece}] for piece in GEMINI_PIECES]
+            if behaviour == "thinking":
+                steps.insert(0, [{"text": GEMINI_THOUGHT, "thought": True}])
+            # Gemini 3 ends a text answer with an empty text part that carries a signature.
+            steps.append([{"text": "", "thoughtSignature": GEMINI_TEXT_SIGNATURE}])
+        response_id = "gemini-fake-" + uuid.uuid4().hex[:12]
+
+        def response(parts: list[dict], usage: dict, finished: bool) -> dict:
+            candidate: dict = {"content": {"role": "model", "parts": parts} if parts else {"role": "model"}, "index": 0}
+            if finished:
+                candidate["finishReason"] = "STOP"
+            return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": response_id}
+
+        if method == "generateContent":
+            parts = [dict(part) for step in steps for part in step]
+            merged: list[dict] = []
+            for part in parts:
+                # Whole answers hold one text part per run of text (the signature on its last one).
+                if merged and set(part) <= {"text", "thoughtSignature"} and set(merged[-1]) <= {"text", "thoughtSignature"} \
+                        and "thoughtSignature" not in merged[-1]:
+                    merged[-1] = {**merged[-1], **part, "text": merged[-1]["text"] + part["text"]}
+                else:
+                    merged.append(part)
+            handler._json(200, response(merged, gemini_usage(1, 1), True))
+            return
+        handler._gemini_sse(
+            [response(step, gemini_usage(number, len(steps)), number == len(steps)) for number, step in enumerate(steps, 1)]
+        )
+
 
 ANTHROPIC_USAGE = {"input_tokens": 20, "cache_read_input_tokens": 8, "cache_creation_input_tokens": 2, "output_tokens": 9}
 THINKING_TEXT = "The user wants weather for two cities."
@@ -401,12 +482,233 @@ def anthropic_body_problems(body: dict, headers: Any) -> list[str]:
         for block in blocks:
             if block.get("type") == "text" and not block.get("text"):
                 problems.append(f"messages.{index}: text content blocks must be non-empty")
+            if block.get("type") == "thinking" and block.get("signature") != THINKING_SIGNATURE:
+                # Anthropic checks every signature it is sent back; it minted only this one.
+                problems.append(f"messages.{index}: Invalid `signature` in `thinking` block")
     for tool in body.get("tools") or []:
         if set(tool) - {"name", "description", "input_schema", "cache_control"} or "input_schema" not in tool:
             problems.append(f"tools: {tool} is not an Anthropic tool")
     for field_name in ("stream_options", "n", "response_format", "seed"):
         if field_name in body:
             problems.append(f"{field_name}: Extra inputs are not permitted")
+    return problems
+
+
+# --------------------------------------------------------------------------------------
+# The fake Gemini API
+# --------------------------------------------------------------------------------------
+
+GEMINI_PATH = re.compile(r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)")
+# The upstream model in the URL -> how the fake answers.
+GEMINI_MODELS = {
+    "gemini-3-pro-preview": "text",
+    "gemini-fake-thinking": "thinking",
+    "gemini-fake-tools": "tools",
+    "gemini-fake-parallel": "parallel",
+    "gemini-fake-busy": "busy",
+}
+# The signature the fake puts on the first functionCall part it returns; Gemini 3 wants it
+# back on that part (400 otherwise).
+GEMINI_SIGNATURE = "Z2VtaW5pLXNpZy0wMDE="
+# The signature on the (empty) last text part of a text answer: optional to send back.
+GEMINI_TEXT_SIGNATURE = "Z2VtaW5pLXRleHQtc2lnLTAwMg=="
+GEMINI_TEXT = "Bonjour from fake Gemini"
+GEMINI_PIECES = ["Bonjour", " from", " fake", " Gemini"]
+GEMINI_THOUGHT = "The user wants a short greeting."
+GEMINI_TOOL_ANSWER = "Gemini read the tool output: "
+# Final counters of every answer. Gemini 3 always thinks (thoughts are billed as output
+# even when no thought text is returned); candidatesTokenCount excludes thoughts.
+GEMINI_PROMPT_TOKENS = 21
+GEMINI_CANDIDATES_TOKENS = 6
+GEMINI_THOUGHTS_TOKENS = 4
+GEMINI_RETRY_DELAY_S = 17
+GEMINI_429_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
+GEMINI_429_BODY = {
+    "error": {
+        "code": 429,
+        "message": GEMINI_429_MESSAGE,
+        "status": "RESOURCE_EXHAUSTED",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                                "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}],
+            },
+            {"@type": "type.googleapis.com/google.rpc.Help",
+             "links": [{"description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{GEMINI_RETRY_DELAY_S}s"},
+        ],
+    }
+}
+
+GEMINI_TOP_LEVEL = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings", "cachedContent", "labels"}
+GEMINI_PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode", "codeExecutionResult"}
+GEMINI_PART_META = {"thought", "thoughtSignature", "videoMetadata", "partMetadata", "mediaResolution"}
+GEMINI_DECLARATION_KEYS = {"name", "description", "parameters", "parametersJsonSchema", "response", "responseJsonSchema", "behavior"}
+GEMINI_GENERATION_KEYS = {
+    "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema", "responseModalities", "candidateCount",
+    "maxOutputTokens", "temperature", "topP", "topK", "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs",
+    "logprobs", "enableEnhancedCivicAnswers", "speechConfig", "thinkingConfig", "imageConfig", "mediaResolution",
+}
+GEMINI_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+
+
+def google_error(code: int, message: str, status: str) -> dict:
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
+def gemini_usage(step: int, steps: int) -> dict:
+    """usageMetadata of chunk `step` of `steps`: running totals (thoughts come first)."""
+    candidates = GEMINI_CANDIDATES_TOKENS if step == steps else max(1, GEMINI_CANDIDATES_TOKENS * step // steps)
+    return {
+        "promptTokenCount": GEMINI_PROMPT_TOKENS,
+        "candidatesTokenCount": candidates,
+        "thoughtsTokenCount": GEMINI_THOUGHTS_TOKENS,
+        "totalTokenCount": GEMINI_PROMPT_TOKENS + candidates + GEMINI_THOUGHTS_TOKENS,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": GEMINI_PROMPT_TOKENS}],
+    }
+
+
+def gemini_tool_output(response: dict) -> str:
+    output = response.get("output")
+    return output if isinstance(output, str) and len(response) == 1 else json.dumps(response, sort_keys=True)
+
+
+def _camel(name: str) -> str:
+    """Google's JSON parser takes proto field names in lowerCamelCase or snake_case."""
+    head, *rest = name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _is_base64(value: Any) -> bool:
+    """A proto `bytes` value in JSON: base64, standard or URL-safe, padding optional."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9+/_-]+={0,2}", value):
+        return False
+    try:
+        base64.urlsafe_b64decode(value.rstrip("=").replace("+", "-").replace("/", "_") + "=" * (-len(value.rstrip("=")) % 4))
+    except ValueError:
+        return False
+    return True
+
+
+def gemini_body_problems(body: dict, headers: Any, path: str) -> list[str]:
+    """What the real Gemini API would reject in a `generateContent` request (the subset the tests rely on)."""
+    problems = []
+    if headers.get("x-goog-api-key") != UPSTREAM_KEY:
+        problems.append("API key not valid. Please pass a valid API key. (x-goog-api-key)")
+    if headers.get("authorization") is not None:
+        problems.append("an Authorization header is OAuth, not the API key: do not send one with x-goog-api-key")
+    url = urllib.parse.urlsplit(path)
+    if url.path.endswith(":streamGenerateContent") and urllib.parse.parse_qs(url.query).get("alt") != ["sse"]:
+        problems.append("streamGenerateContent without alt=sse answers a JSON array, not SSE: alt=sse is required")
+
+    for name in body:
+        if _camel(name) not in GEMINI_TOP_LEVEL:
+            problems.append(f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.')
+
+    system = body.get("systemInstruction")
+    if system is not None:
+        if not isinstance(system, dict) or system.get("role") not in (None, "system", "user"):
+            problems.append(f"systemInstruction: role must be absent, system or user: {system}")
+        elif not system.get("parts") or any(not isinstance(part.get("text"), str) or not part["text"] for part in system["parts"]):
+            problems.append("systemInstruction: parts must be non-empty text parts")
+
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        problems.append("* GenerateContentRequest.contents: contents is not specified")
+        return problems
+    if contents[0].get("role") != "user":
+        problems.append("contents[0]: Please ensure that multiturn requests start with a user turn.")
+    previous_calls: list[dict] = []
+    for index, content in enumerate(contents):
+        role = content.get("role")
+        where = f"contents[{index}]"
+        if role not in ("user", "model"):
+            problems.append(f"{where}.role: Please use a valid role: user, model (got {role!r}).")
+        if index and role == contents[index - 1].get("role"):
+            problems.append(f"{where}: Please ensure that multiturn requests alternate between user and model.")
+        for name in content:
+            if name not in ("role", "parts"):
+                problems.append(f'{where}: Unknown name "{name}": Cannot find field.')
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts:
+            problems.append(f"{where}.parts: must not be empty.")
+            parts = []
+        calls: list[tuple[int, dict, dict]] = []
+        responses: list[dict] = []
+        for number, part in enumerate(parts):
+            at = f"{where}.parts[{number}]"
+            data = [name for name in part if _camel(name) in GEMINI_PART_DATA]
+            unknown = [name for name in part if _camel(name) not in GEMINI_PART_DATA | GEMINI_PART_META]
+            if unknown:
+                problems.append(f'{at}: Unknown name "{unknown[0]}": Cannot find field.')
+            if len(data) != 1:
+                problems.append(f"{at}: a part must hold exactly one of {sorted(GEMINI_PART_DATA)} (got {data})")
+            if "thoughtSignature" in part and not _is_base64(part["thoughtSignature"]):
+                problems.append(f"{at}.thought_signature: Invalid value (TYPE_BYTES), {part['thoughtSignature']!r}")
+            if "text" in part and (not isinstance(part["text"], str) or not part["text"]):
+                problems.append(f"{at}: Unable to submit request because it has an empty text parameter. Add a value to the parameter and try again.")
+            if "functionCall" in part:
+                call = part["functionCall"]
+                if role != "model":
+                    problems.append(f"{at}: functionCall parts are only allowed in model turns")
+                if not isinstance(call, dict) or set(call) - {"id", "name", "args"} or not isinstance(call.get("name"), str) \
+                        or not isinstance(call.get("args", {}), dict):
+                    problems.append(f"{at}.function_call: Invalid value: {call}")
+                else:
+                    calls.append((number, call, part))
+            if "functionResponse" in part:
+                response = part["functionResponse"]
+                if not isinstance(response, dict) or set(response) - {"id", "name", "response", "willContinue", "scheduling", "parts"}:
+                    problems.append(f"{at}.function_response: Invalid value: {response}")
+                    continue
+                if not isinstance(response.get("response"), dict):
+                    problems.append(f"{at}.function_response.response: Invalid value (type.googleapis.com/google.protobuf.Struct), {response.get('response')!r}")
+                responses.append(response)
+        if calls:
+            number, call, part = calls[0]
+            if part.get("thoughtSignature") != GEMINI_SIGNATURE:
+                problems.append(
+                    f"{where}: Function call is missing a thought_signature in functionCall parts. This is required for tools "
+                    f"to work correctly, and missing thought_signature may lead to degraded model performance. Additional data, "
+                    f"function call `default_api:{call.get('name')}` , position {number + 1}. (thoughtSignature: {part.get('thoughtSignature')!r})"
+                )
+        if previous_calls or responses:
+            if len(responses) != len(previous_calls):
+                problems.append(
+                    f"{where}: Please ensure that the number of function response parts ({len(responses)}) is equal to the number "
+                    f"of function call parts of the function call turn ({len(previous_calls)})."
+                )
+            names = {call.get("name") for call in previous_calls}
+            ids = {call.get("id") for call in previous_calls if call.get("id")}
+            for response in responses:
+                if response.get("name") not in names:
+                    problems.append(f"{where}: functionResponse name {response.get('name')!r} matches no functionCall of the model turn before ({sorted(names)})")
+                if response.get("id") and ids and response["id"] not in ids:
+                    problems.append(f"{where}: functionResponse id {response['id']!r} matches no functionCall id ({sorted(ids)})")
+        previous_calls = [call for _, call, _ in calls]
+
+    for tool in body.get("tools") or []:
+        for declaration in tool.get("functionDeclarations") or []:
+            if set(declaration) - GEMINI_DECLARATION_KEYS:
+                problems.append(f"tools: Unknown name(s) {sorted(set(declaration) - GEMINI_DECLARATION_KEYS)} in function declaration")
+            if not GEMINI_FUNCTION_NAME.fullmatch(str(declaration.get("name"))):
+                problems.append(f"tools: invalid function name {declaration.get('name')!r}")
+            if "parameters" in declaration and "parametersJsonSchema" in declaration:
+                problems.append("tools: parameters and parametersJsonSchema are mutually exclusive")
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    if calling:
+        if calling.get("mode") not in ("AUTO", "ANY", "NONE", "VALIDATED", "MODE_UNSPECIFIED"):
+            problems.append(f"toolConfig.functionCallingConfig.mode: Invalid value {calling.get('mode')!r}")
+        if calling.get("allowedFunctionNames") and calling.get("mode") not in ("ANY", "VALIDATED"):
+            problems.append("toolConfig.functionCallingConfig: allowedFunctionNames needs mode ANY")
+    generation = body.get("generationConfig") or {}
+    for name in generation:
+        if _camel(name) not in GEMINI_GENERATION_KEYS:
+            problems.append(f'generationConfig: Unknown name "{name}": Cannot find field.')
+    thinking = generation.get("thinkingConfig") or {}
+    if "thinkingLevel" in thinking and "thinkingBudget" in thinking:
+        problems.append("thinkingConfig: You can't use both thinking_level and the legacy thinking_budget parameter in the same request.")
     return problems
 
 
@@ -469,6 +771,13 @@ api_key = "{UPSTREAM_KEY}"
 timeout_ms = 15000
 
 [[providers]]
+name = "google"
+kind = "gemini"
+base_url = "http://127.0.0.1:{upstream.port}"
+api_key = "{UPSTREAM_KEY}"
+timeout_ms = 15000
+
+[[providers]]
 name = "mock"
 kind = "mock"
 mock = {{ chunk_chars = 4, chunk_delay_ms = 0 }}
@@ -504,10 +813,33 @@ routes = [{{ provider = "mock", model = "echo" }}]
 [[models]]
 name = "embed"
 routes = [{{ provider = "fake", model = "fake-embed" }}]
+
+[[models]]
+name = "gemini"
+routes = [{{ provider = "google", model = "gemini-3-pro-preview" }}]
+
+[[models]]
+name = "gemini-thinking"
+routes = [{{ provider = "google", model = "gemini-fake-thinking" }}]
+
+[[models]]
+name = "gemini-tools"
+routes = [{{ provider = "google", model = "gemini-fake-tools" }}]
+
+[[models]]
+name = "gemini-parallel"
+routes = [{{ provider = "google", model = "gemini-fake-parallel" }}]
+
+[[models]]
+name = "gemini-busy"
+routes = [{{ provider = "google", model = "gemini-fake-busy" }}]
 """
 
 
-CONFIGURED_MODELS = ["chat", "tools", "bad", "broken", "sonnet", "sonnet-tools", "mockchat", "embed"]
+CONFIGURED_MODELS = [
+    "chat", "tools", "bad", "broken", "sonnet", "sonnet-tools", "mockchat", "embed",
+    "gemini", "gemini-thinking", "gemini-tools", "gemini-parallel", "gemini-busy",
+]
 
 
 def _resolve_bin() -> Path:
