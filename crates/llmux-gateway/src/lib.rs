@@ -399,7 +399,11 @@ enum Success {
     /// byte; `strip_usage` drops the usage chunk llmux asked for when the client did not.
     Upstream { response: llmux_providers::client::UpstreamResponse, idle: Duration, strip_usage: bool },
     /// Canonical events to encode (the mock).
-    Events { events: Vec<llmux_types::chat::StreamEvent>, delay: Duration, encoder: Box<dyn relay::EventEncoder> },
+    Events {
+        events: Vec<llmux_types::chat::StreamEvent<'static>>,
+        delay: Duration,
+        encoder: Box<dyn relay::EventEncoder>,
+    },
     /// An OpenAI-dialect upstream stream to decode and re-encode for the client.
     Translated {
         response: llmux_providers::client::UpstreamResponse,
@@ -747,13 +751,14 @@ impl relay::Translator for AnthropicPassthrough {
         frame: &[u8],
         data: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<Vec<llmux_types::chat::StreamEvent>, String> {
-        let events = self.decoder.decode(data).map_err(|error| error.message)?;
+        observe: &mut dyn FnMut(&llmux_types::chat::StreamEvent<'_>),
+    ) -> Result<(), String> {
+        self.decoder.decode_with(data, &mut |event| observe(&event)).map_err(|error| error.message)?;
         out.extend_from_slice(frame);
-        Ok(events)
+        Ok(())
     }
 
-    fn event(&mut self, event: &llmux_types::chat::StreamEvent, out: &mut Vec<u8>) {
+    fn event(&mut self, event: &llmux_types::chat::StreamEvent<'_>, out: &mut Vec<u8>) {
         if let llmux_types::chat::StreamEvent::Error { message } = event {
             llmux_wire::anthropic::passthrough::error_event("api_error", message, out);
         }
@@ -802,20 +807,23 @@ impl relay::Translator for TranslatingEncoder {
         _frame: &[u8],
         data: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<Vec<llmux_types::chat::StreamEvent>, String> {
-        let events = match &mut self.decoder {
-            UpstreamDecoder::OpenAi(decoder) => decoder.decode(data),
-            UpstreamDecoder::Anthropic(decoder) => decoder.decode(data),
-            UpstreamDecoder::Gemini(decoder) => decoder.decode(data),
+        observe: &mut dyn FnMut(&llmux_types::chat::StreamEvent<'_>),
+    ) -> Result<(), String> {
+        // Each event is encoded and metered as it is decoded, borrowing from `data`.
+        let encoder = &mut self.encoder;
+        let mut emit = |event: llmux_types::chat::StreamEvent<'_>| {
+            encoder.encode(&event, out);
+            observe(&event);
+        };
+        match &mut self.decoder {
+            UpstreamDecoder::OpenAi(decoder) => decoder.decode_with(data, &mut emit),
+            UpstreamDecoder::Anthropic(decoder) => decoder.decode_with(data, &mut emit),
+            UpstreamDecoder::Gemini(decoder) => decoder.decode_with(data, &mut emit),
         }
-        .map_err(|error| error.message)?;
-        for event in &events {
-            self.encoder.encode(event, out);
-        }
-        Ok(events)
+        .map_err(|error| error.message)
     }
 
-    fn event(&mut self, event: &llmux_types::chat::StreamEvent, out: &mut Vec<u8>) {
+    fn event(&mut self, event: &llmux_types::chat::StreamEvent<'_>, out: &mut Vec<u8>) {
         self.encoder.encode(event, out);
     }
 
@@ -901,7 +909,7 @@ fn estimate_input_tokens(request: &llmux_types::chat::ChatRequest) -> u64 {
 struct Prerendered(Option<Bytes>);
 
 impl relay::EventEncoder for Prerendered {
-    fn encode(&mut self, _event: &llmux_types::chat::StreamEvent, out: &mut Vec<u8>) {
+    fn encode(&mut self, _event: &llmux_types::chat::StreamEvent<'_>, out: &mut Vec<u8>) {
         if let Some(body) = self.0.take() {
             out.extend_from_slice(&body);
         }

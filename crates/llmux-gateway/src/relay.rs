@@ -183,14 +183,14 @@ pub fn openai_passthrough(
 
 /// Encodes canonical events for the client dialect.
 pub trait EventEncoder: Send {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>);
     fn finish(&mut self, out: &mut Vec<u8>);
     /// Something to send while the upstream is silent, if the dialect has one.
     fn keep_alive(&mut self, _out: &mut Vec<u8>) {}
 }
 
 impl EventEncoder for llmux_wire::openai::encode::ChatStreamEncoder {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
         llmux_wire::openai::encode::ChatStreamEncoder::encode(self, event, out);
     }
 
@@ -200,7 +200,7 @@ impl EventEncoder for llmux_wire::openai::encode::ChatStreamEncoder {
 }
 
 impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
         llmux_wire::anthropic::encode::MessagesStreamEncoder::encode(self, event, out);
     }
 
@@ -217,9 +217,15 @@ impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
 pub trait Translator: Send {
     /// One upstream event (`frame`, as framed, and its `data`): the canonical events it
     /// held (for metering), with the client's bytes appended to `out`.
-    fn data(&mut self, frame: &[u8], data: &[u8], out: &mut Vec<u8>) -> Result<Vec<StreamEvent>, String>;
+    fn data(
+        &mut self,
+        frame: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+        observe: &mut dyn FnMut(&StreamEvent<'_>),
+    ) -> Result<(), String>;
     /// Encodes an event the relay itself produces (an error).
-    fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
+    fn event(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>);
     /// Closes the client's stream.
     fn finish(&mut self, out: &mut Vec<u8>);
     /// Something to send while the upstream is silent (Anthropic's `ping`), if any.
@@ -264,24 +270,21 @@ pub fn translated(
 
         fn route_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
             let Some(data) = parse_event(event).data else { return };
-            match self.translator.data(event, &data, out) {
-                Ok(events) => {
-                    for event in events {
-                        match event {
-                            StreamEvent::Usage(usage) => self.usage = Some(usage),
-                            StreamEvent::Finish { .. } => self.finished = true,
-                            StreamEvent::Error { .. } => self.error = Some(ErrorCode::UpstreamError),
-                            _ => {}
-                        }
-                    }
-                }
-                Err(_) => self.fail(ErrorCode::UpstreamError, "The upstream sent an event llmux could not read.", out),
+            let (usage, finished, error) = (&mut self.usage, &mut self.finished, &mut self.error);
+            let mut observe = |event: &StreamEvent<'_>| match event {
+                StreamEvent::Usage(seen) => *usage = Some(*seen),
+                StreamEvent::Finish { .. } => *finished = true,
+                StreamEvent::Error { .. } => *error = Some(ErrorCode::UpstreamError),
+                _ => {}
+            };
+            if self.translator.data(event, &data, out, &mut observe).is_err() {
+                self.fail(ErrorCode::UpstreamError, "The upstream sent an event llmux could not read.", out);
             }
         }
 
         fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<u8>) {
             self.error = Some(code);
-            self.translator.event(&StreamEvent::Error { message: message.to_owned() }, out);
+            self.translator.event(&StreamEvent::Error { message: message.into() }, out);
         }
 
         fn settle(&mut self, out: &mut Vec<u8>) {
@@ -375,13 +378,13 @@ pub fn translated(
 
 /// Streams canonical `events`, pausing `delay` between text chunks.
 pub fn encoded(
-    events: Vec<StreamEvent>,
+    events: Vec<StreamEvent<'static>>,
     delay: Duration,
     encoder: Box<dyn EventEncoder>,
     settlement: Settlement,
 ) -> BodyStream {
     struct State {
-        events: std::vec::IntoIter<StreamEvent>,
+        events: std::vec::IntoIter<StreamEvent<'static>>,
         delay: Duration,
         encoder: Box<dyn EventEncoder>,
         settlement: Option<Settlement>,

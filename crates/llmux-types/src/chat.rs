@@ -4,6 +4,7 @@
 //! Fields the gateway does not understand travel in `extensions` as raw JSON, so a
 //! dialect that can hold them carries them through.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
@@ -203,42 +204,44 @@ impl FinishReason {
     }
 }
 
-/// One event of a canonical response stream.
+/// One event of a canonical response stream. Strings borrow from the upstream chunk they
+/// were decoded from where they can (`Cow::Borrowed`), so translating a stream allocates
+/// nothing per event; [`StreamEvent::into_owned`] detaches one.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StreamEvent {
+pub enum StreamEvent<'a> {
     /// Always first.
     Start {
-        id: String,
-        model: String,
+        id: Cow<'a, str>,
+        model: Cow<'a, str>,
         created: u64,
     },
     Text {
         choice: u32,
-        text: String,
+        text: Cow<'a, str>,
     },
     Reasoning {
         choice: u32,
-        text: String,
+        text: Cow<'a, str>,
     },
     /// The (complete) opaque signature of the reasoning streamed so far for `choice`;
     /// it closes that reasoning block.
     ReasoningSignature {
         choice: u32,
-        signature: String,
+        signature: Cow<'a, str>,
     },
     /// One complete encrypted reasoning block (Anthropic `redacted_thinking` `data`).
     RedactedReasoning {
         choice: u32,
-        data: String,
+        data: Cow<'a, str>,
     },
     /// A fragment of tool call `index`; the first fragment of an index carries `id`
     /// and `name`.
     ToolCall {
         choice: u32,
         index: u32,
-        id: Option<String>,
-        name: Option<String>,
-        arguments: String,
+        id: Option<Cow<'a, str>>,
+        name: Option<Cow<'a, str>>,
+        arguments: Cow<'a, str>,
     },
     Finish {
         choice: u32,
@@ -248,8 +251,34 @@ pub enum StreamEvent {
     Usage(Usage),
     /// The upstream failed after the stream started.
     Error {
-        message: String,
+        message: Cow<'a, str>,
     },
+}
+
+impl StreamEvent<'_> {
+    /// The same event, owning its strings.
+    pub fn into_owned(self) -> StreamEvent<'static> {
+        fn own(text: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(text.into_owned())
+        }
+        match self {
+            StreamEvent::Start { id, model, created } => StreamEvent::Start { id: own(id), model: own(model), created },
+            StreamEvent::Text { choice, text } => StreamEvent::Text { choice, text: own(text) },
+            StreamEvent::Reasoning { choice, text } => StreamEvent::Reasoning { choice, text: own(text) },
+            StreamEvent::ReasoningSignature { choice, signature } => {
+                StreamEvent::ReasoningSignature { choice, signature: own(signature) }
+            }
+            StreamEvent::RedactedReasoning { choice, data } => {
+                StreamEvent::RedactedReasoning { choice, data: own(data) }
+            }
+            StreamEvent::ToolCall { choice, index, id, name, arguments } => {
+                StreamEvent::ToolCall { choice, index, id: id.map(own), name: name.map(own), arguments: own(arguments) }
+            }
+            StreamEvent::Finish { choice, reason } => StreamEvent::Finish { choice, reason },
+            StreamEvent::Usage(usage) => StreamEvent::Usage(usage),
+            StreamEvent::Error { message } => StreamEvent::Error { message: own(message) },
+        }
+    }
 }
 
 /// An embeddings request.

@@ -5,6 +5,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use llmux_wire::anthropic::encode::MessagesStreamEncoder;
 use llmux_wire::anthropic::upstream::EventDecoder;
+use llmux_wire::gemini::upstream::StreamDecoder;
 use llmux_wire::openai::encode::ChatStreamEncoder;
 use llmux_wire::openai::upstream::ChunkDecoder;
 use llmux_wire::sse::{Framer, parse_event};
@@ -52,6 +53,22 @@ fn anthropic_stream() -> (Vec<u8>, usize) {
     (body.into_bytes(), TEXT_EVENTS + 5)
 }
 
+/// A Gemini `alt=sse` stream with the same content: one candidate chunk per token (usage
+/// on each, as Gemini sends it), the last with `finishReason`.
+fn gemini_stream() -> (Vec<u8>, usize) {
+    let mut body = String::new();
+    for index in 0..TEXT_EVENTS {
+        let finish = if index + 1 == TEXT_EVENTS { r#","finishReason":"STOP""# } else { "" };
+        body.push_str(&format!(
+            "data: {{\"candidates\":[{{\"content\":{{\"role\":\"model\",\"parts\":[{{\"text\":\"token{index} \"}}]}}{finish},\"index\":0}}],\"usageMetadata\":{{\"promptTokenCount\":12,\"candidatesTokenCount\":{},\"totalTokenCount\":{}}},\"modelVersion\":\"m\",\"responseId\":\"r1\"}}\r\n\r\n",
+            index + 1,
+            index + 13
+        ));
+    }
+    // Start, then per chunk a text and a usage event, and the finish.
+    (body.into_bytes(), 1 + 2 * TEXT_EVENTS + 1)
+}
+
 /// Frames `stream` as it would arrive (in 1 KiB reads) and hands each event's data to
 /// `translate`, which appends the client's bytes to `out`.
 fn relay(stream: &[u8], out: &mut Vec<u8>, mut translate: impl FnMut(&[u8], &mut Vec<u8>)) {
@@ -77,9 +94,7 @@ fn benches(c: &mut Criterion) {
             let mut decoder = ChunkDecoder::new();
             let mut encoder = MessagesStreamEncoder::new("m");
             relay(&openai, &mut out, |data, out| {
-                for event in decoder.decode(data).unwrap() {
-                    encoder.encode(&event, out);
-                }
+                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
             });
             encoder.finish(&mut out);
             out.len()
@@ -94,9 +109,35 @@ fn benches(c: &mut Criterion) {
             let mut decoder = EventDecoder::new();
             let mut encoder = ChatStreamEncoder::new(true);
             relay(&anthropic, &mut out, |data, out| {
-                for event in decoder.decode(data).unwrap() {
-                    encoder.encode(&event, out);
-                }
+                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
+            });
+            encoder.finish(&mut out);
+            out.len()
+        })
+    });
+    let (gemini, gemini_events) = gemini_stream();
+    group.throughput(Throughput::Elements(gemini_events as u64));
+    group.bench_function("Gemini upstream -> OpenAI client (per stream of 402 events)", |b| {
+        let mut out = Vec::with_capacity(64 * 1024);
+        b.iter(|| {
+            out.clear();
+            let mut decoder = StreamDecoder::new();
+            let mut encoder = ChatStreamEncoder::new(true);
+            relay(&gemini, &mut out, |data, out| {
+                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
+            });
+            encoder.finish(&mut out);
+            out.len()
+        })
+    });
+    group.bench_function("Gemini upstream -> Anthropic client (per stream of 402 events)", |b| {
+        let mut out = Vec::with_capacity(64 * 1024);
+        b.iter(|| {
+            out.clear();
+            let mut decoder = StreamDecoder::new();
+            let mut encoder = MessagesStreamEncoder::new("m");
+            relay(&gemini, &mut out, |data, out| {
+                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
             });
             encoder.finish(&mut out);
             out.len()

@@ -22,11 +22,11 @@ pub fn raw(json: &str) -> Box<RawValue> {
 /// event's data at a time); every event must decode.
 pub fn decode_sse(
     chunks: &[&[u8]],
-    mut decode: impl FnMut(&[u8]) -> Result<Vec<StreamEvent>, DecodeError>,
-) -> Vec<StreamEvent> {
+    mut decode: impl FnMut(&[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError>,
+) -> Vec<StreamEvent<'static>> {
     let mut framer = Framer::new();
     let mut events = Vec::new();
-    let mut feed = |raw: &[u8], events: &mut Vec<StreamEvent>| {
+    let mut feed = |raw: &[u8], events: &mut Vec<StreamEvent<'_>>| {
         if let Some(data) = parse_event(raw).data {
             events.extend(decode(&data).unwrap());
         }

@@ -70,7 +70,7 @@ pub fn encode_response(response: &ChatResponse) {
 
 /// Canonical stream events through both client-side stream encoders, as the gateway's
 /// translating relay does (an upstream decode error becomes an `Error` event).
-pub fn encode_stream(events: &[StreamEvent]) {
+pub fn encode_stream(events: &[StreamEvent<'_>]) {
     for include_usage in [false, true] {
         let mut encoder = openai::encode::ChatStreamEncoder::new(include_usage);
         let mut out = Vec::new();
@@ -111,14 +111,14 @@ pub fn sse_data(stream: &[u8]) -> Vec<Vec<u8>> {
 /// ends the stream with an `Error` event.
 pub fn decode_stream(
     payloads: &[Vec<u8>],
-    mut decode: impl FnMut(&[u8]) -> Result<Vec<StreamEvent>, llmux_wire::DecodeError>,
-) -> Vec<StreamEvent> {
+    mut decode: impl FnMut(&[u8]) -> Result<Vec<StreamEvent<'static>>, llmux_wire::DecodeError>,
+) -> Vec<StreamEvent<'static>> {
     let mut events = Vec::new();
     for data in payloads {
         match decode(data) {
             Ok(more) => events.extend(more),
             Err(error) => {
-                events.push(StreamEvent::Error { message: error.message });
+                events.push(StreamEvent::Error { message: error.message.into() });
                 break;
             }
         }

@@ -98,14 +98,17 @@ pub fn respond(
 }
 
 /// The stream events of `response`, chunked as `settings` says.
-pub fn stream_events(response: &ChatResponse, settings: &MockSettings) -> Vec<StreamEvent> {
-    let mut events =
-        vec![StreamEvent::Start { id: response.id.clone(), model: response.model.clone(), created: response.created }];
+pub fn stream_events(response: &ChatResponse, settings: &MockSettings) -> Vec<StreamEvent<'static>> {
+    let mut events = vec![StreamEvent::Start {
+        id: response.id.clone().into(),
+        model: response.model.clone().into(),
+        created: response.created,
+    }];
     for choice in &response.choices {
         if let Some(text) = &choice.content {
             let chars: Vec<char> = text.chars().collect();
             for piece in chars.chunks(settings.chunk_chars.max(1)) {
-                events.push(StreamEvent::Text { choice: choice.index, text: piece.iter().collect() });
+                events.push(StreamEvent::Text { choice: choice.index, text: piece.iter().collect::<String>().into() });
             }
         }
         for (index, call) in choice.tool_calls.iter().enumerate() {
@@ -113,16 +116,16 @@ pub fn stream_events(response: &ChatResponse, settings: &MockSettings) -> Vec<St
             events.push(StreamEvent::ToolCall {
                 choice: choice.index,
                 index,
-                id: Some(call.id.clone()),
-                name: Some(call.name.clone()),
-                arguments: String::new(),
+                id: Some(call.id.clone().into()),
+                name: Some(call.name.clone().into()),
+                arguments: "".into(),
             });
             events.push(StreamEvent::ToolCall {
                 choice: choice.index,
                 index,
                 id: None,
                 name: None,
-                arguments: call.arguments.clone(),
+                arguments: call.arguments.clone().into(),
             });
         }
         events.push(StreamEvent::Finish { choice: choice.index, reason: choice.finish_reason.clone() });
@@ -266,7 +269,7 @@ mod tests {
         let texts: Vec<_> = events
             .iter()
             .filter_map(|event| match event {
-                StreamEvent::Text { text, .. } => Some(text.as_str()),
+                StreamEvent::Text { text, .. } => Some(&**text),
                 _ => None,
             })
             .collect();

@@ -285,16 +285,18 @@ impl MessagesStreamEncoder {
     }
 
     /// Appends the events for `event` to `out`.
-    pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+    pub fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
         match event {
             StreamEvent::Start { id, model, .. } => {
                 if !self.started {
-                    self.id.clone_from(id);
+                    self.id.clear();
+                    self.id.push_str(id);
                     if !model.is_empty() {
-                        self.model.clone_from(model);
+                        self.model.clear();
+                        self.model.push_str(model);
                     }
                 }
                 self.start(out);
@@ -359,7 +361,7 @@ impl MessagesStreamEncoder {
                                     generated = signed;
                                     &generated
                                 }
-                                None => id.as_str(),
+                                None => &**id,
                             },
                             None => {
                                 generated = format!("toolu_{index}");
@@ -480,7 +482,7 @@ fn write_delta(out: &mut Vec<u8>, index: u32, delta: DeltaWire<'_>) {
     write_event(out, "content_block_delta", &BlockDelta { kind: "content_block_delta", index, delta });
 }
 
-fn event_choice(event: &StreamEvent) -> Option<u32> {
+fn event_choice(event: &StreamEvent<'_>) -> Option<u32> {
     match event {
         StreamEvent::Text { choice, .. }
         | StreamEvent::Reasoning { choice, .. }

@@ -407,7 +407,7 @@ fn stop_reason_mapping() {
 // ---------------------------------------------------------------------------------
 // Stream encoding.
 
-fn encode_all(model: &str, events: &[StreamEvent]) -> Vec<(String, Value)> {
+fn encode_all(model: &str, events: &[StreamEvent<'_>]) -> Vec<(String, Value)> {
     let mut encoder = MessagesStreamEncoder::new(model);
     let mut out = Vec::new();
     for event in events {
@@ -449,7 +449,7 @@ fn openai_stream_transcript_becomes_exact_anthropic_events() {
 #[test]
 fn stream_with_thinking_signature_and_late_usage() {
     let events = [
-        StreamEvent::Start { id: "msg_1".into(), model: String::new(), created: 0 },
+        StreamEvent::Start { id: "msg_1".into(), model: "".into(), created: 0 },
         StreamEvent::Reasoning { choice: 0, text: "Hmm".into() },
         StreamEvent::Reasoning { choice: 0, text: "".into() },
         StreamEvent::Reasoning { choice: 0, text: ".".into() },
@@ -534,11 +534,11 @@ fn stream_without_start_or_finish_still_completes() {
 
 #[test]
 fn parallel_tool_calls_get_their_own_blocks() {
-    let call = |index: u32, id: Option<&str>, arguments: &str| StreamEvent::ToolCall {
+    let call = |index: u32, id: Option<&'static str>, arguments: &'static str| StreamEvent::ToolCall {
         choice: 0,
         index,
-        id: id.map(str::to_owned),
-        name: id.map(|_| "f".to_owned()),
+        id: id.map(Into::into),
+        name: id.map(|_| "f".into()),
         arguments: arguments.into(),
     };
     let events = [
@@ -585,18 +585,18 @@ fn ping_and_error_bodies() {
     assert_eq!(body, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow \"down\""}}));
 }
 
-fn arb_event() -> impl Strategy<Value = StreamEvent> {
+fn arb_event() -> impl Strategy<Value = StreamEvent<'static>> {
     prop_oneof![
-        ("[a-z]{0,4}", 0u32..2).prop_map(|(text, choice)| StreamEvent::Text { choice, text }),
-        ("[a-z]{0,4}", 0u32..2).prop_map(|(text, choice)| StreamEvent::Reasoning { choice, text }),
-        "[a-z]{1,4}".prop_map(|signature| StreamEvent::ReasoningSignature { choice: 0, signature }),
-        "[a-z]{1,4}".prop_map(|data| StreamEvent::RedactedReasoning { choice: 0, data }),
+        ("[a-z]{0,4}", 0u32..2).prop_map(|(text, choice)| StreamEvent::Text { choice, text: text.into() }),
+        ("[a-z]{0,4}", 0u32..2).prop_map(|(text, choice)| StreamEvent::Reasoning { choice, text: text.into() }),
+        "[a-z]{1,4}".prop_map(|signature| StreamEvent::ReasoningSignature { choice: 0, signature: signature.into() }),
+        "[a-z]{1,4}".prop_map(|data| StreamEvent::RedactedReasoning { choice: 0, data: data.into() }),
         (0u32..3, any::<bool>(), "[a-z{}:\"]{0,4}").prop_map(|(index, first, arguments)| StreamEvent::ToolCall {
             choice: 0,
             index,
-            id: first.then(|| format!("call_{index}")),
-            name: first.then(|| "f".to_owned()),
-            arguments,
+            id: first.then(|| format!("call_{index}").into()),
+            name: first.then(|| "f".into()),
+            arguments: arguments.into(),
         }),
         Just(StreamEvent::Finish { choice: 0, reason: FinishReason::Stop }),
         (0u64..100).prop_map(|output| StreamEvent::Usage(Usage {

@@ -44,6 +44,7 @@ use serde_json::value::RawValue;
 use super::decode::{Head, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolUseBlock, compact_json, first_byte};
 use super::encode::tool_input;
 use crate::DecodeError;
+use crate::few::Str;
 
 /// Anthropic's upper bound for `temperature` (OpenAI's is 2).
 const MAX_TEMPERATURE: f64 = 1.0;
@@ -607,20 +608,26 @@ struct EventIn<'a> {
 
 #[derive(Deserialize)]
 struct MessageStartIn<'a> {
-    id: Option<String>,
-    model: Option<String>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    model: Option<Str<'a>>,
     #[serde(borrow)]
     usage: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct BlockDeltaIn {
-    #[serde(rename = "type")]
-    kind: String,
-    text: Option<String>,
-    thinking: Option<String>,
-    signature: Option<String>,
-    partial_json: Option<String>,
+struct BlockDeltaIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
+    #[serde(borrow)]
+    thinking: Option<Str<'a>>,
+    #[serde(borrow)]
+    signature: Option<Str<'a>>,
+    #[serde(borrow)]
+    partial_json: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -684,65 +691,77 @@ impl EventDecoder {
         EventDecoder::default()
     }
 
-    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let data = data.trim_ascii();
+    /// [`decode_with`](Self::decode_with), collecting owned events.
+    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
         let mut events = Vec::new();
+        self.decode_with(data, &mut |event| events.push(event.into_owned()))?;
+        Ok(events)
+    }
+
+    /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
+    /// events borrow from `data`.
+    pub fn decode_with<'d>(
+        &mut self,
+        data: &'d [u8],
+        emit: &mut dyn FnMut(StreamEvent<'d>),
+    ) -> Result<(), DecodeError> {
+        let data = data.trim_ascii();
         if data.is_empty() {
-            return Ok(events);
+            return Ok(());
         }
-        let event: EventIn<'_> = serde_json::from_slice(data).map_err(|e| malformed("stream event", e))?;
+        let event: EventIn<'d> = serde_json::from_slice(data).map_err(|e| malformed("stream event", e))?;
         match &*event.kind {
             "message_start" => {
-                let message: MessageStartIn<'_> = parse("message_start", required(event.message, "message")?)?;
+                let message: MessageStartIn<'d> = parse("message_start", required(event.message, "message")?)?;
                 if let Some(raw) = message.usage.filter(|raw| raw.get().trim() != "null") {
                     self.usage.update(&parse("message_start usage", raw)?);
                 }
                 if !self.started {
                     self.started = true;
-                    events.push(StreamEvent::Start {
-                        id: message.id.unwrap_or_default(),
-                        model: message.model.unwrap_or_default(),
+                    emit(StreamEvent::Start {
+                        id: message.id.map(Into::into).unwrap_or_default(),
+                        model: message.model.map(Into::into).unwrap_or_default(),
                         created: 0,
                     });
                 }
-                events.push(StreamEvent::Usage(self.usage.canonical()));
+                emit(StreamEvent::Usage(self.usage.canonical()));
             }
             "content_block_start" => {
                 let index = block_index(event.index, "content_block_start")?;
                 let block = required(event.content_block, "content_block")?;
                 let state = match block_in("content_block_start", block)? {
                     BlockIn::Text(text) => {
-                        self.start(&mut events);
+                        self.start(emit);
                         if !text.is_empty() {
-                            events.push(StreamEvent::Text { choice: 0, text });
+                            emit(StreamEvent::Text { choice: 0, text: Cow::Owned(text) });
                         }
                         BlockState::Text
                     }
                     BlockIn::Thinking(thinking) => {
-                        self.start(&mut events);
+                        self.start(emit);
                         if !thinking.thinking.is_empty() {
-                            events.push(StreamEvent::Reasoning { choice: 0, text: thinking.thinking });
+                            emit(StreamEvent::Reasoning { choice: 0, text: Cow::Owned(thinking.thinking) });
                         }
                         if let Some(signature) = thinking.signature.filter(|signature| !signature.is_empty()) {
-                            events.push(StreamEvent::ReasoningSignature { choice: 0, signature });
+                            emit(StreamEvent::ReasoningSignature { choice: 0, signature: Cow::Owned(signature) });
                         }
                         BlockState::Thinking
                     }
                     BlockIn::RedactedThinking(data) => {
-                        self.start(&mut events);
-                        events.push(StreamEvent::RedactedReasoning { choice: 0, data });
+                        self.start(emit);
+                        emit(StreamEvent::RedactedReasoning { choice: 0, data: Cow::Owned(data) });
                         BlockState::RedactedThinking
                     }
                     BlockIn::ToolUse(call) => {
-                        self.start(&mut events);
+                        self.start(emit);
                         let ordinal = self.tools;
                         self.tools += 1;
-                        events.push(StreamEvent::ToolCall {
+                        emit(StreamEvent::ToolCall {
                             choice: 0,
                             index: ordinal,
-                            id: Some(call.id),
-                            name: Some(call.name),
-                            arguments: String::new(),
+                            id: Some(Cow::Owned(call.id)),
+                            name: Some(Cow::Owned(call.name)),
+                            arguments: Cow::Borrowed(""),
                         });
                         BlockState::Tool { ordinal, start_input: arguments_of(call.input), streamed: false }
                     }
@@ -755,34 +774,36 @@ impl EventDecoder {
             }
             "content_block_delta" => {
                 let index = block_index(event.index, "content_block_delta")?;
-                let delta: BlockDeltaIn = parse("content_block_delta", required(event.delta, "delta")?)?;
+                let delta: BlockDeltaIn<'d> = parse("content_block_delta", required(event.delta, "delta")?)?;
                 let Some((_, state)) = self.blocks.iter_mut().find(|(known, _)| *known == index) else {
                     return Err(malformed("content_block_delta", format!("block {index} was never started")));
                 };
                 if matches!(state, BlockState::Other) {
-                    return Ok(events);
+                    return Ok(());
                 }
                 let BlockDeltaIn { kind, text, thinking, signature, partial_json } = delta;
-                let field = |value: Option<String>, name: &str| {
-                    value.ok_or_else(|| malformed("content_block_delta", format!("`{kind}` without `{name}`")))
+                let field = |value: Option<Str<'d>>, name: &str| {
+                    value
+                        .map(Cow::from)
+                        .ok_or_else(|| malformed("content_block_delta", format!("`{kind}` without `{name}`")))
                 };
-                match kind.as_str() {
+                match &*kind {
                     "text_delta" => {
                         let text = field(text, "text")?;
                         if !text.is_empty() {
-                            events.push(StreamEvent::Text { choice: 0, text });
+                            emit(StreamEvent::Text { choice: 0, text });
                         }
                     }
                     "thinking_delta" => {
                         let text = field(thinking, "thinking")?;
                         if !text.is_empty() {
-                            events.push(StreamEvent::Reasoning { choice: 0, text });
+                            emit(StreamEvent::Reasoning { choice: 0, text });
                         }
                     }
                     "signature_delta" => {
                         let signature = field(signature, "signature")?;
                         if !signature.is_empty() {
-                            events.push(StreamEvent::ReasoningSignature { choice: 0, signature });
+                            emit(StreamEvent::ReasoningSignature { choice: 0, signature });
                         }
                     }
                     "input_json_delta" => {
@@ -795,13 +816,7 @@ impl EventDecoder {
                         };
                         if !arguments.is_empty() {
                             *streamed = true;
-                            events.push(StreamEvent::ToolCall {
-                                choice: 0,
-                                index: *ordinal,
-                                id: None,
-                                name: None,
-                                arguments,
-                            });
+                            emit(StreamEvent::ToolCall { choice: 0, index: *ordinal, id: None, name: None, arguments });
                         }
                     }
                     _ => {}
@@ -814,12 +829,12 @@ impl EventDecoder {
                     && !*streamed
                 {
                     *streamed = true;
-                    events.push(StreamEvent::ToolCall {
+                    emit(StreamEvent::ToolCall {
                         choice: 0,
                         index: *ordinal,
                         id: None,
                         name: None,
-                        arguments: std::mem::take(start_input),
+                        arguments: Cow::Owned(std::mem::take(start_input)),
                     });
                 }
             }
@@ -828,28 +843,28 @@ impl EventDecoder {
                 if let Some(raw) = event.usage.filter(|raw| raw.get().trim() != "null") {
                     self.usage.update(&parse("message_delta usage", raw)?);
                 }
-                self.start(&mut events);
-                events.push(StreamEvent::Finish {
+                self.start(emit);
+                emit(StreamEvent::Finish {
                     choice: 0,
                     reason: finish_reason(delta.stop_reason.as_deref(), self.tools > 0),
                 });
-                events.push(StreamEvent::Usage(self.usage.canonical()));
+                emit(StreamEvent::Usage(self.usage.canonical()));
             }
             "error" => {
                 let error: ErrorIn = parse("error event", required(event.error, "error")?)?;
-                events.push(StreamEvent::Error { message: error_text(error) });
+                emit(StreamEvent::Error { message: Cow::Owned(error_text(error)) });
             }
             // `message_stop`, `ping`, and event types added after this was written.
             _ => {}
         }
-        Ok(events)
+        Ok(())
     }
 
     /// Emits `Start` if no `message_start` came first.
-    fn start(&mut self, events: &mut Vec<StreamEvent>) {
+    fn start<'d>(&mut self, emit: &mut dyn FnMut(StreamEvent<'d>)) {
         if !self.started {
             self.started = true;
-            events.push(StreamEvent::Start { id: String::new(), model: String::new(), created: 0 });
+            emit(StreamEvent::Start { id: Cow::Borrowed(""), model: Cow::Borrowed(""), created: 0 });
         }
     }
 }

@@ -430,14 +430,14 @@ fn response_errors() {
 // ---------------------------------------------------------------------------------
 // Stream events.
 
-fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent> {
+fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent<'static>> {
     let mut decoder = EventDecoder::new();
     decode_sse(chunks, |data| decoder.decode(data))
 }
 
-fn expected_transcript_events() -> Vec<StreamEvent> {
+fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
     let input = Usage { input_tokens: 472 + 2048, cached_tokens: 2048, ..Usage::default() };
-    let tool = |index: u32, arguments: &str| StreamEvent::ToolCall {
+    let tool = |index: u32, arguments: &'static str| StreamEvent::ToolCall {
         choice: 0,
         index,
         id: None,
@@ -461,7 +461,7 @@ fn expected_transcript_events() -> Vec<StreamEvent> {
             index: 0,
             id: Some("toolu_01T1x1fJ34qAmk2tNTrN7Up6".into()),
             name: Some("get_weather".into()),
-            arguments: String::new(),
+            arguments: "".into(),
         },
         tool(0, "{\"city\": \"Pa"),
         tool(0, "ris\"}"),
@@ -470,7 +470,7 @@ fn expected_transcript_events() -> Vec<StreamEvent> {
             index: 1,
             id: Some("toolu_02Now".into()),
             name: Some("now".into()),
-            arguments: String::new(),
+            arguments: "".into(),
         },
         // No input_json_delta came: the start's `input` at content_block_stop.
         tool(1, "{}"),
@@ -555,7 +555,7 @@ fn transcript_through_the_openai_encoder() {
     );
 }
 
-fn decode_all(decoder: &mut EventDecoder, events: &[&str]) -> Vec<StreamEvent> {
+fn decode_all(decoder: &mut EventDecoder, events: &[&str]) -> Vec<StreamEvent<'static>> {
     events.iter().flat_map(|data| decoder.decode(data.as_bytes()).unwrap()).collect()
 }
 
@@ -627,7 +627,7 @@ fn stream_block_kinds() {
     assert_eq!(
         events,
         vec![
-            StreamEvent::Start { id: String::new(), model: String::new(), created: 0 },
+            StreamEvent::Start { id: "".into(), model: "".into(), created: 0 },
             StreamEvent::RedactedReasoning { choice: 0, data: "EmwKAhgB".into() },
             StreamEvent::Text { choice: 0, text: "Hi".into() },
             StreamEvent::ToolCall {
@@ -635,7 +635,7 @@ fn stream_block_kinds() {
                 index: 0,
                 id: Some("toolu_1".into()),
                 name: Some("f".into()),
-                arguments: String::new(),
+                arguments: "".into(),
             },
             // Streamed arguments are not repeated at content_block_stop.
             StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "{}".into() },

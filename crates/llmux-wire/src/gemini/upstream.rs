@@ -83,6 +83,7 @@ use serde_json::value::RawValue;
 
 use crate::DecodeError;
 use crate::anthropic::decode::{compact_json, first_byte};
+use crate::few::{Few, Str};
 
 /// Extension keys Gemini cannot hold that are reported by their own name when dropped
 /// (the mapped ones among them when their value cannot be used).
@@ -756,14 +757,14 @@ fn tool_parts<'a>(message: &'a Message, earlier: &'a [Message]) -> Vec<PartWire<
 #[serde(rename_all = "camelCase")]
 struct ResponseIn<'a> {
     #[serde(borrow)]
-    candidates: Option<Vec<CandidateIn<'a>>>,
+    candidates: Option<Few<CandidateIn<'a>>>,
     #[serde(borrow)]
     prompt_feedback: Option<PromptFeedbackIn<'a>>,
     usage_metadata: Option<UsageIn>,
     #[serde(borrow)]
-    model_version: Option<Cow<'a, str>>,
+    model_version: Option<Str<'a>>,
     #[serde(borrow)]
-    response_id: Option<Cow<'a, str>>,
+    response_id: Option<Str<'a>>,
     #[serde(borrow)]
     error: Option<&'a RawValue>,
 }
@@ -774,24 +775,24 @@ struct CandidateIn<'a> {
     #[serde(borrow)]
     content: Option<ContentIn<'a>>,
     #[serde(borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<Str<'a>>,
     index: Option<u32>,
 }
 
 #[derive(Deserialize)]
 struct ContentIn<'a> {
     #[serde(borrow)]
-    parts: Option<Vec<PartIn<'a>>>,
+    parts: Option<Few<PartIn<'a>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PartIn<'a> {
     #[serde(borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<Str<'a>>,
     thought: Option<bool>,
     #[serde(borrow)]
-    thought_signature: Option<Cow<'a, str>>,
+    thought_signature: Option<Str<'a>>,
     #[serde(borrow)]
     function_call: Option<FunctionCallIn<'a>>,
 }
@@ -799,7 +800,7 @@ struct PartIn<'a> {
 #[derive(Deserialize)]
 struct FunctionCallIn<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Str<'a>>,
     #[serde(borrow)]
     name: Cow<'a, str>,
     #[serde(borrow)]
@@ -810,7 +811,7 @@ struct FunctionCallIn<'a> {
 #[serde(rename_all = "camelCase")]
 struct PromptFeedbackIn<'a> {
     #[serde(borrow)]
-    block_reason: Option<Cow<'a, str>>,
+    block_reason: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -1031,9 +1032,9 @@ pub fn generate_content_response(body: &[u8]) -> Result<ChatResponse, DecodeErro
         candidates.into_iter().enumerate().map(|(position, candidate)| choice(position, candidate, &prefix)).collect()
     };
     Ok(ChatResponse {
-        id: wire.response_id.map(Cow::into_owned).unwrap_or_default(),
+        id: wire.response_id.map(Str::into_owned).unwrap_or_default(),
         created: 0,
-        model: wire.model_version.map(Cow::into_owned).unwrap_or_default(),
+        model: wire.model_version.map(Str::into_owned).unwrap_or_default(),
         choices,
         usage: usage.canonical(),
     })
@@ -1119,24 +1120,36 @@ impl StreamDecoder {
         StreamDecoder::default()
     }
 
-    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let data = data.trim_ascii();
+    /// [`decode_with`](Self::decode_with), collecting owned events.
+    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
         let mut events = Vec::new();
+        self.decode_with(data, &mut |event| events.push(event.into_owned()))?;
+        Ok(events)
+    }
+
+    /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
+    /// events borrow from `data`.
+    pub fn decode_with<'d>(
+        &mut self,
+        data: &'d [u8],
+        emit: &mut dyn FnMut(StreamEvent<'d>),
+    ) -> Result<(), DecodeError> {
+        let data = data.trim_ascii();
         if data.is_empty() {
-            return Ok(events);
+            return Ok(());
         }
-        let chunk: ResponseIn<'_> = serde_json::from_slice(data).map_err(|e| malformed("stream chunk", e))?;
+        let chunk: ResponseIn<'d> = serde_json::from_slice(data).map_err(|e| malformed("stream chunk", e))?;
         if let Some(raw) = error_member(chunk.error) {
             let error: ErrorIn<'_> = parse("stream error", raw)?;
-            events.push(StreamEvent::Error { message: error_text(&error) });
-            return Ok(events);
+            emit(StreamEvent::Error { message: Cow::Owned(error_text(&error)) });
+            return Ok(());
         }
         if !self.started {
             self.started = true;
             self.call_prefix = call_id_prefix(chunk.response_id.as_deref());
-            events.push(StreamEvent::Start {
-                id: chunk.response_id.map(Cow::into_owned).unwrap_or_default(),
-                model: chunk.model_version.map(Cow::into_owned).unwrap_or_default(),
+            emit(StreamEvent::Start {
+                id: chunk.response_id.map(Into::into).unwrap_or_default(),
+                model: chunk.model_version.map(Into::into).unwrap_or_default(),
                 created: 0,
             });
         }
@@ -1154,33 +1167,42 @@ impl StreamDecoder {
                     .filter(|signature| !signature.is_empty() && state.signature.take(on_call))
                     .map(|signature| StreamEvent::ReasoningSignature {
                         choice,
-                        signature: format!("{GEMINI_SIGNATURE_PREFIX}{signature}"),
+                        signature: Cow::Owned(format!("{GEMINI_SIGNATURE_PREFIX}{signature}")),
                     });
                 // A call's signature goes before the call (client encoders attach it to the
                 // call they are about to write); a text part's after its text.
                 let (before, after) = if on_call { (signature, None) } else { (None, signature) };
-                events.extend(before);
+                if let Some(event) = before {
+                    emit(event);
+                }
                 if let Some(text) = part.text.filter(|text| !text.is_empty()) {
-                    let text = text.into_owned();
-                    events.push(if part.thought == Some(true) {
-                        StreamEvent::Reasoning { choice, text }
+                    emit(if part.thought == Some(true) {
+                        StreamEvent::Reasoning { choice, text: text.into() }
                     } else {
-                        StreamEvent::Text { choice, text }
+                        StreamEvent::Text { choice, text: text.into() }
                     });
                 }
                 if let Some(call) = part.function_call {
                     let index = state.tools;
                     state.tools += 1;
                     let ToolCall { id, name, arguments } = tool_call(call, &prefix, index);
-                    events.push(StreamEvent::ToolCall { choice, index, id: Some(id), name: Some(name), arguments });
+                    emit(StreamEvent::ToolCall {
+                        choice,
+                        index,
+                        id: Some(Cow::Owned(id)),
+                        name: Some(Cow::Owned(name)),
+                        arguments: Cow::Owned(arguments),
+                    });
                 }
-                events.extend(after);
+                if let Some(event) = after {
+                    emit(event);
+                }
             }
             if let Some(reason) = candidate.finish_reason
                 && !state.finished
             {
                 state.finished = true;
-                events.push(StreamEvent::Finish { choice, reason: finish_reason(Some(&reason), state.tools > 0) });
+                emit(StreamEvent::Finish { choice, reason: finish_reason(Some(&reason), state.tools > 0) });
             }
         }
         self.call_prefix = prefix;
@@ -1188,14 +1210,14 @@ impl StreamDecoder {
             let state = self.choice(0);
             if !state.finished {
                 state.finished = true;
-                events.push(StreamEvent::Finish { choice: 0, reason: FinishReason::ContentFilter });
+                emit(StreamEvent::Finish { choice: 0, reason: FinishReason::ContentFilter });
             }
         }
         if let Some(usage) = &chunk.usage_metadata {
             self.usage.update(usage);
-            events.push(StreamEvent::Usage(self.usage.canonical()));
+            emit(StreamEvent::Usage(self.usage.canonical()));
         }
-        Ok(events)
+        Ok(())
     }
 
     fn choice(&mut self, index: u32) -> &mut ChoiceState {

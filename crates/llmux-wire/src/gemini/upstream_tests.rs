@@ -674,12 +674,12 @@ fn response_errors() {
 // ---------------------------------------------------------------------------------
 // Stream chunks.
 
-fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent> {
+fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent<'static>> {
     let mut decoder = StreamDecoder::new();
     decode_sse(chunks, |data| decoder.decode(data))
 }
 
-fn expected_transcript_events() -> Vec<StreamEvent> {
+fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
     let usage = |candidates: u64, thoughts: u64| {
         StreamEvent::Usage(Usage {
             input_tokens: 472,
@@ -778,7 +778,7 @@ fn transcript_through_the_openai_encoder() {
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 256);
 }
 
-fn decode_all(decoder: &mut StreamDecoder, chunks: &[&str]) -> Vec<StreamEvent> {
+fn decode_all(decoder: &mut StreamDecoder, chunks: &[&str]) -> Vec<StreamEvent<'static>> {
     chunks.iter().flat_map(|data| decoder.decode(data.as_bytes()).unwrap()).collect()
 }
 
@@ -807,7 +807,7 @@ fn stream_choices_signatures_and_finish() {
             r#"{"candidates":[{"finishReason":"STOP","index":1}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":4}}"#,
         ],
     );
-    let tool = |index: u32, id: &str, name: &str, arguments: &str| StreamEvent::ToolCall {
+    let tool = |index: u32, id: &'static str, name: &'static str, arguments: &'static str| StreamEvent::ToolCall {
         choice: 1,
         index,
         id: Some(id.into()),
@@ -817,7 +817,7 @@ fn stream_choices_signatures_and_finish() {
     assert_eq!(
         events,
         vec![
-            StreamEvent::Start { id: String::new(), model: String::new(), created: 0 },
+            StreamEvent::Start { id: "".into(), model: "".into(), created: 0 },
             StreamEvent::Text { choice: 1, text: "a".into() },
             StreamEvent::ReasoningSignature { choice: 1, signature: "gemini:on-text".into() },
             // Position 1, no index: choice 1 as well.
@@ -1237,13 +1237,13 @@ proptest! {
             let mut decoder = StreamDecoder::new();
             for event in decoder.decode(body.as_bytes()).unwrap() {
                 match event {
-                    StreamEvent::Text { text, .. } => assistant.content.push(ContentPart::Text(text)),
+                    StreamEvent::Text { text, .. } => assistant.content.push(ContentPart::Text(text.into_owned())),
                     StreamEvent::ToolCall { id, name, arguments, .. } => assistant.tool_calls.push(ToolCall {
-                        id: id.unwrap(),
-                        name: name.unwrap(),
-                        arguments,
+                        id: id.unwrap().into_owned(),
+                        name: name.unwrap().into_owned(),
+                        arguments: arguments.into_owned(),
                     }),
-                    StreamEvent::ReasoningSignature { signature, .. } => assistant.reasoning_signature = Some(signature),
+                    StreamEvent::ReasoningSignature { signature, .. } => assistant.reasoning_signature = Some(signature.into_owned()),
                     _ => {}
                 }
             }
@@ -1537,11 +1537,11 @@ fn gemini_signatures_ride_in_anthropic_tool_use_ids_and_come_back() {
     let mut out = Vec::new();
     for event in [
         StreamEvent::Text { choice: 0, text: "Checking.".into() },
-        StreamEvent::ReasoningSignature { choice: 0, signature: signature.clone() },
+        StreamEvent::ReasoningSignature { choice: 0, signature: signature.clone().into() },
         StreamEvent::ToolCall {
             choice: 0,
             index: 0,
-            id: Some(first_id.clone()),
+            id: Some(first_id.clone().into()),
             name: Some("f".into()),
             arguments: "{}".into(),
         },

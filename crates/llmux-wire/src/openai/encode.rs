@@ -146,13 +146,21 @@ pub fn chat_response(response: &ChatResponse) -> Vec<u8> {
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
+/// Appends `data: <json>\n\n`, serializing straight into `out` (no intermediate buffer).
+fn write_json_event(out: &mut Vec<u8>, data: &impl Serialize) {
+    out.extend_from_slice(b"data: ");
+    // Serializing these plain structs cannot fail.
+    let _ = serde_json::to_writer(&mut *out, data);
+    out.extend_from_slice(b"\n\n");
+}
+
 #[derive(Serialize)]
 struct ChunkWire<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: Vec<ChunkChoiceWire<'a>>,
+    choices: &'a [ChunkChoiceWire<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<UsageWire>,
 }
@@ -173,8 +181,8 @@ struct DeltaWire<'a> {
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallWire<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallWire<'a>; 1]>,
 }
 
 /// Encodes canonical stream events as Chat Completions chunks.
@@ -206,11 +214,13 @@ impl ChatStreamEncoder {
     }
 
     /// Appends the SSE frames for `event` to `out`.
-    pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+    pub fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
         match event {
             StreamEvent::Start { id, model, created } => {
-                self.id.clone_from(id);
-                self.model.clone_from(model);
+                self.id.clear();
+                self.id.push_str(id);
+                self.model.clear();
+                self.model.push_str(model);
                 self.created = *created;
             }
             StreamEvent::Text { choice, text } => {
@@ -234,7 +244,7 @@ impl ChatStreamEncoder {
                     function: FunctionWire { name: name.as_deref(), arguments },
                     extra_content: extra_content(signature.as_deref()),
                 };
-                let delta = DeltaWire { tool_calls: vec![call], ..DeltaWire::default() };
+                let delta = DeltaWire { tool_calls: Some([call]), ..DeltaWire::default() };
                 self.write_delta(*choice, delta, None, out);
             }
             StreamEvent::ReasoningSignature { choice, signature } => {
@@ -264,7 +274,7 @@ impl ChatStreamEncoder {
                 object: "chat.completion.chunk",
                 created: self.created,
                 model: &self.model,
-                choices: Vec::new(),
+                choices: &[],
                 usage: Some(usage_wire(&self.usage.unwrap_or_default())),
             };
             crate::sse::write_data_event(out, &serde_json::to_vec(&chunk).unwrap_or_default());
@@ -277,20 +287,21 @@ impl ChatStreamEncoder {
             self.started.push(choice);
             delta.role = Some("assistant");
         }
+        let choices = [ChunkChoiceWire {
+            index: choice,
+            delta,
+            logprobs: None,
+            finish_reason: finish.map(FinishReason::as_openai),
+        }];
         let chunk = ChunkWire {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
             model: &self.model,
-            choices: vec![ChunkChoiceWire {
-                index: choice,
-                delta,
-                logprobs: None,
-                finish_reason: finish.map(FinishReason::as_openai),
-            }],
+            choices: &choices,
             usage: None,
         };
-        crate::sse::write_data_event(out, &serde_json::to_vec(&chunk).unwrap_or_default());
+        write_json_event(out, &chunk);
     }
 }
 

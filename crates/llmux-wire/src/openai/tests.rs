@@ -162,7 +162,7 @@ fn stream_encoder_emits_openai_chunks() {
             index: 0,
             id: Some("call_1".into()),
             name: Some("f".into()),
-            arguments: String::new(),
+            arguments: "".into(),
         },
         StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "{}".into() },
         StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },

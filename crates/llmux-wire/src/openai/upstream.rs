@@ -24,6 +24,8 @@
 //! - When the request streams, `stream_options.include_usage` is always set: the gateway
 //!   meters streams.
 
+use std::borrow::Cow;
+
 use llmux_types::Usage;
 use llmux_types::chat::{
     ChatRequest, ChatResponse, Choice, ContentPart, FinishReason, Message, Role, StreamEvent, ToolCall, ToolChoice,
@@ -34,6 +36,7 @@ use serde_json::value::RawValue;
 use super::usage::UsageWire as UsageIn;
 use crate::DecodeError;
 use crate::anthropic::decode::compact_json;
+use crate::few::{Few, Str};
 
 /// Under which assistant-message field reasoning is sent back upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,7 +364,6 @@ struct PartIn {
 
 #[derive(Deserialize)]
 struct ToolCallIn {
-    index: Option<u32>,
     id: Option<String>,
     function: Option<FunctionIn>,
 }
@@ -488,29 +490,82 @@ pub fn chat_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
 // ---------------------------------------------------------------------------------
 // Stream chunks.
 
+// Stream chunks borrow their strings and hold their arrays inline (`Few`): decoding a
+// chunk allocates nothing.
+
 #[derive(Deserialize)]
-struct ChunkIn {
-    id: Option<String>,
+struct ChunkIn<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
     created: Option<u64>,
-    model: Option<String>,
-    choices: Option<Vec<ChunkChoiceIn>>,
+    #[serde(borrow)]
+    model: Option<Str<'a>>,
+    #[serde(borrow)]
+    choices: Option<Few<ChunkChoiceIn<'a>>>,
     usage: Option<UsageIn>,
-    error: Option<serde_json::Value>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct ChunkChoiceIn {
+struct ChunkChoiceIn<'a> {
     index: Option<u32>,
-    delta: Option<DeltaIn>,
-    finish_reason: Option<String>,
+    #[serde(borrow)]
+    delta: Option<DeltaIn<'a>>,
+    #[serde(borrow)]
+    finish_reason: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
-struct DeltaIn {
-    content: Option<String>,
-    reasoning_content: Option<String>,
-    reasoning: Option<String>,
-    tool_calls: Option<Vec<ToolCallIn>>,
+struct DeltaIn<'a> {
+    #[serde(borrow)]
+    content: Option<Str<'a>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Str<'a>>,
+    #[serde(borrow)]
+    reasoning: Option<Str<'a>>,
+    #[serde(borrow)]
+    tool_calls: Option<Few<ChunkToolCallIn<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkToolCallIn<'a> {
+    index: Option<u32>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    function: Option<ChunkFunctionIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkFunctionIn<'a> {
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
+}
+
+/// Streamed tool arguments: a JSON string's value, borrowed when it has no escapes (see
+/// `arguments_of`).
+fn chunk_arguments(raw: Option<&RawValue>) -> Cow<'_, str> {
+    match raw {
+        Some(raw) if raw.get().trim() != "null" => match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            Ok(text) => text,
+            Err(_) => Cow::Owned(compact_json(raw.get())),
+        },
+        _ => Cow::Borrowed(""),
+    }
+}
+
+/// `text` without leading whitespace, still borrowed if it was.
+fn trim_start(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(text) => Cow::Borrowed(text.trim_start()),
+        Cow::Owned(text) => match text.len() - text.trim_start().len() {
+            0 => Cow::Owned(text),
+            cut => Cow::Owned(text[cut..].to_owned()),
+        },
+    }
 }
 
 /// Where a choice's content stands with respect to an inline `<think>` block.
@@ -544,54 +599,66 @@ struct ChoiceState {
 }
 
 impl ChoiceState {
-    fn content(&mut self, text: &str, events: &mut Vec<StreamEvent>) {
+    fn content<'d>(&mut self, text: Cow<'d, str>, emit: &mut dyn FnMut(StreamEvent<'d>)) {
         let choice = self.index;
         match self.think {
-            Think::Outside => events.push(StreamEvent::Text { choice, text: text.to_owned() }),
+            Think::Outside => emit(StreamEvent::Text { choice, text }),
             Think::Closed => {
-                let text = text.trim_start();
+                let text = trim_start(text);
                 if !text.is_empty() {
                     self.think = Think::Outside;
-                    events.push(StreamEvent::Text { choice, text: text.to_owned() });
+                    emit(StreamEvent::Text { choice, text });
                 }
             }
             Think::Undecided => {
-                self.pending.push_str(text);
+                self.pending.push_str(&text);
                 let trimmed = self.pending.trim_start();
                 if let Some(rest) = trimmed.strip_prefix(THINK_OPEN) {
                     let rest = rest.to_owned();
                     self.pending.clear();
                     self.think = Think::Opening;
-                    self.reasoning(&rest, events);
+                    self.reasoning(Cow::Owned(rest), emit);
                 } else if trimmed.is_empty() || THINK_OPEN.starts_with(trimmed) {
                     // Wait: this may still become `<think>`.
                 } else {
                     self.think = Think::Outside;
-                    events.push(StreamEvent::Text { choice, text: std::mem::take(&mut self.pending) });
+                    emit(StreamEvent::Text { choice, text: Cow::Owned(std::mem::take(&mut self.pending)) });
                 }
             }
-            Think::Opening | Think::Inside => self.reasoning(text, events),
+            Think::Opening | Think::Inside => self.reasoning(text, emit),
         }
     }
 
     /// Inline reasoning text: emitted except for what may be the start of `</think>` and
     /// trailing whitespace (dropped if the tag follows).
-    fn reasoning(&mut self, text: &str, events: &mut Vec<StreamEvent>) {
+    fn reasoning<'d>(&mut self, text: Cow<'d, str>, emit: &mut dyn FnMut(StreamEvent<'d>)) {
+        // Nothing held back and nothing to hold back (no `<` that may begin `</think>`,
+        // no trailing whitespace): the text goes out as it came.
+        if self.think == Think::Inside
+            && self.pending.is_empty()
+            && !text.contains('<')
+            && !text.ends_with(char::is_whitespace)
+        {
+            if !text.is_empty() {
+                emit(StreamEvent::Reasoning { choice: self.index, text });
+            }
+            return;
+        }
         if self.think == Think::Opening && self.pending.is_empty() {
             self.pending.push_str(text.trim_start());
             if self.pending.is_empty() {
                 return;
             }
         } else {
-            self.pending.push_str(text);
+            self.pending.push_str(&text);
         }
         if let Some(end) = self.pending.find(THINK_CLOSE) {
             let rest = self.pending[end + THINK_CLOSE.len()..].to_owned();
             self.pending.truncate(end);
             let thought = std::mem::take(&mut self.pending);
-            self.emit_reasoning(thought.trim_end(), events);
+            self.emit_reasoning(thought.trim_end(), emit);
             self.think = Think::Closed;
-            self.content(&rest, events);
+            self.content(Cow::Owned(rest), emit);
             return;
         }
         // Hold back a suffix that could begin `</think>`, and trailing whitespace.
@@ -605,38 +672,38 @@ impl ChoiceState {
         if safe > 0 {
             let rest = self.pending.split_off(safe);
             let thought = std::mem::replace(&mut self.pending, rest);
-            self.emit_reasoning(&thought, events);
+            self.emit_reasoning(&thought, emit);
         }
     }
 
-    fn emit_reasoning(&mut self, text: &str, events: &mut Vec<StreamEvent>) {
+    fn emit_reasoning<'d>(&mut self, text: &str, emit: &mut dyn FnMut(StreamEvent<'d>)) {
         if !text.is_empty() {
             self.think = Think::Inside;
-            events.push(StreamEvent::Reasoning { choice: self.index, text: text.to_owned() });
+            emit(StreamEvent::Reasoning { choice: self.index, text: Cow::Owned(text.to_owned()) });
         }
     }
 
     /// Releases held-back text at the end of the choice.
-    fn flush(&mut self, events: &mut Vec<StreamEvent>) {
+    fn flush<'d>(&mut self, emit: &mut dyn FnMut(StreamEvent<'d>)) {
         let pending = std::mem::take(&mut self.pending);
         match self.think {
             Think::Undecided if !pending.is_empty() => {
-                events.push(StreamEvent::Text { choice: self.index, text: pending });
+                emit(StreamEvent::Text { choice: self.index, text: Cow::Owned(pending) });
             }
-            Think::Opening | Think::Inside => self.emit_reasoning(pending.trim_end(), events),
+            Think::Opening | Think::Inside => self.emit_reasoning(pending.trim_end(), emit),
             _ => {}
         }
         self.think = Think::Outside;
     }
 
-    fn tool_call(&mut self, position: usize, call: ToolCallIn, events: &mut Vec<StreamEvent>) {
+    fn tool_call<'d>(&mut self, position: usize, call: ChunkToolCallIn<'d>, emit: &mut dyn FnMut(StreamEvent<'d>)) {
         let index = match (call.index, &call.id) {
             (Some(index), _) => index,
-            (None, Some(id)) => match self.tool_ids.iter().find(|(known, _)| known == id) {
+            (None, Some(id)) => match self.tool_ids.iter().find(|(known, _)| known.as_str() == &**id) {
                 Some(&(_, index)) => index,
                 None => {
                     let index = self.next_tool.max(position as u32);
-                    self.tool_ids.push((id.clone(), index));
+                    self.tool_ids.push((id.to_string(), index));
                     index
                 }
             },
@@ -644,19 +711,19 @@ impl ChoiceState {
         };
         self.next_tool = self.next_tool.max(index + 1);
         self.last_tool = Some(index);
-        let function = call.function.unwrap_or(FunctionIn { name: None, arguments: None });
-        let arguments = arguments_of(function.arguments.as_deref());
+        let function = call.function.unwrap_or(ChunkFunctionIn { name: None, arguments: None });
+        let arguments = chunk_arguments(function.arguments);
         let first = !self.tools.contains(&index);
         if first {
             self.tools.push(index);
         } else if arguments.is_empty() {
             return;
         }
-        events.push(StreamEvent::ToolCall {
+        emit(StreamEvent::ToolCall {
             choice: self.index,
             index,
-            id: if first { call.id } else { None },
-            name: if first { function.name } else { None },
+            id: if first { call.id.map(Into::into) } else { None },
+            name: if first { function.name.map(Into::into) } else { None },
             arguments,
         });
     }
@@ -684,29 +751,42 @@ impl ChunkDecoder {
         ChunkDecoder::default()
     }
 
-    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let data = data.trim_ascii();
+    /// [`decode_with`](Self::decode_with), collecting owned events.
+    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
         let mut events = Vec::new();
+        self.decode_with(data, &mut |event| events.push(event.into_owned()))?;
+        Ok(events)
+    }
+
+    /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
+    /// events borrow from `data`.
+    pub fn decode_with<'d>(
+        &mut self,
+        data: &'d [u8],
+        emit: &mut dyn FnMut(StreamEvent<'d>),
+    ) -> Result<(), DecodeError> {
+        let data = data.trim_ascii();
         if data.is_empty() {
-            return Ok(events);
+            return Ok(());
         }
         if data == b"[DONE]" {
             for state in &mut self.choices {
-                state.flush(&mut events);
+                state.flush(emit);
             }
-            return Ok(events);
+            return Ok(());
         }
-        let chunk: ChunkIn = serde_json::from_slice(data)
+        let chunk: ChunkIn<'d> = serde_json::from_slice(data)
             .map_err(|error| DecodeError::new(None, format!("invalid upstream stream chunk: {error}")))?;
-        if let Some(error) = &chunk.error {
-            events.push(StreamEvent::Error { message: error_message(error) });
-            return Ok(events);
+        if let Some(error) = chunk.error.filter(|raw| raw.get().trim() != "null") {
+            let error: serde_json::Value = serde_json::from_str(error.get()).unwrap_or_default();
+            emit(StreamEvent::Error { message: Cow::Owned(error_message(&error)) });
+            return Ok(());
         }
         if !self.started {
             self.started = true;
-            events.push(StreamEvent::Start {
-                id: chunk.id.unwrap_or_default(),
-                model: chunk.model.unwrap_or_default(),
+            emit(StreamEvent::Start {
+                id: chunk.id.map(Into::into).unwrap_or_default(),
+                model: chunk.model.map(Into::into).unwrap_or_default(),
                 created: chunk.created.unwrap_or(0),
             });
         }
@@ -718,28 +798,28 @@ impl ChunkDecoder {
                         // An upstream with a reasoning field does not inline `<think>`.
                         state.think = Think::Outside;
                     }
-                    events.push(StreamEvent::Reasoning { choice: state.index, text: reasoning });
+                    emit(StreamEvent::Reasoning { choice: state.index, text: reasoning.into() });
                 }
                 if let Some(content) = delta.content.filter(|c| !c.is_empty()) {
-                    state.content(&content, &mut events);
+                    state.content(content.into(), emit);
                 }
                 for (position, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
-                    state.tool_call(position, call, &mut events);
+                    state.tool_call(position, call, emit);
                 }
             }
             if let Some(reason) = choice.finish_reason {
-                state.flush(&mut events);
+                state.flush(emit);
                 let made_tool_calls = !state.tools.is_empty();
-                events.push(StreamEvent::Finish {
+                emit(StreamEvent::Finish {
                     choice: state.index,
                     reason: finish_reason(Some(&reason), made_tool_calls),
                 });
             }
         }
         if let Some(usage) = chunk.usage {
-            events.push(StreamEvent::Usage(Usage::from(usage)));
+            emit(StreamEvent::Usage(Usage::from(usage)));
         }
-        Ok(events)
+        Ok(())
     }
 
     fn state(&mut self, index: u32) -> &mut ChoiceState {

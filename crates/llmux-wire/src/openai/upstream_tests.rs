@@ -256,12 +256,12 @@ fn tool_choice_modes() {
 // ---------------------------------------------------------------------------------
 // Stream chunks.
 
-fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent> {
+fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent<'static>> {
     let mut decoder = ChunkDecoder::new();
     decode_sse(chunks, |data| decoder.decode(data))
 }
 
-fn expected_transcript_events() -> Vec<StreamEvent> {
+fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
     vec![
         StreamEvent::Start { id: "chatcmpl-s1".into(), model: "gpt-4.1".into(), created: 1767225605 },
         StreamEvent::Text { choice: 0, text: "Let me ".into() },
@@ -271,7 +271,7 @@ fn expected_transcript_events() -> Vec<StreamEvent> {
             index: 0,
             id: Some("call_w1".into()),
             name: Some("get_weather".into()),
-            arguments: String::new(),
+            arguments: "".into(),
         },
         StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "{\"ci".into() },
         StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "ty\": \"Par".into() },
@@ -366,7 +366,7 @@ fn tool_calls_without_index_and_repeated_ids() {
 }
 
 /// Concatenated (reasoning, text) of choice 0.
-fn split_output(events: &[StreamEvent]) -> (String, String) {
+fn split_output(events: &[StreamEvent<'_>]) -> (String, String) {
     let mut reasoning = String::new();
     let mut text = String::new();
     for event in events {

@@ -1,0 +1,113 @@
+//! Stream translation allocates nothing per upstream chunk beyond the client's output
+//! frame: a global allocator counts allocations while streams of N and 2N text chunks
+//! are translated (SSE framing, decoding to canonical events, encoding for the client)
+//! into an output buffer with room reserved, and the count must not grow with N.
+
+use std::alloc::System;
+
+use llmux_wire::anthropic::encode::MessagesStreamEncoder;
+use llmux_wire::anthropic::upstream::EventDecoder;
+use llmux_wire::gemini::upstream::StreamDecoder;
+use llmux_wire::openai::encode::ChatStreamEncoder;
+use llmux_wire::openai::upstream::ChunkDecoder;
+use llmux_wire::sse::{Framer, parse_event};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn openai_stream(chunks: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for index in 0..chunks {
+        body.push_str(&format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{index} \"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"
+        ));
+    }
+    body.push_str("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9,\"total_tokens\":12}}\n\ndata: [DONE]\n\n");
+    body.into_bytes()
+}
+
+fn anthropic_stream(chunks: usize) -> Vec<u8> {
+    let mut body = String::from(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    );
+    for index in 0..chunks {
+        body.push_str(&format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"token{index} \"}}}}\n\n"
+        ));
+    }
+    body.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":9}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    body.into_bytes()
+}
+
+fn gemini_stream(chunks: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for index in 0..chunks {
+        let finish = if index + 1 == chunks { ",\"finishReason\":\"STOP\"" } else { "" };
+        body.push_str(&format!(
+            "data: {{\"candidates\":[{{\"content\":{{\"role\":\"model\",\"parts\":[{{\"text\":\"token{index} \"}}]}}{finish},\"index\":0}}],\"usageMetadata\":{{\"promptTokenCount\":3,\"candidatesTokenCount\":{index},\"totalTokenCount\":{index}}},\"modelVersion\":\"m\",\"responseId\":\"r1\"}}\r\n\r\n"
+        ));
+    }
+    body.into_bytes()
+}
+
+/// Allocations made translating `stream` (read in 512-byte pieces, as a socket would
+/// deliver it) through `translate` into an output buffer with room reserved.
+fn allocations(stream: &[u8], mut translate: impl FnMut(&[u8], &mut Vec<u8>)) -> usize {
+    let mut out = Vec::with_capacity(stream.len() * 4);
+    let mut framer = Framer::new();
+    framer.push(b"");
+    let region = Region::new(GLOBAL);
+    for read in stream.chunks(512) {
+        framer.push(read);
+        while let Some(event) = framer.next_event() {
+            if let Some(data) = parse_event(&event).data {
+                translate(&data, &mut out);
+            }
+        }
+    }
+    let change = region.change();
+    assert!(!out.is_empty());
+    change.allocations + change.reallocations
+}
+
+/// Allocations per extra upstream chunk, from streams of 200 and 400 chunks.
+fn per_chunk(stream: fn(usize) -> Vec<u8>, translate: &dyn Fn(&[u8]) -> usize) -> f64 {
+    let small = translate(&stream(200));
+    let large = translate(&stream(400));
+    (large as f64 - small as f64) / 200.0
+}
+
+#[test]
+fn translating_a_stream_allocates_nothing_per_chunk() {
+    let openai_to_anthropic = per_chunk(openai_stream, &|stream| {
+        let mut decoder = ChunkDecoder::new();
+        let mut encoder = MessagesStreamEncoder::new("m");
+        allocations(stream, |data, out| {
+            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
+        })
+    });
+    let anthropic_to_openai = per_chunk(anthropic_stream, &|stream| {
+        let mut decoder = EventDecoder::new();
+        let mut encoder = ChatStreamEncoder::new(true);
+        allocations(stream, |data, out| {
+            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
+        })
+    });
+    let gemini_to_openai = per_chunk(gemini_stream, &|stream| {
+        let mut decoder = StreamDecoder::new();
+        let mut encoder = ChatStreamEncoder::new(true);
+        allocations(stream, |data, out| {
+            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
+        })
+    });
+    let gemini_to_anthropic = per_chunk(gemini_stream, &|stream| {
+        let mut decoder = StreamDecoder::new();
+        let mut encoder = MessagesStreamEncoder::new("m");
+        allocations(stream, |data, out| {
+            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
+        })
+    });
+    let all = [openai_to_anthropic, anthropic_to_openai, gemini_to_openai, gemini_to_anthropic];
+    assert!(all.iter().all(|per_chunk| *per_chunk < 0.05), "allocations per upstream chunk: {all:?}");
+}
