@@ -21,6 +21,11 @@
 //!   is one text, blocks when there are several parts or images, absent when empty.
 //! - `temperature` is clamped to Anthropic's 0..=1. `max_tokens` is required by Anthropic:
 //!   the caller's default fills it.
+//! - `reasoning_effort` becomes `thinking: {"type": "enabled", "budget_tokens"}` (see
+//!   `thinking_budget`); `max_tokens` is raised to leave 1024 tokens for the answer, and a
+//!   `temperature` other than 1, `top_p` and `top_k` are dropped (Anthropic refuses them
+//!   with thinking). `response_format` `json_schema` becomes structured output,
+//!   `output_config.format`; `json_object` has no equivalent and is dropped.
 //! - Extensions are not copied (they may come from another dialect and mean something else
 //!   there), except the two keys both client decoders fill with the OpenAI meaning,
 //!   `user` (a string; OpenAI's newer `safety_identifier` when there is no `user`) ->
@@ -100,12 +105,17 @@ pub fn messages_request(
     if request.seed.is_some() {
         dropped.push("seed");
     }
-    if request.response_format.as_deref().is_some_and(|format| !is_text_format(format)) {
+    // `json_schema` becomes structured output (`output_config.format`); `json_object`
+    // has no Anthropic equivalent.
+    let output_format = request.response_format.as_deref().and_then(json_schema_format);
+    if request.response_format.as_deref().is_some_and(|format| !is_text_format(format)) && output_format.is_none() {
         dropped.push("response_format");
     }
     let mut user = None;
     let mut safety_identifier = None;
     let mut parallel_tool_calls = None;
+    // `Some(None)`: an effort that asks for no thinking.
+    let mut budget: Option<Option<u64>> = None;
     for (name, raw) in &request.extensions {
         let first = first_byte(raw);
         match name.as_str() {
@@ -115,6 +125,7 @@ pub fn messages_request(
             "parallel_tool_calls" if first == b't' || first == b'f' => {
                 parallel_tool_calls = Some(raw.get().trim() == "true")
             }
+            "reasoning_effort" if thinking_budget(raw.get()).is_some() => budget = thinking_budget(raw.get()),
             other => {
                 let name = KNOWN_EXTENSIONS.iter().copied().find(|known| *known == other).unwrap_or(OTHER_EXTENSIONS);
                 if !dropped.contains(&name) {
@@ -155,15 +166,32 @@ pub fn messages_request(
         [text] => Some(ContentWire::Text(text)),
         texts => Some(ContentWire::Blocks(texts.iter().map(|text| BlockWire::Text { text }).collect())),
     };
+    // Thinking takes its budget out of `max_tokens` and wants the default sampling.
+    let budget = budget.flatten();
+    let mut max_tokens = request.max_tokens.unwrap_or(default_max_tokens);
+    let (mut temperature, mut top_p, mut top_k) = (request.temperature, request.top_p, request.top_k);
+    if let Some(budget) = budget {
+        max_tokens = max_tokens.max(budget + MIN_ANSWER_TOKENS);
+        if temperature.is_some_and(|temperature| temperature != 1.0) {
+            temperature = None;
+            dropped.push("temperature");
+        }
+        if top_p.take().is_some() {
+            dropped.push("top_p");
+        }
+        if top_k.take().is_some() {
+            dropped.push("top_k");
+        }
+    }
     let wire = RequestWire {
         model: upstream_model,
-        max_tokens: request.max_tokens.unwrap_or(default_max_tokens),
+        max_tokens,
         system,
         messages: turns(&request.messages),
         stop_sequences: &request.stop,
-        temperature: request.temperature.map(|temperature| temperature.clamp(0.0, MAX_TEMPERATURE)),
-        top_p: request.top_p,
-        top_k: request.top_k,
+        temperature: temperature.map(|temperature| temperature.clamp(0.0, MAX_TEMPERATURE)),
+        top_p,
+        top_k,
         stream: request.stream.then_some(true),
         tools: request
             .tools
@@ -176,6 +204,9 @@ pub fn messages_request(
             .collect(),
         tool_choice,
         metadata: user.or(safety_identifier).map(|user_id| MetadataWire { user_id }),
+        thinking: budget.map(|budget_tokens| ThinkingWire { kind: "enabled", budget_tokens }),
+        output_config: output_format
+            .map(|schema| OutputConfigWire { format: OutputFormatWire { kind: "json_schema", schema } }),
     };
     (serde_json::to_vec(&wire).unwrap_or_default(), dropped)
 }
@@ -221,6 +252,67 @@ struct RequestWire<'a> {
     tool_choice: Option<ToolChoiceWire<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<MetadataWire<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<ThinkingWire>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_config: Option<OutputConfigWire<'a>>,
+}
+
+#[derive(Serialize)]
+struct ThinkingWire {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    budget_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct OutputConfigWire<'a> {
+    format: OutputFormatWire<'a>,
+}
+
+#[derive(Serialize)]
+struct OutputFormatWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    schema: &'a RawValue,
+}
+
+/// Tokens left for the answer when thinking raises `max_tokens` above its budget.
+const MIN_ANSWER_TOKENS: u64 = 1024;
+
+/// An OpenAI `reasoning_effort` as a thinking budget (`Some(None)`: no thinking), the
+/// buckets other gateways use: `low` 1280, `medium` 2048, `high` 4096, `xhigh`/`max`
+/// 8192 tokens (Anthropic's minimum is 1024); `none` and `minimal` turn thinking off.
+/// `None` for a value it does not know (reported as dropped).
+fn thinking_budget(raw: &str) -> Option<Option<u64>> {
+    match serde_json::from_str::<&str>(raw).ok()? {
+        "none" | "minimal" => Some(None),
+        "low" => Some(Some(1280)),
+        "medium" => Some(Some(2048)),
+        "high" => Some(Some(4096)),
+        "xhigh" | "max" => Some(Some(8192)),
+        _ => None,
+    }
+}
+
+/// The schema of an OpenAI `response_format: {"type": "json_schema", "json_schema":
+/// {"schema": ...}}`, for Anthropic's structured output.
+fn json_schema_format(format: &RawValue) -> Option<&RawValue> {
+    #[derive(Deserialize)]
+    struct FormatIn<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow)]
+        json_schema: Option<JsonSchemaIn<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct JsonSchemaIn<'a> {
+        #[serde(borrow)]
+        schema: Option<&'a RawValue>,
+    }
+    let format: FormatIn<'_> = serde_json::from_str(format.get()).ok()?;
+    (format.kind == "json_schema").then_some(())?;
+    format.json_schema?.schema.filter(|schema| schema.get().trim_start().starts_with('{'))
 }
 
 /// Content Anthropic takes as a plain string or as blocks (`system`, tool results).

@@ -124,8 +124,11 @@ fn request_golden() {
     let (actual, dropped) = encode(&request);
     let expected: Value = serde_json::from_slice(fixture("request_expected")).unwrap();
     assert_eq!(actual, expected);
-    // Extensions in key order; unknown keys once as `extensions`; a null value is not a loss.
-    assert_eq!(dropped, ["n", "seed", "response_format", "logprobs", "reasoning_effort", "extensions"]);
+    // Extensions in key order; unknown keys once as `extensions`; a null value is not a
+    // loss. `reasoning_effort: high` became a 4096-token thinking budget (`max_tokens`
+    // raised to leave room for the answer), which takes the default sampling: the
+    // explicit temperature, top_p and top_k go. The JSON schema became structured output.
+    assert_eq!(dropped, ["n", "seed", "logprobs", "extensions", "temperature", "top_p", "top_k"]);
     // The model's arguments are sent verbatim (number spelling kept), not re-serialized.
     let (body, _) = messages_request(&request, "claude-sonnet-4-5", 4096);
     let body = String::from_utf8(body).unwrap();
@@ -957,4 +960,42 @@ fn arb_request() -> impl Strategy<Value = ChatRequest> {
                 }
             },
         )
+}
+
+#[test]
+fn reasoning_effort_becomes_a_thinking_budget_and_json_schema_structured_output() {
+    let request_with =
+        |extensions: &[(&str, &str)], response_format: Option<&str>, temperature: Option<f64>| ChatRequest {
+            messages: vec![message(Role::User, vec![text("q")])],
+            max_tokens: Some(8000),
+            temperature,
+            response_format: response_format.map(raw),
+            extensions: extensions.iter().map(|(name, value)| ((*name).to_owned(), raw(value))).collect(),
+            ..ChatRequest::default()
+        };
+    let (body, dropped) = encode(&request_with(&[("reasoning_effort", r#""low""#)], None, Some(1.0)));
+    assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 1280}));
+    assert_eq!(body["max_tokens"], 8000, "already above the budget");
+    assert_eq!(body["temperature"], 1.0, "the one temperature thinking accepts");
+    assert!(dropped.is_empty(), "{dropped:?}");
+    for off in ["none", "minimal"] {
+        let (body, dropped) = encode(&request_with(&[("reasoning_effort", &format!("\"{off}\""))], None, Some(0.2)));
+        assert!(body.get("thinking").is_none());
+        assert_eq!(body["temperature"], 0.2);
+        assert!(dropped.is_empty());
+    }
+    let (body, dropped) = encode(&request_with(&[("reasoning_effort", r#""extreme""#)], None, None));
+    assert!(body.get("thinking").is_none());
+    assert_eq!(dropped, ["reasoning_effort"]);
+
+    let schema = r#"{"type":"json_schema","json_schema":{"name":"city","strict":true,"schema":{"type":"object","properties":{"name":{"type":"string"}}}}}"#;
+    let (body, dropped) = encode(&request_with(&[], Some(schema), None));
+    assert_eq!(
+        body["output_config"],
+        json!({"format": {"type": "json_schema", "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}})
+    );
+    assert!(dropped.is_empty());
+    let (body, dropped) = encode(&request_with(&[], Some(r#"{"type":"json_object"}"#), None));
+    assert!(body.get("output_config").is_none());
+    assert_eq!(dropped, ["response_format"]);
 }
