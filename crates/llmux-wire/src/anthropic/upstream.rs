@@ -8,7 +8,8 @@
 //!   top-level `system`, in order: a string when there is one text, text blocks otherwise.
 //! - Content is always sent as blocks. Empty text is never sent (Anthropic rejects empty
 //!   text blocks); a message left with no block is dropped, and turns are merged so that
-//!   roles alternate. In a merged user turn the `tool_result` blocks come first, as
+//!   roles alternate. A conversation that opens with the assistant gets a user turn of
+//!   `"."` before it (the first turn must be the user's). In a merged user turn the `tool_result` blocks come first, as
 //!   Anthropic requires.
 //! - Images: `data:<type>;base64,<data>` URLs become `base64` sources, any other URL a
 //!   `url` source (Anthropic answers 400 to schemes it cannot fetch); `detail` is dropped.
@@ -417,8 +418,17 @@ fn turns(messages: &[Message]) -> Vec<TurnWire<'_>> {
             _ => turns.push(TurnWire { role, content: blocks }),
         }
     }
+    // Anthropic wants the conversation to open with the user (an OpenAI history may open
+    // with the assistant): a minimal user turn goes first.
+    if turns.first().is_some_and(|turn| turn.role == "assistant") {
+        turns.insert(0, TurnWire { role: "user", content: vec![BlockWire::Text { text: LEADING_USER_TEXT }] });
+    }
     turns
 }
+
+/// The text of the user turn put before a conversation that opens with the assistant
+/// (Anthropic rejects empty text).
+const LEADING_USER_TEXT: &str = ".";
 
 /// A text or image block; `None` for empty text.
 fn content_block(part: &ContentPart) -> Option<BlockWire<'_>> {

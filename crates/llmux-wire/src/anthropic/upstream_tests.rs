@@ -999,3 +999,26 @@ fn reasoning_effort_becomes_a_thinking_budget_and_json_schema_structured_output(
     assert!(body.get("output_config").is_none());
     assert_eq!(dropped, ["response_format"]);
 }
+
+#[test]
+fn a_conversation_opening_with_the_assistant_gets_a_user_turn_first() {
+    let request = ChatRequest {
+        messages: vec![
+            message(Role::System, vec![text("s")]),
+            message(Role::Assistant, vec![text("Hello! How can I help?")]),
+            message(Role::User, vec![text("Weather?")]),
+        ],
+        ..ChatRequest::default()
+    };
+    let (body, _) = encode(&request);
+    let roles: Vec<&str> =
+        body["messages"].as_array().unwrap().iter().map(|turn| turn["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant", "user"]);
+    assert_eq!(body["messages"][0]["content"], json!([{"type": "text", "text": "."}]));
+
+    let (gemini, _) = crate::gemini::upstream::generate_content_request(&request);
+    let gemini: Value = serde_json::from_slice(&gemini).unwrap();
+    let roles: Vec<&str> = gemini["contents"].as_array().unwrap().iter().map(|c| c["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "model", "user"]);
+    assert_eq!(gemini["contents"][0]["parts"], json!([{"text": "."}]));
+}

@@ -10,7 +10,8 @@
 //! - User turns have role `user`, assistant turns `model`. Empty text is never sent; a
 //!   content left with no part is dropped, and consecutive contents of the same role are
 //!   merged (Gemini answers 400 "Please ensure that multiturn requests alternate between
-//!   user and model").
+//!   user and model"). A conversation that opens with the model gets a user content of
+//!   `"."` before it.
 //! - Images: `data:<mime>;base64,<data>` URLs become `inlineData`, any other URL
 //!   `fileData{mimeType, fileUri}` with the MIME type guessed from the path's extension
 //!   (`png`, `jpg`/`jpeg`, `gif`, `webp`, `heic`, `heif`, `pdf`; `image/jpeg` otherwise).
@@ -636,8 +637,16 @@ fn contents(messages: &[Message]) -> Vec<ContentWire<'_>> {
             _ => contents.push(ContentWire { role, parts }),
         }
     }
+    // Gemini wants the conversation to open with the user (an OpenAI history may open
+    // with the assistant): a minimal user turn goes first.
+    if contents.first().is_some_and(|content| content.role == "model") {
+        contents.insert(0, ContentWire { role: "user", parts: vec![PartWire::text(LEADING_USER_TEXT)] });
+    }
     contents
 }
+
+/// The text of the user turn put before a conversation that opens with the model.
+const LEADING_USER_TEXT: &str = ".";
 
 /// A text or media part; `None` for empty text.
 fn content_part(part: &ContentPart) -> Option<PartWire<'_>> {
