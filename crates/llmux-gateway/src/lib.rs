@@ -758,10 +758,8 @@ impl relay::Translator for AnthropicPassthrough {
         Ok(())
     }
 
-    fn event(&mut self, event: &llmux_types::chat::StreamEvent<'_>, out: &mut Vec<u8>) {
-        if let llmux_types::chat::StreamEvent::Error { message } = event {
-            llmux_wire::anthropic::passthrough::error_event("api_error", message, out);
-        }
+    fn error(&mut self, row: &error::ErrorRow, message: &str, out: &mut Vec<u8>) {
+        llmux_wire::anthropic::passthrough::error_event(row.anthropic_type, message, out);
     }
 
     fn finish(&mut self, _out: &mut Vec<u8>) {}
@@ -823,8 +821,8 @@ impl relay::Translator for TranslatingEncoder {
         .map_err(|error| error.message)
     }
 
-    fn event(&mut self, event: &llmux_types::chat::StreamEvent<'_>, out: &mut Vec<u8>) {
-        self.encoder.encode(event, out);
+    fn error(&mut self, row: &error::ErrorRow, message: &str, out: &mut Vec<u8>) {
+        self.encoder.error(row, message, out);
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
@@ -916,6 +914,9 @@ impl relay::EventEncoder for Prerendered {
     }
 
     fn finish(&mut self, _out: &mut Vec<u8>) {}
+
+    // A pre-rendered body comes from the mock, which has no upstream to fail.
+    fn error(&mut self, _row: &error::ErrorRow, _message: &str, _out: &mut Vec<u8>) {}
 }
 
 /// Reads the start of an error body (at most 64 KiB) before `deadline`.

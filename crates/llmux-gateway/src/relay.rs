@@ -21,7 +21,7 @@ use llmux_types::chat::StreamEvent;
 use llmux_wire::openai::usage::{Chunk, classify_chunk};
 use llmux_wire::sse::{Framer, parse_event};
 
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, ErrorRow};
 use crate::settle::Settlement;
 
 /// A response body produced incrementally.
@@ -185,6 +185,9 @@ pub fn openai_passthrough(
 pub trait EventEncoder: Send {
     fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>);
     fn finish(&mut self, out: &mut Vec<u8>);
+    /// An error of the gateway's own (a row of the error table) in the dialect's
+    /// in-stream form.
+    fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>);
     /// Something to send while the upstream is silent, if the dialect has one.
     fn keep_alive(&mut self, _out: &mut Vec<u8>) {}
 }
@@ -197,6 +200,10 @@ impl EventEncoder for llmux_wire::openai::encode::ChatStreamEncoder {
     fn finish(&mut self, out: &mut Vec<u8>) {
         llmux_wire::openai::encode::ChatStreamEncoder::finish(self, out);
     }
+
+    fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>) {
+        llmux_wire::openai::encode::ChatStreamEncoder::error(self, row.openai_type, Some(row.code), message, out);
+    }
 }
 
 impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
@@ -206,6 +213,10 @@ impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         llmux_wire::anthropic::encode::MessagesStreamEncoder::finish(self, out);
+    }
+
+    fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>) {
+        llmux_wire::anthropic::encode::MessagesStreamEncoder::error(self, row.anthropic_type, message, out);
     }
 
     fn keep_alive(&mut self, out: &mut Vec<u8>) {
@@ -224,8 +235,9 @@ pub trait Translator: Send {
         out: &mut Vec<u8>,
         observe: &mut dyn FnMut(&StreamEvent<'_>),
     ) -> Result<(), String>;
-    /// Encodes an event the relay itself produces (an error).
-    fn event(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>);
+    /// An error the relay itself raises (a row of the error table), in the client's
+    /// in-stream form.
+    fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>);
     /// Closes the client's stream.
     fn finish(&mut self, out: &mut Vec<u8>);
     /// Something to send while the upstream is silent (Anthropic's `ping`), if any.
@@ -284,7 +296,7 @@ pub fn translated(
 
         fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<u8>) {
             self.error = Some(code);
-            self.translator.event(&StreamEvent::Error { message: message.into() }, out);
+            self.translator.error(&code.row(), message, out);
         }
 
         fn settle(&mut self, out: &mut Vec<u8>) {

@@ -224,7 +224,7 @@ struct ErrorEvent<'a> {
 #[derive(Serialize)]
 struct ErrorInner<'a> {
     #[serde(rename = "type")]
-    kind: &'static str,
+    kind: &'a str,
     message: &'a str,
 }
 
@@ -302,11 +302,7 @@ impl MessagesStreamEncoder {
                 self.start(out);
             }
             StreamEvent::Usage(usage) => self.usage = *usage,
-            StreamEvent::Error { message } => {
-                let error = ErrorEvent { kind: "error", error: ErrorInner { kind: "api_error", message } };
-                write_event(out, "error", &error);
-                self.done = true;
-            }
+            StreamEvent::Error { message } => self.error("api_error", message, out),
             _ if event_choice(event) != Some(0) => {}
             StreamEvent::Text { text, .. } => {
                 if !text.is_empty() {
@@ -451,6 +447,14 @@ impl MessagesStreamEncoder {
         write_event(out, "content_block_start", &BlockStart { kind: "content_block_start", index, content_block });
         self.first_ping(out);
         index
+    }
+
+    /// Ends the stream with an `error` event of Anthropic error type `kind`; nothing
+    /// follows it.
+    pub fn error(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+        let error = ErrorEvent { kind: "error", error: ErrorInner { kind, message } };
+        write_event(out, "error", &error);
+        self.done = true;
     }
 
     /// Anthropic sends one `ping` right after the first `content_block_start`.

@@ -260,10 +260,13 @@ impl ChatStreamEncoder {
             // OpenAI chunks have no place for encrypted reasoning.
             StreamEvent::RedactedReasoning { .. } => {}
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
-            StreamEvent::Error { message } => {
-                out.extend_from_slice(&super::error::stream_event(message, "api_error", Some("upstream_error")));
-            }
+            StreamEvent::Error { message } => self.error("api_error", Some("upstream_error"), message, out),
         }
+    }
+
+    /// An in-stream error chunk of OpenAI error type `kind` (and `code`).
+    pub fn error(&mut self, kind: &str, code: Option<&str>, message: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(&super::error::stream_event(message, kind, code));
     }
 
     /// Appends the closing frames (usage chunk if asked for, then `[DONE]`).

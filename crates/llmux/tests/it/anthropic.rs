@@ -206,6 +206,36 @@ async fn a_slow_upstream_gets_ping_keep_alives_without_tripping_the_idle_timeout
 }
 
 #[tokio::test]
+async fn an_upstream_silent_past_the_idle_timeout_mid_stream_is_an_anthropic_timeout_error_event() {
+    let fake = FakeUpstream::start().await;
+    fake.push(Reply::Sse {
+        events: vec![
+            chunk(json!({"role": "assistant", "content": "partial"}), Value::Null),
+            chunk(json!({"content": " never"}), Value::Null),
+        ],
+        usage: None,
+        delay: Duration::from_millis(1500),
+        cut_after: None,
+    });
+    let gateway = TestGateway::start(&format!(
+        "{}\nidle_timeout_ms = 300\nfirst_byte_timeout_ms = 5000\n\n[[models]]\nname = \"claude-ish\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\" }}]\n",
+        fake_provider("fake", &fake.base_url()).trim_end()
+    ))
+    .await;
+    let key = gateway.key().await;
+    let body = json!({"model": "claude-ish", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let response = messages(&gateway, &key, &body).await;
+    assert_eq!(response.status(), 200);
+    let events = events(&response.text().await.unwrap());
+    let (last_name, last) = events.last().unwrap();
+    assert_eq!(last_name, "error", "{events:?}");
+    assert_eq!(last["error"]["type"], "timeout_error", "the error table's Anthropic type for upstream_timeout");
+    assert!(events.iter().all(|(name, _)| name != "message_stop"));
+    let records = gateway.wait_usage(1).await;
+    assert_eq!(records[0]["error_code"], "upstream_timeout");
+}
+
+#[tokio::test]
 async fn an_upstream_drop_mid_stream_is_an_anthropic_error_event() {
     let fake = FakeUpstream::start().await;
     fake.push(Reply::Sse {
