@@ -1,10 +1,14 @@
 // A fake upstream for the llmux openai-npm conformance suite.
 //
-// One node:http server on 127.0.0.1:<random port> that speaks both dialects the
+// One node:http server on 127.0.0.1:<random port> that speaks the three dialects the
 // gateway forwards to:
 //   POST /v1/chat/completions  OpenAI Chat Completions (JSON or SSE `data:` lines + [DONE])
 //   POST /v1/messages          Anthropic Messages (validated like the real API, JSON or named SSE)
-// Behaviour is chosen by the request's `model` (the route's upstream model name).
+//   POST /v1beta/models/{model}:generateContent | :streamGenerateContent?alt=sse
+//                              Gemini (validated like the real API, JSON or CRLF-framed
+//                              SSE `data:` lines with no terminator)
+// Behaviour is chosen by the request's `model` (the route's upstream model name); for
+// Gemini that is the model in the URL (`GEMINI_MODELS`).
 // Every request is recorded (method, path, lower-cased headers, parsed body, raw body)
 // so tests can assert on what the gateway actually sent; each test puts a unique
 // marker string in its request and finds its record with `one(marker)`.
@@ -103,6 +107,283 @@ export function anthropicBodyProblems(body, headers) {
   return problems;
 }
 
+// ---------------------------------------------------------------- Gemini dialect
+
+export const GEMINI_PATH = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
+// The upstream model in the URL -> how the fake answers. A request whose last content
+// holds function responses is always answered with text quoting the tool output.
+export const GEMINI_MODELS = {
+  'gemini-3-pro-preview': 'text',
+  'gemini-fake-thinking': 'thinking',
+  'gemini-fake-tools': 'tools',
+  'gemini-fake-parallel': 'parallel',
+  'gemini-fake-busy': 'busy',
+};
+// The signature the fake puts on the first functionCall part it returns; Gemini 3 wants
+// it back on that part (400 otherwise).
+export const GEMINI_SIGNATURE = 'Z2VtaW5pLXNpZy0wMDE=';
+// The signature on the (empty) last text part of a text answer: optional to send back.
+export const GEMINI_TEXT_SIGNATURE = 'Z2VtaW5pLXRleHQtc2lnLTAwMg==';
+export const GEMINI_TEXT = 'Bonjour from fake Gemini';
+export const GEMINI_PIECES = ['Bonjour', ' from', ' fake', ' Gemini'];
+export const GEMINI_THOUGHT = 'The user wants a short greeting.';
+export const GEMINI_TOOL_ANSWER = 'Gemini read the tool output: ';
+// Final counters of every answer. Gemini 3 always thinks (thoughts are billed as output
+// even when no thought text is returned); candidatesTokenCount excludes thoughts.
+export const GEMINI_PROMPT_TOKENS = 21;
+export const GEMINI_CANDIDATES_TOKENS = 6;
+export const GEMINI_THOUGHTS_TOKENS = 4;
+export const GEMINI_RETRY_DELAY_S = 17;
+export const GEMINI_429_MESSAGE = 'You exceeded your current quota, please check your plan and billing details.';
+export const GEMINI_429_BODY = {
+  error: {
+    code: 429,
+    message: GEMINI_429_MESSAGE,
+    status: 'RESOURCE_EXHAUSTED',
+    details: [
+      {
+        '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+        violations: [
+          {
+            quotaMetric: 'generativelanguage.googleapis.com/generate_content_free_tier_requests',
+            quotaId: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier',
+          },
+        ],
+      },
+      {
+        '@type': 'type.googleapis.com/google.rpc.Help',
+        links: [{ description: 'Learn more about Gemini API quotas', url: 'https://ai.google.dev/gemini-api/docs/rate-limits' }],
+      },
+      { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: `${GEMINI_RETRY_DELAY_S}s` },
+    ],
+  },
+};
+
+const GEMINI_TOP_LEVEL = new Set([
+  'contents', 'systemInstruction', 'tools', 'toolConfig', 'generationConfig', 'safetySettings', 'cachedContent', 'labels',
+]);
+const GEMINI_PART_DATA = new Set([
+  'text', 'inlineData', 'fileData', 'functionCall', 'functionResponse', 'executableCode', 'codeExecutionResult',
+]);
+const GEMINI_PART_META = new Set(['thought', 'thoughtSignature', 'videoMetadata', 'partMetadata', 'mediaResolution']);
+const GEMINI_DECLARATION_KEYS = new Set([
+  'name', 'description', 'parameters', 'parametersJsonSchema', 'response', 'responseJsonSchema', 'behavior',
+]);
+const GEMINI_GENERATION_KEYS = new Set([
+  'stopSequences', 'responseMimeType', 'responseSchema', 'responseJsonSchema', 'responseModalities', 'candidateCount',
+  'maxOutputTokens', 'temperature', 'topP', 'topK', 'seed', 'presencePenalty', 'frequencyPenalty', 'responseLogprobs',
+  'logprobs', 'enableEnhancedCivicAnswers', 'speechConfig', 'thinkingConfig', 'imageConfig', 'mediaResolution',
+]);
+const GEMINI_FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
+
+export function googleError(code, message, status) {
+  return { error: { code, message, status } };
+}
+
+/** usageMetadata of chunk `step` of `steps`: running totals (thoughts come first). */
+export function geminiUsage(step, steps) {
+  const candidates = step === steps ? GEMINI_CANDIDATES_TOKENS : Math.max(1, Math.floor((GEMINI_CANDIDATES_TOKENS * step) / steps));
+  return {
+    promptTokenCount: GEMINI_PROMPT_TOKENS,
+    candidatesTokenCount: candidates,
+    thoughtsTokenCount: GEMINI_THOUGHTS_TOKENS,
+    totalTokenCount: GEMINI_PROMPT_TOKENS + candidates + GEMINI_THOUGHTS_TOKENS,
+    promptTokensDetails: [{ modality: 'TEXT', tokenCount: GEMINI_PROMPT_TOKENS }],
+  };
+}
+
+/** How the fake quotes a functionResponse.response: `{output: "<s>"}` as the string, else sorted JSON. */
+export function geminiToolOutput(response) {
+  const keys = Object.keys(response ?? {});
+  if (keys.length === 1 && typeof response.output === 'string') return response.output;
+  return JSON.stringify(sortKeys(response));
+}
+
+function sortKeys(value) {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.keys(value).sort().map((name) => [name, sortKeys(value[name])]));
+  }
+  return value;
+}
+
+const isObject = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** Google's JSON parser takes proto field names in lowerCamelCase or snake_case. */
+function camel(name) {
+  const [head, ...rest] = name.split('_');
+  return head + rest.map((word) => word.slice(0, 1).toUpperCase() + word.slice(1)).join('');
+}
+
+/** A proto `bytes` value in JSON: base64, standard or URL-safe, padding optional. */
+function isBase64(value) {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/_-]+={0,2}$/.test(value)) return false;
+  const bare = value.replace(/=+$/, '');
+  // One leftover character (length % 4 == 1) cannot be decoded.
+  return bare.length % 4 !== 1;
+}
+
+/** What the real Gemini API would reject in a `generateContent` request (the subset the tests rely on). */
+export function geminiBodyProblems(body, headers, url) {
+  const problems = [];
+  if (headers['x-goog-api-key'] !== UPSTREAM_KEY) problems.push('API key not valid. Please pass a valid API key. (x-goog-api-key)');
+  if (headers.authorization !== undefined) {
+    problems.push('an Authorization header is OAuth, not the API key: do not send one with x-goog-api-key');
+  }
+  const parsed = new URL(url, 'http://fake');
+  if (parsed.pathname.endsWith(':streamGenerateContent') && parsed.searchParams.getAll('alt').join(',') !== 'sse') {
+    problems.push('streamGenerateContent without alt=sse answers a JSON array, not SSE: alt=sse is required');
+  }
+
+  for (const name of Object.keys(body)) {
+    if (!GEMINI_TOP_LEVEL.has(camel(name))) problems.push(`Invalid JSON payload received. Unknown name "${name}": Cannot find field.`);
+  }
+
+  const system = body.systemInstruction;
+  if (system !== undefined) {
+    if (!isObject(system) || ![undefined, 'system', 'user'].includes(system.role)) {
+      problems.push(`systemInstruction: role must be absent, system or user: ${JSON.stringify(system)}`);
+    } else if (!Array.isArray(system.parts) || !system.parts.length || system.parts.some((part) => typeof part?.text !== 'string' || !part.text)) {
+      problems.push('systemInstruction: parts must be non-empty text parts');
+    }
+  }
+
+  const contents = body.contents;
+  if (!Array.isArray(contents) || contents.length === 0) {
+    problems.push('* GenerateContentRequest.contents: contents is not specified');
+    return problems;
+  }
+  if (contents[0]?.role !== 'user') problems.push('contents[0]: Please ensure that multiturn requests start with a user turn.');
+  let previousCalls = [];
+  contents.forEach((content, index) => {
+    const role = content?.role;
+    const where = `contents[${index}]`;
+    if (role !== 'user' && role !== 'model') problems.push(`${where}.role: Please use a valid role: user, model (got ${JSON.stringify(role)}).`);
+    if (index > 0 && role === contents[index - 1]?.role) {
+      problems.push(`${where}: Please ensure that multiturn requests alternate between user and model.`);
+    }
+    for (const name of Object.keys(content ?? {})) {
+      if (name !== 'role' && name !== 'parts') problems.push(`${where}: Unknown name "${name}": Cannot find field.`);
+    }
+    let parts = content?.parts;
+    if (!Array.isArray(parts) || parts.length === 0) {
+      problems.push(`${where}.parts: must not be empty.`);
+      parts = [];
+    }
+    const calls = [];
+    const responses = [];
+    parts.forEach((part, number) => {
+      const at = `${where}.parts[${number}]`;
+      if (!isObject(part)) {
+        problems.push(`${at}: Invalid value: ${JSON.stringify(part)}`);
+        return;
+      }
+      const names = Object.keys(part);
+      const data = names.filter((name) => GEMINI_PART_DATA.has(camel(name)));
+      const unknown = names.filter((name) => !GEMINI_PART_DATA.has(camel(name)) && !GEMINI_PART_META.has(camel(name)));
+      if (unknown.length) problems.push(`${at}: Unknown name "${unknown[0]}": Cannot find field.`);
+      if (data.length !== 1) {
+        problems.push(`${at}: a part must hold exactly one of ${[...GEMINI_PART_DATA].sort().join(', ')} (got ${JSON.stringify(data)})`);
+      }
+      if ('thoughtSignature' in part && !isBase64(part.thoughtSignature)) {
+        problems.push(`${at}.thought_signature: Invalid value (TYPE_BYTES), ${JSON.stringify(part.thoughtSignature)}`);
+      }
+      if ('text' in part && (typeof part.text !== 'string' || !part.text)) {
+        problems.push(`${at}: Unable to submit request because it has an empty text parameter. Add a value to the parameter and try again.`);
+      }
+      if ('functionCall' in part) {
+        const call = part.functionCall;
+        if (role !== 'model') problems.push(`${at}: functionCall parts are only allowed in model turns`);
+        const extra = isObject(call) ? Object.keys(call).filter((name) => !['id', 'name', 'args'].includes(name)) : [];
+        if (!isObject(call) || extra.length || typeof call.name !== 'string' || (call.args !== undefined && !isObject(call.args))) {
+          problems.push(`${at}.function_call: Invalid value: ${JSON.stringify(call)}`);
+        } else {
+          calls.push({ number, call, part });
+        }
+      }
+      if ('functionResponse' in part) {
+        const response = part.functionResponse;
+        const allowed = ['id', 'name', 'response', 'willContinue', 'scheduling', 'parts'];
+        if (!isObject(response) || Object.keys(response).some((name) => !allowed.includes(name))) {
+          problems.push(`${at}.function_response: Invalid value: ${JSON.stringify(response)}`);
+          return;
+        }
+        if (!isObject(response.response)) {
+          problems.push(
+            `${at}.function_response.response: Invalid value (type.googleapis.com/google.protobuf.Struct), ${JSON.stringify(response.response)}`,
+          );
+        }
+        responses.push(response);
+      }
+    });
+    if (calls.length) {
+      // Gemini 3 signs the first functionCall part of a model turn and wants that signature back.
+      const { number, call, part } = calls[0];
+      if (part.thoughtSignature !== GEMINI_SIGNATURE) {
+        problems.push(
+          `${where}: Function call is missing a thought_signature in functionCall parts. This is required for tools to work ` +
+            `correctly, and missing thought_signature may lead to degraded model performance. Additional data, function call ` +
+            `\`default_api:${call.name}\` , position ${number + 1}. (thoughtSignature: ${JSON.stringify(part.thoughtSignature)})`,
+        );
+      }
+    }
+    if (previousCalls.length || responses.length) {
+      if (responses.length !== previousCalls.length) {
+        problems.push(
+          `${where}: Please ensure that the number of function response parts (${responses.length}) is equal to the number ` +
+            `of function call parts of the function call turn (${previousCalls.length}).`,
+        );
+      }
+      const callNames = new Set(previousCalls.map((call) => call.name));
+      const callIds = new Set(previousCalls.map((call) => call.id).filter(Boolean));
+      for (const response of responses) {
+        if (!callNames.has(response.name)) {
+          problems.push(
+            `${where}: functionResponse name ${JSON.stringify(response.name)} matches no functionCall of the model turn before ` +
+              `(${JSON.stringify([...callNames].sort())})`,
+          );
+        }
+        if (response.id && callIds.size && !callIds.has(response.id)) {
+          problems.push(
+            `${where}: functionResponse id ${JSON.stringify(response.id)} matches no functionCall id (${JSON.stringify([...callIds].sort())})`,
+          );
+        }
+      }
+    }
+    previousCalls = calls.map(({ call }) => call);
+  });
+
+  for (const tool of Array.isArray(body.tools) ? body.tools : []) {
+    for (const declaration of tool?.functionDeclarations ?? []) {
+      const extra = Object.keys(declaration ?? {}).filter((name) => !GEMINI_DECLARATION_KEYS.has(name));
+      if (extra.length) problems.push(`tools: Unknown name(s) ${JSON.stringify(extra.sort())} in function declaration`);
+      if (!GEMINI_FUNCTION_NAME.test(String(declaration?.name))) problems.push(`tools: invalid function name ${JSON.stringify(declaration?.name)}`);
+      if (declaration && 'parameters' in declaration && 'parametersJsonSchema' in declaration) {
+        problems.push('tools: parameters and parametersJsonSchema are mutually exclusive');
+      }
+    }
+  }
+  if (body.tools !== undefined && !Array.isArray(body.tools)) problems.push('tools: must be a list');
+  const calling = body.toolConfig?.functionCallingConfig ?? {};
+  if (Object.keys(calling).length) {
+    if (!['AUTO', 'ANY', 'NONE', 'VALIDATED', 'MODE_UNSPECIFIED'].includes(calling.mode)) {
+      problems.push(`toolConfig.functionCallingConfig.mode: Invalid value ${JSON.stringify(calling.mode)}`);
+    }
+    if (calling.allowedFunctionNames?.length && !['ANY', 'VALIDATED'].includes(calling.mode)) {
+      problems.push('toolConfig.functionCallingConfig: allowedFunctionNames needs mode ANY');
+    }
+  }
+  const generation = body.generationConfig ?? {};
+  for (const name of Object.keys(generation)) {
+    if (!GEMINI_GENERATION_KEYS.has(camel(name))) problems.push(`generationConfig: Unknown name "${name}": Cannot find field.`);
+  }
+  const thinking = generation.thinkingConfig ?? {};
+  if ('thinkingLevel' in thinking && 'thinkingBudget' in thinking) {
+    problems.push("thinkingConfig: You can't use both thinking_level and the legacy thinking_budget parameter in the same request.");
+  }
+  return problems;
+}
+
 export class FakeUpstream {
   constructor() {
     this.requests = [];
@@ -134,7 +415,7 @@ export class FakeUpstream {
     return `http://127.0.0.1:${this.port}/v1`;
   }
 
-  /** The bare host (what an `anthropic` provider's base_url is). */
+  /** The bare host (what an `anthropic` or `gemini` provider's base_url is). */
   get hostURL() {
     return `http://127.0.0.1:${this.port}`;
   }
@@ -176,6 +457,7 @@ export class FakeUpstream {
     }
     if (path === '/v1/chat/completions') await this.#chat(req, res, body);
     else if (path === '/v1/messages') await this.#messages(req, res, body);
+    else if (GEMINI_PATH.test(path)) await this.#gemini(req, res, body);
     else this.#json(res, 404, openaiError(`no route ${path}`));
   }
 
@@ -333,6 +615,90 @@ export class FakeUpstream {
     events.push({ type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: usage.output_tokens } });
     events.push({ type: 'message_stop' });
     await this.#sse(res, events, { named: true });
+  }
+
+  // ---------------------------------------------------------------- Gemini dialect
+
+  /** Google-style SSE: CRLF framing, `data:` lines only, no terminator (the end is the close). */
+  async #geminiSse(res, chunks) {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.flushHeaders();
+    for (const chunk of chunks) {
+      res.write(`data: ${JSON.stringify(chunk)}\r\n\r\n`);
+      await sleep(EVENT_GAP_MS);
+    }
+    res.end();
+  }
+
+  /**
+   * A Gemini API server (`generateContent` / `streamGenerateContent?alt=sse`): checks the
+   * body as Google would (`geminiBodyProblems`), then answers as the model in the URL
+   * behaves (`GEMINI_MODELS`). A request whose last content holds function responses is
+   * always answered with text quoting the tool output.
+   */
+  async #gemini(req, res, body) {
+    const [, model, method] = GEMINI_PATH.exec(req.url.split('?')[0]);
+    const problems = geminiBodyProblems(body, req.headers, req.url);
+    if (problems.length) {
+      this.#json(res, 400, googleError(400, problems.join('; '), 'INVALID_ARGUMENT'));
+      return;
+    }
+    const behaviour = GEMINI_MODELS[model];
+    if (behaviour === undefined) {
+      this.#json(res, 404, googleError(404, `models/${model} is not found for API version v1beta, or is not supported for ${method}.`, 'NOT_FOUND'));
+      return;
+    }
+    if (behaviour === 'busy') {
+      this.#json(res, 429, GEMINI_429_BODY);
+      return;
+    }
+    const declared = new Set(
+      (body.tools ?? []).flatMap((tool) => (tool.functionDeclarations ?? []).map((declaration) => declaration.name)),
+    );
+    const outputs = body.contents.at(-1).parts.filter((part) => 'functionResponse' in part).map((part) => part.functionResponse.response);
+    let steps;
+    if (outputs.length) {
+      const answer = GEMINI_TOOL_ANSWER + outputs.map(geminiToolOutput).join('; ');
+      const middle = Math.floor(answer.length / 2);
+      steps = [[{ text: answer.slice(0, middle) }], [{ text: answer.slice(middle) }]];
+    } else if ((behaviour === 'tools' || behaviour === 'parallel') && declared.has(TOOL_NAME)) {
+      // Gemini 3 signs the first functionCall part of a step, and only that one.
+      steps = [[{ functionCall: { name: TOOL_NAME, args: { city: 'Paris' } }, thoughtSignature: GEMINI_SIGNATURE }]];
+      if (behaviour === 'parallel') steps.push([{ functionCall: { name: TOOL_NAME, args: { city: 'Tokyo' } } }]);
+      // A final chunk with no parts carries the finish reason.
+      steps.push([]);
+    } else {
+      steps = GEMINI_PIECES.map((piece) => [{ text: piece }]);
+      if (behaviour === 'thinking') steps.unshift([{ text: GEMINI_THOUGHT, thought: true }]);
+      // Gemini 3 ends a text answer with an empty text part that carries a signature.
+      steps.push([{ text: '', thoughtSignature: GEMINI_TEXT_SIGNATURE }]);
+    }
+    const responseId = `gemini-fake-${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+    const response = (parts, usageMetadata, finished) => {
+      const candidate = { content: parts.length ? { role: 'model', parts } : { role: 'model' }, index: 0 };
+      if (finished) candidate.finishReason = 'STOP';
+      return { candidates: [candidate], usageMetadata, modelVersion: model, responseId };
+    };
+
+    if (method === 'generateContent') {
+      // Whole answers hold one text part per run of text (the signature on its last one).
+      const plainText = (part) => Object.keys(part).every((name) => name === 'text' || name === 'thoughtSignature');
+      const merged = [];
+      for (const part of steps.flat()) {
+        const last = merged.at(-1);
+        if (last && plainText(part) && plainText(last) && !('thoughtSignature' in last)) {
+          merged[merged.length - 1] = { ...last, ...part, text: last.text + part.text };
+        } else {
+          merged.push({ ...part });
+        }
+      }
+      this.#json(res, 200, response(merged, geminiUsage(1, 1), true));
+      return;
+    }
+    await this.#geminiSse(
+      res,
+      steps.map((parts, number) => response(parts, geminiUsage(number + 1, steps.length), number + 1 === steps.length)),
+    );
   }
 }
 

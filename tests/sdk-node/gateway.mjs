@@ -21,6 +21,11 @@ export const MODELS = {
   bad: ['fake', 'fake-400'],
   sonnet: ['claude', 'claude-text'],
   'sonnet-tools': ['claude', 'claude-tools'],
+  gemini: ['google', 'gemini-3-pro-preview'],
+  'gemini-thinking': ['google', 'gemini-fake-thinking'],
+  'gemini-tools': ['google', 'gemini-fake-tools'],
+  'gemini-parallel': ['google', 'gemini-fake-parallel'],
+  'gemini-busy': ['google', 'gemini-fake-busy'],
   mockchat: ['mock', 'echo'],
 };
 
@@ -56,6 +61,13 @@ timeout_ms = 15000
 [[providers]]
 name = "claude"
 kind = "anthropic"
+base_url = "${upstream.hostURL}"
+api_key = "sk-upstream-secret"
+timeout_ms = 15000
+
+[[providers]]
+name = "google"
+kind = "gemini"
 base_url = "${upstream.hostURL}"
 api_key = "sk-upstream-secret"
 timeout_ms = 15000

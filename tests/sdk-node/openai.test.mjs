@@ -1,6 +1,6 @@
 // Conformance of llmux with the official `openai` npm SDK.
 //
-// Starts a fake upstream (fake-upstream.mjs, both OpenAI and Anthropic dialects) and
+// Starts a fake upstream (fake-upstream.mjs: OpenAI, Anthropic and Gemini dialects) and
 // the real llmux binary (gateway.mjs), creates a virtual key, then drives the gateway
 // with `new OpenAI({ baseURL: <gateway>/v1, apiKey: <virtual key> })`.
 // Run with scripts/sdk-node-tests.sh (or `node --test` here with LLMUX_BIN set).
@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import OpenAI, { AuthenticationError, BadRequestError, NotFoundError } from 'openai';
+import OpenAI, { AuthenticationError, BadRequestError, InternalServerError, NotFoundError } from 'openai';
 
 import {
   ANTHROPIC_USAGE,
@@ -17,6 +17,15 @@ import {
   CLAUDE_TOOL_IDS,
   CLAUDE_TOOL_INPUTS,
   FakeUpstream,
+  GEMINI_CANDIDATES_TOKENS,
+  GEMINI_PIECES,
+  GEMINI_PROMPT_TOKENS,
+  GEMINI_RETRY_DELAY_S,
+  GEMINI_SIGNATURE,
+  GEMINI_TEXT,
+  GEMINI_THOUGHT,
+  GEMINI_THOUGHTS_TOKENS,
+  GEMINI_TOOL_ANSWER,
   PARALLEL_CALLS,
   THINKING_TEXT,
   TOOL_ARGUMENTS,
@@ -445,6 +454,393 @@ describe('the openai SDK against an anthropic provider (translated)', () => {
     const body = messagesRequest(mark);
     assert.equal(body.stream, true);
     assert.ok(body.tools.every((tool) => tool.input_schema && !tool.function));
+  });
+});
+
+// ------------------------------------------------------------------ Gemini provider
+
+// Thoughts are billed as output: OpenAI completion_tokens include Gemini's thoughtsTokenCount.
+const GEMINI_OUTPUT_TOKENS = GEMINI_CANDIDATES_TOKENS + GEMINI_THOUGHTS_TOKENS;
+const GEMINI_USAGE = {
+  prompt_tokens: GEMINI_PROMPT_TOKENS,
+  completion_tokens: GEMINI_OUTPUT_TOKENS,
+  total_tokens: GEMINI_PROMPT_TOKENS + GEMINI_OUTPUT_TOKENS,
+  reasoning_tokens: GEMINI_THOUGHTS_TOKENS,
+};
+// What WEATHER_TOOLS becomes upstream (`strict` has no Gemini equivalent).
+const GEMINI_WEATHER_TOOLS = [
+  {
+    functionDeclarations: [
+      {
+        name: TOOL_NAME,
+        description: WEATHER_TOOLS[0].function.description,
+        parametersJsonSchema: WEATHER_TOOLS[0].function.parameters,
+      },
+    ],
+  },
+];
+// How llmux shows Gemini's thoughtSignature on an OpenAI tool call (as Google's own
+// OpenAI-compatible endpoint does).
+const GEMINI_EXTRA_CONTENT = { google: { thought_signature: GEMINI_SIGNATURE } };
+const TOOL_OUTPUT = '18C and sunny';
+
+function usageOf(usage) {
+  return {
+    prompt_tokens: usage?.prompt_tokens,
+    completion_tokens: usage?.completion_tokens,
+    total_tokens: usage?.total_tokens,
+    reasoning_tokens: usage?.completion_tokens_details?.reasoning_tokens,
+  };
+}
+
+/**
+ * The `count` upstream requests that carried `mark`, each checked to be a Gemini request:
+ * x-goog-api-key with the provider key, no Authorization, no OpenAI-only body fields, no
+ * virtual key anywhere. (The fake already answered 400 to anything Gemini would reject.)
+ */
+function geminiRequests(mark, count) {
+  const found = upstream.find(mark);
+  assert.equal(found.length, count, `expected ${count} upstream requests containing ${JSON.stringify(mark)}, got ${found.length}`);
+  for (const recorded of found) {
+    assert.equal(recorded.method, 'POST');
+    assert.match(recorded.path, /^\/v1beta\/models\/[^/:]+:(generateContent|streamGenerateContent)$/);
+    assert.equal(recorded.headers['x-goog-api-key'], UPSTREAM_KEY);
+    assert.equal(recorded.headers.authorization, undefined, 'no Authorization header goes to Gemini');
+    for (const field of ['model', 'messages', 'stream', 'stream_options', 'max_tokens', 'tool_choice']) {
+      assert.ok(!(field in recorded.body), `OpenAI field ${field} in the Gemini body: ${recorded.raw}`);
+    }
+    for (const [name, value] of Object.entries(recorded.headers)) {
+      assert.ok(!String(value).includes(key.key), `the virtual key leaked upstream in header ${name}`);
+    }
+    assert.ok(!recorded.raw.includes(key.key), 'the virtual key leaked upstream in the body');
+  }
+  return found;
+}
+
+/** The one Gemini request for `mark`; its URL names `model` and the method/alt=sse match `stream`. Returns its body. */
+function geminiRequest(mark, { model = 'gemini-3-pro-preview', stream = false } = {}) {
+  const [recorded] = geminiRequests(mark, 1);
+  assert.equal(recorded.url, `/v1beta/models/${model}:${stream ? 'streamGenerateContent?alt=sse' : 'generateContent'}`);
+  return recorded.body;
+}
+
+describe('the openai SDK against a gemini provider (translated)', () => {
+  test('gemini: text, usage with thoughts billed, valid generateContent request', async () => {
+    const mark = marker();
+    const { data: completion, response } = await client.chat.completions
+      .create({
+        model: 'gemini',
+        messages: [
+          { role: 'system', content: 'You are terse.' },
+          { role: 'user', content: mark },
+        ],
+        max_tokens: 300,
+        temperature: 0.5,
+        stop: ['END'],
+      })
+      .withResponse();
+
+    assert.equal(response.headers.get('x-llmux-provider'), 'google');
+    assert.equal(completion.object, 'chat.completion');
+    assert.equal(completion.choices.length, 1);
+    const choice = completion.choices[0];
+    assert.equal(choice.message.role, 'assistant');
+    assert.equal(choice.message.content, GEMINI_TEXT);
+    assert.equal(choice.message.tool_calls ?? undefined, undefined);
+    assert.equal(choice.message.reasoning_content ?? undefined, undefined, 'no thought parts, no reasoning_content');
+    assert.equal(choice.finish_reason, 'stop');
+    assert.deepEqual(usageOf(completion.usage), GEMINI_USAGE);
+
+    const body = geminiRequest(mark);
+    assert.deepEqual(body.systemInstruction, { parts: [{ text: 'You are terse.' }] });
+    assert.deepEqual(body.contents, [{ role: 'user', parts: [{ text: mark }] }]);
+    assert.deepEqual(body.generationConfig, { temperature: 0.5, maxOutputTokens: 300, stopSequences: ['END'] });
+    assert.ok(!('tools' in body) && !('toolConfig' in body));
+  });
+
+  test('gemini, streamed with include_usage: deltas as they come, one final usage chunk', async () => {
+    const mark = marker();
+    const chunks = await collect(
+      await client.chat.completions.create({
+        model: 'gemini',
+        messages: user(mark),
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    );
+
+    assert.ok(chunks.every((chunk) => chunk.object === 'chat.completion.chunk'));
+    const deltas = chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content).filter(Boolean);
+    assert.equal(deltas.join(''), GEMINI_TEXT);
+    assert.ok(deltas.length >= GEMINI_PIECES.length, `Gemini's chunks are relayed as they come: ${JSON.stringify(deltas)}`);
+    assert.deepEqual(finishReasons(chunks), ['stop']);
+    const final = chunks.at(-1);
+    assert.deepEqual(final.choices, []);
+    assert.deepEqual(usageOf(final.usage), GEMINI_USAGE);
+    assert.equal(chunks.filter((chunk) => chunk.usage != null).length, 1, 'exactly one usage chunk');
+    assert.equal(chunks.filter((chunk) => chunk.choices.length === 0).length, 1, 'exactly one chunk with empty choices');
+
+    const body = geminiRequest(mark, { stream: true });
+    assert.deepEqual(body.contents, [{ role: 'user', parts: [{ text: mark }] }]);
+  });
+
+  test('gemini, streamed without include_usage: no usage chunk', async () => {
+    const mark = marker();
+    const chunks = await collect(await client.chat.completions.create({ model: 'gemini', messages: user(mark), stream: true }));
+
+    assert.ok(chunks.length > 1);
+    assert.ok(chunks.every((chunk) => chunk.choices.length > 0 && chunk.usage == null), 'usage leaked into chunks the client did not ask it for');
+    assert.equal(chunks.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), GEMINI_TEXT);
+    assert.deepEqual(finishReasons(chunks), ['stop']);
+    geminiRequest(mark, { stream: true });
+  });
+
+  test('gemini-thinking: thought parts become reasoning_content; reasoning_effort becomes thinkingConfig', async () => {
+    const mark = marker();
+    const completion = await client.chat.completions.create({ model: 'gemini-thinking', messages: user(mark), reasoning_effort: 'low' });
+
+    const message = completion.choices[0].message;
+    assert.equal(message.content, GEMINI_TEXT, 'the thought is not part of the content');
+    assert.equal(message.reasoning_content, GEMINI_THOUGHT);
+    assert.equal(completion.choices[0].finish_reason, 'stop');
+    assert.deepEqual(usageOf(completion.usage), GEMINI_USAGE);
+
+    const body = geminiRequest(mark, { model: 'gemini-fake-thinking' });
+    assert.deepEqual(body.generationConfig, { thinkingConfig: { includeThoughts: true, thinkingLevel: 'LOW' } });
+  });
+
+  test('gemini-thinking, streamed: reasoning_content deltas come before the content', async () => {
+    const mark = marker();
+    const chunks = await collect(
+      await client.chat.completions.create({ model: 'gemini-thinking', messages: user(mark), reasoning_effort: 'high', stream: true }),
+    );
+
+    const deltas = chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.delta));
+    const reasoning = deltas.map((delta) => delta.reasoning_content ?? '').join('');
+    const text = deltas.map((delta) => delta.content ?? '').join('');
+    assert.equal(reasoning, GEMINI_THOUGHT);
+    assert.equal(text, GEMINI_TEXT);
+    const lastReasoning = deltas.findLastIndex((delta) => delta.reasoning_content);
+    const firstText = deltas.findIndex((delta) => delta.content);
+    assert.ok(lastReasoning < firstText, 'reasoning streams before the answer');
+    assert.deepEqual(finishReasons(chunks), ['stop']);
+
+    const body = geminiRequest(mark, { model: 'gemini-fake-thinking', stream: true });
+    assert.deepEqual(body.generationConfig.thinkingConfig, { includeThoughts: true, thinkingLevel: 'HIGH' });
+  });
+
+  test('gemini-tools: a functionCall is finish_reason tool_calls, its signature in extra_content', async () => {
+    const mark = marker();
+    const completion = await client.chat.completions.create({
+      model: 'gemini-tools',
+      messages: user(`Weather in Paris? ${mark}`),
+      tools: WEATHER_TOOLS,
+      tool_choice: 'required',
+    });
+
+    const choice = completion.choices[0];
+    assert.equal(choice.finish_reason, 'tool_calls', 'Gemini says STOP; the function call decides');
+    assert.ok(!choice.message.content, `no content beside the call: ${JSON.stringify(choice.message.content)}`);
+    assert.equal(choice.message.tool_calls?.length, 1);
+    const [call] = choice.message.tool_calls;
+    assert.equal(call.type, 'function');
+    assert.ok(typeof call.id === 'string' && call.id, 'the call has an id');
+    assert.equal(call.function.name, TOOL_NAME);
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
+    assert.deepEqual(call.extra_content, GEMINI_EXTRA_CONTENT);
+    assert.deepEqual(usageOf(completion.usage), GEMINI_USAGE);
+
+    const body = geminiRequest(mark, { model: 'gemini-fake-tools' });
+    assert.deepEqual(body.tools, GEMINI_WEATHER_TOOLS);
+    assert.deepEqual(body.toolConfig, { functionCallingConfig: { mode: 'ANY' } });
+  });
+
+  test('gemini-tools, streamed: the tool call delta carries extra_content', async () => {
+    const mark = marker();
+    const chunks = await collect(
+      await client.chat.completions.create({
+        model: 'gemini-tools',
+        messages: user(`Weather in Paris? ${mark}`),
+        tools: WEATHER_TOOLS,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    );
+
+    const fragments = chunks.flatMap((chunk) => chunk.choices.flatMap((choice) => choice.delta?.tool_calls ?? []));
+    assert.ok(fragments.length >= 1, 'no tool-call delta');
+    assert.equal(fragments[0].index, 0);
+    assert.deepEqual(fragments[0].extra_content, GEMINI_EXTRA_CONTENT);
+    const calls = assembleToolCalls(chunks);
+    assert.deepEqual([...calls.keys()], [0]);
+    const call = calls.get(0);
+    assert.ok(call.id, 'the call has an id');
+    assert.equal(call.type, 'function');
+    assert.equal(call.name, TOOL_NAME);
+    assert.deepEqual(JSON.parse(call.arguments), { city: 'Paris' });
+    assert.deepEqual(finishReasons(chunks), ['tool_calls']);
+    assert.deepEqual(usageOf(chunks.at(-1).usage), GEMINI_USAGE);
+
+    const body = geminiRequest(mark, { model: 'gemini-fake-tools', stream: true });
+    assert.deepEqual(body.tools, GEMINI_WEATHER_TOOLS);
+    assert.equal(body.toolConfig?.functionCallingConfig?.mode ?? 'AUTO', 'AUTO');
+  });
+
+  test("tool loop: the SDK's own message object goes back and the thoughtSignature round-trips", async () => {
+    const mark = marker();
+    const messages = user(`Weather in Paris? ${mark}`);
+    const first = await client.chat.completions.create({ model: 'gemini-tools', messages, tools: WEATHER_TOOLS });
+    assert.equal(first.choices[0].finish_reason, 'tool_calls');
+    const [call] = first.choices[0].message.tool_calls;
+    // As apps do: the SDK's message object, unchanged, then the tool result.
+    messages.push(first.choices[0].message);
+    messages.push({ role: 'tool', tool_call_id: call.id, content: TOOL_OUTPUT });
+
+    const second = await client.chat.completions.create({ model: 'gemini-tools', messages, tools: WEATHER_TOOLS });
+    assert.equal(second.choices[0].message.content, GEMINI_TOOL_ANSWER + TOOL_OUTPUT);
+    assert.equal(second.choices[0].finish_reason, 'stop');
+    assert.equal(second.choices[0].message.tool_calls ?? undefined, undefined);
+
+    const contents = geminiRequests(mark, 2)[1].body.contents;
+    assert.deepEqual(contents.map((content) => content.role), ['user', 'model', 'user']);
+    assert.equal(contents[1].parts.length, 1);
+    const [modelPart] = contents[1].parts;
+    assert.equal(modelPart.functionCall.name, TOOL_NAME);
+    assert.deepEqual(modelPart.functionCall.args, { city: 'Paris' });
+    assert.equal(modelPart.thoughtSignature, GEMINI_SIGNATURE);
+    assert.ok(!(modelPart.functionCall.id ?? '').includes('__gsig'), 'the signature does not ride in the id for OpenAI clients');
+    assert.equal(contents[2].parts.length, 1);
+    const [responsePart] = contents[2].parts;
+    assert.equal(responsePart.functionResponse.name, TOOL_NAME);
+    assert.deepEqual(responsePart.functionResponse.response, { output: TOOL_OUTPUT });
+    assert.equal(responsePart.functionResponse.id, modelPart.functionCall.id);
+  });
+
+  test("streamed tool loop: the stream helper's finalChatCompletion message goes back", async () => {
+    const mark = marker();
+    const messages = user(`Weather in Paris? ${mark}`);
+    const final = await client.chat.completions.stream({ model: 'gemini-tools', messages, tools: WEATHER_TOOLS }).finalChatCompletion();
+    const message = final.choices[0].message;
+    assert.equal(final.choices[0].finish_reason, 'tool_calls');
+    assert.equal(message.tool_calls.length, 1);
+    const [call] = message.tool_calls;
+    assert.deepEqual(call.extra_content, GEMINI_EXTRA_CONTENT, 'the helper kept extra_content');
+    // get_weather is strict, so the helper parsed the arguments too.
+    assert.deepEqual(call.function.parsed_arguments, { city: 'Paris' });
+    messages.push(message);
+    messages.push({ role: 'tool', tool_call_id: call.id, content: TOOL_OUTPUT });
+
+    const chunks = await collect(
+      await client.chat.completions.create({ model: 'gemini-tools', messages, tools: WEATHER_TOOLS, stream: true }),
+    );
+    assert.equal(chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.delta.content ?? '')).join(''), GEMINI_TOOL_ANSWER + TOOL_OUTPUT);
+    assert.deepEqual(finishReasons(chunks), ['stop']);
+
+    const found = geminiRequests(mark, 2);
+    assert.ok(found.every((recorded) => recorded.url.endsWith(':streamGenerateContent?alt=sse')));
+    const contents = found[1].body.contents;
+    assert.deepEqual(contents.map((content) => content.role), ['user', 'model', 'user']);
+    assert.equal(contents[1].parts[0].thoughtSignature, GEMINI_SIGNATURE);
+    assert.deepEqual(contents[2].parts[0].functionResponse.response, { output: TOOL_OUTPUT });
+  });
+
+  test('parallel tool loop: named tool_choice, two calls, only the first signed', async () => {
+    const mark = marker();
+    const messages = user(`Paris and Tokyo? ${mark}`);
+    const first = await client.chat.completions.create({
+      model: 'gemini-parallel',
+      messages,
+      tools: WEATHER_TOOLS,
+      tool_choice: { type: 'function', function: { name: TOOL_NAME } },
+    });
+    const calls = first.choices[0].message.tool_calls;
+    assert.equal(first.choices[0].finish_reason, 'tool_calls');
+    assert.deepEqual(
+      calls.map((call) => [call.function.name, JSON.parse(call.function.arguments)]),
+      [
+        [TOOL_NAME, { city: 'Paris' }],
+        [TOOL_NAME, { city: 'Tokyo' }],
+      ],
+    );
+    assert.equal(new Set(calls.map((call) => call.id)).size, 2, 'distinct call ids');
+    assert.deepEqual(calls[0].extra_content, GEMINI_EXTRA_CONTENT);
+    assert.equal(calls[1].extra_content, undefined, 'Gemini signs only the first call');
+    messages.push(first.choices[0].message);
+    calls.forEach((call, index) => messages.push({ role: 'tool', tool_call_id: call.id, content: ['18C', '25C'][index] }));
+
+    const second = await client.chat.completions.create({ model: 'gemini-parallel', messages, tools: WEATHER_TOOLS });
+    assert.equal(second.choices[0].message.content, `${GEMINI_TOOL_ANSWER}18C; 25C`);
+
+    const found = geminiRequests(mark, 2);
+    assert.deepEqual(found[0].body.toolConfig, { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: [TOOL_NAME] } });
+    const contents = found[1].body.contents;
+    assert.deepEqual(contents.map((content) => content.role), ['user', 'model', 'user']);
+    assert.deepEqual(contents[1].parts.map((part) => part.functionCall.args), [{ city: 'Paris' }, { city: 'Tokyo' }]);
+    assert.equal(contents[1].parts[0].thoughtSignature, GEMINI_SIGNATURE);
+    assert.ok(!('thoughtSignature' in contents[1].parts[1]));
+    assert.deepEqual(contents[2].parts.map((part) => part.functionResponse.response), [{ output: '18C' }, { output: '25C' }]);
+  });
+
+  test('gemini-busy: 429 RESOURCE_EXHAUSTED -> InternalServerError (502 upstream_error), Retry-After from RetryInfo', async () => {
+    const mark = marker();
+    await assert.rejects(client.chat.completions.create({ model: 'gemini-busy', messages: user(mark) }), (error) => {
+      assert.ok(error instanceof InternalServerError, `expected InternalServerError, got ${error?.constructor?.name}: ${error}`);
+      assert.equal(error.status, 502);
+      assert.equal(error.code, 'upstream_error');
+      assert.equal(error.type, 'api_error');
+      assert.ok(error.requestID, 'error responses carry x-request-id');
+      assert.equal(error.headers.get('retry-after'), String(GEMINI_RETRY_DELAY_S));
+      assert.equal(error.headers.get('x-llmux-attempts'), '1');
+      const text = JSON.stringify(error.error);
+      assert.ok(!text.includes(UPSTREAM_KEY), 'the provider key leaked into the error');
+      assert.ok(!text.includes(`127.0.0.1:${upstream.port}`), 'the upstream address leaked into the error');
+      return true;
+    });
+    geminiRequest(mark, { model: 'gemini-fake-busy' });
+  });
+
+  test('the fake rejects what Gemini rejects (else the tests above prove nothing)', async () => {
+    const userTurn = { role: 'user', parts: [{ text: 'weather?' }] };
+    const call = { functionCall: { name: TOOL_NAME, args: { city: 'Paris' } } };
+    const result = { role: 'user', parts: [{ functionResponse: { name: TOOL_NAME, response: { output: '18C' } } }] };
+    const signed = (signature) => ({ role: 'model', parts: [{ ...call, thoughtSignature: signature }] });
+    const cases = [
+      ['valid loop', { contents: [userTurn, signed(GEMINI_SIGNATURE), result] }, {}, null],
+      ['no signature', { contents: [userTurn, { role: 'model', parts: [call] }, result] }, {}, 'thought_signature'],
+      ['wrong signature', { contents: [userTurn, signed('b3RoZXI='), result] }, {}, 'thought_signature'],
+      ['foreign signature', { contents: [userTurn, signed(`gemini:${GEMINI_SIGNATURE}`), result] }, {}, 'thought_signature'],
+      [
+        'unknown response name',
+        { contents: [userTurn, signed(GEMINI_SIGNATURE), { role: 'user', parts: [{ functionResponse: { name: 'other', response: {} } }] }] },
+        {},
+        'matches no functionCall',
+      ],
+      ['missing response', { contents: [userTurn, signed(GEMINI_SIGNATURE), userTurn] }, {}, 'number of function response parts'],
+      ['same role twice', { contents: [userTurn, userTurn] }, {}, 'alternate'],
+      ['model first', { contents: [{ role: 'model', parts: [{ text: 'hi' }] }, userTurn] }, {}, 'start with a user turn'],
+      ['bad role', { contents: [{ role: 'assistant', parts: [{ text: 'hi' }] }] }, {}, 'valid role'],
+      ['empty text', { contents: [{ role: 'user', parts: [{ text: '' }] }] }, {}, 'empty text parameter'],
+      ['OpenAI fields', { model: 'x', messages: [], stream: true, contents: [userTurn] }, {}, 'Unknown name "model"'],
+      ['stream without alt=sse', { contents: [userTurn] }, { path: ':streamGenerateContent' }, 'alt=sse'],
+      ['bearer auth', { contents: [userTurn] }, { headers: { authorization: `Bearer ${UPSTREAM_KEY}` } }, 'Authorization'],
+      ['wrong key', { contents: [userTurn] }, { headers: { 'x-goog-api-key': 'nope' } }, 'API key not valid'],
+    ];
+    for (const [name, body, { path = ':generateContent', headers = {} }, problem] of cases) {
+      const response = await fetch(`${upstream.hostURL}/v1beta/models/gemini-3-pro-preview${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': UPSTREAM_KEY, ...headers },
+        body: JSON.stringify(body),
+      });
+      const answer = await response.json();
+      if (problem === null) {
+        assert.equal(response.status, 200, `${name}: ${JSON.stringify(answer)}`);
+        assert.equal(answer.candidates[0].content.parts[0].text, `${GEMINI_TOOL_ANSWER}18C`);
+        continue;
+      }
+      assert.equal(response.status, 400, `${name}: ${JSON.stringify(answer)}`);
+      assert.deepEqual([answer.error.code, answer.error.status], [400, 'INVALID_ARGUMENT'], name);
+      assert.ok(answer.error.message.includes(problem), `${name}: ${answer.error.message}`);
+    }
   });
 });
 
