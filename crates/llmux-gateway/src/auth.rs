@@ -174,6 +174,14 @@ impl KeyCache {
         for key in keys {
             self.watermark.fetch_max(key.updated_at, Ordering::Relaxed);
             unknown.remove(&key.key_hash);
+            // A refresh that read the store before a change (a revocation applied here
+            // directly) must not put the older version back.
+            if let Some(known) = map.get(&key.key_hash)
+                && (known.updated_at > key.updated_at
+                    || (known.updated_at == key.updated_at && known.revoked_at.is_some() && key.revoked_at.is_none()))
+            {
+                continue;
+            }
             map.insert(key.key_hash.clone(), Arc::new(key));
         }
     }
@@ -222,5 +230,42 @@ mod tests {
         assert_ne!(generate_key(), key);
         assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(key_prefix(&key).len(), KEY_PREFIX.len() + 4);
+    }
+
+    fn record(updated_at: i64, revoked_at: Option<i64>) -> KeyRecord {
+        KeyRecord {
+            id: "k1".into(),
+            name: "n".into(),
+            key_hash: "h".into(),
+            key_prefix: "sk-llmux-AbCd".into(),
+            team: None,
+            models: None,
+            region: None,
+            budget: None,
+            rpm_limit: None,
+            tpm_limit: None,
+            expires_at: None,
+            metadata: None,
+            created_at: 1,
+            updated_at,
+            revoked_at,
+        }
+    }
+
+    #[test]
+    fn a_stale_refresh_never_brings_a_revoked_key_back() {
+        let cache = KeyCache::default();
+        cache.apply(vec![record(10, None)]);
+        // Revoked (applied at once by the admin API)...
+        cache.apply(vec![record(20, Some(20))]);
+        // ...then a refresh that read the store before the revocation lands.
+        cache.apply(vec![record(10, None)]);
+        assert!(cache.keys.read()["h"].revoked_at.is_some());
+        // Same timestamp: the revoked version wins.
+        cache.apply(vec![record(20, None)]);
+        assert!(cache.keys.read()["h"].revoked_at.is_some());
+        // A newer version (an update after the revocation) does replace it.
+        cache.apply(vec![record(30, Some(20))]);
+        assert_eq!(cache.keys.read()["h"].updated_at, 30);
     }
 }
