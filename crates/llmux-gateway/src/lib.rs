@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod clock;
 pub mod error;
+pub mod health;
 pub mod keys;
 pub mod ledger;
 pub mod relay;
@@ -40,7 +41,7 @@ use crate::auth::{Caller, KeyCache};
 use crate::error::{FailedAttempt, GatewayError};
 use crate::ledger::{Ledger, LedgerWriter};
 use crate::relay::BodyStream;
-use crate::router::Candidate;
+use crate::router::{Candidate, TokenEstimate};
 use crate::settle::Settlement;
 use crate::telemetry::Metrics;
 
@@ -53,6 +54,8 @@ pub struct Runtime {
     /// Per-provider headers and URLs, built once per configuration.
     prepared: Vec<PreparedProvider>,
     models: FastMap<String, usize>,
+    /// What recent attempts say about each route (fresh with each configuration).
+    pub health: health::Health,
 }
 
 impl Runtime {
@@ -64,7 +67,8 @@ impl Runtime {
             .collect::<Result<_, _>>()?;
         let prepared = config.providers.iter().map(PreparedProvider::new).collect();
         let models = config.models.iter().enumerate().map(|(index, model)| (model.name.clone(), index)).collect();
-        Ok(Runtime { config, clients, prepared, models })
+        let health = health::Health::new(&config);
+        Ok(Runtime { config, clients, prepared, models, health })
     }
 
     pub fn model_index(&self, name: &str) -> Option<usize> {
@@ -212,14 +216,18 @@ impl Gateway {
         settlement.set_model(&request.model);
 
         // 2. Admit and 3. plan.
-        let candidates = match self.admit_and_plan(&runtime, &caller, &request.model, &meta) {
-            Ok(candidates) => candidates,
+        let estimate = TokenEstimate {
+            input: body.len() as u64 / 4,
+            output: request.max_tokens.unwrap_or(router::DEFAULT_OUTPUT_ESTIMATE),
+        };
+        let (candidates, region) = match self.admit_and_plan(&runtime, &caller, &request.model, &meta, estimate) {
+            Ok(planned) => planned,
             Err(error) => return Err(fail(settlement, error)),
         };
 
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
         let attempts = SameDialect { runtime: &runtime, endpoint, body: &body, request: &request };
-        self.fail_over(&runtime, &meta, candidates, settlement, &attempts).await
+        self.fail_over(&runtime, &meta, region, candidates, settlement, &attempts).await
     }
 
     /// An Anthropic Messages request (`/v1/messages`): the same lifecycle, through the
@@ -239,15 +247,19 @@ impl Gateway {
         settlement.set_model(&request.model);
 
         // 2. Admit and 3. plan.
-        let candidates = match self.admit_and_plan(&runtime, &caller, &request.model, &meta) {
-            Ok(candidates) => candidates,
+        let estimate = TokenEstimate {
+            input: estimate_input_tokens(&request),
+            output: request.max_tokens.unwrap_or(router::DEFAULT_OUTPUT_ESTIMATE),
+        };
+        let (candidates, region) = match self.admit_and_plan(&runtime, &caller, &request.model, &meta, estimate) {
+            Ok(planned) => planned,
             Err(error) => return Err(fail(settlement, error)),
         };
 
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
         let attempts =
             Translated { runtime: &runtime, request: &request, dialect: Dialect::Anthropic, body: Some(&body) };
-        self.fail_over(&runtime, &meta, candidates, settlement, &attempts).await
+        self.fail_over(&runtime, &meta, region, candidates, settlement, &attempts).await
     }
 
     /// `/v1/messages/count_tokens`: the caller must be allowed the model. llmux does
@@ -267,10 +279,11 @@ impl Gateway {
         caller: &Caller,
         model: &str,
         meta: &RequestMeta,
-    ) -> Result<Vec<Candidate>, GatewayError> {
+        estimate: TokenEstimate,
+    ) -> Result<(Vec<Candidate>, Option<Region>), GatewayError> {
         let model = admit(runtime, caller, model)?;
         let region = self.caller_region(runtime, caller, meta.region_header.as_deref());
-        router::plan(runtime, model, region)
+        Ok((router::plan(runtime, model, region, estimate)?, region))
     }
 
     /// Step 4: tries `candidates` in order until one answers, failing over on
@@ -279,6 +292,7 @@ impl Gateway {
         &self,
         runtime: &Runtime,
         meta: &RequestMeta,
+        region: Option<Region>,
         candidates: Vec<Candidate>,
         mut settlement: Settlement,
         attempts: &impl Attempts,
@@ -288,7 +302,16 @@ impl Gateway {
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
             let provider = &runtime.config.providers[route.provider];
             settlement.attempt(&provider.name, &route.model, route.price);
-            let outcome = attempts.run(candidate).await;
+            let health = runtime.health.route(candidate);
+            let started = Instant::now();
+            let outcome = {
+                let _in_flight = health.enter();
+                attempts.run(candidate).await
+            };
+            match &outcome {
+                Ok(_) => health.succeeded(started.elapsed()),
+                Err(error) => health.failed(error, region, runtime.config.server.region_refusal_ttl, health::now_ms()),
+            }
             let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");
             self.metrics.observe_attempt(&runtime.config.models[candidate.model].name, &provider.name, label);
             match outcome {
@@ -731,10 +754,14 @@ impl CanonicalAttempt<'_> {
             return Ok(Success::Translated {
                 response: response.response,
                 idle: provider.timeouts.idle,
-                translator: Box::new(TranslatingEncoder { decoder, encoder }),
+                translator: Box::new(TranslatingEncoder { decoder, encoder, created: clock::now_s() }),
             });
         }
-        let decoded = decode(&response.body().await?).map_err(protocol_error)?;
+        let mut decoded = decode(&response.body().await?).map_err(protocol_error)?;
+        // Anthropic and Gemini answers carry no creation time; the client's dialect may.
+        if decoded.created == 0 {
+            decoded.created = clock::now_s();
+        }
         Ok(Success::Full { body: Bytes::from(encode_response(dialect, &decoded)), usage: Some(decoded.usage) })
     }
 }
@@ -797,6 +824,8 @@ enum UpstreamDecoder {
 struct TranslatingEncoder {
     decoder: UpstreamDecoder,
     encoder: Box<dyn relay::EventEncoder>,
+    /// Unix seconds the answer started, for a stream whose upstream gives none.
+    created: u64,
 }
 
 impl relay::Translator for TranslatingEncoder {
@@ -808,8 +837,14 @@ impl relay::Translator for TranslatingEncoder {
         observe: &mut dyn FnMut(&llmux_types::chat::StreamEvent<'_>),
     ) -> Result<(), String> {
         // Each event is encoded and metered as it is decoded, borrowing from `data`.
-        let encoder = &mut self.encoder;
+        let (encoder, created) = (&mut self.encoder, self.created);
         let mut emit = |event: llmux_types::chat::StreamEvent<'_>| {
+            let event = match event {
+                llmux_types::chat::StreamEvent::Start { id, model, created: 0 } => {
+                    llmux_types::chat::StreamEvent::Start { id, model, created }
+                }
+                event => event,
+            };
             encoder.encode(&event, out);
             observe(&event);
         };

@@ -302,16 +302,29 @@ pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Res
         .iter()
         .enumerate()
         .map(|(index, provider)| {
+            let now = llmux_gateway::health::now_ms();
             let routes: Vec<Value> = config
                 .models
                 .iter()
-                .flat_map(|model| model.routes.iter().map(move |route| (model, route)))
-                .filter(|(_, route)| route.provider == index)
-                .map(|(model, route)| {
+                .enumerate()
+                .flat_map(|(model_index, model)| {
+                    model
+                        .routes
+                        .iter()
+                        .enumerate()
+                        .map(move |(route_index, route)| (model_index, model, route_index, route))
+                })
+                .filter(|(_, _, _, route)| route.provider == index)
+                .map(|(model_index, model, route_index, route)| {
+                    let health = &runtime.health.model(model_index)[route_index];
                     json!({
                         "model": model.name,
                         "upstream_model": route.model,
                         "healthy": state.gateway.metrics.route_healthy(&model.name, &provider.name),
+                        "resting": health.resting(now),
+                        "consecutive_failures": health.consecutive_failures(),
+                        "latency_ms": health.latency_us() as f64 / 1000.0,
+                        "in_flight": health.in_flight(),
                     })
                 })
                 .collect();

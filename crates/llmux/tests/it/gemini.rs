@@ -70,6 +70,10 @@ async fn an_openai_client_reaches_gemini_with_tools_thinking_and_billing_of_thou
     assert_eq!(response.headers()["x-llmux-provider"], "google");
     assert_eq!(response.headers()["x-llmux-dropped-params"], "user");
     let completion: Value = response.json().await.unwrap();
+    assert!(
+        completion["created"].as_u64().is_some_and(|created| created > 1_700_000_000),
+        "Gemini gives no time: llmux's"
+    );
     let choice = &completion["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls", "Gemini says STOP; the function call decides");
     assert_eq!(choice["message"]["content"], "Checking.");
@@ -215,45 +219,49 @@ async fn an_anthropic_client_streams_from_gemini() {
 
 #[tokio::test]
 async fn a_gemini_rate_limit_or_region_refusal_fails_over_and_a_bad_request_does_not() {
-    let google = FakeUpstream::start().await;
-    let backup = FakeUpstream::start().await;
-    let gateway = TestGateway::start(&format!(
-        "{}{}[[models]]\nname = \"flash\"\nroutes = [{{ provider = \"google\", model = \"gemini-2.5-flash\" }}, {{ provider = \"backup\", model = \"backup-chat\" }}]\n",
-        PROVIDER.replace("{addr}", &google.addr.to_string()),
-        fake_provider("backup", &backup.base_url()),
-    ))
-    .await;
-    let key = gateway.key().await;
-    let ask = json!({"model": "flash", "messages": [{"role": "user", "content": "hi"}]});
+    // A fresh gateway per case: each upstream failure also changes the route's health.
+    async fn case(google_reply: Reply) -> (reqwest::Response, FakeUpstream, FakeUpstream) {
+        let google = FakeUpstream::start().await;
+        let backup = FakeUpstream::start().await;
+        let gateway = TestGateway::start(&format!(
+            "{}{}[[models]]\nname = \"flash\"\nroutes = [{{ provider = \"google\", model = \"gemini-2.5-flash\" }}, {{ provider = \"backup\", model = \"backup-chat\" }}]\n",
+            PROVIDER.replace("{addr}", &google.addr.to_string()),
+            fake_provider("backup", &backup.base_url()),
+        ))
+        .await;
+        let (key, _) = gateway.create_key(json!({"name": "t", "region": "DE"})).await;
+        google.push(google_reply);
+        backup.push(Reply::chat("from backup", 3, 2));
+        let ask = json!({"model": "flash", "messages": [{"role": "user", "content": "hi"}]});
+        (gateway.chat(&key, &ask).await, google, backup)
+    }
 
-    google.push(Reply::status(
+    let (response, _, _) = case(Reply::status(
         429,
         r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#,
-    ));
-    backup.push(Reply::chat("from backup", 3, 2));
-    let response = gateway.chat(&key, &ask).await;
+    ))
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-llmux-provider"], "backup");
     assert_eq!(response.headers()["x-llmux-attempts"], "2");
 
-    google.push(Reply::status(
+    let (response, _, _) = case(Reply::status(
         400,
         r#"{"error":{"code":400,"message":"User location is not supported for the API use.","status":"FAILED_PRECONDITION"}}"#,
-    ));
-    backup.push(Reply::chat("from backup again", 3, 2));
-    let response = gateway.chat(&key, &ask).await;
+    ))
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-llmux-provider"], "backup");
 
-    google.push(Reply::status(
+    let (response, _, backup) = case(Reply::status(
         400,
         r#"{"error":{"code":400,"message":"Invalid value at 'contents[0].parts[0]'","status":"INVALID_ARGUMENT"}}"#,
-    ));
-    let response = gateway.chat(&key, &ask).await;
+    ))
+    .await;
     assert_eq!(response.status(), 400, "a caller fault is not retried elsewhere");
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["type"], "invalid_request_error");
-    assert_eq!(backup.received().len(), 2);
+    assert!(backup.received().is_empty());
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod gemini;
 mod keys;
 mod ledger;
 mod reload;
+mod routing;
 mod streaming;
 
 use std::net::SocketAddr;

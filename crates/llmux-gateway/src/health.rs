@@ -1,0 +1,302 @@
+//! Route health: what recent attempts say about each route, read by the router (step 3)
+//! and written by the failover loop (step 4). Lock-free on the hot path: counters and
+//! deadlines are atomics; only a region refusal (rare) takes a lock.
+//!
+//! - **Circuit breaking**: [`FAILURES_TO_OPEN`] consecutive upstream failures
+//!   (connect errors, timeouts, 5xx, overload, unreadable answers) open a route's circuit
+//!   for [`COOLDOWN`]. After the cooldown one request (the first to plan with it) probes
+//!   the route; success closes the circuit, failure opens it again.
+//! - **Rate limits**: a 429 rests the route for its `Retry-After` (at least
+//!   [`MIN_RATE_LIMIT_REST`] when the provider gave none); it is not a failure.
+//! - **Region refusals**: a provider's refusal to serve the caller's region closes the
+//!   route for that region for `server.region_refusal_ttl_s`; other regions keep it.
+//! - **Latency**: an EWMA of time to the response head, for the `latency` strategy.
+//! - **In flight**: attempts between sending and the response head, for `least-busy`.
+//!
+//! Resting routes are not skipped: the router puts them after every available route,
+//! so a request still gets an answer when nothing else is left.
+//!
+//! Times are milliseconds on a monotonic clock (`tokio::time::Instant`, which tests can
+//! pause). Health starts fresh with each configuration (reload).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use llmux_providers::{ErrorKind, UpstreamError};
+use llmux_types::Region;
+
+use crate::router::Candidate;
+
+/// Consecutive failures that open a route's circuit.
+pub const FAILURES_TO_OPEN: u32 = 5;
+/// How long an open circuit rests the route before a probe.
+pub const COOLDOWN: Duration = Duration::from_secs(30);
+/// The rest after a 429 that named no `Retry-After`.
+pub const MIN_RATE_LIMIT_REST: Duration = Duration::from_secs(1);
+/// Weight of a new latency sample in the moving average, in 1/16ths.
+const EWMA_NEW_SIXTEENTHS: u64 = 4;
+
+/// Milliseconds since the first call (monotonic); never 0, so 0 can mean "unset".
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The health of every route of one configuration, by model and route index.
+#[derive(Debug)]
+pub struct Health {
+    routes: Vec<Vec<RouteHealth>>,
+}
+
+impl Health {
+    pub fn new(config: &llmux_config::Config) -> Health {
+        Health {
+            routes: config
+                .models
+                .iter()
+                .map(|model| model.routes.iter().map(|_| RouteHealth::default()).collect())
+                .collect(),
+        }
+    }
+
+    pub fn route(&self, candidate: Candidate) -> &RouteHealth {
+        &self.routes[candidate.model][candidate.route]
+    }
+
+    pub fn model(&self, model: usize) -> &[RouteHealth] {
+        &self.routes[model]
+    }
+}
+
+/// What is known about one route.
+#[derive(Debug, Default)]
+pub struct RouteHealth {
+    in_flight: AtomicU32,
+    /// Moving average of time to the response head, µs; 0 before the first sample.
+    latency_us: AtomicU64,
+    failures: AtomicU32,
+    /// Until when (`now_ms`) the route rests; 0 when it does not.
+    resting_until: AtomicU64,
+    /// Regions that refused, with until when.
+    refused: Mutex<Vec<(Region, u64)>>,
+}
+
+/// What a route looks like to the router right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    /// Resting (open circuit, rate-limit cooldown): tried only after the others.
+    Resting,
+    /// Refused the caller's region recently: never tried for it.
+    Refused,
+}
+
+impl RouteHealth {
+    /// Whether the route may be planned for `region` now. Claims the probe of a circuit
+    /// whose cooldown has passed: the first caller to see it gets `Available`, the next
+    /// ones `Resting` until the probe's outcome is known.
+    pub fn availability(&self, region: Option<Region>, now: u64) -> Availability {
+        if let Some(region) = region
+            && self.refuses(region, now)
+        {
+            return Availability::Refused;
+        }
+        let until = self.resting_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return Availability::Available;
+        }
+        if now < until {
+            return Availability::Resting;
+        }
+        if self.failures.load(Ordering::Relaxed) < FAILURES_TO_OPEN {
+            // A rate-limit rest that ran out.
+            let _ = self.resting_until.compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+            return Availability::Available;
+        }
+        // Half open: one probe; the others wait for its outcome (or another cooldown).
+        match self.resting_until.compare_exchange(until, now + millis(COOLDOWN), Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => Availability::Available,
+            Err(_) => Availability::Resting,
+        }
+    }
+
+    fn refuses(&self, region: Region, now: u64) -> bool {
+        let refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        refused.iter().any(|(refusing, until)| *refusing == region && now < *until)
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Average time to the response head in µs (0: never measured).
+    pub fn latency_us(&self) -> u64 {
+        self.latency_us.load(Ordering::Relaxed)
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Whether the route is resting now (for `GET /admin/providers`).
+    pub fn resting(&self, now: u64) -> bool {
+        now < self.resting_until.load(Ordering::Relaxed)
+    }
+
+    /// Counts an attempt as in flight until the guard drops.
+    pub fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// The route answered (a response head came back) after `elapsed`.
+    pub fn succeeded(&self, elapsed: Duration) {
+        let sample = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self.latency_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some(if old == 0 { sample } else { (old * (16 - EWMA_NEW_SIXTEENTHS) + sample * EWMA_NEW_SIXTEENTHS) / 16 })
+        });
+        self.failures.store(0, Ordering::Relaxed);
+        self.resting_until.store(0, Ordering::Relaxed);
+    }
+
+    /// The route failed with `error` for a caller in `region`.
+    pub fn failed(&self, error: &UpstreamError, region: Option<Region>, refusal_ttl: Duration, now: u64) {
+        match error.kind {
+            // The caller's fault, or the operator's: says nothing about the route's health.
+            ErrorKind::BadRequest
+            | ErrorKind::ContextLength
+            | ErrorKind::ContentFiltered
+            | ErrorKind::Auth
+            | ErrorKind::NotFound
+            | ErrorKind::QuotaExhausted => {}
+            ErrorKind::RateLimited => {
+                let rest = error.retry_after.unwrap_or(MIN_RATE_LIMIT_REST).max(MIN_RATE_LIMIT_REST);
+                self.rest_until(now + millis(rest));
+            }
+            ErrorKind::RegionDenied => {
+                if let Some(region) = region {
+                    let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+                    refused.retain(|(refusing, until)| *refusing != region && now < *until);
+                    refused.push((region, now + millis(refusal_ttl)));
+                }
+            }
+            ErrorKind::Connect
+            | ErrorKind::Timeout
+            | ErrorKind::Overloaded
+            | ErrorKind::Server
+            | ErrorKind::Protocol => {
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures >= FAILURES_TO_OPEN {
+                    self.rest_until(now + millis(COOLDOWN));
+                }
+            }
+        }
+    }
+
+    /// Rests the route until `until` (never shortens a longer rest).
+    fn rest_until(&self, until: u64) {
+        self.resting_until.fetch_max(until, Ordering::Relaxed);
+    }
+}
+
+/// An attempt in flight on a route.
+pub struct InFlight<'a>(&'a RouteHealth);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(kind: ErrorKind, retry_after: Option<Duration>) -> UpstreamError {
+        UpstreamError { retry_after, ..UpstreamError::new(kind) }
+    }
+
+    #[test]
+    fn consecutive_failures_open_the_circuit_and_one_probe_closes_it() {
+        let health = RouteHealth::default();
+        let now = 1_000;
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            health.failed(&error(ErrorKind::Server, None), None, Duration::ZERO, now);
+        }
+        assert_eq!(health.availability(None, now), Availability::Available);
+        health.failed(&error(ErrorKind::Timeout, None), None, Duration::ZERO, now);
+        assert_eq!(health.availability(None, now), Availability::Resting);
+        let after = now + millis(COOLDOWN);
+        // Half open: one probe, the others keep waiting.
+        assert_eq!(health.availability(None, after), Availability::Available);
+        assert_eq!(health.availability(None, after), Availability::Resting);
+        health.succeeded(Duration::from_millis(20));
+        assert_eq!(health.availability(None, after), Availability::Available);
+        assert_eq!(health.consecutive_failures(), 0);
+        // A failed probe opens it again at once.
+        for _ in 0..FAILURES_TO_OPEN {
+            health.failed(&error(ErrorKind::Server, None), None, Duration::ZERO, after);
+        }
+        let later = after + millis(COOLDOWN);
+        assert_eq!(health.availability(None, later), Availability::Available);
+        health.failed(&error(ErrorKind::Connect, None), None, Duration::ZERO, later);
+        assert_eq!(health.availability(None, later + 1), Availability::Resting);
+    }
+
+    #[test]
+    fn client_and_operator_faults_leave_health_alone() {
+        let health = RouteHealth::default();
+        for kind in [ErrorKind::Auth, ErrorKind::NotFound, ErrorKind::QuotaExhausted] {
+            for _ in 0..10 {
+                health.failed(&error(kind, None), None, Duration::ZERO, 5);
+            }
+        }
+        assert_eq!(health.availability(None, 5), Availability::Available);
+        assert_eq!(health.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn a_rate_limit_rests_the_route_for_its_retry_after() {
+        let health = RouteHealth::default();
+        health.failed(&error(ErrorKind::RateLimited, Some(Duration::from_secs(7))), None, Duration::ZERO, 100);
+        assert_eq!(health.availability(None, 100 + 6_999), Availability::Resting);
+        assert_eq!(health.availability(None, 100 + 7_000), Availability::Available);
+        assert_eq!(health.consecutive_failures(), 0, "a rate limit is not a failure");
+        health.failed(&error(ErrorKind::RateLimited, None), None, Duration::ZERO, 10_000);
+        assert_eq!(health.availability(None, 10_500), Availability::Resting);
+        assert_eq!(health.availability(None, 11_000), Availability::Available);
+    }
+
+    #[test]
+    fn a_region_refusal_closes_the_route_for_that_region_only() {
+        let health = RouteHealth::default();
+        let cn = Region::parse("CN");
+        let de = Region::parse("DE");
+        health.failed(&error(ErrorKind::RegionDenied, None), cn, Duration::from_secs(60), 1);
+        assert_eq!(health.availability(cn, 2), Availability::Refused);
+        assert_eq!(health.availability(de, 2), Availability::Available);
+        assert_eq!(health.availability(None, 2), Availability::Available);
+        assert_eq!(health.availability(cn, 1 + 60_000), Availability::Available);
+    }
+
+    #[test]
+    fn latency_is_a_moving_average_and_in_flight_counts_attempts() {
+        let health = RouteHealth::default();
+        health.succeeded(Duration::from_millis(100));
+        assert_eq!(health.latency_us(), 100_000);
+        health.succeeded(Duration::from_millis(20));
+        assert_eq!(health.latency_us(), 80_000);
+        let first = health.enter();
+        let second = health.enter();
+        assert_eq!(health.in_flight(), 2);
+        drop(first);
+        drop(second);
+        assert_eq!(health.in_flight(), 0);
+    }
+}
