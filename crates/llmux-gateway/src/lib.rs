@@ -293,12 +293,15 @@ impl Gateway {
         runtime: &Runtime,
         meta: &RequestMeta,
         region: Option<Region>,
-        candidates: Vec<Candidate>,
+        mut candidates: Vec<Candidate>,
         mut settlement: Settlement,
         attempts: &impl Attempts,
     ) -> Result<Reply, Failure> {
         let mut failures = Vec::new();
-        for candidate in candidates {
+        let mut next = 0;
+        let mut widened = false;
+        while let Some(&candidate) = candidates.get(next) {
+            next += 1;
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
             let provider = &runtime.config.providers[route.provider];
             settlement.attempt(&provider.name, &route.model, route.price);
@@ -318,9 +321,20 @@ impl Gateway {
                 Ok(success) => return Ok(success.reply(settlement, &provider.name)),
                 Err(error) => {
                     tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
-                    let stop = !error.kind.may_fail_over();
+                    let kind = error.kind;
                     failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
-                    if stop {
+                    // Too long for this model: its `context_window_fallbacks` (larger
+                    // models) replace what is left to try, once.
+                    if kind == ErrorKind::ContextLength && !widened {
+                        widened = true;
+                        let larger = context_window_candidates(runtime, candidate.model, region);
+                        if !larger.is_empty() {
+                            candidates = larger;
+                            next = 0;
+                            continue;
+                        }
+                    }
+                    if !kind.may_fail_over() {
                         break;
                     }
                 }
@@ -343,6 +357,24 @@ impl Gateway {
         }
         caller.region
     }
+}
+
+/// The routes of `model`'s `context_window_fallbacks`, in order (each planned as the
+/// model itself would be; models the caller's region cannot use are skipped).
+fn context_window_candidates(runtime: &Runtime, model: usize, region: Option<Region>) -> Vec<Candidate> {
+    let mut candidates = Vec::new();
+    for name in &runtime.config.models[model].context_window_fallbacks {
+        if let Some(index) = runtime.model_index(name)
+            && let Ok(planned) = router::plan(runtime, index, region, TokenEstimate::default())
+        {
+            for candidate in planned {
+                if !candidates.contains(&candidate) {
+                    candidates.push(candidate);
+                }
+            }
+        }
+    }
+    candidates
 }
 
 /// Settles a request that failed before any upstream attempt.

@@ -96,3 +96,34 @@ async fn a_region_refusal_moves_on_and_closes_the_route_for_that_region_only() {
     assert_eq!(response.headers()["x-llmux-provider"], "first", "other regions keep the route");
     assert_eq!(first.received().len(), 2);
 }
+
+#[tokio::test]
+async fn a_context_length_error_moves_to_the_context_window_fallback_and_nothing_else() {
+    let (small, big) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let too_long = r#"{"error":{"code":"context_length_exceeded","message":"This model's maximum context length is 8192 tokens.","type":"invalid_request_error"}}"#;
+    let gateway = TestGateway::start(&format!(
+        "{}{}[[models]]\nname = \"chat\"\ncontext_window_fallbacks = [\"chat-long\"]\n\
+         routes = [{{ provider = \"small\", model = \"small-8k\" }}, {{ provider = \"small\", model = \"small-8k-b\" }}]\n\n\
+         [[models]]\nname = \"chat-long\"\nroutes = [{{ provider = \"big\", model = \"big-1m\" }}]\n\n\
+         [[models]]\nname = \"chat-plain\"\nroutes = [{{ provider = \"small\", model = \"small-8k\" }}, {{ provider = \"big\", model = \"big-1m\" }}]\n",
+        fake_provider("small", &small.base_url()),
+        fake_provider("big", &big.base_url()),
+    ))
+    .await;
+    let key = gateway.key().await;
+
+    small.push(Reply::status(400, too_long));
+    big.push(Reply::chat("read it all", 9000, 5));
+    let response = gateway.chat(&key, &ask()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-llmux-provider"], "big");
+    assert_eq!(response.headers()["x-llmux-attempts"], "2", "the other 8k route is not tried");
+    assert_eq!(big.last().json()["model"], "big-1m");
+
+    // Without context-window fallbacks a context-length error is the caller's: 400, no retry.
+    small.push(Reply::status(400, too_long));
+    let response =
+        gateway.chat(&key, &json!({"model": "chat-plain", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(big.received().len(), 1);
+}
