@@ -127,3 +127,105 @@ async fn a_context_length_error_moves_to_the_context_window_fallback_and_nothing
     assert_eq!(response.status(), 400);
     assert_eq!(big.received().len(), 1);
 }
+
+/// Chaos: three routes answering at random with successes, 500s, 429s, stalls (past the
+/// first-byte timeout), slow answers and streams cut mid-way, under concurrent streaming
+/// load (the fakes answer in SSE). Every request ends (no hang) with either a complete
+/// answer or a proper error in the OpenAI dialect, and the ledger holds exactly one
+/// record per request.
+#[tokio::test]
+async fn chaos_every_request_ends_properly_and_is_recorded_once() {
+    const REQUESTS: usize = 90;
+    let mut rng = fastrand::Rng::with_seed(0x11_ab);
+    let upstreams = [FakeUpstream::start().await, FakeUpstream::start().await, FakeUpstream::start().await];
+    for upstream in &upstreams {
+        for _ in 0..REQUESTS {
+            let reply = match rng.u8(0..100) {
+                0..=49 => Reply::chat_stream(&["fine", " answer"], 5, 2),
+                50..=64 => Reply::status(500, r#"{"error":{"message":"boom","type":"server_error"}}"#),
+                65..=74 => Reply::Json {
+                    status: 429,
+                    body: r#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#.into(),
+                    headers: vec![("retry-after".into(), "1".into())],
+                },
+                75..=82 => Reply::Stall,
+                83..=90 => Reply::Sse {
+                    events: vec![llmux_testkit::chunk(
+                        json!({"role": "assistant", "content": "cut"}),
+                        serde_json::Value::Null,
+                    )],
+                    usage: None,
+                    delay: std::time::Duration::from_millis(5),
+                    cut_after: Some(1),
+                },
+                _ => Reply::Sse {
+                    events: vec![llmux_testkit::chunk(json!({"role": "assistant", "content": "slow"}), json!("stop"))],
+                    usage: Some(llmux_testkit::usage_chunk(5, 1)),
+                    delay: std::time::Duration::from_millis(150),
+                    cut_after: None,
+                },
+            };
+            upstream.push(reply);
+        }
+        upstream.always(Reply::chat_stream(&["fallback"], 5, 1));
+    }
+    let provider = |name: &str, upstream: &FakeUpstream| {
+        format!(
+            "{}first_byte_timeout_ms = 250\n\n",
+            fake_provider(name, &upstream.base_url()).trim_end().to_owned() + "\n"
+        )
+    };
+    let gateway = std::sync::Arc::new(
+        TestGateway::start(&format!(
+            "{}{}{}[[models]]\nname = \"chat\"\nstrategy = \"least-busy\"\nroutes = [{{ provider = \"u0\", model = \"m0\" }}, {{ provider = \"u1\", model = \"m1\" }}, {{ provider = \"u2\", model = \"m2\" }}]\n",
+            provider("u0", &upstreams[0]),
+            provider("u1", &upstreams[1]),
+            provider("u2", &upstreams[2]),
+        ))
+        .await,
+    );
+    let key = gateway.key().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..REQUESTS {
+        let (gateway, key) = (gateway.clone(), key.clone());
+        tasks.spawn(async move {
+            let body = json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+            let response = gateway.chat(&key, &body).await;
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, text)
+        });
+    }
+    let outcomes = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut outcomes = Vec::new();
+        while let Some(outcome) = tasks.join_next().await {
+            outcomes.push(outcome.unwrap());
+        }
+        outcomes
+    })
+    .await
+    .expect("no request hangs");
+    let mut answered = 0;
+    for (status, text) in &outcomes {
+        match status {
+            200 => {
+                let finished = text.ends_with("data: [DONE]\n\n");
+                let errored = crate::sse_data(text).iter().any(|data| data.contains("\"error\""));
+                assert!(finished != errored, "a stream ends with [DONE] or with an error event: {text}");
+                answered += usize::from(finished);
+            }
+            502 | 504 => {
+                let body: serde_json::Value = serde_json::from_str(text).unwrap();
+                assert!(body["error"]["message"].is_string() && body["error"]["type"].is_string(), "{text}");
+            }
+            other => panic!("unexpected status {other}: {text}"),
+        }
+    }
+    assert!(answered > REQUESTS / 2, "most requests find a healthy route: {answered} of {REQUESTS}");
+    let records = gateway.wait_usage(REQUESTS).await;
+    assert_eq!(records.len(), REQUESTS, "exactly one usage record per request");
+    let mut ids: Vec<&str> = records.iter().map(|record| record["request_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), REQUESTS);
+}
