@@ -25,7 +25,9 @@
 //! - `reasoning_effort` becomes `thinking: {"type": "enabled", "budget_tokens"}` (see
 //!   `thinking_budget`); `max_tokens` is raised to leave 1024 tokens for the answer, and a
 //!   `temperature` other than 1, `top_p` and `top_k` are dropped (Anthropic refuses them
-//!   with thinking). `response_format` `json_schema` becomes structured output,
+//!   with thinking). Not when an assistant turn of the history called tools without a
+//!   signed (Anthropic) thinking block: Anthropic would refuse that history with thinking
+//!   on, so the effort is dropped and reported. `response_format` `json_schema` becomes structured output,
 //!   `output_config.format`; `json_object` has no equivalent and is dropped.
 //! - Extensions are not copied (they may come from another dialect and mean something else
 //!   there), except the two keys both client decoders fill with the OpenAI meaning,
@@ -168,7 +170,25 @@ pub fn messages_request(
         texts => Some(ContentWire::Blocks(texts.iter().map(|text| BlockWire::Text { text }).collect())),
     };
     // Thinking takes its budget out of `max_tokens` and wants the default sampling.
+    // With thinking on, Anthropic wants every assistant turn that called tools to start
+    // with its signed thinking block; a history without one (from a client that cannot
+    // carry Anthropic signatures, or from another provider) would be refused, so such a
+    // request goes without thinking.
+    let unsigned_tool_turn = request.messages.iter().any(|message| {
+        message.role == Role::Assistant
+            && !message.tool_calls.is_empty()
+            && !message
+                .reasoning_signature
+                .as_deref()
+                .is_some_and(|signature| !signature.is_empty() && gemini_signature(signature).is_none())
+    });
     let budget = budget.flatten();
+    let budget = if unsigned_tool_turn && budget.is_some() {
+        dropped.push("reasoning_effort");
+        None
+    } else {
+        budget
+    };
     let mut max_tokens = request.max_tokens.unwrap_or(default_max_tokens);
     let (mut temperature, mut top_p, mut top_k) = (request.temperature, request.top_p, request.top_k);
     if let Some(budget) = budget {

@@ -988,6 +988,23 @@ fn reasoning_effort_becomes_a_thinking_budget_and_json_schema_structured_output(
     assert!(body.get("thinking").is_none());
     assert_eq!(dropped, ["reasoning_effort"]);
 
+    // A tool loop whose assistant turn has no signed thinking block: Anthropic would refuse
+    // it with thinking on, so no thinking.
+    let mut tool_loop = request_with(&[("reasoning_effort", r#""high""#)], None, None);
+    let mut assistant = message(Role::Assistant, vec![]);
+    assistant.tool_calls = vec![call("toolu_1", "f", "{}")];
+    tool_loop.messages.push(assistant.clone());
+    tool_loop.messages.push(tool_message("toolu_1", vec![text("ok")], false));
+    let (body, dropped) = encode(&tool_loop);
+    assert!(body.get("thinking").is_none());
+    assert_eq!(dropped, ["reasoning_effort"]);
+    // With the signature Anthropic gave, thinking stays on.
+    tool_loop.messages[1].reasoning = Some("thought".into());
+    tool_loop.messages[1].reasoning_signature = Some("EqQBCkgIBRABGAIiQL==".into());
+    let (body, dropped) = encode(&tool_loop);
+    assert_eq!(body["thinking"]["type"], "enabled");
+    assert!(dropped.is_empty(), "{dropped:?}");
+
     let schema = r#"{"type":"json_schema","json_schema":{"name":"city","strict":true,"schema":{"type":"object","properties":{"name":{"type":"string"}}}}}"#;
     let (body, dropped) = encode(&request_with(&[], Some(schema), None));
     assert_eq!(
