@@ -79,6 +79,9 @@ pub struct ModelConfig {
     pub routes: Vec<RouteConfig>,
     pub fallbacks: Vec<String>,
     pub context_window_fallbacks: Vec<String>,
+    /// Hedged requests: when the first route has not answered (response head) within
+    /// this, the next route is started too and the first answer wins.
+    pub hedge_after: Option<Duration>,
 }
 
 /// One route: a provider and the upstream model name there.
@@ -194,6 +197,9 @@ impl Config {
             }
             if !model.context_window_fallbacks.is_empty() {
                 let _ = write!(out, ", context-window fallbacks: {}", model.context_window_fallbacks.join(", "));
+            }
+            if let Some(hedge) = model.hedge_after {
+                let _ = write!(out, ", hedged after {} ms", hedge.as_millis());
             }
             let _ = writeln!(out);
             for (index, route) in model.routes.iter().enumerate() {

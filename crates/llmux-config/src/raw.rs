@@ -78,6 +78,9 @@ pub struct RawModel {
     pub fallbacks: Vec<String>,
     #[serde(default)]
     pub context_window_fallbacks: Vec<String>,
+    /// Hedging (opt-in): start the next route too when the first has not answered
+    /// within this many milliseconds.
+    pub hedge_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -244,6 +244,13 @@ fn resolve_models(raw: &[RawModel], providers: &[ProviderSpec], errors: &mut Err
             routes,
             fallbacks: model.fallbacks.clone(),
             context_window_fallbacks: model.context_window_fallbacks.clone(),
+            hedge_after: match model.hedge_after_ms {
+                Some(0) => {
+                    errors.push(format!("{path}.hedge_after_ms"), "must be at least 1");
+                    None
+                }
+                other => other.map(Duration::from_millis),
+            },
         });
     }
     for (index, model) in raw.iter().enumerate() {
@@ -418,6 +425,7 @@ pub fn default_config(env: Env<'_>) -> Result<Config, ConfigErrors> {
         routes: vec![route(provider, upstream)],
         fallbacks: Vec::new(),
         context_window_fallbacks: Vec::new(),
+        hedge_after_ms: None,
     };
     raw.models.push(model("mock", "mock", "mock"));
     raw.models.push(model("echo", "mock", "echo"));

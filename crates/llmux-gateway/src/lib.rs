@@ -300,34 +300,69 @@ impl Gateway {
         let mut failures = Vec::new();
         let mut next = 0;
         let mut widened = false;
+        let fail = |failures: &mut Vec<FailedAttempt>, candidate: Candidate, error: UpstreamError| {
+            let route = &runtime.config.models[candidate.model].routes[candidate.route];
+            let provider = &runtime.config.providers[route.provider];
+            tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
+            failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
+        };
         while let Some(&candidate) = candidates.get(next) {
             next += 1;
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
-            let provider = &runtime.config.providers[route.provider];
-            settlement.attempt(&provider.name, &route.model, route.price);
-            let health = runtime.health.route(candidate);
-            let started = Instant::now();
-            let outcome = {
-                let _in_flight = health.enter();
-                attempts.run(candidate).await
+            settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
+            let first = self.attempt(runtime, region, candidate, attempts);
+            let hedge = runtime.config.models[candidate.model].hedge_after.filter(|_| next < candidates.len());
+            let (winner, outcome) = match hedge {
+                None => (candidate, first.await),
+                Some(after) => {
+                    // Hedged: if the first route has not answered in time, the next one
+                    // starts too; the first answer wins and the other is dropped
+                    // (cancelled, so nothing more of it is consumed or billed).
+                    tokio::pin!(first);
+                    tokio::select! {
+                        outcome = &mut first => (candidate, outcome),
+                        () = tokio::time::sleep(after) => {
+                            let hedged = candidates[next];
+                            next += 1;
+                            let route = &runtime.config.models[hedged.model].routes[hedged.route];
+                            settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
+                            let second = self.attempt(runtime, region, hedged, attempts);
+                            tokio::pin!(second);
+                            tokio::select! {
+                                outcome = &mut first => match outcome {
+                                    Ok(success) => (candidate, Ok(success)),
+                                    Err(error) => {
+                                        fail(&mut failures, candidate, error);
+                                        (hedged, second.await)
+                                    }
+                                },
+                                outcome = &mut second => match outcome {
+                                    Ok(success) => (hedged, Ok(success)),
+                                    Err(error) => {
+                                        fail(&mut failures, hedged, error);
+                                        (candidate, first.await)
+                                    }
+                                },
+                            }
+                        }
+                    }
+                }
             };
-            match &outcome {
-                Ok(_) => health.succeeded(started.elapsed()),
-                Err(error) => health.failed(error, region, runtime.config.server.region_refusal_ttl, health::now_ms()),
-            }
-            let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");
-            self.metrics.observe_attempt(&runtime.config.models[candidate.model].name, &provider.name, label);
+            let route = &runtime.config.models[winner.model].routes[winner.route];
+            let provider = &runtime.config.providers[route.provider];
             match outcome {
-                Ok(success) => return Ok(success.reply(settlement, &provider.name)),
+                Ok(success) => {
+                    settlement.served_by(&provider.name, &route.model, route.price);
+                    return Ok(success.reply(settlement, &provider.name));
+                }
                 Err(error) => {
-                    tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
                     let kind = error.kind;
-                    failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
+                    fail(&mut failures, winner, error);
                     // Too long for this model: its `context_window_fallbacks` (larger
                     // models) replace what is left to try, once.
                     if kind == ErrorKind::ContextLength && !widened {
                         widened = true;
-                        let larger = context_window_candidates(runtime, candidate.model, region);
+                        let larger = context_window_candidates(runtime, winner.model, region);
                         if !larger.is_empty() {
                             candidates = larger;
                             next = 0;
@@ -347,6 +382,34 @@ impl Gateway {
         let code = error.code();
         settlement.finish(code.status(), Some(code));
         Err(Failure { error, attempts, provider })
+    }
+
+    /// One attempt at one route, with its route-health bookkeeping and metrics.
+    async fn attempt(
+        &self,
+        runtime: &Runtime,
+        region: Option<Region>,
+        candidate: Candidate,
+        attempts: &impl Attempts,
+    ) -> Result<Success, UpstreamError> {
+        let health = runtime.health.route(candidate);
+        let started = Instant::now();
+        let outcome = {
+            let _in_flight = health.enter();
+            attempts.run(candidate).await
+        };
+        match &outcome {
+            Ok(_) => health.succeeded(started.elapsed()),
+            Err(error) => health.failed(error, region, runtime.config.server.region_refusal_ttl, health::now_ms()),
+        }
+        let route = &runtime.config.models[candidate.model].routes[candidate.route];
+        let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");
+        self.metrics.observe_attempt(
+            &runtime.config.models[candidate.model].name,
+            &runtime.config.providers[route.provider].name,
+            label,
+        );
+        outcome
     }
 
     fn caller_region(&self, runtime: &Runtime, caller: &Caller, header: Option<&str>) -> Option<Region> {

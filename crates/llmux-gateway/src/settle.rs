@@ -66,6 +66,18 @@ impl Settlement {
         self.price = price;
     }
 
+    /// The route whose answer is relayed (with hedging, not necessarily the last one
+    /// attempted): its provider, model and price go into the record.
+    pub fn served_by(&mut self, provider: &str, upstream_model: &str, price: Option<Price>) {
+        if self.record.provider.as_deref() != Some(provider)
+            || self.record.upstream_model.as_deref() != Some(upstream_model)
+        {
+            self.record.provider = Some(provider.to_owned());
+            self.record.upstream_model = Some(upstream_model.to_owned());
+        }
+        self.price = price;
+    }
+
     pub fn attempts(&self) -> u32 {
         self.record.attempts
     }

@@ -229,3 +229,40 @@ async fn chaos_every_request_ends_properly_and_is_recorded_once() {
     ids.dedup();
     assert_eq!(ids.len(), REQUESTS);
 }
+
+#[tokio::test]
+async fn hedging_starts_the_next_route_when_the_first_is_slow_and_takes_the_first_answer() {
+    let (slow, fast) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gateway = TestGateway::start(&format!(
+        "{}{}[[models]]\nname = \"chat\"\nhedge_after_ms = 150\nroutes = [{{ provider = \"slow\", model = \"m1\" }}, {{ provider = \"fast\", model = \"m2\", price = {{ input = 1, output = 1 }} }}]\n",
+        fake_provider("slow", &slow.base_url()),
+        fake_provider("fast", &fast.base_url()),
+    ))
+    .await;
+    let key = gateway.key().await;
+
+    // The first route answers in time: the second is never asked.
+    slow.push(Reply::chat("quick enough", 3, 2));
+    let response = gateway.chat(&key, &ask()).await;
+    assert_eq!(response.headers()["x-llmux-provider"], "slow");
+    assert_eq!(response.headers()["x-llmux-attempts"], "1");
+    assert!(fast.received().is_empty());
+
+    // The first route stalls: after 150 ms the second starts and its answer is relayed.
+    slow.push(Reply::Stall);
+    fast.push(Reply::chat("from the hedge", 3, 2));
+    let started = std::time::Instant::now();
+    let response = gateway.chat(&key, &ask()).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-llmux-provider"], "fast");
+    assert_eq!(response.headers()["x-llmux-attempts"], "2");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "from the hedge");
+    assert!(elapsed < std::time::Duration::from_secs(2), "not the first route's timeout: {elapsed:?}");
+    let records = gateway.wait_usage(2).await;
+    let hedged = records.iter().find(|record| record["attempts"] == 2).unwrap();
+    assert_eq!(hedged["provider"], "fast", "billed to the route that answered");
+    assert_eq!(hedged["upstream_model"], "m2");
+    assert_eq!(hedged["cost"].to_string(), "0.000005");
+}
