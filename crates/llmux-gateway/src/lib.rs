@@ -306,6 +306,14 @@ impl Gateway {
             tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
             failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
         };
+        // The attempt log of the usage record.
+        let log = |settlement: &mut Settlement, candidate: Candidate, outcome: &'static str, latency: Duration| {
+            let route = &runtime.config.models[candidate.model].routes[candidate.route];
+            settlement.log_attempt(&runtime.config.providers[route.provider].name, &route.model, outcome, latency);
+        };
+        let label = |outcome: &Result<Success, UpstreamError>| {
+            outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok")
+        };
         while let Some(&candidate) = candidates.get(next) {
             next += 1;
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
@@ -313,14 +321,21 @@ impl Gateway {
             let first = self.attempt(runtime, region, candidate, attempts);
             let hedge = runtime.config.models[candidate.model].hedge_after.filter(|_| next < candidates.len());
             let (winner, outcome) = match hedge {
-                None => (candidate, first.await),
+                None => {
+                    let (outcome, elapsed) = first.await;
+                    log(&mut settlement, candidate, label(&outcome), elapsed);
+                    (candidate, outcome)
+                }
                 Some(after) => {
                     // Hedged: if the first route has not answered in time, the next one
                     // starts too; the first answer wins and the other is dropped
                     // (cancelled, so nothing more of it is consumed or billed).
                     tokio::pin!(first);
                     tokio::select! {
-                        outcome = &mut first => (candidate, outcome),
+                        (outcome, elapsed) = &mut first => {
+                            log(&mut settlement, candidate, label(&outcome), elapsed);
+                            (candidate, outcome)
+                        }
                         () = tokio::time::sleep(after) => {
                             let hedged = candidates[next];
                             next += 1;
@@ -328,19 +343,37 @@ impl Gateway {
                             settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
                             let second = self.attempt(runtime, region, hedged, attempts);
                             tokio::pin!(second);
+                            let hedge_started = Instant::now();
+                            // Both are logged: the loser as cancelled, then the winner.
+                            let settle_pair = |settlement: &mut Settlement, won: Candidate, elapsed, lost: Candidate| {
+                                log(settlement, lost, "cancelled", hedge_started.elapsed());
+                                log(settlement, won, "ok", elapsed);
+                            };
                             tokio::select! {
-                                outcome = &mut first => match outcome {
-                                    Ok(success) => (candidate, Ok(success)),
+                                (outcome, elapsed) = &mut first => match outcome {
+                                    Ok(success) => {
+                                        settle_pair(&mut settlement, candidate, elapsed, hedged);
+                                        (candidate, Ok(success))
+                                    }
                                     Err(error) => {
+                                        log(&mut settlement, candidate, error.kind.label(), elapsed);
                                         fail(&mut failures, candidate, error);
-                                        (hedged, second.await)
+                                        let (outcome, elapsed) = second.await;
+                                        log(&mut settlement, hedged, label(&outcome), elapsed);
+                                        (hedged, outcome)
                                     }
                                 },
-                                outcome = &mut second => match outcome {
-                                    Ok(success) => (hedged, Ok(success)),
+                                (outcome, elapsed) = &mut second => match outcome {
+                                    Ok(success) => {
+                                        settle_pair(&mut settlement, hedged, elapsed, candidate);
+                                        (hedged, Ok(success))
+                                    }
                                     Err(error) => {
+                                        log(&mut settlement, hedged, error.kind.label(), elapsed);
                                         fail(&mut failures, hedged, error);
-                                        (candidate, first.await)
+                                        let (outcome, elapsed) = first.await;
+                                        log(&mut settlement, candidate, label(&outcome), elapsed);
+                                        (candidate, outcome)
                                     }
                                 },
                             }
@@ -391,15 +424,16 @@ impl Gateway {
         region: Option<Region>,
         candidate: Candidate,
         attempts: &impl Attempts,
-    ) -> Result<Success, UpstreamError> {
+    ) -> (Result<Success, UpstreamError>, Duration) {
         let health = runtime.health.route(candidate);
         let started = Instant::now();
         let outcome = {
             let _in_flight = health.enter();
             attempts.run(candidate).await
         };
+        let elapsed = started.elapsed();
         match &outcome {
-            Ok(_) => health.succeeded(started.elapsed()),
+            Ok(_) => health.succeeded(elapsed),
             Err(error) => health.failed(error, region, runtime.config.server.region_refusal_ttl, health::now_ms()),
         }
         let route = &runtime.config.models[candidate.model].routes[candidate.route];
@@ -409,7 +443,7 @@ impl Gateway {
             &runtime.config.providers[route.provider].name,
             label,
         );
-        outcome
+        (outcome, elapsed)
     }
 
     fn caller_region(&self, runtime: &Runtime, caller: &Caller, header: Option<&str>) -> Option<Region> {

@@ -28,6 +28,19 @@ pub struct Settlement {
     price: Option<Price>,
     usage: Usage,
     settled: bool,
+    /// Attempts worth recording one by one (kept only once one has failed or a hedge
+    /// ran, so a plain success allocates nothing for it).
+    attempt_log: Vec<AttemptEntry>,
+}
+
+/// One attempt in the usage record's `attempt_log`.
+#[derive(Debug, serde::Serialize)]
+struct AttemptEntry {
+    provider: String,
+    model: String,
+    /// `ok`, an error class (`rate_limited`, `timeout`, ...), or `cancelled`.
+    outcome: &'static str,
+    latency_ms: u64,
 }
 
 impl Settlement {
@@ -51,6 +64,7 @@ impl Settlement {
             price: None,
             usage: Usage::default(),
             settled: false,
+            attempt_log: Vec::new(),
         }
     }
 
@@ -76,6 +90,20 @@ impl Settlement {
             self.record.upstream_model = Some(upstream_model.to_owned());
         }
         self.price = price;
+    }
+
+    /// Records how one attempt ended. A success is logged only after failures (or
+    /// beside a cancelled hedge): a single successful attempt needs no log.
+    pub fn log_attempt(&mut self, provider: &str, model: &str, outcome: &'static str, latency: std::time::Duration) {
+        if outcome == "ok" && self.attempt_log.is_empty() {
+            return;
+        }
+        self.attempt_log.push(AttemptEntry {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            outcome,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        });
     }
 
     pub fn attempts(&self) -> u32 {
@@ -118,6 +146,9 @@ impl Settlement {
         record.ttft_ms =
             self.first_byte.map(|at| u64::try_from(at.duration_since(self.started).as_millis()).unwrap_or(u64::MAX));
         record.created_at = clock::now_ms();
+        if !self.attempt_log.is_empty() {
+            record.attempt_log = serde_json::to_string(&self.attempt_log).ok();
+        }
         self.metrics.observe_request(&RequestObservation {
             model: &record.model,
             provider: record.provider.as_deref().unwrap_or("none"),

@@ -69,6 +69,10 @@ pub struct UsageRecord {
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub created_at: i64,
+    /// When the request took more than one attempt or failed upstream: each attempt as
+    /// JSON `[{"provider", "model", "outcome", "latency_ms"}]` (`outcome` is `ok`, an
+    /// error class such as `rate_limited`, or `cancelled` for a hedge that lost).
+    pub attempt_log: Option<String>,
 }
 
 /// A usage record read back, with its ledger id.

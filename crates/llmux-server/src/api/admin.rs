@@ -211,6 +211,11 @@ pub fn usage_view(stored: &StoredUsage) -> Value {
         "latency_ms": record.latency_ms,
         "ttft_ms": record.ttft_ms,
         "created_at": clock::rfc3339(record.created_at),
+        "attempt_log": record
+            .attempt_log
+            .as_deref()
+            .and_then(|log| serde_json::from_str::<Value>(log).ok())
+            .unwrap_or(Value::Null),
     })
 }
 

@@ -16,7 +16,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use crate::{Budget, GroupBy, KeyRecord, Store, StoreError, StoredUsage, UsageFilter, UsageRecord, UsageSummaryRow};
 
 /// Schema versions, applied in order; never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("migrations/0001_init.sql")), (2, include_str!("migrations/0002_attempt_log.sql"))];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -147,14 +148,14 @@ fn migrate(connection: &mut Connection) -> Result<(), rusqlite::Error> {
     tx.commit()
 }
 
-const USAGE_COLUMNS: usize = 17;
-/// Records per multi-row INSERT (17 × 32 = 544 parameters, far below SQLite's limit).
+const USAGE_COLUMNS: usize = 18;
+/// Records per multi-row INSERT (18 × 32 = 576 parameters, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 32;
 
 const INSERT_USAGE_HEAD: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at) VALUES ";
-const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     latency_ms, ttft_ms, created_at, attempt_log) VALUES ";
+const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// `INSERT ... VALUES (...), (...)` for `rows` rows, built from constants only: no value
 /// is ever formatted into SQL.
 fn insert_usage_sql(rows: usize) -> String {
@@ -227,6 +228,7 @@ fn usage_from_row(row: &Row<'_>) -> Result<StoredUsage, rusqlite::Error> {
             latency_ms: count("latency_ms")?,
             ttft_ms: row.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
             created_at: row.get("created_at")?,
+            attempt_log: row.get("attempt_log")?,
         },
     })
 }
@@ -311,6 +313,7 @@ fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &U
         &to_i64(record.latency_ms),
         &record.ttft_ms.map(to_i64),
         &record.created_at,
+        &record.attempt_log,
     ];
     for (index, value) in values.iter().enumerate() {
         statement.raw_bind_parameter(offset + index + 1, value)?;

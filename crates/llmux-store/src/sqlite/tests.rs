@@ -39,6 +39,7 @@ fn record(request_id: &str, key_id: &str, model: &str, created_at: i64, cost: i6
         latency_ms: 12,
         ttft_ms: Some(3),
         created_at,
+        attempt_log: None,
     }
 }
 
@@ -70,7 +71,11 @@ async fn usage_filters_and_summaries() {
     store
         .insert_usage(Arc::from([
             record("r1", "k1", "chat", 10, 100),
-            record("r2", "k1", "embed", day + 10, 50),
+            UsageRecord {
+                attempts: 2,
+                attempt_log: Some(r#"[{"provider":"a","outcome":"server"},{"provider":"p","outcome":"ok"}]"#.into()),
+                ..record("r2", "k1", "embed", day + 10, 50)
+            },
             record("r3", "k2", "chat", day + 20, 7),
         ]))
         .await
@@ -84,6 +89,8 @@ async fn usage_filters_and_summaries() {
         .unwrap();
     assert_eq!(k1.len(), 1);
     assert_eq!(k1[0].record.request_id, "r2");
+    assert_eq!(k1[0].record.attempts, 2);
+    assert!(k1[0].record.attempt_log.as_deref().is_some_and(|log| log.contains(r#""outcome":"server""#)));
 
     let by_model = store.usage_summary(GroupBy::Model, None, None).await.unwrap();
     assert_eq!(by_model.len(), 2);

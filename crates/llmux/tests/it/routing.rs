@@ -36,6 +36,16 @@ async fn a_429_rests_the_route_for_its_retry_after() {
         assert_eq!(response.headers()["x-llmux-attempts"], expected_attempts);
     }
     assert_eq!(first.received().len(), 1, "the limited route rests for 30 s");
+    // The failover is in the record, attempt by attempt; plain successes carry no log.
+    let records = gateway.wait_usage(3).await;
+    let failed_over = records.iter().find(|record| record["attempts"] == 2).unwrap();
+    let log = failed_over["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!((log[0]["provider"].as_str(), log[0]["outcome"].as_str()), (Some("first"), Some("rate_limited")));
+    assert_eq!((log[1]["provider"].as_str(), log[1]["outcome"].as_str()), (Some("second"), Some("ok")));
+    assert_eq!(log[1]["model"], "m2");
+    assert!(log[1]["latency_ms"].is_u64());
+    assert!(records.iter().filter(|record| record["attempts"] == 1).all(|record| record["attempt_log"].is_null()));
 }
 
 #[tokio::test]
@@ -265,4 +275,11 @@ async fn hedging_starts_the_next_route_when_the_first_is_slow_and_takes_the_firs
     assert_eq!(hedged["provider"], "fast", "billed to the route that answered");
     assert_eq!(hedged["upstream_model"], "m2");
     assert_eq!(hedged["cost"].to_string(), "0.000005");
+    let outcomes: Vec<(&str, &str)> = hedged["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (entry["provider"].as_str().unwrap(), entry["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(outcomes, [("slow", "cancelled"), ("fast", "ok")]);
 }
