@@ -300,85 +300,35 @@ impl Gateway {
         let mut failures = Vec::new();
         let mut next = 0;
         let mut widened = false;
-        let fail = |failures: &mut Vec<FailedAttempt>, candidate: Candidate, error: UpstreamError| {
-            let route = &runtime.config.models[candidate.model].routes[candidate.route];
-            let provider = &runtime.config.providers[route.provider];
-            tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
-            failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
-        };
-        // The attempt log of the usage record.
-        let log = |settlement: &mut Settlement, candidate: Candidate, outcome: &'static str, latency: Duration| {
-            let route = &runtime.config.models[candidate.model].routes[candidate.route];
-            settlement.log_attempt(&runtime.config.providers[route.provider].name, &route.model, outcome, latency);
-        };
-        let label = |outcome: &Result<Success, UpstreamError>| {
-            outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok")
-        };
         while let Some(&candidate) = candidates.get(next) {
             next += 1;
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
             settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
-            let first = self.attempt(runtime, region, candidate, attempts);
             let hedge = runtime.config.models[candidate.model].hedge_after.filter(|_| next < candidates.len());
             let (winner, outcome) = match hedge {
                 None => {
-                    let (outcome, elapsed) = first.await;
-                    log(&mut settlement, candidate, label(&outcome), elapsed);
+                    let (outcome, elapsed) = self.attempt(runtime, region, candidate, attempts).await;
+                    log_attempt(runtime, &mut settlement, candidate, outcome_label(&outcome), elapsed);
                     (candidate, outcome)
                 }
                 Some(after) => {
-                    // Hedged: if the first route has not answered in time, the next one
-                    // starts too; the first answer wins and the other is dropped
-                    // (cancelled, so nothing more of it is consumed or billed).
-                    tokio::pin!(first);
-                    tokio::select! {
-                        (outcome, elapsed) = &mut first => {
-                            log(&mut settlement, candidate, label(&outcome), elapsed);
-                            (candidate, outcome)
-                        }
-                        () = tokio::time::sleep(after) => {
-                            let hedged = candidates[next];
-                            next += 1;
-                            let route = &runtime.config.models[hedged.model].routes[hedged.route];
-                            settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
-                            let second = self.attempt(runtime, region, hedged, attempts);
-                            tokio::pin!(second);
-                            let hedge_started = Instant::now();
-                            // Both are logged: the loser as cancelled, then the winner.
-                            let settle_pair = |settlement: &mut Settlement, won: Candidate, elapsed, lost: Candidate| {
-                                log(settlement, lost, "cancelled", hedge_started.elapsed());
-                                log(settlement, won, "ok", elapsed);
-                            };
-                            tokio::select! {
-                                (outcome, elapsed) = &mut first => match outcome {
-                                    Ok(success) => {
-                                        settle_pair(&mut settlement, candidate, elapsed, hedged);
-                                        (candidate, Ok(success))
-                                    }
-                                    Err(error) => {
-                                        log(&mut settlement, candidate, error.kind.label(), elapsed);
-                                        fail(&mut failures, candidate, error);
-                                        let (outcome, elapsed) = second.await;
-                                        log(&mut settlement, hedged, label(&outcome), elapsed);
-                                        (hedged, outcome)
-                                    }
-                                },
-                                (outcome, elapsed) = &mut second => match outcome {
-                                    Ok(success) => {
-                                        settle_pair(&mut settlement, hedged, elapsed, candidate);
-                                        (hedged, Ok(success))
-                                    }
-                                    Err(error) => {
-                                        log(&mut settlement, hedged, error.kind.label(), elapsed);
-                                        fail(&mut failures, hedged, error);
-                                        let (outcome, elapsed) = first.await;
-                                        log(&mut settlement, candidate, label(&outcome), elapsed);
-                                        (candidate, outcome)
-                                    }
-                                },
-                            }
-                        }
+                    let hedged = candidates[next];
+                    // Boxed: two attempts in one future make it large, and hedging is
+                    // opt-in; the plain path's future stays small.
+                    let (winner, outcome, started_hedge) = Box::pin(self.hedge(
+                        runtime,
+                        meta,
+                        region,
+                        (candidate, hedged, after),
+                        &mut settlement,
+                        &mut failures,
+                        attempts,
+                    ))
+                    .await;
+                    if started_hedge {
+                        next += 1;
                     }
+                    (winner, outcome)
                 }
             };
             let route = &runtime.config.models[winner.model].routes[winner.route];
@@ -390,7 +340,7 @@ impl Gateway {
                 }
                 Err(error) => {
                     let kind = error.kind;
-                    fail(&mut failures, winner, error);
+                    record_failure(runtime, meta, &mut failures, winner, error);
                     // Too long for this model: its `context_window_fallbacks` (larger
                     // models) replace what is left to try, once.
                     if kind == ErrorKind::ContextLength && !widened {
@@ -415,6 +365,54 @@ impl Gateway {
         let code = error.code();
         settlement.finish(code.status(), Some(code));
         Err(Failure { error, attempts, provider })
+    }
+
+    /// A hedged attempt: `first`; if it has not answered within `after`, `second` too.
+    /// The first answer wins and the other is dropped (cancelled, so nothing more of it
+    /// is consumed or billed); a failure waits for the other. Returns the route whose
+    /// outcome counts, that outcome, and whether `second` was started.
+    #[allow(clippy::too_many_arguments)]
+    async fn hedge(
+        &self,
+        runtime: &Runtime,
+        meta: &RequestMeta,
+        region: Option<Region>,
+        (first_route, second_route, after): (Candidate, Candidate, Duration),
+        settlement: &mut Settlement,
+        failures: &mut Vec<FailedAttempt>,
+        attempts: &impl Attempts,
+    ) -> (Candidate, Result<Success, UpstreamError>, bool) {
+        let first = self.attempt(runtime, region, first_route, attempts);
+        tokio::pin!(first);
+        tokio::select! {
+            (outcome, elapsed) = &mut first => {
+                log_attempt(runtime, settlement, first_route, outcome_label(&outcome), elapsed);
+                return (first_route, outcome, false);
+            }
+            () = tokio::time::sleep(after) => {}
+        }
+        let route = &runtime.config.models[second_route.model].routes[second_route.route];
+        settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
+        let hedge_started = Instant::now();
+        let second = self.attempt(runtime, region, second_route, attempts);
+        tokio::pin!(second);
+        let (won, lost, outcome, elapsed) = tokio::select! {
+            (outcome, elapsed) = &mut first => (first_route, second_route, outcome, elapsed),
+            (outcome, elapsed) = &mut second => (second_route, first_route, outcome, elapsed),
+        };
+        if outcome.is_ok() {
+            // The loser as cancelled, then the winner.
+            log_attempt(runtime, settlement, lost, "cancelled", hedge_started.elapsed());
+            log_attempt(runtime, settlement, won, "ok", elapsed);
+            return (won, outcome, true);
+        }
+        if let Err(error) = outcome {
+            log_attempt(runtime, settlement, won, error.kind.label(), elapsed);
+            record_failure(runtime, meta, failures, won, error);
+        }
+        let (outcome, elapsed) = if won == first_route { second.await } else { first.await };
+        log_attempt(runtime, settlement, lost, outcome_label(&outcome), elapsed);
+        (lost, outcome, true)
     }
 
     /// One attempt at one route, with its route-health bookkeeping and metrics.
@@ -454,6 +452,37 @@ impl Gateway {
         }
         caller.region
     }
+}
+
+/// An attempt's outcome as the usage record's attempt log and the metrics name it.
+fn outcome_label(outcome: &Result<Success, UpstreamError>) -> &'static str {
+    outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok")
+}
+
+/// Adds an attempt to the usage record's attempt log.
+fn log_attempt(
+    runtime: &Runtime,
+    settlement: &mut Settlement,
+    candidate: Candidate,
+    outcome: &'static str,
+    latency: Duration,
+) {
+    let route = &runtime.config.models[candidate.model].routes[candidate.route];
+    settlement.log_attempt(&runtime.config.providers[route.provider].name, &route.model, outcome, latency);
+}
+
+/// Keeps a failed attempt for the error the client gets if nothing succeeds.
+fn record_failure(
+    runtime: &Runtime,
+    meta: &RequestMeta,
+    failures: &mut Vec<FailedAttempt>,
+    candidate: Candidate,
+    error: UpstreamError,
+) {
+    let route = &runtime.config.models[candidate.model].routes[candidate.route];
+    let provider = &runtime.config.providers[route.provider];
+    tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
+    failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
 }
 
 /// The routes of `model`'s `context_window_fallbacks`, in order (each planned as the
