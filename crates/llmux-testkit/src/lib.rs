@@ -49,6 +49,8 @@ pub enum Reply {
     RawSse(String),
     /// Never answers.
     Stall,
+    /// `reply`, after waiting `delay` before the response head.
+    Delayed { delay: Duration, reply: Box<Reply> },
 }
 
 impl Reply {
@@ -182,7 +184,11 @@ async fn handle(
         Received { method, path: uri.path().to_owned(), query: uri.query().map(str::to_owned), headers, body };
     let wants_usage = request.json()["stream_options"]["include_usage"] == json!(true);
     shared.received.lock().push(request);
-    let reply = shared.script.lock().pop_front().or_else(|| shared.fallback.lock().clone());
+    let mut reply = shared.script.lock().pop_front().or_else(|| shared.fallback.lock().clone());
+    while let Some(Reply::Delayed { delay, reply: inner }) = reply {
+        tokio::time::sleep(delay).await;
+        reply = Some(*inner);
+    }
     match reply {
         None => Response::builder()
             .status(500)
@@ -202,7 +208,8 @@ async fn handle(
             .header("content-type", "text/event-stream")
             .body(Body::from(body))
             .unwrap_or_default(),
-        Some(Reply::Stall) => {
+        // Unwrapped above; a stall is what is left of one that was not.
+        Some(Reply::Stall | Reply::Delayed { .. }) => {
             std::future::pending::<()>().await;
             Response::default()
         }

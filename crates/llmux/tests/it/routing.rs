@@ -283,3 +283,33 @@ async fn hedging_starts_the_next_route_when_the_first_is_slow_and_takes_the_firs
         .collect();
     assert_eq!(outcomes, [("slow", "cancelled"), ("fast", "ok")]);
 }
+
+#[tokio::test]
+async fn the_latency_strategy_moves_load_to_the_faster_route() {
+    let (slow, fast) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    slow.always(Reply::Delayed {
+        delay: std::time::Duration::from_millis(60),
+        reply: Box::new(Reply::chat("slow", 3, 2)),
+    });
+    fast.always(Reply::chat("fast", 3, 2));
+    let gateway = TestGateway::start(&format!(
+        "{}{}[[models]]\nname = \"chat\"\nstrategy = \"latency\"\nroutes = [{{ provider = \"slow\", model = \"m1\" }}, {{ provider = \"fast\", model = \"m2\" }}]\n",
+        fake_provider("slow", &slow.base_url()),
+        fake_provider("fast", &fast.base_url()),
+    ))
+    .await;
+    let key = gateway.key().await;
+    // Until both routes are measured, either may go first.
+    for _ in 0..6 {
+        assert_eq!(gateway.chat(&key, &ask()).await.status(), 200);
+    }
+    let slow_before = slow.received().len();
+    assert!(slow_before > 0, "an unmeasured route gets tried");
+    let mut served_fast = 0;
+    for _ in 0..30 {
+        let response = gateway.chat(&key, &ask()).await;
+        served_fast += usize::from(response.headers()["x-llmux-provider"] == "fast");
+    }
+    assert_eq!(served_fast, 30, "with two routes both are always drawn: the faster wins");
+    assert_eq!(slow.received().len(), slow_before);
+}
