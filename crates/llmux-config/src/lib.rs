@@ -92,7 +92,11 @@ pub struct RouteConfig {
     pub model: String,
     pub weight: u32,
     pub priority: u32,
+    /// Whole attempt; with `first_byte_timeout` and `idle_timeout`, the route's own
+    /// value, else its model's, else (`None`) the provider's.
     pub timeout: Option<Duration>,
+    pub first_byte_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
     /// The route's price: the config override, else the built-in table.
     pub price: Option<Price>,
 }

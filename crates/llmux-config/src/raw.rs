@@ -28,6 +28,11 @@ pub struct RawServer {
     pub region_refusal_ttl_s: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub key_refresh_ms: Option<u64>,
+    /// Defaults for every provider's timeouts (a provider's own fields win).
+    pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +86,10 @@ pub struct RawModel {
     /// Hedging (opt-in): start the next route too when the first has not answered
     /// within this many milliseconds.
     pub hedge_after_ms: Option<u64>,
+    /// Timeouts for every route of the model (a route's own fields win).
+    pub timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +100,8 @@ pub struct RawRoute {
     pub weight: Option<u32>,
     pub priority: Option<u32>,
     pub timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
     pub price: Option<RawPrice>,
 }
 

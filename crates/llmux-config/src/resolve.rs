@@ -48,6 +48,15 @@ pub(crate) fn resolve(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigErro
         );
     }
 
+    // `[server]` timeouts are every provider's defaults.
+    let builtin = Timeouts::default();
+    let global = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+    let defaults = Timeouts {
+        connect: global(raw.server.connect_timeout_ms, builtin.connect),
+        first_byte: global(raw.server.first_byte_timeout_ms, builtin.first_byte),
+        idle: global(raw.server.idle_timeout_ms, builtin.idle),
+        total: global(raw.server.timeout_ms, builtin.total),
+    };
     let mut providers = Vec::new();
     let mut names = HashSet::new();
     for (index, provider) in raw.providers.iter().enumerate() {
@@ -55,7 +64,7 @@ pub(crate) fn resolve(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigErro
         if !names.insert(provider.name.clone()) {
             errors.push(format!("{path}.name"), format!("duplicate provider name `{}`", provider.name));
         }
-        if let Some(spec) = resolve_provider(provider, &path, env, &mut errors) {
+        if let Some(spec) = resolve_provider(provider, &path, env, defaults, &mut errors) {
             providers.push(spec);
         }
     }
@@ -100,7 +109,13 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
     }
 }
 
-fn resolve_provider(raw: &RawProvider, path: &str, env: Env<'_>, errors: &mut Errors) -> Option<ProviderSpec> {
+fn resolve_provider(
+    raw: &RawProvider,
+    path: &str,
+    env: Env<'_>,
+    defaults: Timeouts,
+    errors: &mut Errors,
+) -> Option<ProviderSpec> {
     if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         errors.push(
             format!("{path}.name"),
@@ -162,7 +177,6 @@ fn resolve_provider(raw: &RawProvider, path: &str, env: Env<'_>, errors: &mut Er
         }
         headers.push((name.clone(), value));
     }
-    let defaults = Timeouts::default();
     let millis = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
     let timeouts = Timeouts {
         connect: millis(raw.connect_timeout_ms, defaults.connect),
@@ -235,7 +249,7 @@ fn resolve_models(raw: &[RawModel], providers: &[ProviderSpec], errors: &mut Err
             .iter()
             .enumerate()
             .filter_map(|(route_index, route)| {
-                resolve_route(route, &format!("{path}.routes[{route_index}]"), providers, errors)
+                resolve_route(route, model, &format!("{path}.routes[{route_index}]"), providers, errors)
             })
             .collect();
         models.push(ModelConfig {
@@ -272,7 +286,13 @@ fn resolve_models(raw: &[RawModel], providers: &[ProviderSpec], errors: &mut Err
     models
 }
 
-fn resolve_route(raw: &RawRoute, path: &str, providers: &[ProviderSpec], errors: &mut Errors) -> Option<RouteConfig> {
+fn resolve_route(
+    raw: &RawRoute,
+    model: &RawModel,
+    path: &str,
+    providers: &[ProviderSpec],
+    errors: &mut Errors,
+) -> Option<RouteConfig> {
     let Some(provider) = providers.iter().position(|provider| provider.name == raw.provider) else {
         errors.push(format!("{path}.provider"), format!("unknown provider `{}`", raw.provider));
         return None;
@@ -318,7 +338,10 @@ fn resolve_route(raw: &RawRoute, path: &str, providers: &[ProviderSpec], errors:
         model: raw.model.clone(),
         weight: raw.weight.unwrap_or(1),
         priority: raw.priority.unwrap_or(0),
-        timeout: raw.timeout_ms.map(Duration::from_millis),
+        // The route's own timeouts, else its model's; `None` leaves the provider's.
+        timeout: raw.timeout_ms.or(model.timeout_ms).map(Duration::from_millis),
+        first_byte_timeout: raw.first_byte_timeout_ms.or(model.first_byte_timeout_ms).map(Duration::from_millis),
+        idle_timeout: raw.idle_timeout_ms.or(model.idle_timeout_ms).map(Duration::from_millis),
         price,
     })
 }
@@ -417,6 +440,8 @@ pub fn default_config(env: Env<'_>) -> Result<Config, ConfigErrors> {
         weight: None,
         priority: None,
         timeout_ms: None,
+        first_byte_timeout_ms: None,
+        idle_timeout_ms: None,
         price: None,
     };
     let model = |name: &str, provider: &str, upstream: &str| RawModel {
@@ -426,6 +451,9 @@ pub fn default_config(env: Env<'_>) -> Result<Config, ConfigErrors> {
         fallbacks: Vec::new(),
         context_window_fallbacks: Vec::new(),
         hedge_after_ms: None,
+        timeout_ms: None,
+        first_byte_timeout_ms: None,
+        idle_timeout_ms: None,
     };
     raw.models.push(model("mock", "mock", "mock"));
     raw.models.push(model("echo", "mock", "echo"));

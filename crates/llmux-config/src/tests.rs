@@ -174,3 +174,52 @@ fn redacts_storage_passwords() {
     assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
     assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
 }
+
+#[test]
+fn timeouts_come_from_the_route_else_the_model_else_the_provider_else_the_server() {
+    let text = r#"
+[server]
+first_byte_timeout_ms = 7000
+idle_timeout_ms = 8000
+
+[[providers]]
+name = "own"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "k"
+first_byte_timeout_ms = 5000
+
+[[providers]]
+name = "default"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "k"
+
+[[models]]
+name = "m"
+first_byte_timeout_ms = 300
+timeout_ms = 9000
+routes = [
+  { provider = "own", model = "a" },
+  { provider = "default", model = "b", first_byte_timeout_ms = 100, idle_timeout_ms = 50 },
+]
+
+[[models]]
+name = "plain"
+routes = [{ provider = "default", model = "c" }]
+"#;
+    let config = Config::from_toml(text, &env_of(&[])).unwrap();
+    let ms = Duration::from_millis;
+    assert_eq!(config.providers[0].timeouts.first_byte, ms(5000), "the provider's own");
+    assert_eq!(config.providers[1].timeouts.first_byte, ms(7000), "the server default");
+    assert_eq!(config.providers[1].timeouts.idle, ms(8000));
+    assert_eq!(config.providers[1].timeouts.total, llmux_providers::Timeouts::default().total, "built in");
+    let routes = &config.model("m").unwrap().routes;
+    assert_eq!(
+        (routes[0].first_byte_timeout, routes[0].idle_timeout, routes[0].timeout),
+        (Some(ms(300)), None, Some(ms(9000)))
+    );
+    assert_eq!((routes[1].first_byte_timeout, routes[1].idle_timeout), (Some(ms(100)), Some(ms(50))));
+    let plain = &config.model("plain").unwrap().routes[0];
+    assert_eq!((plain.first_byte_timeout, plain.idle_timeout, plain.timeout), (None, None, None));
+}

@@ -694,7 +694,7 @@ impl Attempt<'_> {
         if stream {
             return Ok(Success::Upstream {
                 response: answered.response,
-                idle: provider.timeouts.idle,
+                idle: route.idle_timeout.unwrap_or(provider.timeouts.idle),
                 strip_usage: !self.request.include_usage,
             });
         }
@@ -848,7 +848,7 @@ impl CanonicalAttempt<'_> {
             let decoder = llmux_wire::anthropic::upstream::EventDecoder::new();
             return Ok(Success::Translated {
                 response: response.response,
-                idle: provider.timeouts.idle,
+                idle: route.idle_timeout.unwrap_or(provider.timeouts.idle),
                 translator: Box::new(AnthropicPassthrough { decoder }),
             });
         }
@@ -911,7 +911,7 @@ impl CanonicalAttempt<'_> {
             let encoder = stream_encoder(dialect, &route.model);
             return Ok(Success::Translated {
                 response: response.response,
-                idle: provider.timeouts.idle,
+                idle: route.idle_timeout.unwrap_or(provider.timeouts.idle),
                 translator: Box::new(TranslatingEncoder { decoder, encoder, created: clock::now_s() }),
             });
         }
@@ -1053,13 +1053,13 @@ async fn send_with_deadline(
     provider: &ProviderSpec,
 ) -> Result<Answered, UpstreamError> {
     let total = route.timeout.unwrap_or(provider.timeouts.total);
+    let first_byte = route.first_byte_timeout.unwrap_or(provider.timeouts.first_byte);
     let started = Instant::now();
     let deadline = started + total;
-    let response =
-        match tokio::time::timeout_at(started + provider.timeouts.first_byte.min(total), client.send(request)).await {
-            Ok(response) => response?,
-            Err(_) => return Err(UpstreamError::new(ErrorKind::Timeout)),
-        };
+    let response = match tokio::time::timeout_at(started + first_byte.min(total), client.send(request)).await {
+        Ok(response) => response?,
+        Err(_) => return Err(UpstreamError::new(ErrorKind::Timeout)),
+    };
     let status = response.status().as_u16();
     if !(200..300).contains(&status) {
         let retry_after = llmux_providers::error::parse_retry_after(

@@ -313,3 +313,22 @@ async fn the_latency_strategy_moves_load_to_the_faster_route() {
     assert_eq!(served_fast, 30, "with two routes both are always drawn: the faster wins");
     assert_eq!(slow.received().len(), slow_before);
 }
+
+#[tokio::test]
+async fn a_models_first_byte_timeout_bounds_a_stalled_upstream() {
+    let stalled = FakeUpstream::start().await;
+    stalled.always(Reply::Stall);
+    // The provider keeps its default (120 s); the model asks for 200 ms.
+    let gateway = TestGateway::start(&format!(
+        "{}[[models]]\nname = \"chat\"\nfirst_byte_timeout_ms = 200\nroutes = [{{ provider = \"stalled\", model = \"m\" }}]\n",
+        fake_provider("stalled", &stalled.base_url()),
+    ))
+    .await;
+    let key = gateway.key().await;
+    let started = std::time::Instant::now();
+    let response = gateway.chat(&key, &ask()).await;
+    assert_eq!(response.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+}
