@@ -11,16 +11,18 @@
 //! - **Region refusals**: a provider's refusal to serve the caller's region closes the
 //!   route for that region for `server.region_refusal_ttl_s`; other regions keep it.
 //! - **Latency**: an EWMA of time to the response head, for the `latency` strategy.
-//! - **In flight**: attempts between sending and the response head, for `least-busy`.
+//! - **In flight**: attempts waiting for their response head, and answers being relayed
+//!   (a stream counts until it ends), for `least-busy`.
 //!
 //! Resting routes are not skipped: the router puts them after every available route,
 //! so a request still gets an answer when nothing else is left.
 //!
 //! Times are milliseconds on a monotonic clock (`tokio::time::Instant`, which tests can
-//! pause). Health starts fresh with each configuration (reload).
+//! pause). A reload keeps the health of every route that is still there (same model,
+//! provider and upstream model); new routes start fresh.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use llmux_providers::{ErrorKind, UpstreamError};
@@ -51,25 +53,46 @@ fn millis(duration: Duration) -> u64 {
 /// The health of every route of one configuration, by model and route index.
 #[derive(Debug)]
 pub struct Health {
-    routes: Vec<Vec<RouteHealth>>,
+    routes: Vec<Vec<Arc<RouteHealth>>>,
 }
 
 impl Health {
-    pub fn new(config: &llmux_config::Config) -> Health {
+    /// Health for `config`; routes that `previous` (the configuration being replaced)
+    /// also had keep what is known about them.
+    pub fn new(config: &llmux_config::Config, previous: Option<(&llmux_config::Config, &Health)>) -> Health {
+        let identity = |config: &llmux_config::Config, model: usize, route: usize| {
+            let model_config = &config.models[model];
+            let route_config = &model_config.routes[route];
+            (
+                model_config.name.clone(),
+                config.providers[route_config.provider].name.clone(),
+                route_config.model.clone(),
+            )
+        };
+        let mut known = std::collections::HashMap::new();
+        if let Some((old_config, old)) = previous {
+            for (model, routes) in old.routes.iter().enumerate() {
+                for (route, health) in routes.iter().enumerate() {
+                    known.entry(identity(old_config, model, route)).or_insert_with(|| health.clone());
+                }
+            }
+        }
         Health {
-            routes: config
-                .models
-                .iter()
-                .map(|model| model.routes.iter().map(|_| RouteHealth::default()).collect())
+            routes: (0..config.models.len())
+                .map(|model| {
+                    (0..config.models[model].routes.len())
+                        .map(|route| known.get(&identity(config, model, route)).cloned().unwrap_or_default())
+                        .collect()
+                })
                 .collect(),
         }
     }
 
-    pub fn route(&self, candidate: Candidate) -> &RouteHealth {
+    pub fn route(&self, candidate: Candidate) -> &Arc<RouteHealth> {
         &self.routes[candidate.model][candidate.route]
     }
 
-    pub fn model(&self, model: usize) -> &[RouteHealth] {
+    pub fn model(&self, model: usize) -> &[Arc<RouteHealth>] {
         &self.routes[model]
     }
 }
@@ -155,6 +178,13 @@ impl RouteHealth {
         InFlight(self)
     }
 
+    /// Counts a request as in flight on this route until the guard drops (held by the
+    /// answer, so a stream counts until it ends).
+    pub fn enter_owned(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
     /// The route answered (a response head came back) after `elapsed`.
     pub fn succeeded(&self, elapsed: Duration) {
         let sample = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
@@ -209,6 +239,16 @@ impl RouteHealth {
 pub struct InFlight<'a>(&'a RouteHealth);
 
 impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer being relayed from a route (see [`RouteHealth::enter_owned`]).
+#[derive(Debug)]
+pub struct Busy(Arc<RouteHealth>);
+
+impl Drop for Busy {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -298,5 +338,29 @@ mod tests {
         drop(first);
         drop(second);
         assert_eq!(health.in_flight(), 0);
+        let shared = Arc::new(RouteHealth::default());
+        let busy = shared.enter_owned();
+        assert_eq!(shared.in_flight(), 1);
+        drop(busy);
+        assert_eq!(shared.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_health_of_routes_that_are_still_there() {
+        let config = |routes: &str| {
+            let text = format!(
+                "[[providers]]\nname = \"a\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"k\"\n\n[[models]]\nname = \"m\"\nroutes = [{routes}]\n"
+            );
+            llmux_config::Config::from_toml(&text, &|_| None).unwrap()
+        };
+        let old_config = config(r#"{ provider = "a", model = "x" }, { provider = "a", model = "y" }"#);
+        let old = Health::new(&old_config, None);
+        old.model(0)[1].succeeded(Duration::from_millis(42));
+        // `y` moved to the front, `x` is gone, `z` is new.
+        let new_config = config(r#"{ provider = "a", model = "y" }, { provider = "a", model = "z" }"#);
+        let new = Health::new(&new_config, Some((&old_config, &old)));
+        assert_eq!(new.model(0)[0].latency_us(), 42_000);
+        assert!(Arc::ptr_eq(&new.model(0)[0], &old.model(0)[1]), "shared: attempts in flight on the old one count");
+        assert_eq!(new.model(0)[1].latency_us(), 0);
     }
 }

@@ -60,6 +60,12 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn build(config: Config) -> Result<Runtime, String> {
+        Runtime::build_after(config, None)
+    }
+
+    /// Builds the runtime for `config`, keeping the route health `previous` knows about
+    /// routes that are still there (a reload).
+    pub fn build_after(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
         let clients = config
             .providers
             .iter()
@@ -67,7 +73,7 @@ impl Runtime {
             .collect::<Result<_, _>>()?;
         let prepared = config.providers.iter().map(PreparedProvider::new).collect();
         let models = config.models.iter().enumerate().map(|(index, model)| (model.name.clone(), index)).collect();
-        let health = health::Health::new(&config);
+        let health = health::Health::new(&config, previous.map(|runtime| (&runtime.config, &runtime.health)));
         Ok(Runtime { config, clients, prepared, models, health })
     }
 
@@ -169,7 +175,7 @@ impl Gateway {
     /// Swaps in a new configuration (already validated). In-flight requests finish
     /// on the old one.
     pub fn reload(&self, config: Config) -> Result<(), String> {
-        let runtime = Runtime::build(config)?;
+        let runtime = Runtime::build_after(config, Some(&self.runtime.load()))?;
         self.runtime.store(Arc::new(runtime));
         Ok(())
     }
@@ -336,6 +342,7 @@ impl Gateway {
             match outcome {
                 Ok(success) => {
                     settlement.served_by(&provider.name, &route.model, route.price);
+                    settlement.hold(runtime.health.route(winner).enter_owned());
                     return Ok(success.reply(settlement, &provider.name));
                 }
                 Err(error) => {

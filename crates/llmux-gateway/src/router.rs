@@ -21,6 +21,8 @@
 //! after every available route of the model and its fallbacks: tried only when nothing
 //! else is left.
 
+use std::sync::Arc;
+
 use llmux_config::{RouteConfig, Strategy};
 use llmux_types::Region;
 
@@ -106,7 +108,7 @@ pub fn plan(
 fn order(
     strategy: Strategy,
     routes: &[RouteConfig],
-    health: &[RouteHealth],
+    health: &[Arc<RouteHealth>],
     estimate: TokenEstimate,
     group: &mut [usize],
 ) {
@@ -146,7 +148,7 @@ fn weighted_shuffle(routes: &[RouteConfig], tier: &mut [usize]) {
     }
 }
 
-fn power_of_two_choices(health: &[RouteHealth], tier: &mut [usize]) {
+fn power_of_two_choices(health: &[Arc<RouteHealth>], tier: &mut [usize]) {
     tier.sort_by_key(|route| health[*route].latency_us());
     if tier.len() < 2 {
         return;

@@ -31,6 +31,8 @@ pub struct Settlement {
     /// Attempts worth recording one by one (kept only once one has failed or a hedge
     /// ran, so a plain success allocates nothing for it).
     attempt_log: Vec<AttemptEntry>,
+    /// Keeps the serving route counted as busy until the answer is settled.
+    busy: Option<crate::health::Busy>,
 }
 
 /// One attempt in the usage record's `attempt_log`.
@@ -65,6 +67,7 @@ impl Settlement {
             usage: Usage::default(),
             settled: false,
             attempt_log: Vec::new(),
+            busy: None,
         }
     }
 
@@ -90,6 +93,12 @@ impl Settlement {
             self.record.upstream_model = Some(upstream_model.to_owned());
         }
         self.price = price;
+    }
+
+    /// Counts the serving route as busy for as long as this settlement lives (to the end
+    /// of a stream), for the `least-busy` strategy.
+    pub fn hold(&mut self, busy: crate::health::Busy) {
+        self.busy = Some(busy);
     }
 
     /// Records how one attempt ended. A success is logged only after failures (or

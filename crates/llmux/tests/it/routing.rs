@@ -81,6 +81,14 @@ async fn consecutive_failures_open_the_circuit() {
     assert_eq!(route("first")["consecutive_failures"], 5);
     assert_eq!(route("second")["resting"], false);
     assert!(route("second")["latency_ms"].as_f64().is_some_and(|latency| latency > 0.0));
+
+    // A reload keeps what is known about routes that are still there.
+    let reload = gateway.http.post(gateway.url("/admin/reload")).bearer_auth(crate::MASTER).send().await.unwrap();
+    assert_eq!(reload.status(), 200);
+    for _ in 0..3 {
+        assert_eq!(gateway.chat(&key, &ask()).await.headers()["x-llmux-provider"], "second");
+    }
+    assert_eq!(first.received().len(), 5, "still open after the reload");
 }
 
 #[tokio::test]
