@@ -111,7 +111,78 @@ pub fn check(flag: Option<PathBuf>) -> Result<(), String> {
         println!("no config file: using the built-in default");
     }
     print!("{}", config.routing_table());
+    print!("{}", live_health(&config));
     Ok(())
+}
+
+/// Route health from the instance serving this configuration (`GET /admin/providers`
+/// at `server.listen` with the master key), when one answers; the health lives in that
+/// process, so `check` can only ask it.
+fn live_health(config: &llmux_config::Config) -> String {
+    use std::fmt::Write as _;
+    let listen = &config.server.listen;
+    let Some(master) = &config.server.master_key else {
+        return "route health: no master key configured, so the running instance cannot be asked\n".to_owned();
+    };
+    let providers = match admin_get(listen, "/admin/providers", master.expose()) {
+        Ok(body) => body,
+        Err(reason) => return format!("route health: no running instance answered at {listen} ({reason})\n"),
+    };
+    let mut out = format!("route health (from the instance at {listen}):\n");
+    for provider in providers["providers"].as_array().into_iter().flatten() {
+        for route in provider["routes"].as_array().into_iter().flatten() {
+            let state = if route["resting"] == true { "RESTING (open circuit or rate limited)" } else { "available" };
+            let _ = writeln!(
+                out,
+                "  {} via {} -> {}: {state}, {} consecutive failures, {:.1} ms to first byte, {} in flight",
+                route["model"].as_str().unwrap_or("?"),
+                provider["name"].as_str().unwrap_or("?"),
+                route["upstream_model"].as_str().unwrap_or("?"),
+                route["consecutive_failures"].as_u64().unwrap_or(0),
+                route["latency_ms"].as_f64().unwrap_or(0.0),
+                route["in_flight"].as_u64().unwrap_or(0),
+            );
+        }
+    }
+    out
+}
+
+/// A small blocking `GET` over plain HTTP/1.1 to the local admin API (one second at most).
+fn admin_get(listen: &str, path: &str, master_key: &str) -> Result<serde_json::Value, String> {
+    use std::io::{Read as _, Write as _};
+    let address: std::net::SocketAddr = listen.parse().map_err(|_| "not an address".to_owned())?;
+    let timeout = std::time::Duration::from_secs(1);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout).map_err(|error| error.to_string())?;
+    stream.set_read_timeout(Some(timeout)).map_err(|error| error.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|error| error.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: {listen}\r\nauthorization: Bearer {master_key}\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).map_err(|error| error.to_string())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|error| error.to_string())?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or("no status").to_owned());
+    }
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    serde_json::from_str(&body).map_err(|error| error.to_string())
+}
+
+/// The payload of a chunked body (small, complete).
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,7 @@ fn check_prints_the_routing_table_and_reports_errors() {
     assert!(ok);
     assert!(stdout.contains("chat (strategy priority)"), "{stdout}");
     assert!(stdout.contains("1. mock -> echo"), "{stdout}");
+    assert!(stdout.contains("route health: no running instance answered at 127.0.0.1:0"), "{stdout}");
 
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[[providers]]\nname = \"a\"\nkind = \"deepseek\"\n\n[[models]]\nname = \"m\"\nroutes = [{ provider = \"b\", model = \"x\" }]\n").unwrap();
@@ -239,4 +240,31 @@ async fn sighup_reloads_the_config_file() {
     assert!(child.try_wait().unwrap().is_none(), "a bad reload must not stop the server");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
+}
+
+#[tokio::test]
+async fn check_shows_the_live_route_health_of_the_running_instance() {
+    let gateway = crate::TestGateway::start(
+        "[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\n[[models]]\nname = \"chat\"\nroutes = [{ provider = \"mock\", model = \"echo\" }]\n",
+    )
+    .await;
+    let key = gateway.key().await;
+    assert_eq!(gateway.chat(&key, &json!({"model": "chat", "messages": user("hi")})).await.status(), 200);
+    let dir = temp_dir("check-live");
+    let config = dir.join("llmux.toml");
+    let listen = gateway.url("").trim_start_matches("http://").to_owned();
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{listen}\"\nmaster_key = \"{}\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\n[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"mock\", model = \"echo\" }}]\n",
+            crate::MASTER
+        ),
+    )
+    .unwrap();
+    let path = config.to_str().unwrap().to_owned();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || run(&["check", "--config", &path])).await.unwrap();
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("route health (from the instance at {listen}):")), "{stdout}");
+    assert!(stdout.contains("chat via mock -> echo: available, 0 consecutive failures"), "{stdout}");
+    assert!(!stdout.contains(crate::MASTER), "the master key is never printed");
 }
