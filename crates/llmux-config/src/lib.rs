@@ -39,6 +39,9 @@ pub struct ServerConfig {
     /// How often key changes made by other processes (CLI, other instances) are
     /// picked up. Bounds how long a revoked key keeps working elsewhere.
     pub key_refresh: Duration,
+    /// Deadline of a request until its answer starts, over all its attempts (failover
+    /// and hedging included); `None`: only the attempts' own timeouts bound it.
+    pub request_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

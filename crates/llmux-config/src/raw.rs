@@ -28,6 +28,8 @@ pub struct RawServer {
     pub region_refusal_ttl_s: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub key_refresh_ms: Option<u64>,
+    /// Overall deadline of a request before its first byte, across all attempts.
+    pub request_timeout_ms: Option<u64>,
     /// Defaults for every provider's timeouts (a provider's own fields win).
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,

@@ -106,6 +106,7 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
         region_refusal_ttl: Duration::from_secs(server.region_refusal_ttl_s.unwrap_or(3600)),
         shutdown_grace: Duration::from_millis(server.shutdown_grace_ms.unwrap_or(30_000)),
         key_refresh: Duration::from_millis(server.key_refresh_ms.unwrap_or(1_000).clamp(100, 60_000)),
+        request_timeout: server.request_timeout_ms.filter(|ms| *ms > 0).map(Duration::from_millis),
     }
 }
 

@@ -306,14 +306,32 @@ impl Gateway {
         let mut failures = Vec::new();
         let mut next = 0;
         let mut widened = false;
+        // The overall deadline (`server.request_timeout_ms`), over every attempt.
+        let deadline = runtime.config.server.request_timeout.map(|timeout| meta.started + timeout);
+        let past_deadline = || UpstreamError { message: None, ..UpstreamError::new(ErrorKind::Timeout) };
         while let Some(&candidate) = candidates.get(next) {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                break;
+            }
             next += 1;
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
             settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
             let hedge = runtime.config.models[candidate.model].hedge_after.filter(|_| next < candidates.len());
             let (winner, outcome) = match hedge {
                 None => {
-                    let (outcome, elapsed) = self.attempt(runtime, region, candidate, attempts).await;
+                    let (outcome, elapsed) = match deadline {
+                        None => self.attempt(runtime, region, candidate, attempts).await,
+                        // Boxed: only requests under a deadline carry its timer.
+                        Some(deadline) => {
+                            let started = Instant::now();
+                            Box::pin(tokio::time::timeout_at(
+                                deadline,
+                                self.attempt(runtime, region, candidate, attempts),
+                            ))
+                            .await
+                            .unwrap_or_else(|_| (Err(past_deadline()), started.elapsed()))
+                        }
+                    };
                     log_attempt(runtime, &mut settlement, candidate, outcome_label(&outcome), elapsed);
                     (candidate, outcome)
                 }
@@ -321,7 +339,7 @@ impl Gateway {
                     let hedged = candidates[next];
                     // Boxed: two attempts in one future make it large, and hedging is
                     // opt-in; the plain path's future stays small.
-                    let (winner, outcome, started_hedge) = Box::pin(self.hedge(
+                    let hedging = Box::pin(self.hedge(
                         runtime,
                         meta,
                         region,
@@ -329,8 +347,13 @@ impl Gateway {
                         &mut settlement,
                         &mut failures,
                         attempts,
-                    ))
-                    .await;
+                    ));
+                    let (winner, outcome, started_hedge) = match deadline {
+                        None => hedging.await,
+                        Some(deadline) => tokio::time::timeout_at(deadline, hedging)
+                            .await
+                            .unwrap_or_else(|_| (candidate, Err(past_deadline()), true)),
+                    };
                     if started_hedge {
                         next += 1;
                     }

@@ -340,3 +340,32 @@ async fn a_models_first_byte_timeout_bounds_a_stalled_upstream() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_timeout");
 }
+
+#[tokio::test]
+async fn the_request_deadline_bounds_every_attempt_together() {
+    let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    first.always(Reply::Stall);
+    second.always(Reply::Stall);
+    // Each attempt alone could wait 5 s for its first byte; the request gets 400 ms in all.
+    let dir = crate::temp_dir("deadline");
+    let path = dir.join("llmux.toml");
+    let server = crate::base_config(&dir)
+        .replace("max_body_bytes = 65536\n", "max_body_bytes = 65536\nrequest_timeout_ms = 400\n");
+    std::fs::write(
+        &path,
+        format!(
+            "{server}{}{}[[models]]\nname = \"chat\"\nfirst_byte_timeout_ms = 5000\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
+            fake_provider("first", &first.base_url()),
+            fake_provider("second", &second.base_url()),
+        ),
+    )
+    .unwrap();
+    let gateway = TestGateway::start_with(dir, path).await;
+    let key = gateway.key().await;
+    let started = std::time::Instant::now();
+    let response = gateway.chat(&key, &ask()).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 504);
+    assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(response.headers()["x-llmux-attempts"], "1", "no time left for a second attempt");
+}
