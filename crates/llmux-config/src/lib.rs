@@ -42,6 +42,10 @@ pub struct ServerConfig {
     /// Deadline of a request until its answer starts, over all its attempts (failover
     /// and hedging included); `None`: only the attempts' own timeouts bound it.
     pub request_timeout: Option<Duration>,
+    /// Consecutive upstream failures that open a route's circuit.
+    pub circuit_failures: u32,
+    /// How long an open circuit rests a route before one probe request.
+    pub circuit_cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]

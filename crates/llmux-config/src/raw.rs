@@ -30,6 +30,10 @@ pub struct RawServer {
     pub key_refresh_ms: Option<u64>,
     /// Overall deadline of a request before its first byte, across all attempts.
     pub request_timeout_ms: Option<u64>,
+    /// Consecutive upstream failures that open a route's circuit (default 5).
+    pub circuit_failures: Option<u32>,
+    /// How long an open circuit rests a route before a probe (default 30000).
+    pub circuit_cooldown_ms: Option<u64>,
     /// Defaults for every provider's timeouts (a provider's own fields win).
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,

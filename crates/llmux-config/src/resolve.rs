@@ -107,6 +107,8 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
         shutdown_grace: Duration::from_millis(server.shutdown_grace_ms.unwrap_or(30_000)),
         key_refresh: Duration::from_millis(server.key_refresh_ms.unwrap_or(1_000).clamp(100, 60_000)),
         request_timeout: server.request_timeout_ms.filter(|ms| *ms > 0).map(Duration::from_millis),
+        circuit_failures: server.circuit_failures.unwrap_or(5).max(1),
+        circuit_cooldown: Duration::from_millis(server.circuit_cooldown_ms.unwrap_or(30_000)),
     }
 }
 

@@ -2,10 +2,11 @@
 //! and written by the failover loop (step 4). Lock-free on the hot path: counters and
 //! deadlines are atomics; only a region refusal (rare) takes a lock.
 //!
-//! - **Circuit breaking**: [`FAILURES_TO_OPEN`] consecutive upstream failures
-//!   (connect errors, timeouts, 5xx, overload, unreadable answers) open a route's circuit
-//!   for [`COOLDOWN`]. After the cooldown one request (the first to plan with it) probes
-//!   the route; success closes the circuit, failure opens it again.
+//! - **Circuit breaking**: `server.circuit_failures` (default 5) consecutive upstream
+//!   failures (connect errors, timeouts, 5xx, overload, unreadable answers) open a
+//!   route's circuit for `server.circuit_cooldown_ms` (default 30 s). After the cooldown
+//!   one request (the first to plan with it) probes the route; success closes the
+//!   circuit, failure opens it again.
 //! - **Rate limits**: a 429 rests the route for its `Retry-After` (at least
 //!   [`MIN_RATE_LIMIT_REST`] when the provider gave none); it is not a failure.
 //! - **Region refusals**: a provider's refusal to serve the caller's region closes the
@@ -30,10 +31,32 @@ use llmux_types::Region;
 
 use crate::router::Candidate;
 
-/// Consecutive failures that open a route's circuit.
-pub const FAILURES_TO_OPEN: u32 = 5;
-/// How long an open circuit rests the route before a probe.
-pub const COOLDOWN: Duration = Duration::from_secs(30);
+/// When circuits open and how long routes rest (from `[server]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Consecutive failures that open a route's circuit.
+    pub failures_to_open: u32,
+    /// How long an open circuit rests the route before a probe.
+    pub cooldown: Duration,
+    /// How long a region refusal closes a route for that region.
+    pub refusal_ttl: Duration,
+}
+
+impl Policy {
+    pub fn of(server: &llmux_config::ServerConfig) -> Policy {
+        Policy {
+            failures_to_open: server.circuit_failures,
+            cooldown: server.circuit_cooldown,
+            refusal_ttl: server.region_refusal_ttl,
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { failures_to_open: 5, cooldown: Duration::from_secs(30), refusal_ttl: Duration::from_secs(3600) }
+    }
+}
 /// The rest after a 429 that named no `Retry-After`.
 pub const MIN_RATE_LIMIT_REST: Duration = Duration::from_secs(1);
 /// Weight of a new latency sample in the moving average, in 1/16ths.
@@ -54,6 +77,7 @@ fn millis(duration: Duration) -> u64 {
 #[derive(Debug)]
 pub struct Health {
     routes: Vec<Vec<Arc<RouteHealth>>>,
+    pub policy: Policy,
 }
 
 impl Health {
@@ -78,6 +102,7 @@ impl Health {
             }
         }
         Health {
+            policy: Policy::of(&config.server),
             routes: (0..config.models.len())
                 .map(|model| {
                     (0..config.models[model].routes.len())
@@ -124,7 +149,7 @@ impl RouteHealth {
     /// Whether the route may be planned for `region` now. Claims the probe of a circuit
     /// whose cooldown has passed: the first caller to see it gets `Available`, the next
     /// ones `Resting` until the probe's outcome is known.
-    pub fn availability(&self, region: Option<Region>, now: u64) -> Availability {
+    pub fn availability(&self, region: Option<Region>, now: u64, policy: &Policy) -> Availability {
         if let Some(region) = region
             && self.refuses(region, now)
         {
@@ -137,13 +162,14 @@ impl RouteHealth {
         if now < until {
             return Availability::Resting;
         }
-        if self.failures.load(Ordering::Relaxed) < FAILURES_TO_OPEN {
+        if self.failures.load(Ordering::Relaxed) < policy.failures_to_open {
             // A rate-limit rest that ran out.
             let _ = self.resting_until.compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
             return Availability::Available;
         }
         // Half open: one probe; the others wait for its outcome (or another cooldown).
-        match self.resting_until.compare_exchange(until, now + millis(COOLDOWN), Ordering::Relaxed, Ordering::Relaxed) {
+        let probe_until = now + millis(policy.cooldown);
+        match self.resting_until.compare_exchange(until, probe_until, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => Availability::Available,
             Err(_) => Availability::Resting,
         }
@@ -196,7 +222,7 @@ impl RouteHealth {
     }
 
     /// The route failed with `error` for a caller in `region`.
-    pub fn failed(&self, error: &UpstreamError, region: Option<Region>, refusal_ttl: Duration, now: u64) {
+    pub fn failed(&self, error: &UpstreamError, region: Option<Region>, policy: &Policy, now: u64) {
         match error.kind {
             // The caller's fault, or the operator's: says nothing about the route's health.
             ErrorKind::BadRequest
@@ -213,7 +239,7 @@ impl RouteHealth {
                 if let Some(region) = region {
                     let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
                     refused.retain(|(refusing, until)| *refusing != region && now < *until);
-                    refused.push((region, now + millis(refusal_ttl)));
+                    refused.push((region, now + millis(policy.refusal_ttl)));
                 }
             }
             ErrorKind::Connect
@@ -222,8 +248,8 @@ impl RouteHealth {
             | ErrorKind::Server
             | ErrorKind::Protocol => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if failures >= FAILURES_TO_OPEN {
-                    self.rest_until(now + millis(COOLDOWN));
+                if failures >= policy.failures_to_open {
+                    self.rest_until(now + millis(policy.cooldown));
                 }
             }
         }
@@ -258,6 +284,9 @@ impl Drop for Busy {
 mod tests {
     use super::*;
 
+    const POLICY: Policy =
+        Policy { failures_to_open: 5, cooldown: Duration::from_secs(30), refusal_ttl: Duration::from_secs(60) };
+
     fn error(kind: ErrorKind, retry_after: Option<Duration>) -> UpstreamError {
         UpstreamError { retry_after, ..UpstreamError::new(kind) }
     }
@@ -266,27 +295,27 @@ mod tests {
     fn consecutive_failures_open_the_circuit_and_one_probe_closes_it() {
         let health = RouteHealth::default();
         let now = 1_000;
-        for _ in 0..FAILURES_TO_OPEN - 1 {
-            health.failed(&error(ErrorKind::Server, None), None, Duration::ZERO, now);
+        for _ in 0..POLICY.failures_to_open - 1 {
+            health.failed(&error(ErrorKind::Server, None), None, &POLICY, now);
         }
-        assert_eq!(health.availability(None, now), Availability::Available);
-        health.failed(&error(ErrorKind::Timeout, None), None, Duration::ZERO, now);
-        assert_eq!(health.availability(None, now), Availability::Resting);
-        let after = now + millis(COOLDOWN);
+        assert_eq!(health.availability(None, now, &POLICY), Availability::Available);
+        health.failed(&error(ErrorKind::Timeout, None), None, &POLICY, now);
+        assert_eq!(health.availability(None, now, &POLICY), Availability::Resting);
+        let after = now + millis(POLICY.cooldown);
         // Half open: one probe, the others keep waiting.
-        assert_eq!(health.availability(None, after), Availability::Available);
-        assert_eq!(health.availability(None, after), Availability::Resting);
+        assert_eq!(health.availability(None, after, &POLICY), Availability::Available);
+        assert_eq!(health.availability(None, after, &POLICY), Availability::Resting);
         health.succeeded(Duration::from_millis(20));
-        assert_eq!(health.availability(None, after), Availability::Available);
+        assert_eq!(health.availability(None, after, &POLICY), Availability::Available);
         assert_eq!(health.consecutive_failures(), 0);
         // A failed probe opens it again at once.
-        for _ in 0..FAILURES_TO_OPEN {
-            health.failed(&error(ErrorKind::Server, None), None, Duration::ZERO, after);
+        for _ in 0..POLICY.failures_to_open {
+            health.failed(&error(ErrorKind::Server, None), None, &POLICY, after);
         }
-        let later = after + millis(COOLDOWN);
-        assert_eq!(health.availability(None, later), Availability::Available);
-        health.failed(&error(ErrorKind::Connect, None), None, Duration::ZERO, later);
-        assert_eq!(health.availability(None, later + 1), Availability::Resting);
+        let later = after + millis(POLICY.cooldown);
+        assert_eq!(health.availability(None, later, &POLICY), Availability::Available);
+        health.failed(&error(ErrorKind::Connect, None), None, &POLICY, later);
+        assert_eq!(health.availability(None, later + 1, &POLICY), Availability::Resting);
     }
 
     #[test]
@@ -294,23 +323,23 @@ mod tests {
         let health = RouteHealth::default();
         for kind in [ErrorKind::Auth, ErrorKind::NotFound, ErrorKind::QuotaExhausted] {
             for _ in 0..10 {
-                health.failed(&error(kind, None), None, Duration::ZERO, 5);
+                health.failed(&error(kind, None), None, &POLICY, 5);
             }
         }
-        assert_eq!(health.availability(None, 5), Availability::Available);
+        assert_eq!(health.availability(None, 5, &POLICY), Availability::Available);
         assert_eq!(health.consecutive_failures(), 0);
     }
 
     #[test]
     fn a_rate_limit_rests_the_route_for_its_retry_after() {
         let health = RouteHealth::default();
-        health.failed(&error(ErrorKind::RateLimited, Some(Duration::from_secs(7))), None, Duration::ZERO, 100);
-        assert_eq!(health.availability(None, 100 + 6_999), Availability::Resting);
-        assert_eq!(health.availability(None, 100 + 7_000), Availability::Available);
+        health.failed(&error(ErrorKind::RateLimited, Some(Duration::from_secs(7))), None, &POLICY, 100);
+        assert_eq!(health.availability(None, 100 + 6_999, &POLICY), Availability::Resting);
+        assert_eq!(health.availability(None, 100 + 7_000, &POLICY), Availability::Available);
         assert_eq!(health.consecutive_failures(), 0, "a rate limit is not a failure");
-        health.failed(&error(ErrorKind::RateLimited, None), None, Duration::ZERO, 10_000);
-        assert_eq!(health.availability(None, 10_500), Availability::Resting);
-        assert_eq!(health.availability(None, 11_000), Availability::Available);
+        health.failed(&error(ErrorKind::RateLimited, None), None, &POLICY, 10_000);
+        assert_eq!(health.availability(None, 10_500, &POLICY), Availability::Resting);
+        assert_eq!(health.availability(None, 11_000, &POLICY), Availability::Available);
     }
 
     #[test]
@@ -318,11 +347,11 @@ mod tests {
         let health = RouteHealth::default();
         let cn = Region::parse("CN");
         let de = Region::parse("DE");
-        health.failed(&error(ErrorKind::RegionDenied, None), cn, Duration::from_secs(60), 1);
-        assert_eq!(health.availability(cn, 2), Availability::Refused);
-        assert_eq!(health.availability(de, 2), Availability::Available);
-        assert_eq!(health.availability(None, 2), Availability::Available);
-        assert_eq!(health.availability(cn, 1 + 60_000), Availability::Available);
+        health.failed(&error(ErrorKind::RegionDenied, None), cn, &POLICY, 1);
+        assert_eq!(health.availability(cn, 2, &POLICY), Availability::Refused);
+        assert_eq!(health.availability(de, 2, &POLICY), Availability::Available);
+        assert_eq!(health.availability(None, 2, &POLICY), Availability::Available);
+        assert_eq!(health.availability(cn, 1 + 60_000, &POLICY), Availability::Available);
     }
 
     #[test]

@@ -462,7 +462,7 @@ impl Gateway {
         let elapsed = started.elapsed();
         match &outcome {
             Ok(_) => health.succeeded(elapsed),
-            Err(error) => health.failed(error, region, runtime.config.server.region_refusal_ttl, health::now_ms()),
+            Err(error) => health.failed(error, region, &runtime.health.policy, health::now_ms()),
         }
         let route = &runtime.config.models[candidate.model].routes[candidate.route];
         let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");

@@ -82,7 +82,7 @@ pub fn plan(
             if !config.providers[route.provider].regions.serves(region) {
                 continue;
             }
-            match health[index].availability(region, now) {
+            match health[index].availability(region, now, &runtime.health.policy) {
                 Availability::Available => up.push(index),
                 Availability::Resting => down.push(index),
                 Availability::Refused => {}

@@ -369,3 +369,43 @@ async fn the_request_deadline_bounds_every_attempt_together() {
     assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
     assert_eq!(response.headers()["x-llmux-attempts"], "1", "no time left for a second attempt");
 }
+
+#[tokio::test]
+async fn an_open_circuit_half_opens_after_the_cooldown_and_one_probe_closes_it() {
+    let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    for _ in 0..3 {
+        first.push(Reply::status(500, r#"{"error":{"message":"boom","type":"server_error"}}"#));
+    }
+    first.always(Reply::chat("first is back", 3, 2));
+    second.always(Reply::chat("from second", 3, 2));
+    let dir = crate::temp_dir("half-open");
+    let path = dir.join("llmux.toml");
+    let server = crate::base_config(&dir).replace(
+        "max_body_bytes = 65536\n",
+        "max_body_bytes = 65536\ncircuit_failures = 3\ncircuit_cooldown_ms = 300\n",
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{server}{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
+            fake_provider("first", &first.base_url()),
+            fake_provider("second", &second.base_url()),
+        ),
+    )
+    .unwrap();
+    let gateway = TestGateway::start_with(dir, path).await;
+    let key = gateway.key().await;
+    let provider = |response: &reqwest::Response| response.headers()["x-llmux-provider"].to_str().unwrap().to_owned();
+    // Three failures open the circuit; meanwhile the second route serves.
+    for _ in 0..5 {
+        assert_eq!(provider(&gateway.chat(&key, &ask()).await), "second");
+    }
+    assert_eq!(first.received().len(), 3, "open: not tried during the cooldown");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // After the cooldown one probe goes to the first route; it succeeds and closes the circuit.
+    assert_eq!(provider(&gateway.chat(&key, &ask()).await), "first");
+    for _ in 0..3 {
+        assert_eq!(provider(&gateway.chat(&key, &ask()).await), "first");
+    }
+    assert_eq!(first.received().len(), 7);
+}
