@@ -86,9 +86,19 @@ pub struct ModelConfig {
     pub routes: Vec<RouteConfig>,
     pub fallbacks: Vec<String>,
     pub context_window_fallbacks: Vec<String>,
-    /// Hedged requests: when the first route has not answered (response head) within
-    /// this, the next route is started too and the first answer wins.
-    pub hedge_after: Option<Duration>,
+    /// Hedged requests: when the first route has not answered (response head) in time,
+    /// the next route is started too and the first answer wins.
+    pub hedge_after: Option<Hedge>,
+}
+
+/// When a hedged request starts its next route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hedge {
+    /// After a fixed time.
+    After(Duration),
+    /// After the first route's recent 95th percentile time to first byte (no hedging
+    /// until the route has enough samples).
+    P95,
 }
 
 /// One route: a provider and the upstream model name there.
@@ -209,8 +219,14 @@ impl Config {
             if !model.context_window_fallbacks.is_empty() {
                 let _ = write!(out, ", context-window fallbacks: {}", model.context_window_fallbacks.join(", "));
             }
-            if let Some(hedge) = model.hedge_after {
-                let _ = write!(out, ", hedged after {} ms", hedge.as_millis());
+            match model.hedge_after {
+                Some(Hedge::After(after)) => {
+                    let _ = write!(out, ", hedged after {} ms", after.as_millis());
+                }
+                Some(Hedge::P95) => {
+                    let _ = write!(out, ", hedged after the route's p95 time to first byte");
+                }
+                None => {}
             }
             let _ = writeln!(out);
             for (index, route) in model.routes.iter().enumerate() {

@@ -91,11 +91,20 @@ pub struct RawModel {
     pub context_window_fallbacks: Vec<String>,
     /// Hedging (opt-in): start the next route too when the first has not answered
     /// within this many milliseconds.
-    pub hedge_after_ms: Option<u64>,
+    pub hedge_after_ms: Option<RawHedge>,
     /// Timeouts for every route of the model (a route's own fields win).
     pub timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+}
+
+/// `hedge_after_ms`: a number of milliseconds, or `"p95"` (the route's recent 95th
+/// percentile time to first byte).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawHedge {
+    Millis(u64),
+    Named(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,8 +8,10 @@ use llmux_providers::mock::MockSettings;
 use llmux_providers::{ProviderSpec, Timeouts};
 use llmux_types::{Currency, Price, RegionSet, Secret};
 
-use crate::raw::{RawConfig, RawModel, RawProvider, RawRoute};
-use crate::{Config, ConfigError, ConfigErrors, ModelConfig, RouteConfig, ServerConfig, StorageConfig, Strategy};
+use crate::raw::{RawConfig, RawHedge, RawModel, RawProvider, RawRoute};
+use crate::{
+    Config, ConfigError, ConfigErrors, Hedge, ModelConfig, RouteConfig, ServerConfig, StorageConfig, Strategy,
+};
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -261,12 +263,19 @@ fn resolve_models(raw: &[RawModel], providers: &[ProviderSpec], errors: &mut Err
             routes,
             fallbacks: model.fallbacks.clone(),
             context_window_fallbacks: model.context_window_fallbacks.clone(),
-            hedge_after: match model.hedge_after_ms {
-                Some(0) => {
+            hedge_after: match &model.hedge_after_ms {
+                None => None,
+                Some(RawHedge::Millis(0)) => {
                     errors.push(format!("{path}.hedge_after_ms"), "must be at least 1");
                     None
                 }
-                other => other.map(Duration::from_millis),
+                Some(RawHedge::Millis(ms)) => Some(Hedge::After(Duration::from_millis(*ms))),
+                Some(RawHedge::Named(name)) if name == "p95" => Some(Hedge::P95),
+                Some(RawHedge::Named(other)) => {
+                    errors
+                        .push(format!("{path}.hedge_after_ms"), format!("`{other}`: expected milliseconds or \"p95\""));
+                    None
+                }
             },
         });
     }

@@ -22,7 +22,7 @@
 //! pause). A reload keeps the health of every route that is still there (same model,
 //! provider and upstream model); new routes start fresh.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -61,6 +61,10 @@ impl Default for Policy {
 pub const MIN_RATE_LIMIT_REST: Duration = Duration::from_secs(1);
 /// Weight of a new latency sample in the moving average, in 1/16ths.
 const EWMA_NEW_SIXTEENTHS: u64 = 4;
+/// Recent times to first byte kept per route (for the p95 hedge).
+const SAMPLES: usize = 64;
+/// Samples needed before a p95 means anything.
+const MIN_SAMPLES_FOR_P95: usize = 8;
 
 /// Milliseconds since the first call (monotonic); never 0, so 0 can mean "unset".
 pub fn now_ms() -> u64 {
@@ -123,7 +127,7 @@ impl Health {
 }
 
 /// What is known about one route.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteHealth {
     in_flight: AtomicU32,
     /// Moving average of time to the response head, µs; 0 before the first sample.
@@ -133,6 +137,23 @@ pub struct RouteHealth {
     resting_until: AtomicU64,
     /// Regions that refused, with until when.
     refused: Mutex<Vec<(Region, u64)>>,
+    /// The last [`SAMPLES`] times to the response head, ms (0: empty slot).
+    samples: [AtomicU32; SAMPLES],
+    next_sample: AtomicUsize,
+}
+
+impl Default for RouteHealth {
+    fn default() -> RouteHealth {
+        RouteHealth {
+            in_flight: AtomicU32::new(0),
+            latency_us: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            resting_until: AtomicU64::new(0),
+            refused: Mutex::new(Vec::new()),
+            samples: std::array::from_fn(|_| AtomicU32::new(0)),
+            next_sample: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// What a route looks like to the router right now.
@@ -211,8 +232,31 @@ impl RouteHealth {
         Busy(self.clone())
     }
 
+    /// The 95th percentile of the recent times to the response head, once there are
+    /// enough of them.
+    pub fn p95_latency(&self) -> Option<Duration> {
+        let mut samples = [0u32; SAMPLES];
+        let mut count = 0;
+        for slot in &self.samples {
+            let sample = slot.load(Ordering::Relaxed);
+            if sample > 0 {
+                samples[count] = sample;
+                count += 1;
+            }
+        }
+        if count < MIN_SAMPLES_FOR_P95 {
+            return None;
+        }
+        let samples = &mut samples[..count];
+        samples.sort_unstable();
+        let rank = (count * 95).div_ceil(100) - 1;
+        Some(Duration::from_millis(u64::from(samples[rank])))
+    }
+
     /// The route answered (a response head came back) after `elapsed`.
     pub fn succeeded(&self, elapsed: Duration) {
+        let slot = self.next_sample.fetch_add(1, Ordering::Relaxed) % SAMPLES;
+        self.samples[slot].store(u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX).max(1), Ordering::Relaxed);
         let sample = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
         let _ = self.latency_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
             Some(if old == 0 { sample } else { (old * (16 - EWMA_NEW_SIXTEENTHS) + sample * EWMA_NEW_SIXTEENTHS) / 16 })
@@ -372,6 +416,20 @@ mod tests {
         assert_eq!(shared.in_flight(), 1);
         drop(busy);
         assert_eq!(shared.in_flight(), 0);
+    }
+
+    #[test]
+    fn p95_of_recent_times_to_first_byte() {
+        let health = RouteHealth::default();
+        for millis in 1..=7 {
+            health.succeeded(Duration::from_millis(millis));
+        }
+        assert_eq!(health.p95_latency(), None, "too few samples");
+        for millis in 8..=100 {
+            health.succeeded(Duration::from_millis(millis));
+        }
+        // The last 64 samples are 37..=100: the 95th percentile of those is 97.
+        assert_eq!(health.p95_latency(), Some(Duration::from_millis(97)));
     }
 
     #[test]

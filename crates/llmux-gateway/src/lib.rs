@@ -316,7 +316,12 @@ impl Gateway {
             next += 1;
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
             settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
-            let hedge = runtime.config.models[candidate.model].hedge_after.filter(|_| next < candidates.len());
+            let hedge = match runtime.config.models[candidate.model].hedge_after {
+                _ if next >= candidates.len() => None,
+                None => None,
+                Some(llmux_config::Hedge::After(after)) => Some(after),
+                Some(llmux_config::Hedge::P95) => runtime.health.route(candidate).p95_latency(),
+            };
             let (winner, outcome) = match hedge {
                 None => {
                     let (outcome, elapsed) = match deadline {

@@ -409,3 +409,34 @@ async fn an_open_circuit_half_opens_after_the_cooldown_and_one_probe_closes_it()
     }
     assert_eq!(first.received().len(), 7);
 }
+
+#[tokio::test]
+async fn a_p95_hedge_waits_for_the_routes_usual_time_to_first_byte() {
+    let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    for _ in 0..10 {
+        first.push(Reply::Delayed {
+            delay: std::time::Duration::from_millis(20),
+            reply: Box::new(Reply::chat("usual", 3, 2)),
+        });
+    }
+    first.push(Reply::Stall);
+    second.always(Reply::chat("hedge", 3, 2));
+    let gateway = TestGateway::start(&format!(
+        "{}{}[[models]]\nname = \"chat\"\nhedge_after_ms = \"p95\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
+        fake_provider("first", &first.base_url()),
+        fake_provider("second", &second.base_url()),
+    ))
+    .await;
+    let key = gateway.key().await;
+    // Ten answers in about 20 ms teach the route its p95 (until 8 samples there is no
+    // hedge; after that, an answer slower than the p95 may race a hedge, as it should).
+    for _ in 0..10 {
+        assert_eq!(gateway.chat(&key, &ask()).await.status(), 200);
+    }
+    assert!(first.received().len() >= 10);
+    // Then it stalls: the hedge starts after about its p95, long before any timeout.
+    let started = std::time::Instant::now();
+    let response = gateway.chat(&key, &ask()).await;
+    assert_eq!(response.headers()["x-llmux-provider"], "second");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+}
