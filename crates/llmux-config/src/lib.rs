@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub circuit_failures: u32,
     /// How long an open circuit rests a route before one probe request.
     pub circuit_cooldown: Duration,
+    /// Active health checks (`None`: off).
+    pub health_check_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

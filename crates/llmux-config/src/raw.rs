@@ -34,6 +34,9 @@ pub struct RawServer {
     pub circuit_failures: Option<u32>,
     /// How long an open circuit rests a route before a probe (default 30000).
     pub circuit_cooldown_ms: Option<u64>,
+    /// Active health checks: how often every provider's model list is fetched (off by
+    /// default).
+    pub health_check_interval_ms: Option<u64>,
     /// Defaults for every provider's timeouts (a provider's own fields win).
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,

@@ -111,6 +111,10 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
         request_timeout: server.request_timeout_ms.filter(|ms| *ms > 0).map(Duration::from_millis),
         circuit_failures: server.circuit_failures.unwrap_or(5).max(1),
         circuit_cooldown: Duration::from_millis(server.circuit_cooldown_ms.unwrap_or(30_000)),
+        health_check_interval: server
+            .health_check_interval_ms
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(ms.max(100))),
     }
 }
 

@@ -265,6 +265,15 @@ impl RouteHealth {
         self.resting_until.store(0, Ordering::Relaxed);
     }
 
+    /// An active health check found the provider answering: an open circuit closes
+    /// (a rate-limit rest stays).
+    pub fn probe_answered(&self, policy: &Policy) {
+        if self.failures.load(Ordering::Relaxed) >= policy.failures_to_open {
+            self.failures.store(0, Ordering::Relaxed);
+            self.resting_until.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// The route failed with `error` for a caller in `region`.
     pub fn failed(&self, error: &UpstreamError, region: Option<Region>, policy: &Policy, now: u64) {
         match error.kind {

@@ -157,14 +157,15 @@ impl Gateway {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(keys.clone().refresh_loop(store.clone(), config.server.key_refresh, stop_rx));
         let runtime = Runtime::build(config)?;
-        let gateway = Gateway {
+        let gateway = Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             store,
             keys,
             ledger,
             metrics: Arc::new(Metrics::default()),
-        };
-        Ok((Arc::new(gateway), Background { ledger: writer, stop }))
+        });
+        tokio::spawn(health_checks(Arc::downgrade(&gateway), stop.subscribe()));
+        Ok((gateway, Background { ledger: writer, stop }))
     }
 
     /// The configuration in force.
@@ -518,6 +519,54 @@ fn record_failure(
     let provider = &runtime.config.providers[route.provider];
     tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
     failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
+}
+
+/// Active health checks (`server.health_check_interval_ms`): every interval, each
+/// provider's model list is fetched. A provider that answers closes the open circuits of
+/// its routes; one that cannot be reached or answers 5xx counts a failure on each of
+/// its routes (enough of them open the circuits, as for requests). Runs until shutdown;
+/// reads the configuration in force at each round, so a reload can turn it on or off.
+async fn health_checks(gateway: std::sync::Weak<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    const IDLE: Duration = Duration::from_secs(1);
+    loop {
+        let interval = match gateway.upgrade() {
+            Some(gateway) => gateway.runtime().config.server.health_check_interval,
+            None => return,
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(interval.unwrap_or(IDLE)) => {}
+        }
+        if interval.is_none() {
+            continue;
+        }
+        let Some(gateway) = gateway.upgrade() else { return };
+        let runtime = gateway.runtime();
+        drop(gateway);
+        for (index, provider) in runtime.config.providers.iter().enumerate() {
+            let Some(request) = runtime.prepared[index].probe_request(provider) else { continue };
+            let deadline = provider.timeouts.first_byte.min(Duration::from_secs(5));
+            let answered = match tokio::time::timeout(deadline, runtime.clients[index].send(request)).await {
+                Ok(Ok(response)) => response.status().as_u16() < 500,
+                Ok(Err(_)) | Err(_) => false,
+            };
+            tracing::debug!(provider = %provider.name, answered, "Health check.");
+            let failure = UpstreamError::new(ErrorKind::Server);
+            for (model, model_config) in runtime.config.models.iter().enumerate() {
+                for (route, route_config) in model_config.routes.iter().enumerate() {
+                    if route_config.provider != index {
+                        continue;
+                    }
+                    let health = runtime.health.route(Candidate { model, route });
+                    if answered {
+                        health.probe_answered(&runtime.health.policy);
+                    } else {
+                        health.failed(&failure, None, &runtime.health.policy, health::now_ms());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The routes of `model`'s `context_window_fallbacks`, in order (each planned as the

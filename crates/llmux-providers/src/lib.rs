@@ -237,6 +237,22 @@ impl PreparedProvider {
         }
     }
 
+    /// A cheap request that shows whether the provider answers: its model list
+    /// (`None` for the mock and Azure, whose model lists live elsewhere).
+    pub fn probe_request(&self, spec: &ProviderSpec) -> Option<http::Request<bytes::Bytes>> {
+        let base = spec.base_url.trim_end_matches('/');
+        let url = match spec.preset.backend {
+            Backend::OpenAi => format!("{base}/models"),
+            Backend::Anthropic => format!("{base}/v1/models"),
+            Backend::Gemini => format!("{base}/v1beta/models"),
+            Backend::Mock | Backend::Azure => return None,
+        };
+        let mut request = self.request_to(url.parse().ok(), Vec::new());
+        *request.method_mut() = http::Method::GET;
+        request.headers_mut().remove(http::header::CONTENT_TYPE);
+        Some(request)
+    }
+
     fn request_to(&self, uri: Option<http::Uri>, body: Vec<u8>) -> http::Request<bytes::Bytes> {
         let mut request = http::Request::new(bytes::Bytes::from(body));
         *request.method_mut() = http::Method::POST;

@@ -440,3 +440,39 @@ async fn a_p95_hedge_waits_for_the_routes_usual_time_to_first_byte() {
     assert_eq!(response.headers()["x-llmux-provider"], "second");
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn active_health_checks_close_a_circuit_once_the_provider_answers_again() {
+    let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    first.always(Reply::status(500, r#"{"error":{"message":"down","type":"server_error"}}"#));
+    second.always(Reply::chat("from second", 3, 2));
+    let dir = crate::temp_dir("active-health");
+    let path = dir.join("llmux.toml");
+    let server = crate::base_config(&dir).replace(
+        "max_body_bytes = 65536\n",
+        "max_body_bytes = 65536\ncircuit_failures = 3\ncircuit_cooldown_ms = 60000\nhealth_check_interval_ms = 100\n",
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{server}{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
+            fake_provider("first", &first.base_url()),
+            fake_provider("second", &second.base_url()),
+        ),
+    )
+    .unwrap();
+    let gateway = TestGateway::start_with(dir, path).await;
+    let key = gateway.key().await;
+    for _ in 0..4 {
+        assert_eq!(gateway.chat(&key, &ask()).await.headers()["x-llmux-provider"], "second");
+    }
+    // The provider recovers; the 60 s cooldown is not waited for: a health check sees it.
+    first.always(Reply::chat("first is back", 3, 2));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(gateway.chat(&key, &ask()).await.headers()["x-llmux-provider"], "first");
+    let probes =
+        first.received().iter().filter(|request| request.method == "GET" && request.path == "/v1/models").count();
+    assert!(probes >= 2, "{probes} health checks");
+    let probe = first.received().into_iter().find(|request| request.method == "GET").unwrap();
+    assert_eq!(probe.header("authorization"), Some("Bearer sk-upstream-first-secret"));
+}
