@@ -114,6 +114,7 @@ pub struct RouteConfig {
     /// Whole attempt; with `first_byte_timeout` and `idle_timeout`, the route's own
     /// value, else its model's, else (`None`) the provider's.
     pub timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
     pub first_byte_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     /// The route's price: the config override, else the built-in table.

@@ -97,6 +97,7 @@ pub struct RawModel {
     pub hedge_after_ms: Option<RawHedge>,
     /// Timeouts for every route of the model (a route's own fields win).
     pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
 }
@@ -118,6 +119,7 @@ pub struct RawRoute {
     pub weight: Option<u32>,
     pub priority: Option<u32>,
     pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub price: Option<RawPrice>,

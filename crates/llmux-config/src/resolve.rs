@@ -356,6 +356,7 @@ fn resolve_route(
         priority: raw.priority.unwrap_or(0),
         // The route's own timeouts, else its model's; `None` leaves the provider's.
         timeout: raw.timeout_ms.or(model.timeout_ms).map(Duration::from_millis),
+        connect_timeout: raw.connect_timeout_ms.or(model.connect_timeout_ms).map(Duration::from_millis),
         first_byte_timeout: raw.first_byte_timeout_ms.or(model.first_byte_timeout_ms).map(Duration::from_millis),
         idle_timeout: raw.idle_timeout_ms.or(model.idle_timeout_ms).map(Duration::from_millis),
         price,
@@ -456,6 +457,7 @@ pub fn default_config(env: Env<'_>) -> Result<Config, ConfigErrors> {
         weight: None,
         priority: None,
         timeout_ms: None,
+        connect_timeout_ms: None,
         first_byte_timeout_ms: None,
         idle_timeout_ms: None,
         price: None,
@@ -468,6 +470,7 @@ pub fn default_config(env: Env<'_>) -> Result<Config, ConfigErrors> {
         context_window_fallbacks: Vec::new(),
         hedge_after_ms: None,
         timeout_ms: None,
+        connect_timeout_ms: None,
         first_byte_timeout_ms: None,
         idle_timeout_ms: None,
     };

@@ -201,7 +201,7 @@ first_byte_timeout_ms = 300
 timeout_ms = 9000
 routes = [
   { provider = "own", model = "a" },
-  { provider = "default", model = "b", first_byte_timeout_ms = 100, idle_timeout_ms = 50 },
+  { provider = "default", model = "b", first_byte_timeout_ms = 100, idle_timeout_ms = 50, connect_timeout_ms = 70 },
 ]
 
 [[models]]
@@ -220,6 +220,7 @@ routes = [{ provider = "default", model = "c" }]
         (Some(ms(300)), None, Some(ms(9000)))
     );
     assert_eq!((routes[1].first_byte_timeout, routes[1].idle_timeout), (Some(ms(100)), Some(ms(50))));
+    assert_eq!((routes[0].connect_timeout, routes[1].connect_timeout), (None, Some(ms(70))));
     let plain = &config.model("plain").unwrap().routes[0];
     assert_eq!((plain.first_byte_timeout, plain.idle_timeout, plain.timeout), (None, None, None));
 }

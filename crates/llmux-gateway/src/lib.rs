@@ -1140,7 +1140,12 @@ async fn send_with_deadline(
     let first_byte = route.first_byte_timeout.unwrap_or(provider.timeouts.first_byte);
     let started = Instant::now();
     let deadline = started + total;
-    let response = match tokio::time::timeout_at(started + first_byte.min(total), client.send(request)).await {
+    let response = match tokio::time::timeout_at(
+        started + first_byte.min(total),
+        client.send_with(request, route.connect_timeout),
+    )
+    .await
+    {
         Ok(response) => response?,
         Err(_) => return Err(UpstreamError::new(ErrorKind::Timeout)),
     };

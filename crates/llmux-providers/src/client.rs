@@ -43,6 +43,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     connector: HttpsConnector<HttpConnector>,
+    /// Deadline for opening a connection (TCP and TLS) unless a request says otherwise.
+    connect_timeout: Duration,
     hosts: Arc<Mutex<Vec<Arc<HostPool>>>>,
 }
 
@@ -120,7 +122,8 @@ impl UpstreamClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
+        // Applied per request around the whole connect (TCP and TLS), see `send_with`.
+        http.set_connect_timeout(None);
         http.set_keepalive(Some(Duration::from_secs(60)));
         let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
             Ok(builder) => builder,
@@ -133,7 +136,7 @@ impl UpstreamClient {
             }
         };
         let connector = builder.https_or_http().enable_http1().enable_http2().wrap_connector(http);
-        Ok(UpstreamClient { connector, hosts: Arc::default() })
+        Ok(UpstreamClient { connector, connect_timeout, hosts: Arc::default() })
     }
 
     fn host_pool(&self, uri: &Uri) -> Result<Arc<HostPool>, UpstreamError> {
@@ -155,6 +158,16 @@ impl UpstreamClient {
     /// arrive. Deadlines are the caller's (one timer per attempt covers headers and
     /// body).
     pub async fn send(&self, request: http::Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
+        self.send_with(request, None).await
+    }
+
+    /// [`send`](Self::send), with `connect_timeout` (when given) instead of the client's
+    /// for a connection this request has to open.
+    pub async fn send_with(
+        &self,
+        request: http::Request<Bytes>,
+        connect_timeout: Option<Duration>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let pool = self.host_pool(request.uri())?;
         let mut encoded = None;
         // Pooled connections first; a request they could not start comes back to us.
@@ -178,7 +191,8 @@ impl UpstreamClient {
         }
         // Boxed: connecting (TLS, HTTP/2 handshake) makes a large future, and it is
         // the rare path; unboxed it would be moved around on every request.
-        Box::pin(self.send_on_new_connection(pool, request, encoded)).await
+        let connect_timeout = connect_timeout.unwrap_or(self.connect_timeout);
+        Box::pin(self.send_on_new_connection(pool, request, encoded, connect_timeout)).await
     }
 
     async fn send_on_new_connection(
@@ -186,6 +200,7 @@ impl UpstreamClient {
         pool: Arc<HostPool>,
         request: http::Request<Bytes>,
         encoded: Option<Vec<u8>>,
+        connect_timeout: Duration,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let uri = Uri::builder()
             .scheme(pool.scheme.clone())
@@ -193,7 +208,10 @@ impl UpstreamClient {
             .path_and_query("/")
             .build()
             .map_err(|_| connect_error())?;
-        let io = self.connector.clone().call(uri).await.map_err(|_| connect_error())?;
+        let io = match tokio::time::timeout(connect_timeout, self.connector.clone().call(uri)).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(_)) | Err(_) => return Err(connect_error()),
+        };
         if io.connected().is_negotiated_h2() {
             let (mut sender, connection) =
                 http2::handshake(TokioExecutor::new(), io).await.map_err(|error| protocol_error(&error))?;

@@ -245,3 +245,21 @@ async fn nothing_listening_is_a_connect_error() {
     let error = client.send(request(&url)).await.unwrap_err();
     assert_eq!(error.kind, ErrorKind::Connect);
 }
+
+#[tokio::test]
+async fn a_request_connect_timeout_bounds_tcp_and_tls_together() {
+    // Accepts connections and never speaks TLS: the handshake would wait forever.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/v1/chat/completions", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let client = UpstreamClient::new(Duration::from_secs(30)).unwrap();
+    let started = std::time::Instant::now();
+    let error = client.send_with(request(&url), Some(Duration::from_millis(200))).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Connect);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
