@@ -476,3 +476,31 @@ async fn active_health_checks_close_a_circuit_once_the_provider_answers_again() 
     let probe = first.received().into_iter().find(|request| request.method == "GET").unwrap();
     assert_eq!(probe.header("authorization"), Some("Bearer sk-upstream-first-secret"));
 }
+
+#[tokio::test]
+async fn weighted_and_cost_strategies_over_http() {
+    let (heavy, light) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    heavy.always(Reply::chat("heavy", 3, 2));
+    light.always(Reply::chat("light", 3, 2));
+    let gateway = TestGateway::start(&format!(
+        "{}{}[[models]]\nname = \"chat\"\nstrategy = \"weighted\"\nroutes = [{{ provider = \"heavy\", model = \"m1\", weight = 3 }}, {{ provider = \"light\", model = \"m2\", weight = 1 }}]\n\n\
+         [[models]]\nname = \"thrifty\"\nstrategy = \"cost\"\nroutes = [{{ provider = \"heavy\", model = \"dear\", price = {{ input = 10, output = 30 }} }}, {{ provider = \"light\", model = \"cheap\", price = {{ input = 0.5, output = 1.5 }} }}]\n",
+        fake_provider("heavy", &heavy.base_url()),
+        fake_provider("light", &light.base_url()),
+    ))
+    .await;
+    let key = gateway.key().await;
+    for _ in 0..200 {
+        assert_eq!(gateway.chat(&key, &ask()).await.status(), 200);
+    }
+    // Expected 150 / 50; about five standard deviations (6.1) either way.
+    let to_heavy = heavy.received().len();
+    assert!((120..=180).contains(&to_heavy), "{to_heavy} of 200 went to the weight-3 route");
+    assert_eq!(to_heavy + light.received().len(), 200);
+
+    let thrifty = json!({"model": "thrifty", "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..5 {
+        assert_eq!(gateway.chat(&key, &thrifty).await.headers()["x-llmux-provider"], "light");
+    }
+    assert_eq!(light.last().json()["model"], "cheap");
+}
