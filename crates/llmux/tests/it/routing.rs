@@ -382,7 +382,7 @@ async fn an_open_circuit_half_opens_after_the_cooldown_and_one_probe_closes_it()
     let path = dir.join("llmux.toml");
     let server = crate::base_config(&dir).replace(
         "max_body_bytes = 65536\n",
-        "max_body_bytes = 65536\ncircuit_failures = 3\ncircuit_cooldown_ms = 300\n",
+        "max_body_bytes = 65536\ncircuit_failures = 3\ncircuit_cooldown_ms = 1500\n",
     );
     std::fs::write(
         &path,
@@ -401,7 +401,7 @@ async fn an_open_circuit_half_opens_after_the_cooldown_and_one_probe_closes_it()
         assert_eq!(provider(&gateway.chat(&key, &ask()).await), "second");
     }
     assert_eq!(first.received().len(), 3, "open: not tried during the cooldown");
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
     // After the cooldown one probe goes to the first route; it succeeds and closes the circuit.
     assert_eq!(provider(&gateway.chat(&key, &ask()).await), "first");
     for _ in 0..3 {
@@ -468,7 +468,7 @@ async fn active_health_checks_close_a_circuit_once_the_provider_answers_again() 
     }
     // The provider recovers; the 60 s cooldown is not waited for: a health check sees it.
     first.always(Reply::chat("first is back", 3, 2));
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!(gateway.chat(&key, &ask()).await.headers()["x-llmux-provider"], "first");
     let probes =
         first.received().iter().filter(|request| request.method == "GET" && request.path == "/v1/models").count();
