@@ -103,6 +103,8 @@ pub enum GatewayError {
     },
     /// Every route failed (or one failed with the caller's fault).
     Upstream(Vec<FailedAttempt>),
+    /// The key's rate limit is used up for this window.
+    RateLimited(Box<crate::limits::Refusal>),
     StoreUnavailable,
 }
 
@@ -118,6 +120,7 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) => ErrorCode::ModelNotFound,
             GatewayError::ModelNotAllowed(_) => ErrorCode::ModelNotAllowed,
             GatewayError::RegionNotServed { .. } => ErrorCode::RegionNotServed,
+            GatewayError::RateLimited(_) => ErrorCode::RateLimitExceeded,
             GatewayError::Upstream(attempts) => match attempts.last().map(|attempt| attempt.error.kind) {
                 Some(ErrorKind::BadRequest) => ErrorCode::InvalidRequest,
                 Some(ErrorKind::ContextLength) => ErrorCode::ContextLengthExceeded,
@@ -157,6 +160,7 @@ impl GatewayError {
             GatewayError::RegionNotServed { model, region } => {
                 format!("No provider of the model `{model}` serves the region `{region}`.")
             }
+            GatewayError::RateLimited(refusal) => refusal.message.clone(),
             GatewayError::Upstream(attempts) => {
                 if let Some(last) = attempts.last()
                     && last.error.kind.is_client_fault()
@@ -195,6 +199,7 @@ impl GatewayError {
                 .min()
                 .map(|delay| delay.as_secs().max(1)),
             GatewayError::StoreUnavailable | GatewayError::Auth(AuthError::StoreUnavailable) => Some(1),
+            GatewayError::RateLimited(refusal) => Some(refusal.retry_after_s),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod keys;
 pub mod ledger;
+pub mod limits;
 pub mod relay;
 pub mod router;
 pub mod settle;
@@ -97,6 +98,8 @@ pub struct RequestMeta {
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
+    /// The caller's rate-limit standing, for the `x-ratelimit-*` headers.
+    pub rate_limits: Option<limits::RateInfo>,
     /// The provider that served it.
     pub provider: Option<String>,
     pub attempts: u32,
@@ -116,11 +119,17 @@ pub struct Failure {
     pub error: GatewayError,
     pub attempts: u32,
     pub provider: Option<String>,
+    /// The caller's rate-limit standing, for the `x-ratelimit-*` headers.
+    pub rate_limits: Option<Box<limits::RateInfo>>,
 }
 
 impl From<GatewayError> for Failure {
     fn from(error: GatewayError) -> Failure {
-        Failure { error, attempts: 0, provider: None }
+        let rate_limits = match &error {
+            GatewayError::RateLimited(refusal) => Some(Box::new(refusal.info)),
+            _ => None,
+        };
+        Failure { error, attempts: 0, provider: None, rate_limits }
     }
 }
 
@@ -147,6 +156,7 @@ pub struct Gateway {
     keys: Arc<KeyCache>,
     ledger: Ledger,
     pub metrics: Arc<Metrics>,
+    limits: Arc<limits::Limits>,
 }
 
 impl Gateway {
@@ -163,6 +173,7 @@ impl Gateway {
             keys,
             ledger,
             metrics: Arc::new(Metrics::default()),
+            limits: Arc::default(),
         });
         tokio::spawn(health_checks(Arc::downgrade(&gateway), stop.subscribe()));
         Ok((gateway, Background { ledger: writer, stop }))
@@ -231,10 +242,14 @@ impl Gateway {
             Ok(planned) => planned,
             Err(error) => return Err(fail(settlement, error)),
         };
+        let rate_limits = match self.rate_limit(&caller, &mut settlement) {
+            Ok(rate_limits) => rate_limits,
+            Err(error) => return Err(fail(settlement, error)),
+        };
 
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
         let attempts = SameDialect { runtime: &runtime, endpoint, body: &body, request: &request };
-        self.fail_over(&runtime, &meta, region, candidates, settlement, &attempts).await
+        with_rate_limits(self.fail_over(&runtime, &meta, region, candidates, settlement, &attempts).await, rate_limits)
     }
 
     /// An Anthropic Messages request (`/v1/messages`): the same lifecycle, through the
@@ -262,11 +277,15 @@ impl Gateway {
             Ok(planned) => planned,
             Err(error) => return Err(fail(settlement, error)),
         };
+        let rate_limits = match self.rate_limit(&caller, &mut settlement) {
+            Ok(rate_limits) => rate_limits,
+            Err(error) => return Err(fail(settlement, error)),
+        };
 
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
         let attempts =
             Translated { runtime: &runtime, request: &request, dialect: Dialect::Anthropic, body: Some(&body) };
-        self.fail_over(&runtime, &meta, region, candidates, settlement, &attempts).await
+        with_rate_limits(self.fail_over(&runtime, &meta, region, candidates, settlement, &attempts).await, rate_limits)
     }
 
     /// `/v1/messages/count_tokens`: the caller must be allowed the model. llmux does
@@ -277,6 +296,27 @@ impl Gateway {
         let request = llmux_wire::anthropic::decode::count_tokens_request(&body).map_err(GatewayError::BadRequest)?;
         admit(&runtime, &caller, &request.model)?;
         Ok(estimate_input_tokens(&request))
+    }
+
+    /// Step 2, continued: the key's rate limits (this instance's windows).
+    fn rate_limit(
+        &self,
+        caller: &Caller,
+        settlement: &mut Settlement,
+    ) -> Result<Option<limits::RateInfo>, GatewayError> {
+        let key = &caller.key;
+        if key.rpm_limit.is_none() && key.tpm_limit.is_none() {
+            return Ok(None);
+        }
+        let now = u64::try_from(clock::now_ms()).unwrap_or(0);
+        match self.limits.admit(&key.id, key.rpm_limit, key.tpm_limit, now) {
+            Ok(None) => Ok(None),
+            Ok(Some((reservation, info))) => {
+                settlement.reserve(reservation);
+                Ok(Some(info))
+            }
+            Err(refusal) => Err(GatewayError::RateLimited(Box::new(refusal))),
+        }
     }
 
     /// Steps 2 and 3: the model exists, the caller may use it, and the routes to try.
@@ -400,7 +440,7 @@ impl Gateway {
         tracing::warn!(request_id = %meta.request_id, error = %error, "Request failed upstream.");
         let code = error.code();
         settlement.finish(code.status(), Some(code));
-        Err(Failure { error, attempts, provider })
+        Err(Failure { error, attempts, provider, rate_limits: None })
     }
 
     /// A hedged attempt: `first`; if it has not answered within `after`, `second` too.
@@ -587,11 +627,25 @@ fn context_window_candidates(runtime: &Runtime, model: usize, region: Option<Reg
     candidates
 }
 
+/// Puts the caller's rate-limit standing on the outcome (for the `x-ratelimit-*` headers).
+fn with_rate_limits(outcome: Result<Reply, Failure>, rate_limits: Option<limits::RateInfo>) -> Result<Reply, Failure> {
+    match outcome {
+        Ok(mut reply) => {
+            reply.rate_limits = rate_limits;
+            Ok(reply)
+        }
+        Err(mut failure) => {
+            failure.rate_limits = failure.rate_limits.or(rate_limits.map(Box::new));
+            Err(failure)
+        }
+    }
+}
+
 /// Settles a request that failed before any upstream attempt.
 fn fail(settlement: Settlement, error: GatewayError) -> Failure {
     let code = error.code();
     settlement.finish(code.status(), Some(code));
-    Failure { error, attempts: 0, provider: None }
+    Failure::from(error)
 }
 
 /// The model index, if it exists and the caller may use it.
@@ -720,7 +774,15 @@ impl Success {
             }
             Success::Lossy { .. } => unreachable!("unwrapped above"),
         };
-        Reply { status: 200, content_type, provider: Some(provider.to_owned()), attempts, body, dropped: Vec::new() }
+        Reply {
+            status: 200,
+            content_type,
+            rate_limits: None,
+            provider: Some(provider.to_owned()),
+            attempts,
+            body,
+            dropped: Vec::new(),
+        }
     }
 }
 

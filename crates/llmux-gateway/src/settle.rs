@@ -33,6 +33,8 @@ pub struct Settlement {
     attempt_log: Vec<AttemptEntry>,
     /// Keeps the serving route counted as busy until the answer is settled.
     busy: Option<crate::health::Busy>,
+    /// The key's rate-limit window, told the request's tokens when it settles.
+    reservation: Option<crate::limits::Reservation>,
 }
 
 /// One attempt in the usage record's `attempt_log`.
@@ -68,6 +70,7 @@ impl Settlement {
             settled: false,
             attempt_log: Vec::new(),
             busy: None,
+            reservation: None,
         }
     }
 
@@ -99,6 +102,11 @@ impl Settlement {
     /// of a stream), for the `least-busy` strategy.
     pub fn hold(&mut self, busy: crate::health::Busy) {
         self.busy = Some(busy);
+    }
+
+    /// Counts the request's tokens against its key's rate-limit window when it settles.
+    pub fn reserve(&mut self, reservation: crate::limits::Reservation) {
+        self.reservation = Some(reservation);
     }
 
     /// Records how one attempt ended. A success is logged only after failures (or
@@ -155,6 +163,9 @@ impl Settlement {
         record.ttft_ms =
             self.first_byte.map(|at| u64::try_from(at.duration_since(self.started).as_millis()).unwrap_or(u64::MAX));
         record.created_at = clock::now_ms();
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(self.usage.input_tokens.saturating_add(self.usage.output_tokens));
+        }
         if !self.attempt_log.is_empty() {
             record.attempt_log = serde_json::to_string(&self.attempt_log).ok();
         }

@@ -62,6 +62,9 @@ pub fn respond(dialect: Dialect, outcome: Result<Reply, Failure>, request_id: &s
             if failure.attempts > 0 {
                 response.headers_mut().insert(ATTEMPTS, HeaderValue::from(failure.attempts));
             }
+            if let Some(info) = &failure.rate_limits {
+                rate_limit_headers(response.headers_mut(), info);
+            }
             return response;
         }
     };
@@ -92,7 +95,35 @@ pub fn respond(dialect: Dialect, outcome: Result<Reply, Failure>, request_id: &s
     {
         headers.insert(DROPPED_PARAMS, value);
     }
+    if let Some(info) = &reply.rate_limits {
+        rate_limit_headers(headers, info);
+    }
     response
+}
+
+/// OpenAI's `x-ratelimit-*` headers for a limited key (only the limits it has).
+fn rate_limit_headers(headers: &mut HeaderMap, info: &llmux_gateway::limits::RateInfo) {
+    let reset = HeaderValue::from_str(&format!("{:.3}s", info.reset_ms as f64 / 1000.0)).ok();
+    for (limit, remaining, names) in [
+        (
+            info.limit_requests,
+            info.remaining_requests,
+            ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
+        ),
+        (
+            info.limit_tokens,
+            info.remaining_tokens,
+            ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"],
+        ),
+    ] {
+        if let (Some(limit), Some(remaining)) = (limit, remaining) {
+            headers.insert(names[0], HeaderValue::from(limit));
+            headers.insert(names[1], HeaderValue::from(remaining));
+            if let Some(reset) = &reset {
+                headers.insert(names[2], reset.clone());
+            }
+        }
+    }
 }
 
 /// The request id: the client's `x-request-id` if it is sane, else a new one.

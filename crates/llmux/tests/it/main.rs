@@ -8,6 +8,7 @@ mod errors;
 mod gemini;
 mod keys;
 mod ledger;
+mod limits;
 mod reload;
 mod routing;
 mod streaming;

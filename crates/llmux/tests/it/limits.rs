@@ -1,0 +1,100 @@
+//! Rate limits per key (requests and tokens per minute), in both dialects.
+
+use llmux_testkit::{FakeUpstream, Reply};
+use serde_json::{Value, json};
+
+use crate::{TestGateway, fake_provider};
+
+async fn gateway(fake: &FakeUpstream) -> TestGateway {
+    TestGateway::start(&format!(
+        "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\" }}]\n",
+        fake_provider("fake", &fake.base_url())
+    ))
+    .await
+}
+
+fn ask() -> Value {
+    json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn a_burst_gets_exactly_the_rpm_limit_through_and_the_rest_429() {
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    let gateway = std::sync::Arc::new(gateway(&fake).await);
+    let (key, _) = gateway.create_key(json!({"name": "limited", "rpm_limit": 5})).await;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (gateway, key) = (gateway.clone(), key.clone());
+        burst.spawn(async move {
+            let response = gateway.chat(&key, &ask()).await;
+            let headers = response.headers().clone();
+            (response.status().as_u16(), headers, response.json::<Value>().await.unwrap())
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = burst.join_next().await {
+        outcomes.push(outcome.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|(status, _, _)| *status == 200).count(), 5);
+    assert_eq!(fake.received().len(), 5, "refused requests never reach the upstream");
+    for (status, headers, body) in &outcomes {
+        assert_eq!(headers["x-ratelimit-limit-requests"], "5");
+        if *status == 429 {
+            assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+            assert_eq!(body["error"]["type"], "rate_limit_error");
+            assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
+            let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry));
+        } else {
+            assert_eq!(*status, 200);
+        }
+    }
+    // Every request has its record, the refused ones with their status.
+    let records = gateway.wait_usage(8).await;
+    assert_eq!(records.iter().filter(|record| record["status"] == 429).count(), 3);
+    assert!(
+        records
+            .iter()
+            .filter(|record| record["status"] == 429)
+            .all(|record| record["error_code"] == "rate_limit_exceeded")
+    );
+
+    // Keys without limits are not limited, nor given the headers.
+    let free = gateway.key().await;
+    let response = gateway.chat(&free, &ask()).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("x-ratelimit-limit-requests").is_none());
+}
+
+#[tokio::test]
+async fn tokens_per_minute_count_what_requests_used_and_anthropic_clients_get_their_error() {
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    let gateway = gateway(&fake).await;
+    let (key, _) = gateway.create_key(json!({"name": "tokens", "tpm_limit": 30})).await;
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let response = gateway.chat(&key, &ask()).await;
+        assert_eq!(response.status(), 200);
+        remaining.push(response.headers()["x-ratelimit-remaining-tokens"].to_str().unwrap().to_owned());
+        // The usage settles when the ledger record is made; wait for it.
+        gateway.wait_usage(remaining.len()).await;
+    }
+    assert_eq!(remaining, ["30", "17", "4"], "13 tokens a request");
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/messages"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "chat", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["x-ratelimit-remaining-tokens"], "0");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(fake.received().len(), 3);
+}
