@@ -105,6 +105,8 @@ pub enum GatewayError {
     Upstream(Vec<FailedAttempt>),
     /// The key's rate limit is used up for this window.
     RateLimited(Box<crate::limits::Refusal>),
+    /// The key's budget for the period is spent.
+    BudgetExceeded(Box<crate::budgets::Exhausted>),
     StoreUnavailable,
 }
 
@@ -121,6 +123,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) => ErrorCode::ModelNotAllowed,
             GatewayError::RegionNotServed { .. } => ErrorCode::RegionNotServed,
             GatewayError::RateLimited(_) => ErrorCode::RateLimitExceeded,
+            GatewayError::BudgetExceeded(_) => ErrorCode::BudgetExceeded,
             GatewayError::Upstream(attempts) => match attempts.last().map(|attempt| attempt.error.kind) {
                 Some(ErrorKind::BadRequest) => ErrorCode::InvalidRequest,
                 Some(ErrorKind::ContextLength) => ErrorCode::ContextLengthExceeded,
@@ -161,6 +164,13 @@ impl GatewayError {
                 format!("No provider of the model `{model}` serves the region `{region}`.")
             }
             GatewayError::RateLimited(refusal) => refusal.message.clone(),
+            GatewayError::BudgetExceeded(exhausted) => format!(
+                "Budget exceeded: this key has spent {} of its {} {} {} budget.",
+                llmux_types::money::format_nanos(exhausted.spent_nanos),
+                llmux_types::money::format_nanos(exhausted.budget_nanos),
+                exhausted.currency,
+                exhausted.period
+            ),
             GatewayError::Upstream(attempts) => {
                 if let Some(last) = attempts.last()
                     && last.error.kind.is_client_fault()

@@ -209,6 +209,9 @@ mod tests {
         async fn usage(&self, _: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError> {
             Ok(Vec::new())
         }
+        async fn key_spend(&self, _: &str, _: &str, _: i64) -> Result<i64, StoreError> {
+            Ok(0)
+        }
         async fn usage_summary(
             &self,
             _: GroupBy,

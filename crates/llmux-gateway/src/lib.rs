@@ -10,6 +10,7 @@
 //! - Every authenticated request produces exactly one usage record.
 
 pub mod auth;
+pub mod budgets;
 pub mod clock;
 pub mod error;
 pub mod health;
@@ -157,6 +158,7 @@ pub struct Gateway {
     ledger: Ledger,
     pub metrics: Arc<Metrics>,
     limits: Arc<limits::Limits>,
+    budgets: Arc<budgets::Budgets>,
 }
 
 impl Gateway {
@@ -174,6 +176,7 @@ impl Gateway {
             ledger,
             metrics: Arc::new(Metrics::default()),
             limits: Arc::default(),
+            budgets: Arc::default(),
         });
         tokio::spawn(health_checks(Arc::downgrade(&gateway), stop.subscribe()));
         Ok((gateway, Background { ledger: writer, stop }))
@@ -246,6 +249,9 @@ impl Gateway {
             Ok(rate_limits) => rate_limits,
             Err(error) => return Err(fail(settlement, error)),
         };
+        if let Err(error) = self.budget(&runtime, &caller, &candidates, estimate, &mut settlement).await {
+            return with_rate_limits(Err(fail(settlement, error)), rate_limits);
+        }
 
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
         let attempts = SameDialect { runtime: &runtime, endpoint, body: &body, request: &request };
@@ -281,6 +287,9 @@ impl Gateway {
             Ok(rate_limits) => rate_limits,
             Err(error) => return Err(fail(settlement, error)),
         };
+        if let Err(error) = self.budget(&runtime, &caller, &candidates, estimate, &mut settlement).await {
+            return with_rate_limits(Err(fail(settlement, error)), rate_limits);
+        }
 
         // 4. Attempt, failing over; 5. relay and 6. settle in the reply.
         let attempts =
@@ -316,6 +325,44 @@ impl Gateway {
                 Ok(Some(info))
             }
             Err(refusal) => Err(GatewayError::RateLimited(Box::new(refusal))),
+        }
+    }
+
+    /// Step 2, continued: the key's budget. Reserves the estimated cost at the first
+    /// planned route's price (see `budgets`).
+    async fn budget(
+        &self,
+        runtime: &Runtime,
+        caller: &Caller,
+        candidates: &[Candidate],
+        estimate: TokenEstimate,
+        settlement: &mut Settlement,
+    ) -> Result<(), GatewayError> {
+        let key = &caller.key;
+        let Some(budget) = &key.budget else { return Ok(()) };
+        let currency = llmux_types::Currency::parse(&budget.currency).unwrap_or(llmux_types::Currency::USD);
+        let Some(start) = budgets::period_start(&budget.period, clock::now_ms()) else { return Ok(()) };
+        if self.budgets.needs_load(&key.id, start) {
+            let spent = self
+                .store
+                .key_spend(&key.id, &budget.currency, start)
+                .await
+                .map_err(|_| GatewayError::StoreUnavailable)?;
+            self.budgets.load(&key.id, start, spent);
+        }
+        let usage =
+            llmux_types::Usage { input_tokens: estimate.input, output_tokens: estimate.output, ..Default::default() };
+        let estimated = candidates
+            .first()
+            .and_then(|candidate| runtime.config.models[candidate.model].routes[candidate.route].price)
+            .filter(|price| price.currency == currency)
+            .map_or(0, |price| price.cost(&usage).nanos);
+        match self.budgets.reserve(&key.id, (budget.amount_nanos, currency, &budget.period), start, estimated) {
+            Ok(reservation) => {
+                settlement.reserve_budget(reservation);
+                Ok(())
+            }
+            Err(exhausted) => Err(GatewayError::BudgetExceeded(Box::new(exhausted))),
         }
     }
 

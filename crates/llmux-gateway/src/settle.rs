@@ -35,6 +35,8 @@ pub struct Settlement {
     busy: Option<crate::health::Busy>,
     /// The key's rate-limit window, told the request's tokens when it settles.
     reservation: Option<crate::limits::Reservation>,
+    /// The key's budget, told the request's actual cost when it settles.
+    budget: Option<crate::budgets::BudgetReservation>,
 }
 
 /// One attempt in the usage record's `attempt_log`.
@@ -71,6 +73,7 @@ impl Settlement {
             attempt_log: Vec::new(),
             busy: None,
             reservation: None,
+            budget: None,
         }
     }
 
@@ -107,6 +110,11 @@ impl Settlement {
     /// Counts the request's tokens against its key's rate-limit window when it settles.
     pub fn reserve(&mut self, reservation: crate::limits::Reservation) {
         self.reservation = Some(reservation);
+    }
+
+    /// Replaces the request's reserved cost by its actual cost when it settles.
+    pub fn reserve_budget(&mut self, reservation: crate::budgets::BudgetReservation) {
+        self.budget = Some(reservation);
     }
 
     /// Records how one attempt ended. A success is logged only after failures (or
@@ -163,6 +171,9 @@ impl Settlement {
         record.ttft_ms =
             self.first_byte.map(|at| u64::try_from(at.duration_since(self.started).as_millis()).unwrap_or(u64::MAX));
         record.created_at = clock::now_ms();
+        if let Some(reservation) = self.budget.take() {
+            reservation.settle(cost.map_or(0, |cost| cost.nanos), cost.map(|cost| cost.currency));
+        }
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(self.usage.input_tokens.saturating_add(self.usage.output_tokens));
         }

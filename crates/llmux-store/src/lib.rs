@@ -161,6 +161,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         since: Option<i64>,
         until: Option<i64>,
     ) -> Result<Vec<UsageSummaryRow>, StoreError>;
+    /// What key `key_id` spent in `currency` (nano-units) since `since` (ms), from the
+    /// ledger (for budgets).
+    async fn key_spend(&self, key_id: &str, currency: &str, since: i64) -> Result<i64, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the store at `url`.

@@ -393,6 +393,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn key_spend(&self, key_id: &str, currency: &str, since: i64) -> Result<i64, StoreError> {
+        let (key_id, currency) = (key_id.to_owned(), currency.to_owned());
+        self.read(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(cost_nanos), 0) FROM usage WHERE key_id = ?1 AND currency = ?2 AND created_at >= ?3",
+                )?
+                .query_row(params![key_id, currency, since], |row| row.get(0))
+        })
+        .await
+    }
+
     async fn usage_summary(
         &self,
         group_by: GroupBy,

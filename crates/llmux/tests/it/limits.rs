@@ -98,3 +98,63 @@ async fn tokens_per_minute_count_what_requests_used_and_anthropic_clients_get_th
     assert_eq!(body["error"]["type"], "rate_limit_error");
     assert_eq!(fake.received().len(), 3);
 }
+
+#[tokio::test]
+async fn a_burst_against_a_budget_for_ten_never_overspends_and_the_upstream_sees_only_admitted_requests() {
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    // 1000 USD per million tokens both ways: a request (13 tokens) costs 0.013.
+    let gateway = std::sync::Arc::new(
+        TestGateway::start(&format!(
+            "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\", price = {{ input = 1000, output = 1000 }} }}]\n",
+            fake_provider("fake", &fake.base_url())
+        ))
+        .await,
+    );
+    let (key, _) = gateway
+        .create_key(json!({"name": "budgeted", "budget": {"amount": 0.13, "currency": "USD", "period": "monthly"}}))
+        .await;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let (gateway, key) = (gateway.clone(), key.clone());
+        burst.spawn(async move {
+            let body = json!({"model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
+            let response = gateway.chat(&key, &body).await;
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        });
+    }
+    let mut admitted = 0;
+    while let Some(outcome) = burst.join_next().await {
+        let (status, body) = outcome.unwrap();
+        match status {
+            200 => admitted += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "budget_exceeded");
+                assert!(body["error"]["message"].as_str().unwrap().contains("0.13 USD monthly budget"), "{body}");
+            }
+            other => panic!("status {other}: {body}"),
+        }
+    }
+    assert!((5..=10).contains(&admitted), "{admitted} admitted");
+    assert_eq!(fake.received().len(), admitted, "refused requests never reach the upstream");
+    let records = gateway.wait_usage(64).await;
+    let spent: f64 = records.iter().filter_map(|record| record["cost"].as_f64()).sum();
+    assert!(spent <= 0.13 + 1e-9, "spent {spent}: estimates cover actual costs, so nothing over budget");
+    assert_eq!(records.iter().filter(|record| record["error_code"] == "budget_exceeded").count(), 64 - admitted);
+
+    // Sequentially, requests go through until the next estimate no longer fits.
+    let mut more = 0;
+    loop {
+        let body = json!({"model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
+        match gateway.chat(&key, &body).await.status().as_u16() {
+            200 => more += 1,
+            429 => break,
+            other => panic!("status {other}"),
+        }
+        assert!(more <= 10, "the budget stops it");
+    }
+    let records = gateway.wait_usage(64 + more + 1).await;
+    let spent: f64 = records.iter().filter_map(|record| record["cost"].as_f64()).sum();
+    assert!(spent <= 0.13 + 1e-9, "spent {spent}");
+    assert!(spent > 0.13 - 0.024 - 1e-9, "stopped only when the next estimate (0.024) did not fit: {spent}");
+}
