@@ -144,6 +144,12 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        self.render_with(&|_, _| false)
+    }
+
+    /// The Prometheus text exposition; routes for which `resting(model, provider)` holds
+    /// (an open circuit or a rate-limit rest) are reported unhealthy.
+    pub fn render_with(&self, resting: &dyn Fn(&str, &str) -> bool) -> String {
         let mut out = String::with_capacity(4096);
         let models = sorted(&self.models.read());
 
@@ -222,7 +228,12 @@ impl Metrics {
                 );
             }
         }
-        header(&mut out, "llmux_route_healthy", "gauge", "1 if the route's last attempt succeeded, 0 if it failed.");
+        header(
+            &mut out,
+            "llmux_route_healthy",
+            "gauge",
+            "1 if the route's last attempt succeeded and it is not resting (open circuit, rate limit), else 0.",
+        );
         for_routes(&models, |model, provider, route| {
             let health = route.health.load(Ordering::Relaxed);
             if health != 0 {
@@ -231,7 +242,7 @@ impl Metrics {
                     "llmux_route_healthy{{model=\"{}\",provider=\"{}\"}} {}",
                     escape(model),
                     escape(provider),
-                    u8::from(health == 1)
+                    u8::from(health == 1 && !resting(model, provider))
                 );
             }
         });

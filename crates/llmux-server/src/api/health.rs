@@ -32,7 +32,18 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 /// Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.gateway.metrics.render()).into_response()
+    let runtime = state.gateway.runtime();
+    let now = llmux_gateway::health::now_ms();
+    let config = &runtime.config;
+    let resting = |model: &str, provider: &str| {
+        config.models.iter().enumerate().filter(|(_, candidate)| candidate.name == model).any(|(index, candidate)| {
+            candidate.routes.iter().enumerate().any(|(route, route_config)| {
+                config.providers[route_config.provider].name == provider
+                    && runtime.health.model(index)[route].resting(now)
+            })
+        })
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.gateway.metrics.render_with(&resting)).into_response()
 }
 
 pub async fn not_found(headers: HeaderMap) -> Response {

@@ -82,6 +82,10 @@ async fn consecutive_failures_open_the_circuit() {
     assert_eq!(route("second")["resting"], false);
     assert!(route("second")["latency_ms"].as_f64().is_some_and(|latency| latency > 0.0));
 
+    let metrics = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"llmux_route_healthy{model="chat",provider="first"} 0"#), "{metrics}");
+    assert!(metrics.contains(r#"llmux_route_healthy{model="chat",provider="second"} 1"#), "{metrics}");
+
     // A reload keeps what is known about routes that are still there.
     let reload = gateway.http.post(gateway.url("/admin/reload")).bearer_auth(crate::MASTER).send().await.unwrap();
     assert_eq!(reload.status(), 200);
@@ -503,4 +507,38 @@ async fn weighted_and_cost_strategies_over_http() {
         assert_eq!(gateway.chat(&key, &thrifty).await.headers()["x-llmux-provider"], "light");
     }
     assert_eq!(light.last().json()["model"], "cheap");
+}
+
+#[tokio::test]
+async fn the_route_healthy_metric_follows_circuits_opened_by_health_checks() {
+    let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    first.always(Reply::chat("fine", 3, 2));
+    second.always(Reply::chat("from second", 3, 2));
+    let dir = crate::temp_dir("metric-health");
+    let path = dir.join("llmux.toml");
+    let server = crate::base_config(&dir).replace(
+        "max_body_bytes = 65536\n",
+        "max_body_bytes = 65536\ncircuit_failures = 2\ncircuit_cooldown_ms = 60000\nhealth_check_interval_ms = 100\n",
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{server}{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
+            fake_provider("first", &first.base_url()),
+            fake_provider("second", &second.base_url()),
+        ),
+    )
+    .unwrap();
+    let gateway = TestGateway::start_with(dir, path).await;
+    let key = gateway.key().await;
+    assert_eq!(gateway.chat(&key, &ask()).await.headers()["x-llmux-provider"], "first");
+    let healthy = r#"llmux_route_healthy{model="chat",provider="first"} 1"#;
+    let metrics = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(healthy), "{metrics}");
+    // The provider goes down; only health checks see it (no request fails on it).
+    first.always(Reply::status(503, r#"{"error":{"message":"down","type":"server_error"}}"#));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let metrics = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"llmux_route_healthy{model="chat",provider="first"} 0"#), "{metrics}");
+    assert_eq!(gateway.chat(&key, &ask()).await.headers()["x-llmux-provider"], "second");
 }
