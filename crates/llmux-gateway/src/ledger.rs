@@ -162,7 +162,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
-    use llmux_store::{GroupBy, KeyRecord, StoreError, StoredUsage, UsageFilter, UsageSummaryRow};
+    use llmux_store::{GroupBy, KeyRecord, StoreError, StoredUsage, TeamRecord, UsageFilter, UsageSummaryRow};
 
     use super::*;
 
@@ -196,6 +196,27 @@ mod tests {
         }
         async fn keys_updated_since(&self, _: i64) -> Result<Vec<KeyRecord>, StoreError> {
             Ok(Vec::new())
+        }
+        async fn create_team(&self, _: &TeamRecord) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn update_team(&self, _: &TeamRecord) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn team(&self, _: &str) -> Result<Option<TeamRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn teams_updated_since(&self, _: i64) -> Result<Vec<TeamRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn delete_team(&self, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn team_spend(&self, _: &str, _: &str, _: i64) -> Result<i64, StoreError> {
+            Ok(0)
         }
         async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError> {
             if self.failures.load(Ordering::SeqCst) > 0 {

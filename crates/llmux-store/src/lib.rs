@@ -1,4 +1,4 @@
-//! Persistence behind traits: keys and the usage ledger.
+//! Persistence behind traits: keys, teams and the usage ledger.
 //!
 //! [`Store`] is what the gateway and the CLI use; [`open`] picks the backend from the
 //! storage URL. SQLite is built in (the file is created and migrated on first use);
@@ -36,6 +36,24 @@ pub struct KeyRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// A team: owns keys (a key names it in `team`) and limits them all together. A key's
+/// effective limits are the tighter of its own and its team's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamRecord {
+    /// The team's identifier, unique.
+    pub name: String,
+    /// Models the team's keys may use; `None` means all.
+    pub models: Option<Vec<String>>,
+    /// The region of the team's keys that have none of their own.
+    pub region: Option<String>,
+    pub budget: Option<Budget>,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A spending limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
@@ -51,6 +69,8 @@ pub struct Budget {
 pub struct UsageRecord {
     pub request_id: String,
     pub key_id: Option<String>,
+    /// The key's team when the request was made.
+    pub team: Option<String>,
     /// The public model name the client asked for.
     pub model: String,
     pub provider: Option<String>,
@@ -98,6 +118,7 @@ pub enum GroupBy {
     Model,
     Provider,
     Day,
+    Team,
 }
 
 impl GroupBy {
@@ -107,6 +128,7 @@ impl GroupBy {
             "model" => Some(GroupBy::Model),
             "provider" => Some(GroupBy::Provider),
             "day" => Some(GroupBy::Day),
+            "team" => Some(GroupBy::Team),
             _ => None,
         }
     }
@@ -130,7 +152,8 @@ pub struct UsageSummaryRow {
 pub enum StoreError {
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
-    #[error("a key with this hash already exists")]
+    /// A key with the same hash, or a team with the same name, exists already.
+    #[error("the record exists already")]
     Conflict,
     #[error("unsupported storage URL: {0}")]
     Unsupported(String),
@@ -151,6 +174,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Keys created, changed or revoked at or after `since` (ms).
     async fn keys_updated_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError>;
 
+    /// Fails with [`StoreError::Conflict`] when a team of that name exists.
+    async fn create_team(&self, team: &TeamRecord) -> Result<(), StoreError>;
+    /// Replaces the mutable fields of an existing team (matched by name).
+    async fn update_team(&self, team: &TeamRecord) -> Result<bool, StoreError>;
+    async fn team(&self, name: &str) -> Result<Option<TeamRecord>, StoreError>;
+    async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError>;
+    /// Teams created or changed at or after `since` (ms).
+    async fn teams_updated_since(&self, since: i64) -> Result<Vec<TeamRecord>, StoreError>;
+    /// Deletes a team; `false` if there was none.
+    async fn delete_team(&self, name: &str) -> Result<bool, StoreError>;
+
     /// Appends records to the ledger in one transaction.
     async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError>;
     /// Records matching `filter`, newest first.
@@ -164,6 +198,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// What key `key_id` spent in `currency` (nano-units) since `since` (ms), from the
     /// ledger (for budgets).
     async fn key_spend(&self, key_id: &str, currency: &str, since: i64) -> Result<i64, StoreError>;
+    /// What the keys of `team` spent in `currency` since `since` (ms), by the team
+    /// recorded with each request.
+    async fn team_spend(&self, team: &str, currency: &str, since: i64) -> Result<i64, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the store at `url`.

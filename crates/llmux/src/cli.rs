@@ -377,7 +377,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), String> {
 pub struct UsageArgs {
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// key | model | provider | day
+    /// key | model | provider | team | day
     #[arg(long, default_value = "model")]
     by: String,
     /// RFC 3339 time, YYYY-MM-DD, or Unix seconds.
@@ -391,8 +391,8 @@ pub struct UsageArgs {
 
 pub async fn usage(args: UsageArgs) -> Result<(), String> {
     let (_, config) = load(args.config)?;
-    let group_by =
-        GroupBy::parse(&args.by).ok_or_else(|| format!("--by `{}`: expected key, model, provider or day", args.by))?;
+    let group_by = GroupBy::parse(&args.by)
+        .ok_or_else(|| format!("--by `{}`: expected key, model, provider, team or day", args.by))?;
     let time = |value: Option<String>, flag: &str| -> Result<Option<i64>, String> {
         value
             .map(|text| {

@@ -265,7 +265,7 @@ pub async fn usage_summary(
     };
     let group_text = query.group_by.as_deref().unwrap_or("model");
     let Some(group_by) = GroupBy::parse(group_text) else {
-        return bad_request("`group_by` must be key, model, provider or day", Some("group_by"), &request_id);
+        return bad_request("`group_by` must be key, model, provider, team or day", Some("group_by"), &request_id);
     };
     let (since, until) = match time_range(&query, &request_id) {
         Ok(range) => range,

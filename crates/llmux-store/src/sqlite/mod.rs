@@ -13,11 +13,16 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
-use crate::{Budget, GroupBy, KeyRecord, Store, StoreError, StoredUsage, UsageFilter, UsageRecord, UsageSummaryRow};
+use crate::{
+    Budget, GroupBy, KeyRecord, Store, StoreError, StoredUsage, TeamRecord, UsageFilter, UsageRecord, UsageSummaryRow,
+};
 
 /// Schema versions, applied in order; never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("migrations/0001_init.sql")), (2, include_str!("migrations/0002_attempt_log.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_attempt_log.sql")),
+    (3, include_str!("migrations/0003_teams.sql")),
+];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -148,14 +153,14 @@ fn migrate(connection: &mut Connection) -> Result<(), rusqlite::Error> {
     tx.commit()
 }
 
-const USAGE_COLUMNS: usize = 18;
-/// Records per multi-row INSERT (18 × 32 = 576 parameters, far below SQLite's limit).
+const USAGE_COLUMNS: usize = 19;
+/// Records per multi-row INSERT (19 × 32 = 608 parameters, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 32;
 
 const INSERT_USAGE_HEAD: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at, attempt_log) VALUES ";
-const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     latency_ms, ttft_ms, created_at, attempt_log, team) VALUES ";
+const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// `INSERT ... VALUES (...), (...)` for `rows` rows, built from constants only: no value
 /// is ever formatted into SQL.
 fn insert_usage_sql(rows: usize) -> String {
@@ -175,18 +180,59 @@ macro_rules! select_keys {
     };
 }
 
+fn budget_from_row(row: &Row<'_>) -> Result<Option<Budget>, rusqlite::Error> {
+    let Some(amount_nanos) = row.get::<_, Option<i64>>("budget_nanos")? else { return Ok(None) };
+    Ok(Some(Budget {
+        amount_nanos,
+        currency: row.get::<_, Option<String>>("budget_currency")?.unwrap_or_else(|| "USD".to_owned()),
+        period: row.get::<_, Option<String>>("budget_period")?.unwrap_or_else(|| "monthly".to_owned()),
+    }))
+}
+
+fn team_from_row(row: &Row<'_>) -> Result<TeamRecord, rusqlite::Error> {
+    let models: Option<String> = row.get("models")?;
+    let metadata: Option<String> = row.get("metadata")?;
+    Ok(TeamRecord {
+        name: row.get("name")?,
+        models: models.and_then(|text| serde_json::from_str(&text).ok()),
+        region: row.get("region")?,
+        budget: budget_from_row(row)?,
+        rpm_limit: row.get::<_, Option<i64>>("rpm_limit")?.map(|v| v.max(0) as u64),
+        tpm_limit: row.get::<_, Option<i64>>("tpm_limit")?.map(|v| v.max(0) as u64),
+        metadata: metadata.and_then(|text| serde_json::from_str(&text).ok()),
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+fn write_team(tx: &Transaction<'_>, team: &TeamRecord, insert: bool) -> Result<usize, rusqlite::Error> {
+    let sql = if insert {
+        "INSERT INTO teams (name, models, region, budget_nanos, budget_currency, budget_period, rpm_limit, \
+         tpm_limit, metadata, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    } else {
+        "UPDATE teams SET models = ?2, region = ?3, budget_nanos = ?4, budget_currency = ?5, budget_period = ?6, \
+         rpm_limit = ?7, tpm_limit = ?8, metadata = ?9, updated_at = ?11 WHERE name = ?1 AND created_at = ?10"
+    };
+    let budget = team.budget.as_ref();
+    tx.prepare_cached(sql)?.execute(params![
+        team.name,
+        team.models.as_ref().map(|models| serde_json::to_string(models).unwrap_or_default()),
+        team.region,
+        budget.map(|budget| budget.amount_nanos),
+        budget.map(|budget| budget.currency.as_str()),
+        budget.map(|budget| budget.period.as_str()),
+        team.rpm_limit.map(to_i64),
+        team.tpm_limit.map(to_i64),
+        team.metadata.as_ref().map(|metadata| metadata.to_string()),
+        team.created_at,
+        team.updated_at,
+    ])
+}
+
 fn key_from_row(row: &Row<'_>) -> Result<KeyRecord, rusqlite::Error> {
     let models: Option<String> = row.get("models")?;
     let metadata: Option<String> = row.get("metadata")?;
-    let budget_nanos: Option<i64> = row.get("budget_nanos")?;
-    let budget = match budget_nanos {
-        Some(amount_nanos) => Some(Budget {
-            amount_nanos,
-            currency: row.get::<_, Option<String>>("budget_currency")?.unwrap_or_else(|| "USD".to_owned()),
-            period: row.get::<_, Option<String>>("budget_period")?.unwrap_or_else(|| "monthly".to_owned()),
-        }),
-        None => None,
-    };
+    let budget = budget_from_row(row)?;
     Ok(KeyRecord {
         id: row.get("id")?,
         name: row.get("name")?,
@@ -213,6 +259,7 @@ fn usage_from_row(row: &Row<'_>) -> Result<StoredUsage, rusqlite::Error> {
         record: UsageRecord {
             request_id: row.get("request_id")?,
             key_id: row.get("key_id")?,
+            team: row.get("team")?,
             model: row.get("model")?,
             provider: row.get("provider")?,
             upstream_model: row.get("upstream_model")?,
@@ -293,7 +340,7 @@ fn insert_usage(tx: &Transaction<'_>, records: &[UsageRecord]) -> Result<(), rus
     Ok(())
 }
 
-/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 17`.
+/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 19`.
 fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &UsageRecord) -> rusqlite::Result<()> {
     let values: [&dyn rusqlite::ToSql; USAGE_COLUMNS] = [
         &record.request_id,
@@ -314,6 +361,7 @@ fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &U
         &record.ttft_ms.map(to_i64),
         &record.created_at,
         &record.attempt_log,
+        &record.team,
     ];
     for (index, value) in values.iter().enumerate() {
         statement.raw_bind_parameter(offset + index + 1, value)?;
@@ -374,6 +422,48 @@ impl Store for SqliteStore {
         self.read(move |connection| collect(&mut connection.prepare_cached(KEYS_SINCE)?, [since], key_from_row)).await
     }
 
+    async fn create_team(&self, team: &TeamRecord) -> Result<(), StoreError> {
+        let team = team.clone();
+        self.write(move |tx| match write_team(tx, &team, true) {
+            Ok(_) => Ok(()),
+            Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict),
+            Err(error) => Err(unavailable(error)),
+        })
+        .await
+    }
+
+    async fn update_team(&self, team: &TeamRecord) -> Result<bool, StoreError> {
+        let team = team.clone();
+        self.write(move |tx| write_team(tx, &team, false).map(|changed| changed > 0).map_err(unavailable)).await
+    }
+
+    async fn team(&self, name: &str) -> Result<Option<TeamRecord>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |connection| {
+            connection.prepare_cached(TEAM_BY_NAME)?.query_row([name], team_from_row).optional()
+        })
+        .await
+    }
+
+    async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
+        self.read(|connection| collect(&mut connection.prepare_cached(LIST_TEAMS)?, [], team_from_row)).await
+    }
+
+    async fn teams_updated_since(&self, since: i64) -> Result<Vec<TeamRecord>, StoreError> {
+        self.read(move |connection| collect(&mut connection.prepare_cached(TEAMS_SINCE)?, [since], team_from_row)).await
+    }
+
+    async fn delete_team(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let deleted = tx
+                .prepare_cached("DELETE FROM teams WHERE name = ?1")
+                .and_then(|mut statement| statement.execute([name]));
+            deleted.map(|deleted| deleted > 0).map_err(unavailable)
+        })
+        .await
+    }
+
     async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError> {
         self.write(move |tx| insert_usage(tx, &records).map_err(unavailable)).await
     }
@@ -405,6 +495,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn team_spend(&self, team: &str, currency: &str, since: i64) -> Result<i64, StoreError> {
+        let (team, currency) = (team.to_owned(), currency.to_owned());
+        self.read(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(cost_nanos), 0) FROM usage WHERE team = ?1 AND currency = ?2 AND created_at >= ?3",
+                )?
+                .query_row(params![team, currency, since], |row| row.get(0))
+        })
+        .await
+    }
+
     async fn usage_summary(
         &self,
         group_by: GroupBy,
@@ -416,6 +518,7 @@ impl Store for SqliteStore {
             GroupBy::Model => SUMMARY_BY_MODEL,
             GroupBy::Provider => SUMMARY_BY_PROVIDER,
             GroupBy::Day => SUMMARY_BY_DAY,
+            GroupBy::Team => SUMMARY_BY_TEAM,
         };
         self.read(move |connection| {
             collect(&mut connection.prepare_cached(sql)?, params![since, until], |row| {
@@ -442,6 +545,20 @@ const KEYS_SINCE: &str = select_keys!("WHERE updated_at >= ?");
 const KEY_BY_ID: &str = select_keys!("WHERE id = ?");
 const KEY_BY_HASH: &str = select_keys!("WHERE key_hash = ?");
 
+macro_rules! select_teams {
+    ($tail:literal) => {
+        concat!(
+            "SELECT name, models, region, budget_nanos, budget_currency, budget_period, rpm_limit, tpm_limit, ",
+            "metadata, created_at, updated_at FROM teams ",
+            $tail
+        )
+    };
+}
+
+const LIST_TEAMS: &str = select_teams!("ORDER BY name");
+const TEAMS_SINCE: &str = select_teams!("WHERE updated_at >= ?");
+const TEAM_BY_NAME: &str = select_teams!("WHERE name = ?");
+
 macro_rules! summary_sql {
     ($group:literal) => {
         concat!(
@@ -458,6 +575,7 @@ macro_rules! summary_sql {
 const SUMMARY_BY_KEY: &str = summary_sql!("key_id");
 const SUMMARY_BY_MODEL: &str = summary_sql!("model");
 const SUMMARY_BY_PROVIDER: &str = summary_sql!("provider");
+const SUMMARY_BY_TEAM: &str = summary_sql!("team");
 const SUMMARY_BY_DAY: &str = summary_sql!("strftime('%Y-%m-%d', created_at / 1000, 'unixepoch')");
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ fn record(request_id: &str, key_id: &str, model: &str, created_at: i64, cost: i6
     UsageRecord {
         request_id: request_id.to_owned(),
         key_id: Some(key_id.to_owned()),
+        team: None,
         model: model.to_owned(),
         provider: Some("p".to_owned()),
         upstream_model: Some("up".to_owned()),
