@@ -4,14 +4,15 @@
 //! memory and refreshed from the store every `server.key_refresh_ms` (so a key
 //! created or revoked by the CLI or another instance takes effect within that time;
 //! this instance's own admin API updates the cache at once). An unknown key is looked
-//! up in the store once, then remembered as unknown for a few seconds.
+//! up in the store once, then remembered as unknown for a few seconds. Teams are few:
+//! each refresh reads them all, so changed and deleted teams are seen in that time too.
 
 use crate::FastMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use llmux_store::{KeyRecord, Store, StoreError};
+use llmux_store::{KeyRecord, Store, StoreError, TeamRecord};
 use llmux_types::Region;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
@@ -28,13 +29,19 @@ const NEGATIVE_CAPACITY: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key: Arc<KeyRecord>,
+    /// The key's team, when it has one that exists.
+    pub team: Option<Arc<TeamRecord>>,
+    /// The key's region, else its team's.
     pub region: Option<Region>,
 }
 
 impl Caller {
-    /// Whether the key may use the public model `model`.
+    /// Whether the key (and its team) may use the public model `model`.
     pub fn may_use(&self, model: &str) -> bool {
-        self.key.models.as_ref().is_none_or(|models| models.iter().any(|allowed| allowed == model || allowed == "*"))
+        let allows = |list: &Option<Vec<String>>| {
+            list.as_ref().is_none_or(|models| models.iter().any(|m| m == model || m == "*"))
+        };
+        allows(&self.key.models) && self.team.as_ref().is_none_or(|team| allows(&team.models))
     }
 }
 
@@ -99,6 +106,7 @@ fn random_base62(length: usize) -> String {
 #[derive(Debug, Default)]
 pub struct KeyCache {
     keys: RwLock<FastMap<String, Arc<KeyRecord>>>,
+    teams: RwLock<FastMap<String, Arc<TeamRecord>>>,
     unknown: RwLock<FastMap<String, i64>>,
     /// Highest `updated_at` seen, for incremental refreshes.
     watermark: AtomicI64,
@@ -109,6 +117,7 @@ impl KeyCache {
     pub async fn load(store: &dyn Store) -> Result<KeyCache, StoreError> {
         let cache = KeyCache::default();
         cache.apply(store.list_keys().await?);
+        cache.set_teams(store.list_teams().await?);
         Ok(cache)
     }
 
@@ -135,8 +144,13 @@ impl KeyCache {
         if key.expires_at.is_some_and(|expires| expires <= now_ms) {
             return Err(AuthError::Expired);
         }
-        let region = key.region.as_deref().and_then(Region::parse);
-        Ok(Caller { key, region })
+        let team = key.team.as_ref().and_then(|name| self.teams.read().get(name).cloned());
+        let region = key
+            .region
+            .as_deref()
+            .or_else(|| team.as_ref().and_then(|team| team.region.as_deref()))
+            .and_then(Region::parse);
+        Ok(Caller { key, team, region })
     }
 
     async fn lookup(&self, store: &dyn Store, hash: &str, now_ms: i64) -> Result<Arc<KeyRecord>, AuthError> {
@@ -186,12 +200,37 @@ impl KeyCache {
         }
     }
 
+    /// Replaces every team with what the store holds (keeping a newer version this
+    /// instance's admin API applied meanwhile).
+    pub fn set_teams(&self, teams: Vec<TeamRecord>) {
+        let mut map = self.teams.write();
+        let fresh: FastMap<String, Arc<TeamRecord>> = teams
+            .into_iter()
+            .map(|team| match map.get(&team.name) {
+                Some(known) if known.updated_at > team.updated_at => (team.name.clone(), known.clone()),
+                _ => (team.name.clone(), Arc::new(team)),
+            })
+            .collect();
+        *map = fresh;
+    }
+
+    /// Puts a new version of a team into the cache (this instance's admin API).
+    pub fn apply_team(&self, team: TeamRecord) {
+        self.teams.write().insert(team.name.clone(), Arc::new(team));
+    }
+
+    /// Forgets a deleted team.
+    pub fn remove_team(&self, name: &str) {
+        self.teams.write().remove(name);
+    }
+
     /// Pulls keys changed since the last refresh (with an overlap for clock skew
     /// between writers; applying a key twice is harmless).
     pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
         let since = self.watermark.load(Ordering::Relaxed) - 5_000;
         let keys = store.keys_updated_since(since).await?;
         self.apply(keys);
+        self.set_teams(store.list_teams().await?);
         Ok(())
     }
 

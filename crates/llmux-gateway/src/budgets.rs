@@ -1,5 +1,6 @@
-//! Budgets per key (step 2, admit): an amount in a currency per period (`daily`,
-//! `weekly` from Monday, `monthly`, or `total`; UTC), in this process.
+//! Budgets per key and per team (step 2, admit): an amount in a currency per period
+//! (`daily`, `weekly` from Monday, `monthly`, or `total`; UTC), in this process. A
+//! request of a key in a team must fit both budgets; the team's is shared by its keys.
 //!
 //! Admission reserves the request's estimated cost (the first planned route's price
 //! for the estimated input tokens and `max_tokens`, or 512 output tokens) and admits it
@@ -9,7 +10,7 @@
 //! gets 429 `budget_exceeded` and never reaches the upstream.
 //!
 //! What was spent before this process started (or before the period's first request
-//! here) comes from the ledger once per key and period. Costs in another currency than
+//! here) comes from the ledger once per key (or team) and period. Costs in another currency than
 //! the budget's do not count against it (llmux keeps no exchange rates). Sharing
 //! spend across a fleet (Redis) is the next step.
 
@@ -21,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::FastMap;
 
-/// Spend per key in the current period.
+/// Spend per key and team in the current period.
 #[derive(Debug, Default)]
 pub struct Budgets {
     accounts: Mutex<FastMap<String, Account>>,
@@ -34,9 +35,24 @@ struct Account {
     reserved: i64,
 }
 
+/// One budget a request is held to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    /// The account's name: the key id, or `team:` and the team name.
+    pub account: String,
+    /// How refusals name it: `this key`, or `team NAME`.
+    pub label: String,
+    pub budget_nanos: i64,
+    pub currency: Currency,
+    pub period: String,
+    /// The start of the current period (see [`period_start`]).
+    pub period_start: i64,
+}
+
 /// A refused request's standing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exhausted {
+    pub label: String,
     pub spent_nanos: i64,
     pub budget_nanos: i64,
     pub currency: Currency,
@@ -47,22 +63,22 @@ pub struct Exhausted {
 #[derive(Debug)]
 pub struct BudgetReservation {
     budgets: Arc<Budgets>,
-    key_id: String,
-    period_start: i64,
-    reserved: i64,
-    currency: Currency,
+    /// Account, period start, currency, amount reserved.
+    accounts: Vec<(String, i64, Currency, i64)>,
 }
 
 impl BudgetReservation {
     /// The request cost `nanos` in `currency` (other currencies do not count).
     pub fn settle(self, nanos: i64, currency: Option<Currency>) {
         let mut accounts = self.budgets.accounts.lock();
-        if let Some(account) = accounts.get_mut(&self.key_id)
-            && account.period_start == self.period_start
-        {
-            account.reserved = (account.reserved - self.reserved).max(0);
-            if currency == Some(self.currency) {
-                account.spent = account.spent.saturating_add(nanos);
+        for (name, period_start, budget_currency, reserved) in &self.accounts {
+            if let Some(account) = accounts.get_mut(name)
+                && account.period_start == *period_start
+            {
+                account.reserved = (account.reserved - reserved).max(0);
+                if currency == Some(*budget_currency) {
+                    account.spent = account.spent.saturating_add(nanos);
+                }
             }
         }
     }
@@ -84,53 +100,61 @@ pub fn period_start(period: &str, now_ms: i64) -> Option<i64> {
 }
 
 impl Budgets {
-    /// Whether the spend of `key_id` in the period starting at `period_start` must be
+    /// Whether the spend of `account` in the period starting at `period_start` must be
     /// read from the ledger first.
-    pub fn needs_load(&self, key_id: &str, period_start: i64) -> bool {
-        self.accounts.lock().get(key_id).is_none_or(|account| account.period_start != period_start)
+    pub fn needs_load(&self, account: &str, period_start: i64) -> bool {
+        self.accounts.lock().get(account).is_none_or(|known| known.period_start != period_start)
     }
 
-    /// Sets what the ledger says `key_id` spent in the period (unless another request
+    /// Sets what the ledger says `account` spent in the period (unless another request
     /// loaded it meanwhile).
-    pub fn load(&self, key_id: &str, period_start: i64, spent: i64) {
+    pub fn load(&self, account: &str, period_start: i64, spent: i64) {
         let mut accounts = self.accounts.lock();
-        let account = accounts.entry(key_id.to_owned()).or_insert(Account { period_start, spent, reserved: 0 });
-        if account.period_start != period_start {
-            *account = Account { period_start, spent, reserved: 0 };
+        let known = accounts.entry(account.to_owned()).or_insert(Account { period_start, spent, reserved: 0 });
+        if known.period_start != period_start {
+            *known = Account { period_start, spent, reserved: 0 };
         }
     }
 
-    /// Reserves `estimate` (nano-units of `currency`) for a request of `key_id` against
-    /// `budget`, or says the budget is exhausted.
+    /// Reserves the request's estimated cost (`estimate` prices it in a budget's
+    /// currency) against every one of `limits`, or says which budget is exhausted. All
+    /// or none.
     pub fn reserve(
         self: &Arc<Self>,
-        key_id: &str,
-        (budget, currency, period): (i64, Currency, &str),
-        period_start: i64,
-        estimate: i64,
+        limits: &[Limit],
+        estimate: impl Fn(Currency) -> i64,
     ) -> Result<BudgetReservation, Exhausted> {
         let mut accounts = self.accounts.lock();
-        let account = accounts.entry(key_id.to_owned()).or_insert(Account { period_start, spent: 0, reserved: 0 });
-        if account.period_start != period_start {
-            *account = Account { period_start, spent: 0, reserved: 0 };
-        }
-        let committed = account.spent.saturating_add(account.reserved);
-        if committed >= budget || committed.saturating_add(estimate) > budget {
-            return Err(Exhausted {
-                spent_nanos: account.spent,
-                budget_nanos: budget,
-                currency,
-                period: period.to_owned(),
+        for limit in limits {
+            let estimate = estimate(limit.currency);
+            let account = accounts.entry(limit.account.clone()).or_insert(Account {
+                period_start: limit.period_start,
+                spent: 0,
+                reserved: 0,
             });
+            if account.period_start != limit.period_start {
+                *account = Account { period_start: limit.period_start, spent: 0, reserved: 0 };
+            }
+            let committed = account.spent.saturating_add(account.reserved);
+            if committed >= limit.budget_nanos || committed.saturating_add(estimate) > limit.budget_nanos {
+                return Err(Exhausted {
+                    label: limit.label.clone(),
+                    spent_nanos: account.spent,
+                    budget_nanos: limit.budget_nanos,
+                    currency: limit.currency,
+                    period: limit.period.clone(),
+                });
+            }
         }
-        account.reserved = account.reserved.saturating_add(estimate);
-        Ok(BudgetReservation {
-            budgets: self.clone(),
-            key_id: key_id.to_owned(),
-            period_start,
-            reserved: estimate,
-            currency,
-        })
+        let mut held = Vec::with_capacity(limits.len());
+        for limit in limits {
+            let estimate = estimate(limit.currency);
+            if let Some(account) = accounts.get_mut(&limit.account) {
+                account.reserved = account.reserved.saturating_add(estimate);
+            }
+            held.push((limit.account.clone(), limit.period_start, limit.currency, estimate));
+        }
+        Ok(BudgetReservation { budgets: self.clone(), accounts: held })
     }
 }
 
@@ -150,27 +174,66 @@ mod tests {
         assert_eq!(period_start("hourly", now), None);
     }
 
+    fn key(budget: i64, period_start: i64) -> Limit {
+        Limit {
+            account: "k".to_owned(),
+            label: "this key".to_owned(),
+            budget_nanos: budget,
+            currency: Currency::USD,
+            period: "monthly".to_owned(),
+            period_start,
+        }
+    }
+
     #[test]
     fn reservations_bound_concurrent_spend_and_settle_to_the_actual_cost() {
         let budgets = Arc::new(Budgets::default());
         let usd = Currency::USD;
-        let budget = (1_000, usd, "monthly");
+        let k = [key(1_000, 0)];
         budgets.load("k", 0, 300);
         // 300 spent: room for 7 reservations of 100, not 8.
-        let held: Vec<_> = (0..8).map(|_| budgets.reserve("k", budget, 0, 100)).collect();
+        let held: Vec<_> = (0..8).map(|_| budgets.reserve(&k, |_| 100)).collect();
         assert_eq!(held.iter().filter(|outcome| outcome.is_ok()).count(), 7);
         let exhausted = held.last().unwrap().as_ref().unwrap_err();
         assert_eq!((exhausted.spent_nanos, exhausted.budget_nanos), (300, 1_000));
+        assert_eq!(exhausted.label, "this key");
         // Each cost 90 in the end: 300 + 7 × 90 = 930 spent, 70 left.
         for reservation in held.into_iter().flatten() {
             reservation.settle(90, Some(usd));
         }
-        assert!(budgets.reserve("k", budget, 0, 70).is_ok());
-        assert!(budgets.reserve("k", budget, 0, 1).is_err());
+        assert!(budgets.reserve(&k, |_| 70).is_ok());
+        assert!(budgets.reserve(&k, |_| 1).is_err());
         // Costs in another currency do not count; a new period starts afresh.
-        let other = budgets.reserve("j", budget, 0, 0).unwrap();
+        let j = [Limit { account: "j".to_owned(), ..key(1_000, 0) }];
+        let other = budgets.reserve(&j, |_| 0).unwrap();
         other.settle(5_000, Some(Currency::CNY));
-        assert!(budgets.reserve("j", budget, 0, 500).is_ok());
+        assert!(budgets.reserve(&j, |_| 500).is_ok());
         assert!(budgets.needs_load("k", 86_400_000));
+    }
+
+    #[test]
+    fn a_team_budget_is_shared_by_its_keys_in_its_own_currency() {
+        let budgets = Arc::new(Budgets::default());
+        let team = Limit {
+            account: "team:search".to_owned(),
+            label: "team search".to_owned(),
+            budget_nanos: 250,
+            currency: Currency::CNY,
+            ..key(0, 0)
+        };
+        let of = |account: &str| [Limit { account: account.to_owned(), ..key(1_000, 0) }, team.clone()];
+        // Priced 100 USD-nanos or 100 CNY-nanos: two requests fit the team, not three,
+        // though each key alone has room.
+        let price = |currency: Currency| if currency == Currency::CNY { 100 } else { 10 };
+        let first = budgets.reserve(&of("a"), price).unwrap();
+        let _second = budgets.reserve(&of("b"), price).unwrap();
+        let exhausted = budgets.reserve(&of("c"), price).unwrap_err();
+        assert_eq!((exhausted.label.as_str(), exhausted.budget_nanos), ("team search", 250));
+        // The refused request reserved nothing anywhere: key c has all of 10 left.
+        assert!(budgets.reserve(&[Limit { account: "c".to_owned(), ..key(10, 0) }], |_| 10).is_ok());
+        // Settling in CNY counts against the team only; the USD key budget is unaffected.
+        first.settle(40, Some(Currency::CNY));
+        assert!(budgets.reserve(&of("c"), price).is_ok());
+        assert!(budgets.reserve(&[Limit { account: "a".to_owned(), ..key(10, 0) }], |_| 10).is_ok());
     }
 }

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     ModelNotFound,
     NotFound,
     MethodNotAllowed,
+    /// Admin API: the record exists already, or is still in use.
+    Conflict,
     RequestTooLarge,
     RateLimitExceeded,
     BudgetExceeded,
@@ -55,6 +57,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => {
                 ("method_not_allowed", 405, "invalid_request_error", "invalid_request_error")
             }
+            ErrorCode::Conflict => ("conflict", 409, "invalid_request_error", "invalid_request_error"),
             ErrorCode::RequestTooLarge => ("request_too_large", 413, "invalid_request_error", "request_too_large"),
             ErrorCode::RateLimitExceeded => ("rate_limit_exceeded", 429, "rate_limit_error", "rate_limit_error"),
             ErrorCode::BudgetExceeded => ("budget_exceeded", 429, "insufficient_quota", "rate_limit_error"),
@@ -165,7 +168,8 @@ impl GatewayError {
             }
             GatewayError::RateLimited(refusal) => refusal.message.clone(),
             GatewayError::BudgetExceeded(exhausted) => format!(
-                "Budget exceeded: this key has spent {} of its {} {} {} budget.",
+                "Budget exceeded: {} has spent {} of its {} {} {} budget.",
+                exhausted.label,
                 llmux_types::money::format_nanos(exhausted.spent_nanos),
                 llmux_types::money::format_nanos(exhausted.budget_nanos),
                 exhausted.currency,

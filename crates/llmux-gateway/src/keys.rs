@@ -58,7 +58,7 @@ pub struct KeyPatch {
     pub metadata: Option<Option<Value>>,
 }
 
-fn nullable<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+pub(crate) fn nullable<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
@@ -78,7 +78,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> KeyError {
     KeyError::Invalid { field, message: message.into() }
 }
 
-fn budget(input: &BudgetInput) -> Result<Budget, KeyError> {
+pub(crate) fn validated_budget(input: &BudgetInput) -> Result<Budget, KeyError> {
     let amount_nanos = parse_decimal_nanos(&input.amount.to_string())
         .filter(|nanos| *nanos >= 0)
         .ok_or_else(|| invalid("budget.amount", "must be a non-negative amount with at most 9 decimals"))?;
@@ -94,7 +94,7 @@ fn budget(input: &BudgetInput) -> Result<Budget, KeyError> {
     Ok(Budget { amount_nanos, currency: currency.to_string(), period })
 }
 
-fn region(value: &str) -> Result<String, KeyError> {
+pub(crate) fn validated_region(value: &str) -> Result<String, KeyError> {
     Region::parse(value)
         .map(|region| region.to_string())
         .ok_or_else(|| invalid("region", format!("`{value}` is not a two-letter region code")))
@@ -109,7 +109,7 @@ fn expiry(value: &Value) -> Result<i64, KeyError> {
     parsed.ok_or_else(|| invalid("expires_at", "must be an RFC 3339 time, a YYYY-MM-DD date or Unix seconds"))
 }
 
-fn models(list: Vec<String>) -> Result<Vec<String>, KeyError> {
+pub(crate) fn validated_models(list: Vec<String>) -> Result<Vec<String>, KeyError> {
     if list.iter().any(|model| model.trim().is_empty()) {
         return Err(invalid("models", "model names must not be empty"));
     }
@@ -122,6 +122,10 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(KeyRecord, String
     if name.is_empty() {
         return Err(invalid("name", "must not be empty"));
     }
+    let team = new.team.filter(|team| !team.is_empty());
+    if let Some(team) = &team {
+        crate::teams::require(store, team).await?;
+    }
     let now = clock::now_ms();
     let plain = generate_key();
     let record = KeyRecord {
@@ -129,10 +133,10 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(KeyRecord, String
         name,
         key_hash: hash_key(&plain),
         key_prefix: key_prefix(&plain),
-        team: new.team.filter(|team| !team.is_empty()),
-        models: new.models.map(models).transpose()?,
-        region: new.region.as_deref().map(region).transpose()?,
-        budget: new.budget.as_ref().map(budget).transpose()?,
+        team,
+        models: new.models.map(validated_models).transpose()?,
+        region: new.region.as_deref().map(validated_region).transpose()?,
+        budget: new.budget.as_ref().map(validated_budget).transpose()?,
         rpm_limit: new.rpm_limit,
         tpm_limit: new.tpm_limit,
         expires_at: new.expires_at.as_ref().filter(|value| !value.is_null()).map(expiry).transpose()?,
@@ -155,10 +159,10 @@ pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyR
         key.name = name.trim().to_owned();
     }
     if let Some(value) = patch.models {
-        key.models = value.map(models).transpose()?;
+        key.models = value.map(validated_models).transpose()?;
     }
     if let Some(value) = patch.budget {
-        key.budget = value.as_ref().map(budget).transpose()?;
+        key.budget = value.as_ref().map(validated_budget).transpose()?;
     }
     if let Some(value) = patch.rpm_limit {
         key.rpm_limit = value;
@@ -167,9 +171,13 @@ pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyR
         key.tpm_limit = value;
     }
     if let Some(value) = patch.region {
-        key.region = value.as_deref().map(region).transpose()?;
+        key.region = value.as_deref().map(validated_region).transpose()?;
     }
     if let Some(value) = patch.team {
+        let value = value.filter(|team| !team.is_empty());
+        if let Some(team) = &value {
+            crate::teams::require(store, team).await?;
+        }
         key.team = value;
     }
     if let Some(value) = patch.expires_at {

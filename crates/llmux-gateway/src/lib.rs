@@ -20,6 +20,7 @@ pub mod limits;
 pub mod relay;
 pub mod router;
 pub mod settle;
+pub mod teams;
 pub mod telemetry;
 
 /// The gateway's in-memory maps: a fast, randomly seeded hasher (foldhash) instead of
@@ -203,6 +204,16 @@ impl Gateway {
         &self.keys
     }
 
+    /// A team was created or changed through this instance.
+    pub async fn team_changed(&self, team: llmux_store::TeamRecord) {
+        self.keys.apply_team(team);
+    }
+
+    /// A team was deleted through this instance.
+    pub async fn team_deleted(&self, name: &str) {
+        self.keys.remove_team(name);
+    }
+
     /// Authenticates a key (for endpoints that only need the caller, like `/v1/models`).
     pub async fn authenticate(&self, api_key: Option<&str>) -> Result<Caller, GatewayError> {
         self.keys.authenticate(self.store.as_ref(), api_key, clock::now_ms()).await.map_err(GatewayError::Auth)
@@ -307,18 +318,25 @@ impl Gateway {
         Ok(estimate_input_tokens(&request))
     }
 
-    /// Step 2, continued: the key's rate limits (this instance's windows).
+    /// Step 2, continued: the rate limits of the key and its team (this instance's
+    /// windows).
     fn rate_limit(
         &self,
         caller: &Caller,
         settlement: &mut Settlement,
     ) -> Result<Option<limits::RateInfo>, GatewayError> {
         let key = &caller.key;
-        if key.rpm_limit.is_none() && key.tpm_limit.is_none() {
+        let team = caller.team.as_deref().filter(|team| team.rpm_limit.is_some() || team.tpm_limit.is_some());
+        if key.rpm_limit.is_none() && key.tpm_limit.is_none() && team.is_none() {
             return Ok(None);
         }
+        let mut scopes = Vec::with_capacity(2);
+        scopes.push(limits::Scope::key(&key.id, key.rpm_limit, key.tpm_limit));
+        if let Some(team) = team {
+            scopes.push(limits::Scope::team(&team.name, team.rpm_limit, team.tpm_limit));
+        }
         let now = u64::try_from(clock::now_ms()).unwrap_or(0);
-        match self.limits.admit(&key.id, key.rpm_limit, key.tpm_limit, now) {
+        match self.limits.admit(&scopes, now) {
             Ok(None) => Ok(None),
             Ok(Some((reservation, info))) => {
                 settlement.reserve(reservation);
@@ -328,8 +346,8 @@ impl Gateway {
         }
     }
 
-    /// Step 2, continued: the key's budget. Reserves the estimated cost at the first
-    /// planned route's price (see `budgets`).
+    /// Step 2, continued: the budgets of the key and its team. Reserves the estimated
+    /// cost at the first planned route's price (see `budgets`).
     async fn budget(
         &self,
         runtime: &Runtime,
@@ -338,26 +356,43 @@ impl Gateway {
         estimate: TokenEstimate,
         settlement: &mut Settlement,
     ) -> Result<(), GatewayError> {
-        let key = &caller.key;
-        let Some(budget) = &key.budget else { return Ok(()) };
-        let currency = llmux_types::Currency::parse(&budget.currency).unwrap_or(llmux_types::Currency::USD);
-        let Some(start) = budgets::period_start(&budget.period, clock::now_ms()) else { return Ok(()) };
-        if self.budgets.needs_load(&key.id, start) {
-            let spent = self
-                .store
-                .key_spend(&key.id, &budget.currency, start)
-                .await
-                .map_err(|_| GatewayError::StoreUnavailable)?;
-            self.budgets.load(&key.id, start, spent);
+        let key_budget = caller.key.budget.as_ref().map(|budget| (budget, None));
+        let team_budget = caller.team.as_deref().and_then(|team| Some((team.budget.as_ref()?, Some(&team.name))));
+        if key_budget.is_none() && team_budget.is_none() {
+            return Ok(());
+        }
+        let now = clock::now_ms();
+        let mut limits = Vec::with_capacity(2);
+        for (budget, team) in key_budget.into_iter().chain(team_budget) {
+            let Some(period_start) = budgets::period_start(&budget.period, now) else { continue };
+            let (account, label) = match team {
+                None => (caller.key.id.clone(), "this key".to_owned()),
+                Some(team) => (format!("team:{team}"), format!("team {team}")),
+            };
+            if self.budgets.needs_load(&account, period_start) {
+                let spent = match team {
+                    None => self.store.key_spend(&caller.key.id, &budget.currency, period_start).await,
+                    Some(team) => self.store.team_spend(team, &budget.currency, period_start).await,
+                };
+                self.budgets.load(&account, period_start, spent.map_err(|_| GatewayError::StoreUnavailable)?);
+            }
+            limits.push(budgets::Limit {
+                account,
+                label,
+                budget_nanos: budget.amount_nanos,
+                currency: llmux_types::Currency::parse(&budget.currency).unwrap_or(llmux_types::Currency::USD),
+                period: budget.period.clone(),
+                period_start,
+            });
         }
         let usage =
             llmux_types::Usage { input_tokens: estimate.input, output_tokens: estimate.output, ..Default::default() };
-        let estimated = candidates
+        let price = candidates
             .first()
-            .and_then(|candidate| runtime.config.models[candidate.model].routes[candidate.route].price)
-            .filter(|price| price.currency == currency)
-            .map_or(0, |price| price.cost(&usage).nanos);
-        match self.budgets.reserve(&key.id, (budget.amount_nanos, currency, &budget.period), start, estimated) {
+            .and_then(|candidate| runtime.config.models[candidate.model].routes[candidate.route].price);
+        let estimated =
+            |currency| price.filter(|price| price.currency == currency).map_or(0, |price| price.cost(&usage).nanos);
+        match self.budgets.reserve(&limits, estimated) {
             Ok(reservation) => {
                 settlement.reserve_budget(reservation);
                 Ok(())

@@ -63,6 +63,7 @@ impl Settlement {
             record: UsageRecord {
                 request_id: request_id.to_owned(),
                 key_id: Some(caller.key.id.clone()),
+                team: caller.team.as_ref().map(|team| team.name.clone()),
                 ..UsageRecord::default()
             },
             started,

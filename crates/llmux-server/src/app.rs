@@ -42,6 +42,8 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
         .route("/admin/keys/{id}", get(admin::show_key).patch(admin::update_key).delete(admin::revoke_key))
         .route("/admin/keys/{id}/revoke", post(admin::revoke_key))
+        .route("/admin/teams", post(admin::create_team).get(admin::list_teams))
+        .route("/admin/teams/{name}", get(admin::show_team).patch(admin::update_team).delete(admin::delete_team))
         .route("/admin/usage", get(admin::usage))
         .route("/admin/usage/summary", get(admin::usage_summary))
         .route("/admin/providers", get(admin::providers))

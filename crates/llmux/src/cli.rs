@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use llmux_config::Config;
 use llmux_gateway::keys::{self, BudgetInput, KeyPatch, NewKey};
+use llmux_gateway::teams::{self, NewTeam, TeamPatch};
 use llmux_server::ConfigSource;
 use llmux_store::{GroupBy, Store};
 
@@ -255,7 +256,165 @@ pub enum KeysCommand {
         tpm: Option<u64>,
         #[arg(long)]
         region: Option<String>,
+        /// Move the key to this team (`""` for none).
+        #[arg(long)]
+        team: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// Create a team; keys join it with `--team NAME`.
+    Create {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        name: String,
+        /// Models the team's keys may use, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Budget amount, shared by the team's keys.
+        #[arg(long)]
+        budget: Option<String>,
+        /// daily | weekly | monthly | total
+        #[arg(long)]
+        budget_period: Option<String>,
+        #[arg(long)]
+        budget_currency: Option<String>,
+        /// Requests per minute, shared by the team's keys.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens per minute, shared by the team's keys.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// The region of the team's keys that have none of their own.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// List teams.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one team.
+    Show {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        name: String,
+    },
+    /// Change a team's models, limits or budget.
+    Update {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        name: String,
+        /// Allowed models, comma-separated; `*` for all.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        #[arg(long)]
+        budget: Option<String>,
+        #[arg(long)]
+        budget_period: Option<String>,
+        #[arg(long)]
+        budget_currency: Option<String>,
+        #[arg(long)]
+        rpm: Option<u64>,
+        #[arg(long)]
+        tpm: Option<u64>,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Delete a team that no active key belongs to.
+    Delete {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        name: String,
+    },
+}
+
+pub async fn teams(command: TeamsCommand) -> Result<(), String> {
+    let pretty = |team: &llmux_store::TeamRecord| serde_json::to_string_pretty(&teams::view(team)).unwrap_or_default();
+    match command {
+        TeamsCommand::Create { config, name, models, budget, budget_period, budget_currency, rpm, tpm, region } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let new = NewTeam {
+                name,
+                models,
+                budget: budget_input(budget, budget_period, budget_currency)?,
+                rpm_limit: rpm,
+                tpm_limit: tpm,
+                region,
+                metadata: None,
+            };
+            let team = teams::create(store.as_ref(), new).await.map_err(|error| error.to_string())?;
+            println!("{}", pretty(&team));
+            Ok(())
+        }
+        TeamsCommand::List { config, json } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let list = store.list_teams().await.map_err(|error| error.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({"teams": list.iter().map(teams::view).collect::<Vec<_>>()}));
+                return Ok(());
+            }
+            println!("{:<24} {:<10} {:<12} {:<24} models", "name", "rpm", "tpm", "budget");
+            for team in &list {
+                let budget = team.budget.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |budget| {
+                        let amount = llmux_types::money::format_nanos(budget.amount_nanos);
+                        format!("{amount} {} {}", budget.currency, budget.period)
+                    },
+                );
+                let limit = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |value| value.to_string());
+                println!(
+                    "{:<24} {:<10} {:<12} {:<24} {}",
+                    team.name,
+                    limit(team.rpm_limit),
+                    limit(team.tpm_limit),
+                    budget,
+                    team.models.as_ref().map_or_else(|| "*".to_owned(), |models| models.join(","))
+                );
+            }
+            Ok(())
+        }
+        TeamsCommand::Show { config, name } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let team = store
+                .team(&name)
+                .await
+                .map_err(|error| error.to_string())?
+                .ok_or_else(|| format!("no team named `{name}`"))?;
+            println!("{}", pretty(&team));
+            Ok(())
+        }
+        TeamsCommand::Update { config, name, models, budget, budget_period, budget_currency, rpm, tpm, region } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            let patch = TeamPatch {
+                models: models.map(|models| if models == ["*"] { None } else { Some(models) }),
+                budget: budget_input(budget, budget_period, budget_currency)?.map(Some),
+                rpm_limit: rpm.map(Some),
+                tpm_limit: tpm.map(Some),
+                region: region.map(Some),
+                metadata: None,
+            };
+            let team = teams::update(store.as_ref(), &name, patch).await.map_err(|error| error.to_string())?;
+            println!("{}", pretty(&team));
+            Ok(())
+        }
+        TeamsCommand::Delete { config, name } => {
+            let (_, config) = load(config)?;
+            let store = open_store(&config).await?;
+            teams::delete(store.as_ref(), &name).await.map_err(|error| error.to_string())?;
+            println!("deleted team {name}");
+            Ok(())
+        }
+    }
 }
 
 fn budget_input(
@@ -355,7 +514,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), String> {
             println!("revoked {} ({})", key.id, key.name);
             Ok(())
         }
-        KeysCommand::Update { config, id, name, models, rpm, tpm, region } => {
+        KeysCommand::Update { config, id, name, models, rpm, tpm, region, team } => {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
             let patch = KeyPatch {
@@ -364,6 +523,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), String> {
                 rpm_limit: rpm.map(Some),
                 tpm_limit: tpm.map(Some),
                 region: region.map(Some),
+                team: team.map(|team| Some(team).filter(|team| !team.is_empty())),
                 ..KeyPatch::default()
             };
             let key = keys::update(store.as_ref(), &id, patch).await.map_err(|error| error.to_string())?;

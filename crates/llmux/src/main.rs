@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::KeysCommand,
     },
+    /// Manage teams: shared budgets, limits and model lists for their keys.
+    Teams {
+        #[command(subcommand)]
+        command: cli::TeamsCommand,
+    },
     /// Usage totals from the ledger.
     Usage(cli::UsageArgs),
     /// Validate a config file and print the resolved routing table.
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         match args.command {
             Command::Serve { config, listen } => cli::serve(config, listen).await,
             Command::Keys { command } => cli::keys(command).await,
+            Command::Teams { command } => cli::teams(command).await,
             Command::Usage(usage) => cli::usage(usage).await,
             Command::Check { config } => cli::check(config),
             Command::Version => {

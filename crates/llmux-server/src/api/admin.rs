@@ -8,6 +8,7 @@ use axum::response::Response;
 use llmux_gateway::clock;
 use llmux_gateway::error::ErrorCode;
 use llmux_gateway::keys::{self, KeyError, KeyPatch, NewKey};
+use llmux_gateway::teams::{self, NewTeam, TeamError, TeamPatch};
 use llmux_store::{GroupBy, StoredUsage, UsageFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -158,6 +159,96 @@ pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>, h
     }
 }
 
+fn team_error(error: TeamError, request_id: &str) -> Response {
+    match error {
+        TeamError::Invalid(error) => key_error(error, request_id),
+        TeamError::NotFound(_) => render(Dialect::OpenAi, ErrorCode::NotFound, &format!("{error}."), None, request_id),
+        TeamError::Exists(_) | TeamError::InUse { .. } => {
+            render(Dialect::OpenAi, ErrorCode::Conflict, &format!("{error}."), None, request_id)
+        }
+    }
+}
+
+pub async fn create_team(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    let new: NewTeam = match json_body(&state, &headers, body, &request_id).await {
+        Ok(new) => new,
+        Err(response) => return response,
+    };
+    match teams::create(state.gateway.store().as_ref(), new).await {
+        Ok(team) => {
+            state.gateway.team_changed(team.clone()).await;
+            json(StatusCode::CREATED, &teams::view(&team), &request_id)
+        }
+        Err(error) => team_error(error, &request_id),
+    }
+}
+
+pub async fn list_teams(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    match state.gateway.store().list_teams().await {
+        Ok(list) => {
+            json(StatusCode::OK, &json!({"teams": list.iter().map(teams::view).collect::<Vec<_>>()}), &request_id)
+        }
+        Err(error) => team_error(error.into(), &request_id),
+    }
+}
+
+pub async fn show_team(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    match state.gateway.store().team(&name).await {
+        Ok(Some(team)) => json(StatusCode::OK, &teams::view(&team), &request_id),
+        Ok(None) => team_error(TeamError::NotFound(name), &request_id),
+        Err(error) => team_error(error.into(), &request_id),
+    }
+}
+
+pub async fn update_team(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    let patch: TeamPatch = match json_body(&state, &headers, body, &request_id).await {
+        Ok(patch) => patch,
+        Err(response) => return response,
+    };
+    match teams::update(state.gateway.store().as_ref(), &name, patch).await {
+        Ok(team) => {
+            state.gateway.team_changed(team.clone()).await;
+            json(StatusCode::OK, &teams::view(&team), &request_id)
+        }
+        Err(error) => team_error(error, &request_id),
+    }
+}
+
+pub async fn delete_team(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Err(response) = authorize(&state, &headers, &request_id) {
+        return response;
+    }
+    match teams::delete(state.gateway.store().as_ref(), &name).await {
+        Ok(()) => {
+            state.gateway.team_deleted(&name).await;
+            json(StatusCode::OK, &json!({"name": name, "deleted": true}), &request_id)
+        }
+        Err(error) => team_error(error, &request_id),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct UsageQuery {
     key_id: Option<String>,
@@ -196,6 +287,7 @@ pub fn usage_view(stored: &StoredUsage) -> Value {
         "id": stored.id,
         "request_id": record.request_id,
         "key_id": record.key_id,
+        "team": record.team,
         "model": record.model,
         "provider": record.provider,
         "upstream_model": record.upstream_model,

@@ -106,6 +106,10 @@ async fn expired_keys_and_admin_auth() {
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "region");
+    // A key's team must exist.
+    let response =
+        gateway.http.post(gateway.url("/admin/teams")).bearer_auth(MASTER).json(&json!({"name": "ml"})).send().await;
+    assert_eq!(response.unwrap().status(), 201);
     let response = gateway
         .http
         .post(gateway.url("/admin/keys"))

@@ -12,6 +12,7 @@ mod limits;
 mod reload;
 mod routing;
 mod streaming;
+mod teams;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
