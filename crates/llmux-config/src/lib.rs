@@ -56,6 +56,10 @@ pub struct StorageConfig {
     pub redis: Option<String>,
     /// Usage records are flushed at least this often.
     pub flush_interval: Duration,
+    /// Where usage records wait on local disk while the store is unreachable.
+    pub spill_dir: std::path::PathBuf,
+    /// The most those files may hold together.
+    pub spill_max_bytes: u64,
 }
 
 /// How a model picks among its routes.

@@ -50,6 +50,8 @@ pub struct RawStorage {
     pub url: Option<String>,
     pub redis: Option<String>,
     pub flush_interval_ms: Option<u64>,
+    pub spill_dir: Option<String>,
+    pub spill_max_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

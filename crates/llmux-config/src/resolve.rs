@@ -36,6 +36,8 @@ pub(crate) fn resolve(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigErro
             .unwrap_or_else(|| "sqlite://llmux.db".to_owned()),
         redis: raw.storage.redis.as_deref().map(|url| interpolate(url, env, "storage.redis", &mut errors)),
         flush_interval: Duration::from_millis(raw.storage.flush_interval_ms.unwrap_or(200).clamp(10, 1_000)),
+        spill_dir: raw.storage.spill_dir.as_deref().unwrap_or("llmux-spill").into(),
+        spill_max_bytes: raw.storage.spill_max_mb.unwrap_or(1024).saturating_mul(1024 * 1024),
     };
     if !(storage.url.starts_with("sqlite:")
         || storage.url.starts_with("postgres://")

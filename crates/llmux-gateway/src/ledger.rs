@@ -4,9 +4,11 @@
 //! Guarantees: a record handed over is written unless the process crashes; on a
 //! clean shutdown the channel is drained and flushed. A crash loses at most what
 //! arrived since the last flush (`storage.flush_interval_ms`, default 200 ms). When
-//! the store fails, batches are kept in memory and retried with backoff. If the
-//! channel is full, records go to an overflow list the writer also drains, so a
-//! burst slows nothing and loses nothing.
+//! the store fails, batches go to a spill file on local disk (see `spill`; in memory
+//! if that fails or is full) and are written, with backoff, when it answers again; a
+//! crash during the outage loses nothing spilled. If the channel is full, records go
+//! to an overflow list the writer also drains, so a burst slows nothing and loses
+//! nothing.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use std::time::Duration;
 use llmux_store::{Store, UsageRecord};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
+
+use crate::spill::Spill;
 
 /// Records per insert transaction.
 const BATCH: usize = 512;
@@ -37,11 +41,11 @@ pub struct LedgerWriter {
 
 impl Ledger {
     /// Starts the writer.
-    pub fn start(store: Arc<dyn Store>, flush_interval: Duration) -> (Ledger, LedgerWriter) {
+    pub fn start(store: Arc<dyn Store>, flush_interval: Duration, spill: Spill) -> (Ledger, LedgerWriter) {
         let (tx, rx) = mpsc::channel(CAPACITY);
         let overflow = Arc::new(Mutex::new(Vec::new()));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(write_loop(store, rx, overflow.clone(), flush_interval, stop_rx));
+        let task = tokio::spawn(write_loop(store, rx, overflow.clone(), flush_interval, spill, stop_rx));
         (Ledger { tx, overflow }, LedgerWriter { stop, task })
     }
 
@@ -74,6 +78,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<UsageRecord>,
     overflow: Arc<Mutex<Vec<UsageRecord>>>,
     flush_interval: Duration,
+    mut spill: Spill,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
@@ -84,7 +89,7 @@ async fn write_loop(
         // Wait for the first record of a batch, then collect for one flush interval
         // (or until the batch is full), so the store sees a few large transactions
         // per second whatever the request rate.
-        if pending.is_empty() {
+        if pending.is_empty() && !spill.has_backlog() {
             tokio::select! {
                 received = rx.recv_many(&mut batch, BATCH) => stopping = received == 0,
                 _ = stop.changed() => stopping = true,
@@ -104,11 +109,21 @@ async fn write_loop(
         }
         batch.append(&mut overflow.lock());
         pending.take_from(&mut batch);
-        match pending.flush(store.as_ref()).await {
+        let flushed = match pending.flush(store.as_ref()).await {
+            Ok(()) => match spill.has_backlog() {
+                true => spill.replay(store.as_ref()).await.map(drop).map_err(|error| error.to_string()),
+                false => Ok(()),
+            },
+            Err(error) => Err(error.to_string()),
+        };
+        match flushed {
             Ok(()) => backoff = Duration::ZERO,
             Err(error) => {
+                if backoff.is_zero() {
+                    tracing::error!(%error, "Usage records could not be written; keeping them until the store answers.");
+                }
                 backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-                tracing::error!(%error, pending = pending.len(), "Usage records could not be written; retrying.");
+                pending.spill_to(&mut spill);
             }
         }
     }
@@ -119,8 +134,15 @@ async fn write_loop(
     }
     batch.append(&mut overflow.lock());
     pending.take_from(&mut batch);
+    // The store may be down: what it does not take now goes to disk for the next
+    // start; only what cannot go there either is retried until the grace period ends.
     let mut wait = Duration::from_millis(100);
     while let Err(error) = pending.flush(store.as_ref()).await {
+        pending.spill_to(&mut spill);
+        if pending.is_empty() {
+            tracing::warn!(%error, "Usage records kept on disk at shutdown; the next start writes them.");
+            return;
+        }
         tracing::error!(%error, pending = pending.len(), "Usage records could not be written at shutdown; retrying.");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(2));
@@ -145,6 +167,17 @@ impl Pending {
         while !batch.is_empty() {
             let take = batch.len().min(BATCH);
             self.0.push_back(batch.drain(..take).collect());
+        }
+    }
+
+    /// Moves chunks to disk, oldest first, while the spill takes them.
+    fn spill_to(&mut self, spill: &mut Spill) {
+        while let Some(chunk) = self.0.front() {
+            if let Err(error) = spill.append(chunk) {
+                tracing::error!(%error, pending = self.len(), "Usage records could not be spilled to disk; keeping them in memory.");
+                return;
+            }
+            self.0.pop_front();
         }
     }
 
@@ -247,16 +280,43 @@ mod tests {
         UsageRecord { request_id: format!("r{id}"), model: "m".into(), status: 200, ..UsageRecord::default() }
     }
 
+    fn spill_dir(tag: &str) -> std::path::PathBuf {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).unwrap();
+        std::env::temp_dir().join(format!("llmux-spill-{tag}-{}", u64::from_le_bytes(random)))
+    }
+
+    fn spill(dir: &std::path::Path) -> Spill {
+        Spill::new(dir, 1 << 30)
+    }
+
+    fn spilled_records(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default().lines().count())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn batches_per_flush_interval_and_survives_store_failures() {
         let store = Arc::new(FlakyStore { failures: AtomicUsize::new(2), ..FlakyStore::default() });
-        let (ledger, writer) = Ledger::start(store.clone(), Duration::from_millis(200));
+        let dir = spill_dir("flaky");
+        let (ledger, writer) = Ledger::start(store.clone(), Duration::from_millis(200), spill(&dir));
         for id in 0..100 {
             ledger.record(record(id));
         }
-        // Two failed attempts, backoff, then one batch with everything.
+        // The first attempt fails: the batch goes to disk. The replay fails once more,
+        // then writes it in one batch and removes the file.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(spilled_records(&dir), 100);
+        assert!(store.batches.lock().is_empty());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(*store.batches.lock(), vec![100]);
+        assert_eq!(spilled_records(&dir), 0);
         for id in 100..110 {
             ledger.record(record(id));
         }
@@ -270,11 +330,46 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_flushes_records_handed_over_just_before() {
         let store = Arc::new(FlakyStore::default());
-        let (ledger, writer) = Ledger::start(store.clone(), Duration::from_secs(60));
+        let (ledger, writer) = Ledger::start(store.clone(), Duration::from_secs(60), spill(&spill_dir("shutdown")));
         for id in 0..5 {
             ledger.record(record(id));
         }
         writer.shutdown(Duration::from_secs(5)).await;
         assert_eq!(store.written.lock().len(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_of_a_store_outage_wait_on_disk_across_a_restart() {
+        let dir = spill_dir("restart");
+        // The store is down for the whole life of the first instance.
+        let down = Arc::new(FlakyStore { failures: AtomicUsize::new(usize::MAX), ..FlakyStore::default() });
+        let (ledger, writer) = Ledger::start(down.clone(), Duration::from_millis(50), spill(&dir));
+        for id in 0..700 {
+            ledger.record(record(id));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        writer.shutdown(Duration::from_secs(1)).await;
+        assert!(down.written.lock().is_empty());
+        assert_eq!(spilled_records(&dir), 700, "all on disk, none lost");
+
+        // Another instance holds its own file: a new instance must not take it.
+        let mut other = spill(&dir);
+        other.append(&[record(9_999)]).unwrap();
+
+        // The next start writes them once the store answers, oldest first, in batches.
+        let up = Arc::new(FlakyStore::default());
+        let (_ledger, writer) = Ledger::start(up.clone(), Duration::from_millis(50), spill(&dir));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let written = up.written.lock().clone();
+        assert_eq!(written, (0..700).map(|id| format!("r{id}")).collect::<Vec<_>>());
+        assert_eq!(*up.batches.lock(), vec![512, 188]);
+        assert_eq!(spilled_records(&dir), 1, "the live instance's file stays");
+        // Once that instance is gone, its records are taken too (at the next scan).
+        drop(other);
+        let mut later = spill(&dir);
+        assert_eq!(later.replay(up.as_ref()).await.unwrap(), 1);
+        assert_eq!(spilled_records(&dir), 0);
+        writer.shutdown(Duration::from_secs(1)).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod relay;
 pub mod router;
 pub mod settle;
+pub mod spill;
 pub mod teams;
 pub mod telemetry;
 
@@ -166,7 +167,8 @@ impl Gateway {
     /// Loads keys, starts the ledger writer and the key refresher.
     pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<(Arc<Gateway>, Background), String> {
         let keys = Arc::new(KeyCache::load(store.as_ref()).await.map_err(|error| error.to_string())?);
-        let (ledger, writer) = Ledger::start(store.clone(), config.storage.flush_interval);
+        let spill = spill::Spill::new(&config.storage.spill_dir, config.storage.spill_max_bytes);
+        let (ledger, writer) = Ledger::start(store.clone(), config.storage.flush_interval, spill);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(keys.clone().refresh_loop(store.clone(), config.server.key_refresh, stop_rx));
         let runtime = Runtime::build(config)?;

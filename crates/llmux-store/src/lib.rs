@@ -65,7 +65,8 @@ pub struct Budget {
 }
 
 /// One request's usage record.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UsageRecord {
     pub request_id: String,
     pub key_id: Option<String>,

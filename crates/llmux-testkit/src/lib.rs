@@ -253,3 +253,65 @@ async fn handle(
         }
     }
 }
+
+/// A TCP relay in front of a real service (PostgreSQL, Redis) on port 0, for fault
+/// tests: [`FaultProxy::cut`] closes every relayed connection and refuses new ones
+/// until [`FaultProxy::restore`], as if the service had gone away.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    up: Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = self.up.send(false);
+    }
+}
+
+impl FaultProxy {
+    /// Relays connections on a fresh loopback port to `target` (`host:port`).
+    pub async fn start(target: &str) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fault proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let (up, _) = tokio::sync::watch::channel(true);
+        let up = Arc::new(up);
+        let target = target.to_owned();
+        let relay_up = up.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if !*relay_up.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = relay_up.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, up, task }
+    }
+
+    /// `host:port` to connect to instead of the service.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service "goes away": relayed connections close, new ones are dropped.
+    pub fn cut(&self) {
+        let _ = self.up.send(false);
+    }
+
+    /// The service "comes back".
+    pub fn restore(&self) {
+        let _ = self.up.send(true);
+    }
+}

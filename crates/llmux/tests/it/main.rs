@@ -51,7 +51,7 @@ pub struct TestGateway {
 pub fn base_config(dir: &std::path::Path) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nmaster_key = \"{MASTER}\"\nkey_refresh_ms = 100\nshutdown_grace_ms = 5000\nmax_body_bytes = 65536\n\n\
-         [storage]\nurl = \"sqlite://{}/llmux.db\"\nflush_interval_ms = 50\n\n",
+         [storage]\nurl = \"sqlite://{0}/llmux.db\"\nflush_interval_ms = 50\nspill_dir = \"{0}/spill\"\n\n",
         dir.display()
     )
 }
