@@ -123,6 +123,10 @@ pub struct RouteConfig {
     pub idle_timeout: Option<Duration>,
     /// The route's price: the config override, else the built-in table.
     pub price: Option<Price>,
+    /// Requests and tokens per minute this deployment (provider and upstream model)
+    /// may be sent, shared by every route to it; past them, other routes are tried.
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
 }
 
 /// A problem in the configuration, with where it is.

@@ -125,6 +125,8 @@ pub struct RawRoute {
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub price: Option<RawPrice>,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
 }
 
 /// Per million tokens.

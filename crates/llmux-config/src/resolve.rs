@@ -362,6 +362,8 @@ fn resolve_route(
         first_byte_timeout: raw.first_byte_timeout_ms.or(model.first_byte_timeout_ms).map(Duration::from_millis),
         idle_timeout: raw.idle_timeout_ms.or(model.idle_timeout_ms).map(Duration::from_millis),
         price,
+        rpm_limit: raw.rpm_limit,
+        tpm_limit: raw.tpm_limit,
     })
 }
 
@@ -463,6 +465,8 @@ pub fn default_config(env: Env<'_>) -> Result<Config, ConfigErrors> {
         first_byte_timeout_ms: None,
         idle_timeout_ms: None,
         price: None,
+        rpm_limit: None,
+        tpm_limit: None,
     };
     let model = |name: &str, provider: &str, upstream: &str| RawModel {
         name: name.into(),

@@ -431,6 +431,8 @@ impl Gateway {
         let mut failures = Vec::new();
         let mut next = 0;
         let mut widened = false;
+        // The last route passed over because its own rate limit was reached.
+        let mut route_limited = None;
         // The overall deadline (`server.request_timeout_ms`), over every attempt.
         let deadline = runtime.config.server.request_timeout.map(|timeout| meta.started + timeout);
         let past_deadline = || UpstreamError { message: None, ..UpstreamError::new(ErrorKind::Timeout) };
@@ -440,9 +442,15 @@ impl Gateway {
             }
             next += 1;
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
+            if let Err(refusal) = self.route_window(runtime, route, &mut settlement) {
+                route_limited = Some(refusal);
+                continue;
+            }
             settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
             let hedge = match runtime.config.models[candidate.model].hedge_after {
                 _ if next >= candidates.len() => None,
+                // The hedge would go past the next route's own rate limit.
+                _ if !self.route_has_room(runtime, candidates[next]) => None,
                 None => None,
                 Some(llmux_config::Hedge::After(after)) => Some(after),
                 Some(llmux_config::Hedge::P95) => runtime.health.route(candidate).p95_latency(),
@@ -519,12 +527,60 @@ impl Gateway {
             }
         }
         let attempts = settlement.attempts();
+        if attempts == 0
+            && let Some(refusal) = route_limited
+        {
+            // Every route was at its own rate limit: the caller may retry after it.
+            let error = GatewayError::RateLimited(Box::new(refusal));
+            let code = error.code();
+            settlement.finish(code.status(), Some(code));
+            return Err(Failure { error, attempts, provider: None, rate_limits: None });
+        }
         let provider = failures.last().map(|failure| failure.provider.clone());
         let error = GatewayError::Upstream(failures);
         tracing::warn!(request_id = %meta.request_id, error = %error, "Request failed upstream.");
         let code = error.code();
         settlement.finish(code.status(), Some(code));
         Err(Failure { error, attempts, provider, rate_limits: None })
+    }
+
+    /// Counts an attempt against its route's own rate limits (`rpm_limit`, `tpm_limit`
+    /// on the route; one window per provider and upstream model), or refuses it.
+    fn route_window(
+        &self,
+        runtime: &Runtime,
+        route: &llmux_config::RouteConfig,
+        settlement: &mut Settlement,
+    ) -> Result<(), limits::Refusal> {
+        if route.rpm_limit.is_none() && route.tpm_limit.is_none() {
+            return Ok(());
+        }
+        let scope = limits::Scope::route(
+            &runtime.config.providers[route.provider].name,
+            &route.model,
+            route.rpm_limit,
+            route.tpm_limit,
+        );
+        let now = u64::try_from(clock::now_ms()).unwrap_or(0);
+        if let Some((reservation, _)) = self.limits.admit(std::slice::from_ref(&scope), now)? {
+            settlement.reserve_route(reservation);
+        }
+        Ok(())
+    }
+
+    /// Whether `candidate`'s route is below its own rate limits (without counting).
+    fn route_has_room(&self, runtime: &Runtime, candidate: Candidate) -> bool {
+        let route = &runtime.config.models[candidate.model].routes[candidate.route];
+        if route.rpm_limit.is_none() && route.tpm_limit.is_none() {
+            return true;
+        }
+        let scope = limits::Scope::route(
+            &runtime.config.providers[route.provider].name,
+            &route.model,
+            route.rpm_limit,
+            route.tpm_limit,
+        );
+        self.limits.has_room(&scope, u64::try_from(clock::now_ms()).unwrap_or(0))
     }
 
     /// A hedged attempt: `first`; if it has not answered within `after`, `second` too.
@@ -552,6 +608,12 @@ impl Gateway {
             () = tokio::time::sleep(after) => {}
         }
         let route = &runtime.config.models[second_route.model].routes[second_route.route];
+        if self.route_window(runtime, route, settlement).is_err() {
+            // The second route reached its own rate limit meanwhile: no hedge.
+            let (outcome, elapsed) = first.await;
+            log_attempt(runtime, settlement, first_route, outcome_label(&outcome), elapsed);
+            return (first_route, outcome, false);
+        }
         settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
         let hedge_started = Instant::now();
         let second = self.attempt(runtime, region, second_route, attempts);

@@ -56,6 +56,16 @@ impl Scope {
         Scope { id: format!("team:{name}"), label: format!("team {name}"), rpm, tpm }
     }
 
+    /// A deployment's window: every route to `upstream_model` at `provider`.
+    pub fn route(provider: &str, upstream_model: &str, rpm: Option<u64>, tpm: Option<u64>) -> Scope {
+        Scope {
+            id: format!("route:{provider}/{upstream_model}"),
+            label: format!("route {provider}/{upstream_model}"),
+            rpm,
+            tpm,
+        }
+    }
+
     fn limited(&self) -> bool {
         self.rpm.is_some() || self.tpm.is_some()
     }
@@ -122,6 +132,14 @@ impl Reservation {
 }
 
 impl Limits {
+    /// Whether `scope`'s window would admit a request now (nothing is counted).
+    pub fn has_room(&self, scope: &Scope, now_ms: u64) -> bool {
+        let start = now_ms - now_ms % WINDOW_MS;
+        let windows = self.windows.lock();
+        let Some(window) = windows.get(&scope.id).filter(|window| window.start_ms == start) else { return true };
+        scope.rpm.is_none_or(|limit| window.requests < limit) && scope.tpm.is_none_or(|limit| window.tokens < limit)
+    }
+
     /// Admits a request limited by `scopes` at `now_ms`: all of them admit it, or none
     /// counts it. `None` when no scope has a limit.
     pub fn admit(self: &Arc<Self>, scopes: &[Scope], now_ms: u64) -> Result<Option<(Reservation, RateInfo)>, Refusal> {

@@ -33,8 +33,11 @@ pub struct Settlement {
     attempt_log: Vec<AttemptEntry>,
     /// Keeps the serving route counted as busy until the answer is settled.
     busy: Option<crate::health::Busy>,
-    /// The key's rate-limit window, told the request's tokens when it settles.
+    /// The rate-limit windows of the key and its team, told the request's tokens when
+    /// it settles.
     reservation: Option<crate::limits::Reservation>,
+    /// The window of the route last attempted, if it is limited.
+    route_window: Option<crate::limits::Reservation>,
     /// The key's budget, told the request's actual cost when it settles.
     budget: Option<crate::budgets::BudgetReservation>,
 }
@@ -74,6 +77,7 @@ impl Settlement {
             attempt_log: Vec::new(),
             busy: None,
             reservation: None,
+            route_window: None,
             budget: None,
         }
     }
@@ -111,6 +115,12 @@ impl Settlement {
     /// Counts the request's tokens against its key's rate-limit window when it settles.
     pub fn reserve(&mut self, reservation: crate::limits::Reservation) {
         self.reservation = Some(reservation);
+    }
+
+    /// Counts the request's tokens against the window of the route attempted (the last
+    /// one, which is the one that served if any did).
+    pub fn reserve_route(&mut self, reservation: crate::limits::Reservation) {
+        self.route_window = Some(reservation);
     }
 
     /// Replaces the request's reserved cost by its actual cost when it settles.
@@ -175,8 +185,9 @@ impl Settlement {
         if let Some(reservation) = self.budget.take() {
             reservation.settle(cost.map_or(0, |cost| cost.nanos), cost.map(|cost| cost.currency));
         }
-        if let Some(reservation) = self.reservation.take() {
-            reservation.settle(self.usage.input_tokens.saturating_add(self.usage.output_tokens));
+        let tokens = self.usage.input_tokens.saturating_add(self.usage.output_tokens);
+        for reservation in [self.reservation.take(), self.route_window.take()].into_iter().flatten() {
+            reservation.settle(tokens);
         }
         if !self.attempt_log.is_empty() {
             record.attempt_log = serde_json::to_string(&self.attempt_log).ok();

@@ -158,3 +158,40 @@ async fn a_burst_against_a_budget_for_ten_never_overspends_and_the_upstream_sees
     assert!(spent <= 0.13 + 1e-9, "spent {spent}");
     assert!(spent > 0.13 - 0.024 - 1e-9, "stopped only when the next estimate (0.024) did not fit: {spent}");
 }
+
+#[tokio::test]
+async fn a_route_at_its_own_rate_limit_steers_traffic_to_the_next_route_and_429s_when_none_is_left() {
+    let (limited, spare) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    limited.always(Reply::chat("from limited", 9, 4));
+    spare.always(Reply::chat("from spare", 9, 4));
+    // `chat` and `solo` share the deployment limited/m: one window of 2 requests a minute.
+    let gateway = TestGateway::start(&format!(
+        "{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"limited\", model = \"m\", rpm_limit = 2 }}, {{ provider = \"spare\", model = \"m\", priority = 1 }}]\n\
+         [[models]]\nname = \"solo\"\nroutes = [{{ provider = \"limited\", model = \"m\", rpm_limit = 2 }}]\n",
+        fake_provider("limited", &limited.base_url()),
+        fake_provider("spare", &spare.base_url())
+    ))
+    .await;
+    let key = gateway.key().await;
+    let mut served_by = Vec::new();
+    for _ in 0..4 {
+        let response = gateway.chat(&key, &ask()).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-llmux-attempts"], "1", "a limited route is passed over, not attempted");
+        served_by.push(response.headers()["x-llmux-provider"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(served_by, ["limited", "limited", "spare", "spare"]);
+    assert_eq!(limited.received().len(), 2);
+
+    // A model whose only route is at its limit: 429 with Retry-After, nothing sent.
+    let response = gateway.chat(&key, &json!({"model": "solo", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(body["error"]["message"], "Rate limit reached: 2 requests per minute for route limited/m.");
+    assert_eq!(limited.received().len(), 2);
+    let records = gateway.wait_usage(5).await;
+    assert_eq!(records.iter().filter(|record| record["error_code"] == "rate_limit_exceeded").count(), 1);
+}
