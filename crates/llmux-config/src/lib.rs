@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub circuit_cooldown: Duration,
     /// Active health checks (`None`: off).
     pub health_check_interval: Option<Duration>,
+    /// Budget percentages whose crossing raises an alert, ascending.
+    pub budget_alert_thresholds: Vec<u8>,
+    /// Where budget alerts are POSTed; may hold a token, so it is a secret.
+    pub budget_alert_webhook: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

@@ -37,6 +37,10 @@ pub struct RawServer {
     /// Active health checks: how often every provider's model list is fetched (off by
     /// default).
     pub health_check_interval_ms: Option<u64>,
+    /// Percentages of a budget whose crossing raises an alert (default [80, 100]).
+    pub budget_alert_thresholds: Option<Vec<u8>>,
+    /// Where budget alerts are POSTed as JSON (optional).
+    pub budget_alert_webhook: Option<String>,
     /// Defaults for every provider's timeouts (a provider's own fields win).
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,

@@ -102,6 +102,19 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
     if max_body_bytes < 1024 {
         errors.push("server.max_body_bytes", "must be at least 1024");
     }
+    let mut budget_alert_thresholds = server.budget_alert_thresholds.clone().unwrap_or_else(|| vec![80, 100]);
+    if budget_alert_thresholds.iter().any(|percent| !(1..=100).contains(percent)) {
+        errors.push("server.budget_alert_thresholds", "percentages must be between 1 and 100");
+    }
+    budget_alert_thresholds.sort_unstable();
+    budget_alert_thresholds.dedup();
+    let budget_alert_webhook =
+        server.budget_alert_webhook.as_deref().map(|url| interpolate(url, env, "server.budget_alert_webhook", errors));
+    if let Some(url) = &budget_alert_webhook
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        errors.push("server.budget_alert_webhook", "must be an http:// or https:// URL");
+    }
     ServerConfig {
         listen,
         master_key: master_key.map(Secret::new),
@@ -117,6 +130,8 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
             .health_check_interval_ms
             .filter(|ms| *ms > 0)
             .map(|ms| Duration::from_millis(ms.max(100))),
+        budget_alert_thresholds,
+        budget_alert_webhook: budget_alert_webhook.map(Secret::new),
     }
 }
 

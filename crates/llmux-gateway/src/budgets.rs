@@ -26,6 +26,21 @@ use crate::FastMap;
 #[derive(Debug, Default)]
 pub struct Budgets {
     accounts: Mutex<FastMap<String, Account>>,
+    /// Percentages whose crossing is reported, and where to.
+    alerts: parking_lot::RwLock<Option<(Vec<u8>, tokio::sync::mpsc::UnboundedSender<Crossing>)>>,
+}
+
+/// A budget's spend crossed one of the alert thresholds (`server.budget_alert_thresholds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crossing {
+    /// The account: a key id, or `team:` and the team name.
+    pub account: String,
+    pub threshold_percent: u8,
+    pub spent_nanos: i64,
+    pub budget_nanos: i64,
+    pub currency: Currency,
+    pub period: String,
+    pub period_start: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,22 +78,55 @@ pub struct Exhausted {
 #[derive(Debug)]
 pub struct BudgetReservation {
     budgets: Arc<Budgets>,
-    /// Account, period start, currency, amount reserved.
-    accounts: Vec<(String, i64, Currency, i64)>,
+    accounts: Vec<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    account: String,
+    period_start: i64,
+    currency: Currency,
+    reserved: i64,
+    budget_nanos: i64,
+    period: String,
 }
 
 impl BudgetReservation {
     /// The request cost `nanos` in `currency` (other currencies do not count).
     pub fn settle(self, nanos: i64, currency: Option<Currency>) {
+        let mut crossings = Vec::new();
         let mut accounts = self.budgets.accounts.lock();
-        for (name, period_start, budget_currency, reserved) in &self.accounts {
-            if let Some(account) = accounts.get_mut(name)
-                && account.period_start == *period_start
+        let alerts = self.budgets.alerts.read();
+        for held in &self.accounts {
+            if let Some(account) = accounts.get_mut(&held.account)
+                && account.period_start == held.period_start
             {
-                account.reserved = (account.reserved - reserved).max(0);
-                if currency == Some(*budget_currency) {
+                account.reserved = (account.reserved - held.reserved).max(0);
+                if currency == Some(held.currency) {
+                    let before = account.spent;
                     account.spent = account.spent.saturating_add(nanos);
+                    let thresholds = alerts.as_ref().map_or(&[][..], |(thresholds, _)| thresholds);
+                    for &percent in thresholds {
+                        let line = i128::from(held.budget_nanos) * i128::from(percent) / 100;
+                        if i128::from(before) < line && i128::from(account.spent) >= line {
+                            crossings.push(Crossing {
+                                account: held.account.clone(),
+                                threshold_percent: percent,
+                                spent_nanos: account.spent,
+                                budget_nanos: held.budget_nanos,
+                                currency: held.currency,
+                                period: held.period.clone(),
+                                period_start: held.period_start,
+                            });
+                        }
+                    }
                 }
+            }
+        }
+        drop(accounts);
+        if let Some((_, sink)) = alerts.as_ref() {
+            for crossing in crossings {
+                let _ = sink.send(crossing);
             }
         }
     }
@@ -100,6 +148,18 @@ pub fn period_start(period: &str, now_ms: i64) -> Option<i64> {
 }
 
 impl Budgets {
+    /// Reports crossings of `thresholds` (percentages of a budget) to `sink`.
+    pub fn set_alerts(&self, thresholds: Vec<u8>, sink: tokio::sync::mpsc::UnboundedSender<Crossing>) {
+        *self.alerts.write() = Some((thresholds, sink));
+    }
+
+    /// New thresholds (a reloaded configuration), same sink.
+    pub fn set_alert_thresholds(&self, thresholds: Vec<u8>) {
+        if let Some((known, _)) = self.alerts.write().as_mut() {
+            *known = thresholds;
+        }
+    }
+
     /// Whether the spend of `account` in the period starting at `period_start` must be
     /// read from the ledger first.
     pub fn needs_load(&self, account: &str, period_start: i64) -> bool {
@@ -152,7 +212,14 @@ impl Budgets {
             if let Some(account) = accounts.get_mut(&limit.account) {
                 account.reserved = account.reserved.saturating_add(estimate);
             }
-            held.push((limit.account.clone(), limit.period_start, limit.currency, estimate));
+            held.push(Held {
+                account: limit.account.clone(),
+                period_start: limit.period_start,
+                currency: limit.currency,
+                reserved: estimate,
+                budget_nanos: limit.budget_nanos,
+                period: limit.period.clone(),
+            });
         }
         Ok(BudgetReservation { budgets: self.clone(), accounts: held })
     }
@@ -209,6 +276,27 @@ mod tests {
         other.settle(5_000, Some(Currency::CNY));
         assert!(budgets.reserve(&j, |_| 500).is_ok());
         assert!(budgets.needs_load("k", 86_400_000));
+    }
+
+    #[test]
+    fn crossing_a_threshold_is_reported_once() {
+        let budgets = Arc::new(Budgets::default());
+        let (sink, mut crossings) = tokio::sync::mpsc::unbounded_channel();
+        budgets.set_alerts(vec![50, 100], sink);
+        let k = [key(1_000, 0)];
+        budgets.load("k", 0, 400);
+        budgets.reserve(&k, |_| 10).unwrap().settle(99, Some(Currency::USD));
+        assert!(crossings.try_recv().is_err(), "499 of 1000: below 50 %");
+        budgets.reserve(&k, |_| 10).unwrap().settle(1, Some(Currency::USD));
+        let crossing = crossings.try_recv().unwrap();
+        assert_eq!((crossing.account.as_str(), crossing.threshold_percent, crossing.spent_nanos), ("k", 50, 500));
+        budgets.reserve(&k, |_| 10).unwrap().settle(100, Some(Currency::USD));
+        assert!(crossings.try_recv().is_err(), "50 % is reported once");
+        // One settlement past both lines reports both.
+        let other = [Limit { account: "j".to_owned(), ..key(100, 0) }];
+        budgets.reserve(&other, |_| 0).unwrap().settle(150, Some(Currency::USD));
+        let percents: Vec<u8> = std::iter::from_fn(|| crossings.try_recv().ok()).map(|c| c.threshold_percent).collect();
+        assert_eq!(percents, [50, 100]);
     }
 
     #[test]

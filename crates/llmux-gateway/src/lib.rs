@@ -9,6 +9,7 @@
 //! - Failover happens only before the first byte reaches the client.
 //! - Every authenticated request produces exactly one usage record.
 
+pub mod alerts;
 pub mod auth;
 pub mod budgets;
 pub mod clock;
@@ -182,6 +183,9 @@ impl Gateway {
             budgets: Arc::default(),
         });
         tokio::spawn(health_checks(Arc::downgrade(&gateway), stop.subscribe()));
+        let (alert_sink, crossings) = tokio::sync::mpsc::unbounded_channel();
+        gateway.budgets.set_alerts(gateway.runtime().config.server.budget_alert_thresholds.clone(), alert_sink);
+        tokio::spawn(alerts::deliver(Arc::downgrade(&gateway), crossings));
         Ok((gateway, Background { ledger: writer, stop }))
     }
 
@@ -194,6 +198,7 @@ impl Gateway {
     /// on the old one.
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let runtime = Runtime::build_after(config, Some(&self.runtime.load()))?;
+        self.budgets.set_alert_thresholds(runtime.config.server.budget_alert_thresholds.clone());
         self.runtime.store(Arc::new(runtime));
         Ok(())
     }

@@ -81,6 +81,10 @@ pub struct Metrics {
     /// Attempts per provider, by outcome label.
     attempts: RwLock<FastMap<String, Arc<Outcomes>>>,
     ledger_records: AtomicU64,
+    /// Budget alerts raised, by scope (`key`, `team`) and threshold percentage.
+    budget_alerts: Mutex<Vec<((&'static str, u8), u64)>>,
+    /// Redis: 0 when not configured, 1 when reachable, 2 when not.
+    redis: AtomicU8,
 }
 
 /// What one finished request contributes.
@@ -132,6 +136,15 @@ impl Metrics {
     }
 
     /// Whether the last attempt on a route succeeded (`None` if never tried).
+    pub fn observe_budget_alert(&self, scope: &'static str, percent: u8) {
+        bump(&self.budget_alerts, (scope, percent), 1);
+    }
+
+    /// Whether the configured Redis answers (`None`: no Redis configured).
+    pub fn set_redis_up(&self, up: Option<bool>) {
+        self.redis.store(up.map_or(0, |up| if up { 1 } else { 2 }), Ordering::Relaxed);
+    }
+
     pub fn route_healthy(&self, model: &str, provider: &str) -> Option<bool> {
         let models = self.models.read();
         let routes = models.get(model)?.routes.read();
@@ -248,6 +261,27 @@ impl Metrics {
         });
         header(&mut out, "llmux_usage_records_total", "counter", "Usage records handed to the ledger writer.");
         let _ = writeln!(out, "llmux_usage_records_total {}", self.ledger_records.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "llmux_budget_alerts_total",
+            "counter",
+            "Budgets whose spend crossed an alert threshold, by scope and percentage.",
+        );
+        let mut alerts = self.budget_alerts.lock().clone();
+        alerts.sort_unstable();
+        for ((scope, percent), count) in alerts {
+            let _ = writeln!(out, "llmux_budget_alerts_total{{scope=\"{scope}\",threshold=\"{percent}\"}} {count}");
+        }
+        let redis = self.redis.load(Ordering::Relaxed);
+        if redis != 0 {
+            header(
+                &mut out,
+                "llmux_redis_up",
+                "gauge",
+                "1 if Redis (fleet-wide limits, budgets and notices) answers, 0 if this instance runs on local state.",
+            );
+            let _ = writeln!(out, "llmux_redis_up {}", u8::from(redis == 1));
+        }
         out
     }
 }

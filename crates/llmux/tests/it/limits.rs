@@ -195,3 +195,50 @@ async fn a_route_at_its_own_rate_limit_steers_traffic_to_the_next_route_and_429s
     let records = gateway.wait_usage(5).await;
     assert_eq!(records.iter().filter(|record| record["error_code"] == "rate_limit_exceeded").count(), 1);
 }
+
+#[tokio::test]
+async fn crossing_a_budget_alert_threshold_posts_the_webhook_and_counts_in_metrics() {
+    let (fake, hooks) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    fake.always(Reply::chat("ok", 9, 4));
+    hooks.always(Reply::status(204, ""));
+    let dir = crate::temp_dir("alerts");
+    let path = dir.join("llmux.toml");
+    let config = crate::base_config(&dir).replace(
+        "[storage]",
+        &format!(
+            "budget_alert_thresholds = [20, 90]\nbudget_alert_webhook = \"{}/hooks/budget\"\n\n[storage]",
+            hooks.base_url()
+        ),
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{config}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\", price = {{ input = 1000, output = 1000 }} }}]\n",
+            fake_provider("fake", &fake.base_url())
+        ),
+    )
+    .unwrap();
+    let gateway = TestGateway::start_with(dir, path).await;
+    // 0.013 a request: the second brings spend to 0.026, past 20 % of 0.1.
+    let (key, key_id) = gateway.create_key(json!({"name": "alerted", "budget": {"amount": 0.1}})).await;
+    let body = json!({"model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(gateway.chat(&key, &body).await.status(), 200);
+    gateway.wait_usage(1).await;
+    assert!(hooks.received().is_empty(), "0.013 is 13 %");
+    assert_eq!(gateway.chat(&key, &body).await.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while hooks.received().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let posted = hooks.received();
+    assert_eq!(posted.len(), 1);
+    assert!(posted[0].path.ends_with("/hooks/budget"), "{}", posted[0].path);
+    let alert = posted[0].json();
+    assert_eq!(alert["event"], "budget_threshold_crossed");
+    assert_eq!((alert["scope"].as_str(), alert["key_id"].as_str()), (Some("key"), Some(key_id.as_str())));
+    assert_eq!((alert["threshold_percent"].clone(), alert["spent"].clone()), (json!(20), json!(0.026)));
+    assert_eq!((alert["budget"].clone(), alert["currency"].clone()), (json!(0.1), json!("USD")));
+    let metrics = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("llmux_budget_alerts_total{scope=\"key\",threshold=\"20\"} 1"), "{metrics}");
+    assert!(!metrics.contains("threshold=\"90\""), "{metrics}");
+}
