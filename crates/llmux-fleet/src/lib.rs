@@ -116,6 +116,8 @@ struct Shared {
     state: AtomicU8,
     subscribed: AtomicBool,
     failures: AtomicU64,
+    /// Wakes the health check when the fleet goes down while it sleeps the long interval.
+    went_down: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -131,6 +133,7 @@ impl Shared {
     fn mark_down(&self, reason: &str) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         if self.state.swap(DOWN, Ordering::AcqRel) != DOWN {
+            self.went_down.notify_one();
             tracing::warn!(instance = %self.instance_id, reason, "fleet: Redis unreachable, falling back to local limits");
         }
     }
@@ -231,6 +234,7 @@ impl Fleet {
             state: AtomicU8::new(UNKNOWN),
             subscribed: AtomicBool::new(false),
             failures: AtomicU64::new(0),
+            went_down: tokio::sync::Notify::new(),
             options,
         });
         let timeout = shared.options.op_timeout;
@@ -407,12 +411,14 @@ async fn health_task(shared: Arc<Shared>, conn: ConnectionManager) {
         let _ = shared
             .run(async move { redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async::<()>(&mut c).await })
             .await;
-        let pause = if shared.state.load(Ordering::Acquire) == UP {
-            shared.options.idle_check_interval
-        } else {
-            shared.options.health_interval
-        };
-        tokio::time::sleep(pause).await;
+        if shared.state.load(Ordering::Acquire) == UP {
+            tokio::select! {
+                () = tokio::time::sleep(shared.options.idle_check_interval) => {}
+                () = shared.went_down.notified() => {}
+            }
+        }
+        // Also after a wake-up, so that a reconnect has a moment to happen.
+        tokio::time::sleep(shared.options.health_interval).await;
     }
 }
 
