@@ -35,8 +35,8 @@ mod events;
 mod scripts;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -118,9 +118,16 @@ struct Shared {
     failures: AtomicU64,
     /// Wakes the health check when the fleet goes down while it sleeps the long interval.
     went_down: tokio::sync::Notify,
+    client: Client,
+    /// The command connection; replaced by the health check when it stays unusable.
+    conn: RwLock<ConnectionManager>,
 }
 
 impl Shared {
+    fn conn(&self) -> ConnectionManager {
+        self.conn.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     fn mark_up(&self) {
         let previous = self.state.swap(UP, Ordering::AcqRel);
         if previous == DOWN {
@@ -147,11 +154,11 @@ impl Shared {
                 Err(FleetError::Unavailable(reason))
             }
             Ok(Err(e)) => {
+                // Only an outage changes the state: an error answer proves neither way that
+                // Redis is usable (it may come from setting up a connection).
                 let error = classify(&e);
                 if let FleetError::Unavailable(reason) = &error {
                     self.mark_down(reason);
-                } else {
-                    self.mark_up();
                 }
                 Err(error)
             }
@@ -183,7 +190,6 @@ fn classify(e: &RedisError) -> FleetError {
 
 struct Inner {
     shared: Arc<Shared>,
-    conn: ConnectionManager,
     events: broadcast::Sender<FleetMessage>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -226,6 +232,7 @@ impl Fleet {
         let prefix = options.prefix.clone();
         let name_prefix: String = prefix.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
         let instance_name: String = instance_id.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
+        let conn = new_manager(&client, options.op_timeout).map_err(|e| FleetError::InvalidUrl(e.category().into()))?;
         let shared = Arc::new(Shared {
             client_name: format!("{name_prefix}fleet:{instance_name}"),
             channel: format!("{prefix}events"),
@@ -235,17 +242,10 @@ impl Fleet {
             subscribed: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             went_down: tokio::sync::Notify::new(),
+            client: client.clone(),
+            conn: RwLock::new(conn),
             options,
         });
-        let timeout = shared.options.op_timeout;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| FleetError::InvalidUrl(e.category().into()))?;
         let (events, _) = broadcast::channel(shared.options.event_capacity.max(1));
 
         // Pub/sub rides on RESP3 pushes so that the connection can be named and pinged.
@@ -255,10 +255,10 @@ impl Fleet {
             .map_err(|e| FleetError::InvalidUrl(e.category().into()))?;
 
         let tasks = vec![
-            tokio::spawn(health_task(shared.clone(), conn.clone())),
+            tokio::spawn(health_task(shared.clone())),
             tokio::spawn(subscriber_task(shared.clone(), sub_client, events.clone())),
         ];
-        Ok(Fleet { inner: Arc::new(Inner { shared, conn, events, tasks }) })
+        Ok(Fleet { inner: Arc::new(Inner { shared, events, tasks }) })
     }
 
     /// Whether the last Redis operation or background check succeeded (false until the first
@@ -322,7 +322,7 @@ impl Fleet {
             return Ok(0);
         }
         let key = self.key(counter);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.shared.conn();
         self.run(async move {
             scripts::CLAIM.key(key).arg(initial).arg(limit).arg(want).arg(ttl_ms).invoke_async(&mut conn).await
         })
@@ -336,7 +336,7 @@ impl Fleet {
             return Ok(());
         }
         let key = self.key(counter);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.shared.conn();
         self.run(async move { scripts::RELEASE.key(key).arg(units).invoke_async::<i64>(&mut conn).await })
             .await
             .map(drop)
@@ -352,7 +352,7 @@ impl Fleet {
         for (counter, delta, ttl_ms) in deltas {
             invocation.key(self.key(counter)).arg(*delta).arg(*ttl_ms);
         }
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.shared.conn();
         self.run(async move { invocation.invoke_async(&mut conn).await }).await
     }
 
@@ -362,7 +362,7 @@ impl Fleet {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = counters.iter().map(|c| self.key(c)).collect();
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.shared.conn();
         let values: Vec<Option<i64>> =
             self.run(async move { redis::cmd("MGET").arg(keys).query_async(&mut conn).await }).await?;
         Ok(values.into_iter().map(Option::unwrap_or_default).collect())
@@ -376,7 +376,7 @@ impl Fleet {
         }
         let payload = events::encode(&self.inner.shared.instance_id, event);
         let channel = self.inner.shared.channel.clone();
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.shared.conn();
         self.run(async move { redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await })
             .await
             .map(drop)
@@ -402,15 +402,47 @@ fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Lazily connecting command connection, bounded by the op timeout.
+fn new_manager(client: &Client, timeout: Duration) -> Result<ConnectionManager, RedisError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
+/// Failed checks in a row after which the command connection is replaced: the manager only
+/// reconnects by itself after I/O errors, not when setting up a connection was refused (e.g.
+/// `SELECT` while Redis is still loading its dataset).
+const CHECKS_BEFORE_REBUILD: u32 = 4;
+
 /// Checks Redis every `health_interval` while down (every `idle_check_interval` while up) with
 /// `CLIENT SETNAME`, which also renames the command connection after a reconnect.
-async fn health_task(shared: Arc<Shared>, conn: ConnectionManager) {
+async fn health_task(shared: Arc<Shared>) {
+    let mut failed_in_a_row = 0u32;
     loop {
         let name = shared.client_name.clone();
-        let mut c = conn.clone();
-        let _ = shared
-            .run(async move { redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async::<()>(&mut c).await })
+        let mut conn = shared.conn();
+        let check = shared
+            .run(async move { redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async::<()>(&mut conn).await })
             .await;
+        match check {
+            Ok(()) => failed_in_a_row = 0,
+            Err(e) => {
+                if !matches!(e, FleetError::Unavailable(_)) {
+                    shared.mark_down(&e.to_string());
+                }
+                failed_in_a_row += 1;
+                if failed_in_a_row.is_multiple_of(CHECKS_BEFORE_REBUILD)
+                    && let Ok(fresh) = new_manager(&shared.client, shared.options.op_timeout)
+                {
+                    tracing::debug!(instance = %shared.instance_id, "fleet: replacing the command connection");
+                    *shared.conn.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                }
+            }
+        }
         if shared.state.load(Ordering::Acquire) == UP {
             tokio::select! {
                 () = tokio::time::sleep(shared.options.idle_check_interval) => {}

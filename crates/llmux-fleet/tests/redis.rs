@@ -406,3 +406,159 @@ async fn recovers_after_its_connections_are_killed() {
     assert_eq!(a.get_many(&["c".to_owned()]).await.unwrap(), vec![3], "every grant counted once");
     cleanup(&url, &prefix).await;
 }
+
+/// What the stand-in between the fleet and Redis does with connections.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ProxyMode {
+    /// Pass bytes through to Redis.
+    Forward,
+    /// Accept and close at once, like a Redis that is down.
+    Refuse,
+    /// Answer every command with `-LOADING`, like a Redis restarting with a large dataset.
+    Loading,
+}
+
+/// A TCP stand-in for Redis whose mode can be switched; switching closes every open connection.
+struct Proxy {
+    port: u16,
+    mode: tokio::sync::watch::Sender<ProxyMode>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mode, watch) = tokio::sync::watch::channel(ProxyMode::Forward);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                let current = *watch.borrow_and_update();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let serve = async {
+                        match current {
+                            ProxyMode::Refuse => {}
+                            ProxyMode::Forward => {
+                                if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                                    let mut client = client;
+                                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                                }
+                            }
+                            ProxyMode::Loading => answer_loading(client).await,
+                        }
+                    };
+                    tokio::select! {
+                        () = serve => {}
+                        _ = watch.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, mode, task }
+    }
+
+    fn set(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads RESP commands and answers each with a LOADING error.
+async fn answer_loading(mut socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Ok(n) = socket.read(&mut chunk).await else { return };
+        if n == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        while let Some(used) = complete_command(&buffer) {
+            buffer.drain(..used);
+            if socket.write_all(b"-LOADING Redis is loading the dataset in memory\r\n").await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Length of the first complete RESP array of bulk strings in `buf`, if there is one.
+fn complete_command(buf: &[u8]) -> Option<usize> {
+    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let end = buf.get(at..)?.windows(2).position(|w| w == b"\r\n")? + at;
+        Some((&buf[at..end], end + 2))
+    }
+    let (head, mut at) = line(buf, 0)?;
+    let count: usize = std::str::from_utf8(head.strip_prefix(b"*")?).ok()?.parse().ok()?;
+    for _ in 0..count {
+        let (len, next) = line(buf, at)?;
+        let len: usize = std::str::from_utf8(len.strip_prefix(b"$")?).ok()?.parse().ok()?;
+        at = next + len + 2;
+        if buf.len() < at {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comes_back_after_redis_was_down_and_loading() {
+    let Some(url) = redis_url() else { return };
+    // The stand-in needs a plain `redis://host:port` URL (no password, no database).
+    let Some(upstream) = url.strip_prefix("redis://").map(|rest| rest.trim_end_matches('/').to_owned()) else {
+        eprintln!("skipping: the proxy test needs a plain redis:// URL");
+        return;
+    };
+    if upstream.contains(['@', '/', '?']) {
+        eprintln!("skipping: the proxy test needs a plain redis://host:port URL");
+        return;
+    }
+    let proxy = Proxy::start(upstream).await;
+    let prefix = unique_prefix();
+    // Database 1, so that connecting runs SELECT, which fails while Redis is loading.
+    let through_proxy = format!("redis://127.0.0.1:{}/1", proxy.port);
+    let a = Fleet::new(&through_proxy, options(&prefix)).unwrap();
+    let b = Fleet::new(&format!("{url}/1"), options(&prefix)).unwrap();
+    let mut ra = a.subscribe();
+    wait_until("subscriptions", Duration::from_secs(3), || a.is_subscribed() && b.is_subscribed()).await;
+    assert_eq!(a.claim("c", 100, 5, 60_000).await.unwrap(), 5);
+    assert!(a.is_up());
+
+    // Redis goes away.
+    proxy.set(ProxyMode::Refuse);
+    let start = Instant::now();
+    let err = a.claim("c", 100, 5, 60_000).await.unwrap_err();
+    assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
+    assert!(start.elapsed() < Duration::from_millis(400));
+    assert!(!a.is_up());
+    wait_until("subscription lost", Duration::from_secs(3), || !a.is_subscribed()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!a.is_up());
+
+    // Redis restarts and loads its dataset for a while.
+    proxy.set(ProxyMode::Loading);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!a.is_up());
+    assert!(matches!(a.claim("c", 100, 5, 60_000).await, Err(FleetError::Unavailable(_))));
+
+    // Redis is ready again: the fleet picks it up by itself.
+    proxy.set(ProxyMode::Forward);
+    let start = Instant::now();
+    wait_until("up again", Duration::from_secs(5), || a.is_up()).await;
+    eprintln!("up again {:?} after Redis was ready", start.elapsed());
+    assert_eq!(a.claim("c", 100, 5, 60_000).await.unwrap(), 5);
+    let notice = tokio::time::timeout(Duration::from_secs(5), ra.recv()).await.expect("resubscribed").unwrap();
+    assert_eq!(notice.event, FleetEvent::Resubscribed);
+    let event = FleetEvent::TeamChanged { team: "ops".into() };
+    b.publish(&event).await.unwrap();
+    assert_eq!(next_event(&mut ra).await.event, event);
+    assert_eq!(b.get_many(&["c".to_owned()]).await.unwrap(), vec![10]);
+    cleanup(&format!("{url}/1"), &prefix).await;
+}
