@@ -11,8 +11,17 @@
 //!
 //! What was spent before this process started (or before the period's first request
 //! here) comes from the ledger once per key (or team) and period. Costs in another currency than
-//! the budget's do not count against it (llmux keeps no exchange rates). Sharing
-//! spend across a fleet (Redis) is the next step.
+//! the budget's do not count against it (llmux keeps no exchange rates).
+//!
+//! With Redis (`storage.redis`), a budget is shared by the fleet through leases: the
+//! budget's counter in Redis (seeded once from the ledger) holds what the fleet has
+//! claimed; an instance claims money (the request's estimate, or a thirty-second of the
+//! budget if more) and reserves estimates from its lease locally. Settlement returns
+//! what an estimate did not use to the lease, and a cost above the estimate is added to
+//! the counter by the background sync. The fleet therefore never commits more than the
+//! budget, beyond the amount actual costs exceed estimates; leases an idle instance
+//! does not use are given back after a second. While Redis is unreachable, each
+//! instance holds the budget against its own view of the spend.
 
 use std::sync::Arc;
 
@@ -43,11 +52,72 @@ pub struct Crossing {
     pub period_start: i64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 struct Account {
     period_start: i64,
+    /// What the ledger said at load, plus what settled here since.
     spent: i64,
     reserved: i64,
+    /// What the ledger said at load (seeds the fleet counter).
+    loaded: i64,
+    /// Fleet mode: money claimed from the fleet and not yet reserved.
+    lease: i64,
+    /// Fleet mode: costs above what was claimed, to add to the fleet counter.
+    debt: i64,
+    exhausted_until: i64,
+    last_active: i64,
+    /// Fleet mode: the counter's name and expiry (set at the first reservation).
+    counter: String,
+    ttl_ms: u64,
+}
+
+impl Account {
+    fn fresh(period_start: i64, spent: i64) -> Account {
+        Account { period_start, spent, loaded: spent, ..Account::default() }
+    }
+}
+
+/// An unused lease is given back after this long without a reservation.
+const IDLE_RELEASE_MS: i64 = 1_000;
+/// After the fleet had no more money to lease, ask again only after this long.
+const EXHAUSTED_RETRY_MS: i64 = 250;
+
+/// A lease of money to claim from the fleet before a request can be admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoneyWanted {
+    pub account: String,
+    pub period_start: i64,
+    /// The fleet counter's name.
+    pub counter: String,
+    /// What the ledger says was spent this period (seeds an absent counter).
+    pub initial: i64,
+    pub limit: i64,
+    pub want: i64,
+    pub ttl_ms: u64,
+}
+
+/// Why [`Budgets::reserve`] did not reserve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReserved {
+    Exhausted(Exhausted),
+    /// Fleet mode: these leases must be claimed first (then reserve again).
+    NeedLeases(Vec<MoneyWanted>),
+}
+
+/// The fleet counter of a budget account's period.
+fn counter(account: &str, currency: Currency, period_start: i64) -> String {
+    format!("spend:{account}:{currency}:{period_start}")
+}
+
+/// How long a budget counter lives: beyond its period's longest length.
+fn counter_ttl_ms(period: &str) -> u64 {
+    const DAY: u64 = 86_400_000;
+    match period {
+        "daily" => 2 * DAY,
+        "weekly" => 8 * DAY,
+        "monthly" => 32 * DAY,
+        _ => 0,
+    }
 }
 
 /// One budget a request is held to.
@@ -89,6 +159,8 @@ struct Held {
     reserved: i64,
     budget_nanos: i64,
     period: String,
+    /// Reserved from a fleet lease.
+    leased: bool,
 }
 
 impl BudgetReservation {
@@ -102,6 +174,16 @@ impl BudgetReservation {
                 && account.period_start == held.period_start
             {
                 account.reserved = (account.reserved - held.reserved).max(0);
+                let cost = if currency == Some(held.currency) { nanos } else { 0 };
+                if held.leased {
+                    // What the estimate did not use goes back to the lease; a cost above
+                    // it is owed to the fleet counter.
+                    account.lease += held.reserved - cost;
+                    if account.lease < 0 {
+                        account.debt -= account.lease;
+                        account.lease = 0;
+                    }
+                }
                 if currency == Some(held.currency) {
                     let before = account.spent;
                     account.spent = account.spent.saturating_add(nanos);
@@ -170,47 +252,71 @@ impl Budgets {
     /// loaded it meanwhile).
     pub fn load(&self, account: &str, period_start: i64, spent: i64) {
         let mut accounts = self.accounts.lock();
-        let known = accounts.entry(account.to_owned()).or_insert(Account { period_start, spent, reserved: 0 });
+        let known = accounts.entry(account.to_owned()).or_insert(Account::fresh(period_start, spent));
         if known.period_start != period_start {
-            *known = Account { period_start, spent, reserved: 0 };
+            *known = Account::fresh(period_start, spent);
         }
     }
 
     /// Reserves the request's estimated cost (`estimate` prices it in a budget's
     /// currency) against every one of `limits`, or says which budget is exhausted. All
-    /// or none.
+    /// or none. With `fleet`, estimates come out of leases; [`NotReserved::NeedLeases`]
+    /// says which to claim first.
     pub fn reserve(
         self: &Arc<Self>,
         limits: &[Limit],
         estimate: impl Fn(Currency) -> i64,
-    ) -> Result<BudgetReservation, Exhausted> {
+        now_ms: i64,
+        fleet: bool,
+    ) -> Result<BudgetReservation, NotReserved> {
         let mut accounts = self.accounts.lock();
+        let mut wanted = Vec::new();
         for limit in limits {
             let estimate = estimate(limit.currency);
-            let account = accounts.entry(limit.account.clone()).or_insert(Account {
-                period_start: limit.period_start,
-                spent: 0,
-                reserved: 0,
-            });
+            let account = accounts.entry(limit.account.clone()).or_insert(Account::fresh(limit.period_start, 0));
             if account.period_start != limit.period_start {
-                *account = Account { period_start: limit.period_start, spent: 0, reserved: 0 };
+                *account = Account::fresh(limit.period_start, 0);
             }
+            account.last_active = now_ms;
             let committed = account.spent.saturating_add(account.reserved);
-            if committed >= limit.budget_nanos || committed.saturating_add(estimate) > limit.budget_nanos {
-                return Err(Exhausted {
+            let local_room = committed < limit.budget_nanos && committed.saturating_add(estimate) <= limit.budget_nanos;
+            let fleet_short = fleet && account.lease < estimate;
+            if !local_room || (fleet_short && account.exhausted_until > now_ms) {
+                return Err(NotReserved::Exhausted(Exhausted {
                     label: limit.label.clone(),
                     spent_nanos: account.spent,
                     budget_nanos: limit.budget_nanos,
                     currency: limit.currency,
                     period: limit.period.clone(),
+                }));
+            }
+            if fleet && account.counter.is_empty() {
+                account.counter = counter(&limit.account, limit.currency, limit.period_start);
+                account.ttl_ms = counter_ttl_ms(&limit.period);
+            }
+            if fleet_short {
+                wanted.push(MoneyWanted {
+                    account: limit.account.clone(),
+                    period_start: limit.period_start,
+                    counter: account.counter.clone(),
+                    initial: account.loaded,
+                    limit: limit.budget_nanos,
+                    want: (estimate - account.lease).max(limit.budget_nanos / 32).max(1),
+                    ttl_ms: account.ttl_ms,
                 });
             }
+        }
+        if !wanted.is_empty() {
+            return Err(NotReserved::NeedLeases(wanted));
         }
         let mut held = Vec::with_capacity(limits.len());
         for limit in limits {
             let estimate = estimate(limit.currency);
             if let Some(account) = accounts.get_mut(&limit.account) {
                 account.reserved = account.reserved.saturating_add(estimate);
+                if fleet {
+                    account.lease -= estimate;
+                }
             }
             held.push(Held {
                 account: limit.account.clone(),
@@ -219,9 +325,63 @@ impl Budgets {
                 reserved: estimate,
                 budget_nanos: limit.budget_nanos,
                 period: limit.period.clone(),
+                leased: fleet,
             });
         }
         Ok(BudgetReservation { budgets: self.clone(), accounts: held })
+    }
+
+    /// The fleet granted `granted` of a wanted lease (fewer than wanted: it has no more
+    /// for now).
+    pub fn granted(&self, wanted: &MoneyWanted, granted: i64, now_ms: i64) {
+        let mut accounts = self.accounts.lock();
+        let Some(account) =
+            accounts.get_mut(&wanted.account).filter(|account| account.period_start == wanted.period_start)
+        else {
+            return;
+        };
+        account.lease += granted;
+        if granted < wanted.want {
+            account.exhausted_until = now_ms + EXHAUSTED_RETRY_MS;
+        }
+    }
+
+    /// The fleet sync's work: (counter, amount, expiry) of costs above what was
+    /// leased, to add to the fleet counters; taken off the accounts at once.
+    pub fn debts(&self) -> Vec<(String, i64, u64)> {
+        let mut accounts = self.accounts.lock();
+        let mut debts = Vec::new();
+        for account in accounts.values_mut().filter(|account| account.debt > 0) {
+            if !account.counter.is_empty() {
+                debts.push((account.counter.clone(), account.debt, account.ttl_ms));
+            }
+            account.debt = 0;
+        }
+        debts
+    }
+
+    /// Debts [`Budgets::debts`] took that could not be added after all.
+    pub fn owe(&self, debts: Vec<(String, i64, u64)>) {
+        let mut accounts = self.accounts.lock();
+        for (counter, debt, _) in debts {
+            if let Some(account) = accounts.values_mut().find(|account| account.counter == counter) {
+                account.debt += debt;
+            }
+        }
+    }
+
+    /// Leases idle for a second: (counter, unused amount) to give back; taken off the
+    /// accounts at once.
+    pub fn idle_leases(&self, now_ms: i64) -> Vec<(String, i64)> {
+        let mut accounts = self.accounts.lock();
+        let mut idle = Vec::new();
+        for account in accounts.values_mut() {
+            if account.lease > 0 && now_ms - account.last_active >= IDLE_RELEASE_MS {
+                idle.push((account.counter.clone(), account.lease));
+                account.lease = 0;
+            }
+        }
+        idle
     }
 }
 
@@ -259,22 +419,22 @@ mod tests {
         let k = [key(1_000, 0)];
         budgets.load("k", 0, 300);
         // 300 spent: room for 7 reservations of 100, not 8.
-        let held: Vec<_> = (0..8).map(|_| budgets.reserve(&k, |_| 100)).collect();
+        let held: Vec<_> = (0..8).map(|_| budgets.reserve(&k, |_| 100, 0, false)).collect();
         assert_eq!(held.iter().filter(|outcome| outcome.is_ok()).count(), 7);
-        let exhausted = held.last().unwrap().as_ref().unwrap_err();
+        let NotReserved::Exhausted(exhausted) = held.last().unwrap().as_ref().unwrap_err() else { panic!() };
         assert_eq!((exhausted.spent_nanos, exhausted.budget_nanos), (300, 1_000));
         assert_eq!(exhausted.label, "this key");
         // Each cost 90 in the end: 300 + 7 × 90 = 930 spent, 70 left.
         for reservation in held.into_iter().flatten() {
             reservation.settle(90, Some(usd));
         }
-        assert!(budgets.reserve(&k, |_| 70).is_ok());
-        assert!(budgets.reserve(&k, |_| 1).is_err());
+        assert!(budgets.reserve(&k, |_| 70, 0, false).is_ok());
+        assert!(budgets.reserve(&k, |_| 1, 0, false).is_err());
         // Costs in another currency do not count; a new period starts afresh.
         let j = [Limit { account: "j".to_owned(), ..key(1_000, 0) }];
-        let other = budgets.reserve(&j, |_| 0).unwrap();
+        let other = budgets.reserve(&j, |_| 0, 0, false).unwrap();
         other.settle(5_000, Some(Currency::CNY));
-        assert!(budgets.reserve(&j, |_| 500).is_ok());
+        assert!(budgets.reserve(&j, |_| 500, 0, false).is_ok());
         assert!(budgets.needs_load("k", 86_400_000));
     }
 
@@ -285,16 +445,16 @@ mod tests {
         budgets.set_alerts(vec![50, 100], sink);
         let k = [key(1_000, 0)];
         budgets.load("k", 0, 400);
-        budgets.reserve(&k, |_| 10).unwrap().settle(99, Some(Currency::USD));
+        budgets.reserve(&k, |_| 10, 0, false).unwrap().settle(99, Some(Currency::USD));
         assert!(crossings.try_recv().is_err(), "499 of 1000: below 50 %");
-        budgets.reserve(&k, |_| 10).unwrap().settle(1, Some(Currency::USD));
+        budgets.reserve(&k, |_| 10, 0, false).unwrap().settle(1, Some(Currency::USD));
         let crossing = crossings.try_recv().unwrap();
         assert_eq!((crossing.account.as_str(), crossing.threshold_percent, crossing.spent_nanos), ("k", 50, 500));
-        budgets.reserve(&k, |_| 10).unwrap().settle(100, Some(Currency::USD));
+        budgets.reserve(&k, |_| 10, 0, false).unwrap().settle(100, Some(Currency::USD));
         assert!(crossings.try_recv().is_err(), "50 % is reported once");
         // One settlement past both lines reports both.
         let other = [Limit { account: "j".to_owned(), ..key(100, 0) }];
-        budgets.reserve(&other, |_| 0).unwrap().settle(150, Some(Currency::USD));
+        budgets.reserve(&other, |_| 0, 0, false).unwrap().settle(150, Some(Currency::USD));
         let percents: Vec<u8> = std::iter::from_fn(|| crossings.try_recv().ok()).map(|c| c.threshold_percent).collect();
         assert_eq!(percents, [50, 100]);
     }
@@ -313,15 +473,49 @@ mod tests {
         // Priced 100 USD-nanos or 100 CNY-nanos: two requests fit the team, not three,
         // though each key alone has room.
         let price = |currency: Currency| if currency == Currency::CNY { 100 } else { 10 };
-        let first = budgets.reserve(&of("a"), price).unwrap();
-        let _second = budgets.reserve(&of("b"), price).unwrap();
-        let exhausted = budgets.reserve(&of("c"), price).unwrap_err();
+        let first = budgets.reserve(&of("a"), price, 0, false).unwrap();
+        let _second = budgets.reserve(&of("b"), price, 0, false).unwrap();
+        let Err(NotReserved::Exhausted(exhausted)) = budgets.reserve(&of("c"), price, 0, false) else { panic!() };
         assert_eq!((exhausted.label.as_str(), exhausted.budget_nanos), ("team search", 250));
         // The refused request reserved nothing anywhere: key c has all of 10 left.
-        assert!(budgets.reserve(&[Limit { account: "c".to_owned(), ..key(10, 0) }], |_| 10).is_ok());
+        assert!(budgets.reserve(&[Limit { account: "c".to_owned(), ..key(10, 0) }], |_| 10, 0, false).is_ok());
         // Settling in CNY counts against the team only; the USD key budget is unaffected.
         first.settle(40, Some(Currency::CNY));
-        assert!(budgets.reserve(&of("c"), price).is_ok());
-        assert!(budgets.reserve(&[Limit { account: "a".to_owned(), ..key(10, 0) }], |_| 10).is_ok());
+        assert!(budgets.reserve(&of("c"), price, 0, false).is_ok());
+        assert!(budgets.reserve(&[Limit { account: "a".to_owned(), ..key(10, 0) }], |_| 10, 0, false).is_ok());
+    }
+
+    #[test]
+    fn in_fleet_mode_estimates_come_out_of_leases_and_unused_money_goes_back() {
+        let budgets = Arc::new(Budgets::default());
+        let k = [key(3_200, 0)];
+        budgets.load("k", 0, 700);
+        // Nothing leased: claim the estimate or a thirty-second of the budget, seeded
+        // with what the ledger says was spent.
+        let Err(NotReserved::NeedLeases(wanted)) = budgets.reserve(&k, |_| 50, 10, true) else { panic!() };
+        let lease = &wanted[0];
+        assert_eq!(
+            (lease.counter.as_str(), lease.initial, lease.limit, lease.want),
+            ("spend:k:USD:0", 700, 3_200, 100)
+        );
+        assert_eq!(lease.ttl_ms, 32 * 86_400_000);
+        budgets.granted(lease, 100, 10);
+        let first = budgets.reserve(&k, |_| 50, 10, true).unwrap();
+        let second = budgets.reserve(&k, |_| 50, 10, true).unwrap();
+        assert!(matches!(budgets.reserve(&k, |_| 50, 10, true), Err(NotReserved::NeedLeases(_))));
+        // The second cost 80: 30 owed to the fleet. The first cost 20: 30 back to the lease.
+        second.settle(80, Some(Currency::USD));
+        first.settle(20, Some(Currency::USD));
+        assert_eq!(budgets.debts(), [("spend:k:USD:0".to_owned(), 30, 32 * 86_400_000)]);
+        assert!(budgets.debts().is_empty(), "taken once");
+        // The fleet has nothing more: exhausted until asked again.
+        let _ = budgets.reserve(&k, |_| 50, 20, true);
+        budgets.granted(lease, 0, 20);
+        assert!(matches!(budgets.reserve(&k, |_| 50, 30, true), Err(NotReserved::Exhausted(_))));
+        // An idle lease is given back after a second.
+        budgets.granted(lease, 40, 300);
+        assert!(budgets.idle_leases(500).is_empty());
+        assert_eq!(budgets.idle_leases(1_100), [("spend:k:USD:0".to_owned(), 70)]);
+        assert!(budgets.idle_leases(2_100).is_empty());
     }
 }

@@ -274,8 +274,9 @@ impl RouteHealth {
         }
     }
 
-    /// The route failed with `error` for a caller in `region`.
-    pub fn failed(&self, error: &UpstreamError, region: Option<Region>, policy: &Policy, now: u64) {
+    /// The route failed with `error` for a caller in `region`. Returns until when the
+    /// route now rests, if this failure started a rest (an open circuit or a 429).
+    pub fn failed(&self, error: &UpstreamError, region: Option<Region>, policy: &Policy, now: u64) -> Option<u64> {
         match error.kind {
             // The caller's fault, or the operator's: says nothing about the route's health.
             ErrorKind::BadRequest
@@ -283,10 +284,10 @@ impl RouteHealth {
             | ErrorKind::ContentFiltered
             | ErrorKind::Auth
             | ErrorKind::NotFound
-            | ErrorKind::QuotaExhausted => {}
+            | ErrorKind::QuotaExhausted => None,
             ErrorKind::RateLimited => {
                 let rest = error.retry_after.unwrap_or(MIN_RATE_LIMIT_REST).max(MIN_RATE_LIMIT_REST);
-                self.rest_until(now + millis(rest));
+                self.rest_until(now + millis(rest))
             }
             ErrorKind::RegionDenied => {
                 if let Some(region) = region {
@@ -294,6 +295,7 @@ impl RouteHealth {
                     refused.retain(|(refusing, until)| *refusing != region && now < *until);
                     refused.push((region, now + millis(policy.refusal_ttl)));
                 }
+                None
             }
             ErrorKind::Connect
             | ErrorKind::Timeout
@@ -301,16 +303,21 @@ impl RouteHealth {
             | ErrorKind::Server
             | ErrorKind::Protocol => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if failures >= policy.failures_to_open {
-                    self.rest_until(now + millis(policy.cooldown));
-                }
+                if failures >= policy.failures_to_open { self.rest_until(now + millis(policy.cooldown)) } else { None }
             }
         }
     }
 
-    /// Rests the route until `until` (never shortens a longer rest).
-    fn rest_until(&self, until: u64) {
-        self.resting_until.fetch_max(until, Ordering::Relaxed);
+    /// Another instance rests this route until `until` (an open circuit or a 429 there).
+    pub fn rest_hint(&self, until: u64) {
+        self.rest_until(until);
+    }
+
+    /// Rests the route until `until` (never shortens a longer rest); `Some(until)` if
+    /// that started or lengthened a rest.
+    fn rest_until(&self, until: u64) -> Option<u64> {
+        let before = self.resting_until.fetch_max(until, Ordering::Relaxed);
+        (before < until).then_some(until)
     }
 }
 

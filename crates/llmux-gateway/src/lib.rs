@@ -14,6 +14,7 @@ pub mod auth;
 pub mod budgets;
 pub mod clock;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod keys;
 pub mod ledger;
@@ -156,6 +157,8 @@ impl Background {
 #[derive(Debug)]
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
+    /// Redis, when `storage.redis` is set: fleet-wide limits, budgets and notices.
+    fleet: Option<llmux_fleet::Fleet>,
     store: Arc<dyn Store>,
     keys: Arc<KeyCache>,
     ledger: Ledger,
@@ -172,9 +175,11 @@ impl Gateway {
         let (ledger, writer) = Ledger::start(store.clone(), config.storage.flush_interval, spill);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(keys.clone().refresh_loop(store.clone(), config.server.key_refresh, stop_rx));
+        let shared = fleet::connect(config.storage.redis.as_deref())?;
         let runtime = Runtime::build(config)?;
         let gateway = Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
+            fleet: shared.clone(),
             store,
             keys,
             ledger,
@@ -186,6 +191,11 @@ impl Gateway {
         let (alert_sink, crossings) = tokio::sync::mpsc::unbounded_channel();
         gateway.budgets.set_alerts(gateway.runtime().config.server.budget_alert_thresholds.clone(), alert_sink);
         tokio::spawn(alerts::deliver(Arc::downgrade(&gateway), crossings));
+        if let Some(shared) = shared {
+            gateway.metrics.set_redis_up(Some(false));
+            tokio::spawn(fleet::sync_loop(Arc::downgrade(&gateway), shared.clone(), stop.subscribe()));
+            tokio::spawn(fleet::listen(Arc::downgrade(&gateway), shared));
+        }
         Ok((gateway, Background { ledger: writer, stop }))
     }
 
@@ -211,14 +221,25 @@ impl Gateway {
         &self.keys
     }
 
+    /// A key was created, changed or revoked through this instance: in force here at
+    /// once, and announced to the fleet.
+    pub fn key_changed(&self, key: llmux_store::KeyRecord) {
+        let key_id = key.id.clone();
+        self.keys.apply(vec![key]);
+        fleet::announce(self.fleet.as_ref(), llmux_fleet::FleetEvent::KeyChanged { key_id });
+    }
+
     /// A team was created or changed through this instance.
     pub async fn team_changed(&self, team: llmux_store::TeamRecord) {
+        let name = team.name.clone();
         self.keys.apply_team(team);
+        fleet::announce(self.fleet.as_ref(), llmux_fleet::FleetEvent::TeamChanged { team: name });
     }
 
     /// A team was deleted through this instance.
     pub async fn team_deleted(&self, name: &str) {
         self.keys.remove_team(name);
+        fleet::announce(self.fleet.as_ref(), llmux_fleet::FleetEvent::TeamChanged { team: name.to_owned() });
     }
 
     /// Authenticates a key (for endpoints that only need the caller, like `/v1/models`).
@@ -263,7 +284,7 @@ impl Gateway {
             Ok(planned) => planned,
             Err(error) => return Err(fail(settlement, error)),
         };
-        let rate_limits = match self.rate_limit(&caller, &mut settlement) {
+        let rate_limits = match self.rate_limit(&caller, &mut settlement).await {
             Ok(rate_limits) => rate_limits,
             Err(error) => return Err(fail(settlement, error)),
         };
@@ -301,7 +322,7 @@ impl Gateway {
             Ok(planned) => planned,
             Err(error) => return Err(fail(settlement, error)),
         };
-        let rate_limits = match self.rate_limit(&caller, &mut settlement) {
+        let rate_limits = match self.rate_limit(&caller, &mut settlement).await {
             Ok(rate_limits) => rate_limits,
             Err(error) => return Err(fail(settlement, error)),
         };
@@ -325,9 +346,8 @@ impl Gateway {
         Ok(estimate_input_tokens(&request))
     }
 
-    /// Step 2, continued: the rate limits of the key and its team (this instance's
-    /// windows).
-    fn rate_limit(
+    /// Step 2, continued: the rate limits of the key and its team.
+    async fn rate_limit(
         &self,
         caller: &Caller,
         settlement: &mut Settlement,
@@ -342,8 +362,7 @@ impl Gateway {
         if let Some(team) = team {
             scopes.push(limits::Scope::team(&team.name, team.rpm_limit, team.tpm_limit));
         }
-        let now = u64::try_from(clock::now_ms()).unwrap_or(0);
-        match self.limits.admit(&scopes, now) {
+        match self.admit_limits(&scopes).await {
             Ok(None) => Ok(None),
             Ok(Some((reservation, info))) => {
                 settlement.reserve(reservation);
@@ -351,6 +370,41 @@ impl Gateway {
             }
             Err(refusal) => Err(GatewayError::RateLimited(Box::new(refusal))),
         }
+    }
+
+    /// The fleet, when Redis is configured and answering.
+    fn fleet_up(&self) -> Option<&llmux_fleet::Fleet> {
+        self.fleet.as_ref().filter(|fleet| fleet.is_up())
+    }
+
+    /// Admits a request against the windows of `scopes`: from this instance's counts,
+    /// or with Redis from leases claimed from the fleet (a round trip only when a lease
+    /// is used up). If Redis fails meanwhile, this instance counts alone.
+    async fn admit_limits(
+        &self,
+        scopes: &[limits::Scope],
+    ) -> Result<Option<(limits::Reservation, limits::RateInfo)>, limits::Refusal> {
+        let mut fleet = self.fleet_up();
+        for _ in 0..8 {
+            let now = u64::try_from(clock::now_ms()).unwrap_or(0);
+            let leases = match self.limits.admit(scopes, now, fleet.is_some()) {
+                Ok(admitted) => return Ok(admitted),
+                Err(limits::NotAdmitted::Refused(refusal)) => return Err(refusal),
+                Err(limits::NotAdmitted::NeedLeases(leases)) => leases,
+            };
+            let Some(shared) = fleet else { break };
+            for lease in &leases {
+                let limit = i64::try_from(lease.limit).unwrap_or(i64::MAX);
+                let want = i64::try_from(lease.want).unwrap_or(i64::MAX);
+                match shared.claim(&lease.counter, limit, want, lease.ttl_ms).await {
+                    Ok(granted) => self.limits.granted(lease, u64::try_from(granted).unwrap_or(0), now),
+                    Err(_) => fleet = None,
+                }
+            }
+        }
+        // Leases taken by this instance's other requests round after round: refuse
+        // briefly rather than count past the fleet's limit.
+        Err(limits::Refusal::busy())
     }
 
     /// Step 2, continued: the budgets of the key and its team. Reserves the estimated
@@ -399,13 +453,28 @@ impl Gateway {
             .and_then(|candidate| runtime.config.models[candidate.model].routes[candidate.route].price);
         let estimated =
             |currency| price.filter(|price| price.currency == currency).map_or(0, |price| price.cost(&usage).nanos);
-        match self.budgets.reserve(&limits, estimated) {
-            Ok(reservation) => {
-                settlement.reserve_budget(reservation);
-                Ok(())
+        let mut fleet = self.fleet_up();
+        for _ in 0..8 {
+            let now = clock::now_ms();
+            let leases = match self.budgets.reserve(&limits, estimated, now, fleet.is_some()) {
+                Ok(reservation) => {
+                    settlement.reserve_budget(reservation);
+                    return Ok(());
+                }
+                Err(budgets::NotReserved::Exhausted(exhausted)) => {
+                    return Err(GatewayError::BudgetExceeded(Box::new(exhausted)));
+                }
+                Err(budgets::NotReserved::NeedLeases(leases)) => leases,
+            };
+            let Some(shared) = fleet else { break };
+            for lease in &leases {
+                match shared.claim_from(&lease.counter, lease.initial, lease.limit, lease.want, lease.ttl_ms).await {
+                    Ok(granted) => self.budgets.granted(lease, granted, now),
+                    Err(_) => fleet = None,
+                }
             }
-            Err(exhausted) => Err(GatewayError::BudgetExceeded(Box::new(exhausted))),
         }
+        Err(GatewayError::RateLimited(Box::new(limits::Refusal::busy())))
     }
 
     /// Steps 2 and 3: the model exists, the caller may use it, and the routes to try.
@@ -447,7 +516,7 @@ impl Gateway {
             }
             next += 1;
             let route = &runtime.config.models[candidate.model].routes[candidate.route];
-            if let Err(refusal) = self.route_window(runtime, route, &mut settlement) {
+            if let Err(refusal) = self.route_window(runtime, route, &mut settlement).await {
                 route_limited = Some(refusal);
                 continue;
             }
@@ -551,7 +620,7 @@ impl Gateway {
 
     /// Counts an attempt against its route's own rate limits (`rpm_limit`, `tpm_limit`
     /// on the route; one window per provider and upstream model), or refuses it.
-    fn route_window(
+    async fn route_window(
         &self,
         runtime: &Runtime,
         route: &llmux_config::RouteConfig,
@@ -566,8 +635,7 @@ impl Gateway {
             route.rpm_limit,
             route.tpm_limit,
         );
-        let now = u64::try_from(clock::now_ms()).unwrap_or(0);
-        if let Some((reservation, _)) = self.limits.admit(std::slice::from_ref(&scope), now)? {
+        if let Some((reservation, _)) = self.admit_limits(std::slice::from_ref(&scope)).await? {
             settlement.reserve_route(reservation);
         }
         Ok(())
@@ -585,7 +653,7 @@ impl Gateway {
             route.rpm_limit,
             route.tpm_limit,
         );
-        self.limits.has_room(&scope, u64::try_from(clock::now_ms()).unwrap_or(0))
+        self.limits.has_room(&scope, u64::try_from(clock::now_ms()).unwrap_or(0), self.fleet_up().is_some())
     }
 
     /// A hedged attempt: `first`; if it has not answered within `after`, `second` too.
@@ -613,7 +681,7 @@ impl Gateway {
             () = tokio::time::sleep(after) => {}
         }
         let route = &runtime.config.models[second_route.model].routes[second_route.route];
-        if self.route_window(runtime, route, settlement).is_err() {
+        if self.route_window(runtime, route, settlement).await.is_err() {
             // The second route reached its own rate limit meanwhile: no hedge.
             let (outcome, elapsed) = first.await;
             log_attempt(runtime, settlement, first_route, outcome_label(&outcome), elapsed);
@@ -657,11 +725,26 @@ impl Gateway {
             attempts.run(candidate).await
         };
         let elapsed = started.elapsed();
+        let route = &runtime.config.models[candidate.model].routes[candidate.route];
         match &outcome {
             Ok(_) => health.succeeded(elapsed),
-            Err(error) => health.failed(error, region, &runtime.health.policy, health::now_ms()),
+            Err(error) => {
+                let now = health::now_ms();
+                if let Some(until) = health.failed(error, region, &runtime.health.policy, now) {
+                    // The other instances rest it too (in wall-clock time: each instance
+                    // keeps health on its own monotonic clock).
+                    let until = clock::now_ms().saturating_add(i64::try_from(until - now).unwrap_or(i64::MAX));
+                    fleet::announce(
+                        self.fleet_up(),
+                        llmux_fleet::FleetEvent::RouteResting {
+                            provider: runtime.config.providers[route.provider].name.clone(),
+                            upstream_model: route.model.clone(),
+                            until_ms: until,
+                        },
+                    );
+                }
+            }
         }
-        let route = &runtime.config.models[candidate.model].routes[candidate.route];
         let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");
         self.metrics.observe_attempt(
             &runtime.config.models[candidate.model].name,
@@ -752,7 +835,7 @@ async fn health_checks(gateway: std::sync::Weak<Gateway>, mut stop: tokio::sync:
                     if answered {
                         health.probe_answered(&runtime.health.policy);
                     } else {
-                        health.failed(&failure, None, &runtime.health.policy, health::now_ms());
+                        let _ = health.failed(&failure, None, &runtime.health.policy, health::now_ms());
                     }
                 }
             }

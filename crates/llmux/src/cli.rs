@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use llmux_config::Config;
+use llmux_fleet::FleetEvent;
 use llmux_gateway::keys::{self, BudgetInput, KeyPatch, NewKey};
 use llmux_gateway::teams::{self, NewTeam, TeamPatch};
 use llmux_server::ConfigSource;
@@ -333,6 +334,14 @@ pub enum TeamsCommand {
     },
 }
 
+/// Tells running gateways of the fleet (with Redis) about a change at once; without
+/// Redis, or if it does not answer, they pick it up within `server.key_refresh_ms`.
+async fn announce(config: &Config, event: FleetEvent) {
+    if let Err(error) = llmux_gateway::fleet::announce_now(config.storage.redis.as_deref(), event).await {
+        eprintln!("note: running gateways will see this within server.key_refresh_ms (Redis: {error})");
+    }
+}
+
 pub async fn teams(command: TeamsCommand) -> Result<(), String> {
     let pretty = |team: &llmux_store::TeamRecord| serde_json::to_string_pretty(&teams::view(team)).unwrap_or_default();
     match command {
@@ -404,6 +413,7 @@ pub async fn teams(command: TeamsCommand) -> Result<(), String> {
                 metadata: None,
             };
             let team = teams::update(store.as_ref(), &name, patch).await.map_err(|error| error.to_string())?;
+            announce(&config, FleetEvent::TeamChanged { team: team.name.clone() }).await;
             println!("{}", pretty(&team));
             Ok(())
         }
@@ -411,6 +421,7 @@ pub async fn teams(command: TeamsCommand) -> Result<(), String> {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
             teams::delete(store.as_ref(), &name).await.map_err(|error| error.to_string())?;
+            announce(&config, FleetEvent::TeamChanged { team: name.clone() }).await;
             println!("deleted team {name}");
             Ok(())
         }
@@ -511,6 +522,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), String> {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
             let key = keys::revoke(store.as_ref(), &id).await.map_err(|error| error.to_string())?;
+            announce(&config, FleetEvent::KeyChanged { key_id: key.id.clone() }).await;
             println!("revoked {} ({})", key.id, key.name);
             Ok(())
         }
@@ -527,6 +539,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), String> {
                 ..KeyPatch::default()
             };
             let key = keys::update(store.as_ref(), &id, patch).await.map_err(|error| error.to_string())?;
+            announce(&config, FleetEvent::KeyChanged { key_id: key.id.clone() }).await;
             println!("{}", serde_json::to_string_pretty(&keys::view(&key)).unwrap_or_default());
             Ok(())
         }

@@ -88,7 +88,7 @@ pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, body:
     };
     match keys::create(state.gateway.store().as_ref(), new).await {
         Ok((record, plain)) => {
-            state.gateway.keys().apply(vec![record.clone()]);
+            state.gateway.key_changed(record.clone());
             let mut view = keys::view(&record);
             view["key"] = Value::String(plain);
             json(StatusCode::CREATED, &view, &request_id)
@@ -138,7 +138,7 @@ pub async fn update_key(
     };
     match keys::update(state.gateway.store().as_ref(), &id, patch).await {
         Ok(key) => {
-            state.gateway.keys().apply(vec![key.clone()]);
+            state.gateway.key_changed(key.clone());
             json(StatusCode::OK, &keys::view(&key), &request_id)
         }
         Err(error) => key_error(error, &request_id),
@@ -152,7 +152,7 @@ pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>, h
     }
     match keys::revoke(state.gateway.store().as_ref(), &id).await {
         Ok(key) => {
-            state.gateway.keys().apply(vec![key.clone()]);
+            state.gateway.key_changed(key.clone());
             json(StatusCode::OK, &keys::view(&key), &request_id)
         }
         Err(error) => key_error(error, &request_id),
