@@ -65,6 +65,9 @@ pub struct FleetOptions {
     pub instance_id: Option<String>,
     /// Events buffered per subscriber before it lags. Default 1024.
     pub event_capacity: usize,
+    /// For `rediss://` URLs: PEM certificate(s) of the CA that signed the server's certificate,
+    /// instead of the system's trust store. Default none.
+    pub tls_root_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for FleetOptions {
@@ -77,6 +80,7 @@ impl Default for FleetOptions {
             fail_fast_while_down: true,
             instance_id: None,
             event_capacity: 1024,
+            tls_root_ca_pem: None,
         }
     }
 }
@@ -220,14 +224,21 @@ impl std::fmt::Debug for Fleet {
 }
 
 impl Fleet {
-    /// Parses the URL (`redis://[user:password@]host[:port][/db]`, `unix://…`) and starts
+    /// Parses the URL (`redis://[user:password@]host[:port][/db]`, `rediss://…` for TLS with
+    /// rustls and aws-lc-rs, `unix://…`) and starts
     /// connecting in the background. Fails only on a malformed URL or outside a Tokio runtime,
     /// never because Redis is down.
     pub fn new(url: &str, options: FleetOptions) -> Result<Fleet, FleetError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(FleetError::NoRuntime);
         }
-        let client = Client::open(url).map_err(|e| FleetError::InvalidUrl(e.category().into()))?;
+        let client = match &options.tls_root_ca_pem {
+            None => Client::open(url),
+            Some(pem) => {
+                Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) })
+            }
+        }
+        .map_err(|e| FleetError::InvalidUrl(e.category().into()))?;
         let instance_id = options.instance_id.clone().unwrap_or_else(random_id);
         let prefix = options.prefix.clone();
         let name_prefix: String = prefix.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
