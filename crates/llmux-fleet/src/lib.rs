@@ -485,11 +485,14 @@ async fn connect_subscriber(
 /// loss, and forwards decoded events to the broadcast channel.
 async fn subscriber_task(shared: Arc<Shared>, client: Client, events: broadcast::Sender<FleetMessage>) {
     let mut first_attempt = true;
+    // Log one failed attempt per outage, not one every `health_interval`.
+    let mut failure_logged = false;
     loop {
         let attempt = tokio::time::timeout(shared.options.op_timeout * 4, connect_subscriber(&shared, &client)).await;
         match attempt {
             Ok(Ok((mut conn, mut pushes))) => {
                 shared.subscribed.store(true, Ordering::Release);
+                failure_logged = false;
                 tracing::debug!(instance = %shared.instance_id, "fleet: subscribed to events");
                 if !first_attempt {
                     let _ = events.send(FleetMessage {
@@ -530,12 +533,15 @@ async fn subscriber_task(shared: Arc<Shared>, client: Client, events: broadcast:
                 shared.subscribed.store(false, Ordering::Release);
                 tracing::debug!(instance = %shared.instance_id, "fleet: event subscription lost");
             }
-            Ok(Err(e)) => {
-                tracing::debug!(instance = %shared.instance_id, error = %e, "fleet: subscribing failed");
+            Ok(Err(e)) if !failure_logged => {
+                failure_logged = true;
+                tracing::debug!(instance = %shared.instance_id, error = %e, "fleet: subscribing failed, retrying");
             }
-            Err(_) => {
-                tracing::debug!(instance = %shared.instance_id, "fleet: subscribing timed out");
+            Err(_) if !failure_logged => {
+                failure_logged = true;
+                tracing::debug!(instance = %shared.instance_id, "fleet: subscribing timed out, retrying");
             }
+            Ok(Err(_)) | Err(_) => {}
         }
         first_attempt = false;
         tokio::time::sleep(shared.options.health_interval).await;
