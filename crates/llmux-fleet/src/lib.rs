@@ -30,6 +30,15 @@
 //! check retries every [`FleetOptions::health_interval`]; its first success marks the fleet up
 //! again (one `info` log). The caller falls back to local limits meanwhile. The URL, which may
 //! hold a password, is never logged.
+//!
+//! A failed operation may still have been applied when only its answer was lost (the
+//! connection dropped after sending). A lost claim keeps its units counted until the counter
+//! expires, so the fleet then admits less, never more; a batch of `add_many` kept for the next
+//! tick may then be counted twice. Nothing is retried here.
+//!
+//! Counters are exact up to 2^53 (Lua numbers are doubles on the server); `rediss://` uses
+//! rustls with aws-lc-rs. Redis 6 or newer is needed (the subscription uses RESP3); Redis
+//! Cluster is not supported (`add_many` and `get_many` touch several keys at once).
 
 mod events;
 mod scripts;

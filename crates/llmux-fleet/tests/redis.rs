@@ -533,6 +533,9 @@ async fn comes_back_after_redis_was_down_and_loading() {
 
     // Redis goes away.
     proxy.set(ProxyMode::Refuse);
+    // Let the stand-in close the open connections first: a claim racing the close could be
+    // applied with its answer lost, which is the documented ambiguity of a failed operation.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let start = Instant::now();
     let err = a.claim("c", 100, 5, 60_000).await.unwrap_err();
     assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
