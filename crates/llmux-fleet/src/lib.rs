@@ -233,10 +233,9 @@ impl std::fmt::Debug for Fleet {
 }
 
 impl Fleet {
-    /// Parses the URL (`redis://[user:password@]host[:port][/db]`, `rediss://…` for TLS with
-    /// rustls and aws-lc-rs, `unix://…`) and starts
-    /// connecting in the background. Fails only on a malformed URL or outside a Tokio runtime,
-    /// never because Redis is down.
+    /// Parses the URL (`redis://[user:password@]host[:port][/db]`, `rediss://…` for TLS,
+    /// `unix://…`) and starts connecting in the background. Fails only on a malformed URL or
+    /// outside a Tokio runtime, never because Redis is down.
     pub fn new(url: &str, options: FleetOptions) -> Result<Fleet, FleetError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(FleetError::NoRuntime);
