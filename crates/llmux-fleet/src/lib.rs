@@ -30,6 +30,15 @@
 //! check retries every [`FleetOptions::health_interval`]; its first success marks the fleet up
 //! again (one `info` log). The caller falls back to local limits meanwhile. The URL, which may
 //! hold a password, is never logged.
+//!
+//! A failed operation may still have been applied when only its answer was lost (the
+//! connection dropped after sending). A lost claim keeps its units counted until the counter
+//! expires, so the fleet then admits less, never more; a batch of `add_many` kept for the next
+//! tick may then be counted twice. Nothing is retried here.
+//!
+//! Counters are exact up to 2^53 (Lua numbers are doubles on the server); `rediss://` uses
+//! rustls with aws-lc-rs. Redis 6 or newer is needed (the subscription uses RESP3); Redis
+//! Cluster is not supported (`add_many` and `get_many` touch several keys at once).
 
 mod events;
 mod scripts;
@@ -65,6 +74,9 @@ pub struct FleetOptions {
     pub instance_id: Option<String>,
     /// Events buffered per subscriber before it lags. Default 1024.
     pub event_capacity: usize,
+    /// For `rediss://` URLs: PEM certificate(s) of the CA that signed the server's certificate,
+    /// instead of the system's trust store. Default none.
+    pub tls_root_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for FleetOptions {
@@ -77,6 +89,7 @@ impl Default for FleetOptions {
             fail_fast_while_down: true,
             instance_id: None,
             event_capacity: 1024,
+            tls_root_ca_pem: None,
         }
     }
 }
@@ -220,14 +233,20 @@ impl std::fmt::Debug for Fleet {
 }
 
 impl Fleet {
-    /// Parses the URL (`redis://[user:password@]host[:port][/db]`, `unix://…`) and starts
-    /// connecting in the background. Fails only on a malformed URL or outside a Tokio runtime,
-    /// never because Redis is down.
+    /// Parses the URL (`redis://[user:password@]host[:port][/db]`, `rediss://…` for TLS,
+    /// `unix://…`) and starts connecting in the background. Fails only on a malformed URL or
+    /// outside a Tokio runtime, never because Redis is down.
     pub fn new(url: &str, options: FleetOptions) -> Result<Fleet, FleetError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(FleetError::NoRuntime);
         }
-        let client = Client::open(url).map_err(|e| FleetError::InvalidUrl(e.category().into()))?;
+        let client = match &options.tls_root_ca_pem {
+            None => Client::open(url),
+            Some(pem) => {
+                Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) })
+            }
+        }
+        .map_err(|e| FleetError::InvalidUrl(e.category().into()))?;
         let instance_id = options.instance_id.clone().unwrap_or_else(random_id);
         let prefix = options.prefix.clone();
         let name_prefix: String = prefix.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
@@ -474,11 +493,14 @@ async fn connect_subscriber(
 /// loss, and forwards decoded events to the broadcast channel.
 async fn subscriber_task(shared: Arc<Shared>, client: Client, events: broadcast::Sender<FleetMessage>) {
     let mut first_attempt = true;
+    // Log one failed attempt per outage, not one every `health_interval`.
+    let mut failure_logged = false;
     loop {
         let attempt = tokio::time::timeout(shared.options.op_timeout * 4, connect_subscriber(&shared, &client)).await;
         match attempt {
             Ok(Ok((mut conn, mut pushes))) => {
                 shared.subscribed.store(true, Ordering::Release);
+                failure_logged = false;
                 tracing::debug!(instance = %shared.instance_id, "fleet: subscribed to events");
                 if !first_attempt {
                     let _ = events.send(FleetMessage {
@@ -519,12 +541,15 @@ async fn subscriber_task(shared: Arc<Shared>, client: Client, events: broadcast:
                 shared.subscribed.store(false, Ordering::Release);
                 tracing::debug!(instance = %shared.instance_id, "fleet: event subscription lost");
             }
-            Ok(Err(e)) => {
-                tracing::debug!(instance = %shared.instance_id, error = %e, "fleet: subscribing failed");
+            Ok(Err(e)) if !failure_logged => {
+                failure_logged = true;
+                tracing::debug!(instance = %shared.instance_id, error = %e, "fleet: subscribing failed, retrying");
             }
-            Err(_) => {
-                tracing::debug!(instance = %shared.instance_id, "fleet: subscribing timed out");
+            Err(_) if !failure_logged => {
+                failure_logged = true;
+                tracing::debug!(instance = %shared.instance_id, "fleet: subscribing timed out, retrying");
             }
+            Ok(Err(_)) | Err(_) => {}
         }
         first_attempt = false;
         tokio::time::sleep(shared.options.health_interval).await;

@@ -533,6 +533,9 @@ async fn comes_back_after_redis_was_down_and_loading() {
 
     // Redis goes away.
     proxy.set(ProxyMode::Refuse);
+    // Let the stand-in close the open connections first: a claim racing the close could be
+    // applied with its answer lost, which is the documented ambiguity of a failed operation.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let start = Instant::now();
     let err = a.claim("c", 100, 5, 60_000).await.unwrap_err();
     assert!(matches!(err, FleetError::Unavailable(_)), "{err:?}");
@@ -561,4 +564,30 @@ async fn comes_back_after_redis_was_down_and_loading() {
     assert_eq!(next_event(&mut ra).await.event, event);
     assert_eq!(b.get_many(&["c".to_owned()]).await.unwrap(), vec![10]);
     cleanup(&format!("{url}/1"), &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_instance_notices_an_outage_and_the_return() {
+    let Some(url) = redis_url() else { return };
+    let Some(upstream) = url.strip_prefix("redis://").map(|rest| rest.trim_end_matches('/').to_owned()) else {
+        eprintln!("skipping: the proxy test needs a plain redis:// URL");
+        return;
+    };
+    if upstream.contains(['@', '/', '?']) {
+        eprintln!("skipping: the proxy test needs a plain redis://host:port URL");
+        return;
+    }
+    let proxy = Proxy::start(upstream).await;
+    let fleet = Fleet::new(
+        &format!("redis://127.0.0.1:{}", proxy.port),
+        FleetOptions { idle_check_interval: Duration::from_millis(200), ..options(&unique_prefix()) },
+    )
+    .unwrap();
+    // No operation at all: the background check alone finds Redis, loses it, finds it again.
+    wait_until("up", Duration::from_secs(3), || fleet.is_up()).await;
+    proxy.set(ProxyMode::Refuse);
+    wait_until("down", Duration::from_secs(3), || !fleet.is_up()).await;
+    proxy.set(ProxyMode::Forward);
+    wait_until("up again", Duration::from_secs(3), || fleet.is_up()).await;
+    assert!(fleet.failures() >= 1);
 }
