@@ -58,6 +58,9 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     pub url: String,
     pub redis: Option<String>,
+    /// Prepended to every Redis key and channel of this fleet (default `llmux:`), so
+    /// several fleets can share one Redis.
+    pub redis_prefix: String,
     /// Usage records are flushed at least this often.
     pub flush_interval: Duration,
     /// Where usage records wait on local disk while the store is unreachable.

@@ -54,6 +54,7 @@ pub struct RawStorage {
     pub url: Option<String>,
     pub redis: Option<String>,
     pub flush_interval_ms: Option<u64>,
+    pub redis_prefix: Option<String>,
     pub spill_dir: Option<String>,
     pub spill_max_mb: Option<u64>,
 }

@@ -36,6 +36,7 @@ pub(crate) fn resolve(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigErro
             .unwrap_or_else(|| "sqlite://llmux.db".to_owned()),
         redis: raw.storage.redis.as_deref().map(|url| interpolate(url, env, "storage.redis", &mut errors)),
         flush_interval: Duration::from_millis(raw.storage.flush_interval_ms.unwrap_or(200).clamp(10, 1_000)),
+        redis_prefix: raw.storage.redis_prefix.clone().unwrap_or_else(|| "llmux:".to_owned()),
         spill_dir: raw.storage.spill_dir.as_deref().unwrap_or("llmux-spill").into(),
         spill_max_bytes: raw.storage.spill_max_mb.unwrap_or(1024).saturating_mul(1024 * 1024),
     };

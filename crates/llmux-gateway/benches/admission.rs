@@ -101,7 +101,8 @@ fn redis(c: &mut Criterion) {
                     Err(NotAdmitted::Refused(refusal)) => panic!("{}", refusal.message),
                     Err(NotAdmitted::NeedLeases(leases)) => runtime.block_on(async {
                         for lease in &leases {
-                            let granted = fleet.claim(&lease.counter, lease.limit as i64, lease.want as i64, lease.ttl_ms);
+                            let granted =
+                                fleet.claim(&lease.counter, lease.limit as i64, lease.want as i64, lease.ttl_ms);
                             limits.granted(lease, granted.await.unwrap() as u64, now);
                         }
                     }),

@@ -24,10 +24,11 @@ use crate::{Gateway, clock};
 /// How often counters are synced with the fleet.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Connects (in the background) to `url`; `None` when no Redis is configured.
-pub fn connect(url: Option<&str>) -> Result<Option<Fleet>, String> {
-    let Some(url) = url else { return Ok(None) };
-    Fleet::new(url, FleetOptions::default()).map(Some).map_err(|error| format!("storage.redis: {error}"))
+/// Connects (in the background) to the configured Redis; `None` when there is none.
+pub fn connect(storage: &llmux_config::StorageConfig) -> Result<Option<Fleet>, String> {
+    let Some(url) = storage.redis.as_deref() else { return Ok(None) };
+    let options = FleetOptions { prefix: storage.redis_prefix.clone(), ..FleetOptions::default() };
+    Fleet::new(url, options).map(Some).map_err(|error| format!("storage.redis: {error}"))
 }
 
 /// Syncs counters until the gateway is gone or `stop` fires.
@@ -149,7 +150,7 @@ pub fn announce(fleet: Option<&Fleet>, event: FleetEvent) {
 }
 
 /// Announces `event` and waits for it to be sent (the CLI, before it exits).
-pub async fn announce_now(url: Option<&str>, event: FleetEvent) -> Result<(), String> {
-    let Some(fleet) = connect(url)? else { return Ok(()) };
+pub async fn announce_now(storage: &llmux_config::StorageConfig, event: FleetEvent) -> Result<(), String> {
+    let Some(fleet) = connect(storage)? else { return Ok(()) };
     fleet.publish(&event).await.map_err(|error| error.to_string())
 }

@@ -175,7 +175,7 @@ impl Gateway {
         let (ledger, writer) = Ledger::start(store.clone(), config.storage.flush_interval, spill);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(keys.clone().refresh_loop(store.clone(), config.server.key_refresh, stop_rx));
-        let shared = fleet::connect(config.storage.redis.as_deref())?;
+        let shared = fleet::connect(&config.storage)?;
         let runtime = Runtime::build(config)?;
         let gateway = Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),

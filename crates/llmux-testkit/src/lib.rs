@@ -266,7 +266,7 @@ pub struct FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = self.up.send(false);
+        self.up.send_replace(false);
     }
 }
 
@@ -307,11 +307,12 @@ impl FaultProxy {
 
     /// The service "goes away": relayed connections close, new ones are dropped.
     pub fn cut(&self) {
-        let _ = self.up.send(false);
+        // `send_replace`: the value must change even when no relay is listening.
+        self.up.send_replace(false);
     }
 
     /// The service "comes back".
     pub fn restore(&self) {
-        let _ = self.up.send(true);
+        self.up.send_replace(true);
     }
 }

@@ -337,7 +337,7 @@ pub enum TeamsCommand {
 /// Tells running gateways of the fleet (with Redis) about a change at once; without
 /// Redis, or if it does not answer, they pick it up within `server.key_refresh_ms`.
 async fn announce(config: &Config, event: FleetEvent) {
-    if let Err(error) = llmux_gateway::fleet::announce_now(config.storage.redis.as_deref(), event).await {
+    if let Err(error) = llmux_gateway::fleet::announce_now(&config.storage, event).await {
         eprintln!("note: running gateways will see this within server.key_refresh_ms (Redis: {error})");
     }
 }

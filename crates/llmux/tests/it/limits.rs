@@ -23,6 +23,7 @@ async fn a_burst_gets_exactly_the_rpm_limit_through_and_the_rest_429() {
     fake.always(Reply::chat("ok", 9, 4));
     let gateway = std::sync::Arc::new(gateway(&fake).await);
     let (key, _) = gateway.create_key(json!({"name": "limited", "rpm_limit": 5})).await;
+    crate::early_in_a_minute().await;
     let mut burst = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (gateway, key) = (gateway.clone(), key.clone());
@@ -73,6 +74,7 @@ async fn tokens_per_minute_count_what_requests_used_and_anthropic_clients_get_th
     fake.always(Reply::chat("ok", 9, 4));
     let gateway = gateway(&fake).await;
     let (key, _) = gateway.create_key(json!({"name": "tokens", "tpm_limit": 30})).await;
+    crate::early_in_a_minute().await;
     let mut remaining = Vec::new();
     for _ in 0..3 {
         let response = gateway.chat(&key, &ask()).await;
@@ -173,6 +175,7 @@ async fn a_route_at_its_own_rate_limit_steers_traffic_to_the_next_route_and_429s
     ))
     .await;
     let key = gateway.key().await;
+    crate::early_in_a_minute().await;
     let mut served_by = Vec::new();
     for _ in 0..4 {
         let response = gateway.chat(&key, &ask()).await;

@@ -5,6 +5,7 @@ mod anthropic;
 mod chat;
 mod cli;
 mod errors;
+mod fleet;
 mod gemini;
 mod keys;
 mod ledger;
@@ -23,6 +24,15 @@ use llmux_server::ConfigSource;
 use serde_json::{Value, json};
 
 pub const MASTER: &str = "sk-master-test-0001";
+
+/// Rate-limit windows are calendar minutes: waits until the next ten seconds stay in
+/// one, so exact counts hold.
+pub async fn early_in_a_minute() {
+    let in_minute = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 60_000;
+    while in_minute() > 50_000 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// A fresh, empty directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {

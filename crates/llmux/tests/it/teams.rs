@@ -91,6 +91,7 @@ async fn a_team_shares_its_rate_limit_budget_and_model_list_among_its_keys() {
     assert_eq!(status, 201, "{body}");
     let (first, first_id) = gateway.create_key(json!({"name": "a", "team": "search", "rpm_limit": 100})).await;
     let (second, _) = gateway.create_key(json!({"name": "b", "team": "search"})).await;
+    crate::early_in_a_minute().await;
 
     // Three requests between both keys, then the team's window is full for both.
     let mut statuses = Vec::new();

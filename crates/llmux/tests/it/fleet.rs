@@ -1,0 +1,187 @@
+//! Several gateways sharing one store and one Redis (`storage.redis`): fleet-wide rate
+//! limits and budgets, key revocation within a second, route rest hints, and what
+//! happens while Redis is away. Skipped without `LLMUX_TEST_REDIS_URL` (CI sets it).
+
+use std::time::{Duration, Instant};
+
+use llmux_testkit::{FakeUpstream, FaultProxy, Reply};
+use serde_json::{Value, json};
+
+use crate::{MASTER, TestGateway, base_config, early_in_a_minute, fake_provider, temp_dir};
+
+fn redis_url() -> Option<String> {
+    let url = std::env::var("LLMUX_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        eprintln!("LLMUX_TEST_REDIS_URL is not set: skipping a Redis test");
+    }
+    url
+}
+
+/// `count` gateways on one SQLite file and one Redis, under a prefix of their own.
+/// Key changes reach the others only through Redis (the key refresh is a minute).
+async fn fleet(count: usize, redis: &str, rest: &str) -> Vec<TestGateway> {
+    let dir = temp_dir("fleet");
+    let path = dir.join("llmux.toml");
+    let prefix = format!("{:016x}", fastrand::u64(..));
+    let config = base_config(&dir)
+        .replace("key_refresh_ms = 100", "key_refresh_ms = 60000")
+        .replace("[storage]\n", &format!("[storage]\nredis = \"{redis}\"\nredis_prefix = \"llmux-it-{prefix}:\"\n"));
+    std::fs::write(&path, format!("{config}{rest}")).unwrap();
+    let mut gateways = Vec::new();
+    for _ in 0..count {
+        let gateway = TestGateway::start_with(dir.clone(), path.clone()).await;
+        wait_redis(&gateway, true).await;
+        gateways.push(gateway);
+    }
+    gateways
+}
+
+async fn redis_up(gateway: &TestGateway) -> Option<bool> {
+    let metrics = gateway.http.get(gateway.url("/metrics")).send().await.ok()?.text().await.ok()?;
+    let line = metrics.lines().find(|line| line.starts_with("llmux_redis_up "))?;
+    Some(line.ends_with(" 1"))
+}
+
+async fn wait_redis(gateway: &TestGateway, up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis_up(gateway).await != Some(up) {
+        assert!(Instant::now() < deadline, "llmux_redis_up never became {up}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn chat_model(fake: &FakeUpstream, price: &str) -> String {
+    format!(
+        "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\"{price} }}]\n",
+        fake_provider("fake", &fake.base_url())
+    )
+}
+
+fn ask() -> Value {
+    json!({"model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Sends `count` requests spread over `gateways` at once; returns their statuses.
+async fn burst(gateways: &[TestGateway], key: &str, count: usize) -> Vec<u16> {
+    let requests = (0..count).map(|index| {
+        let gateway = &gateways[index % gateways.len()];
+        async move { gateway.chat(key, &ask()).await.status().as_u16() }
+    });
+    futures_util::future::join_all(requests).await
+}
+
+#[tokio::test]
+async fn one_rpm_limit_and_one_budget_hold_across_the_fleet() {
+    let Some(redis) = redis_url() else { return };
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    // 1000 USD per million tokens: a request reserves about 0.024 and costs 0.013.
+    let gateways = fleet(3, &redis, &chat_model(&fake, ", price = { input = 1000, output = 1000 }")).await;
+
+    let (limited, _) = gateways[0].create_key(json!({"name": "rpm", "rpm_limit": 10})).await;
+    early_in_a_minute().await;
+    let statuses = burst(&gateways, &limited, 36).await;
+    assert_eq!(statuses.iter().filter(|status| **status == 200).count(), 10, "{statuses:?}");
+    assert!(statuses.iter().all(|status| *status == 200 || *status == 429), "{statuses:?}");
+
+    let (budgeted, budgeted_id) =
+        gateways[1].create_key(json!({"name": "budget", "budget": {"amount": 0.13, "period": "daily"}})).await;
+    let statuses = burst(&gateways, &budgeted, 48).await;
+    let admitted = statuses.iter().filter(|status| **status == 200).count();
+    assert!((5..=10).contains(&admitted), "{admitted} admitted: {statuses:?}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let spent = loop {
+        let records = gateways[2].usage(&format!("?key_id={budgeted_id}&limit=1000")).await;
+        if records.len() == 48 || Instant::now() > deadline {
+            assert_eq!(records.len(), 48);
+            break records.iter().filter_map(|record| record["cost"].as_f64()).sum::<f64>();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(spent <= 0.13 + 1e-9, "the fleet spent {spent} of 0.13");
+}
+
+#[tokio::test]
+async fn a_key_revoked_through_one_instance_is_refused_by_the_others_within_a_second() {
+    let Some(redis) = redis_url() else { return };
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    let gateways = fleet(3, &redis, &chat_model(&fake, "")).await;
+    let (key, id) = gateways[0].create_key(json!({"name": "soon revoked"})).await;
+    for gateway in &gateways {
+        assert_eq!(gateway.chat(&key, &ask()).await.status(), 200);
+    }
+    let response =
+        gateways[0].http.post(gateways[0].url(&format!("/admin/keys/{id}/revoke"))).bearer_auth(MASTER).send().await;
+    assert_eq!(response.unwrap().status(), 200);
+    let revoked = Instant::now();
+    for gateway in &gateways[1..] {
+        loop {
+            let status = gateway.chat(&key, &ask()).await.status();
+            if status == 401 {
+                break;
+            }
+            assert!(revoked.elapsed() < Duration::from_secs(1), "still {status} after a second");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_route_resting_on_one_instance_rests_on_the_others() {
+    let Some(redis) = redis_url() else { return };
+    let (failing, spare) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    failing.always(Reply::status(503, "{\"error\":{\"message\":\"overloaded\"}}"));
+    spare.always(Reply::chat("spare", 9, 4));
+    let rest = format!(
+        "{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"failing\", model = \"m\" }}, {{ provider = \"spare\", model = \"m\", priority = 1 }}]\n",
+        fake_provider("failing", &failing.base_url()),
+        fake_provider("spare", &spare.base_url())
+    );
+    let gateways = fleet(2, &redis, &rest).await;
+    let key = gateways[0].key().await;
+    // Five failures open the circuit on the first instance (default circuit_failures).
+    for _ in 0..5 {
+        assert_eq!(gateways[0].chat(&key, &ask()).await.headers()["x-llmux-provider"], "spare");
+    }
+    assert_eq!(failing.received().len(), 5);
+    // The second instance never tried the failing route, yet rests it now.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let response = gateways[1].chat(&key, &ask()).await;
+        assert_eq!(response.status(), 200);
+        if response.headers()["x-llmux-attempts"] == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hint did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(failing.received().len() <= 6);
+}
+
+#[tokio::test]
+async fn while_redis_is_away_requests_go_on_under_local_limits_and_redis_is_picked_up_again() {
+    let Some(redis) = redis_url() else { return };
+    let target = redis.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let proxy = FaultProxy::start(&target).await;
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    let gateways = fleet(1, &format!("redis://{}", proxy.addr()), &chat_model(&fake, "")).await;
+    let gateway = &gateways[0];
+    let (key, _) = gateway.create_key(json!({"name": "limited", "rpm_limit": 30})).await;
+    early_in_a_minute().await;
+    assert_eq!(gateway.chat(&key, &ask()).await.status(), 200);
+
+    proxy.cut();
+    wait_redis(gateway, false).await;
+    // The instance goes on alone: its own window still holds the key to 30.
+    let statuses = burst(&gateways, &key, 40).await;
+    assert_eq!(statuses.iter().filter(|status| **status == 200).count(), 29, "{statuses:?}");
+    assert!(statuses.iter().all(|status| *status == 200 || *status == 429));
+
+    proxy.restore();
+    wait_redis(gateway, true).await;
+    let (fresh, _) = gateway.create_key(json!({"name": "after", "rpm_limit": 30})).await;
+    assert_eq!(gateway.chat(&fresh, &ask()).await.status(), 200);
+    assert_eq!(fake.received().len(), 31);
+}
