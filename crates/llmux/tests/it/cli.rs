@@ -105,7 +105,7 @@ fn keys_are_managed_from_the_cli() {
 }
 
 /// A running `llmux serve`, killed if a test fails before stopping it.
-struct Running(std::process::Child);
+pub struct Running(std::process::Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -130,7 +130,7 @@ impl std::ops::DerefMut for Running {
 }
 
 /// Starts the binary on a free port; returns the child and its address.
-fn serve(config: &str) -> (Running, String) {
+pub fn serve(config: &str) -> (Running, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())

@@ -9,6 +9,7 @@ mod fleet;
 mod gemini;
 mod keys;
 mod ledger;
+mod multi_instance;
 mod limits;
 mod reload;
 mod routing;

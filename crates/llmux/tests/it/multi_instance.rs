@@ -1,0 +1,218 @@
+//! Three `llmux serve` processes on loopback sharing PostgreSQL (a schema of their
+//! own) and Redis (a prefix of their own), as a fleet behind a load balancer would:
+//! one fleet-wide RPM limit and one budget, a revocation through one instance refused
+//! by the others within a second, and an instance stopped mid-load losing no usage
+//! record of a request that completed. Skipped unless both `LLMUX_TEST_POSTGRES_URL`
+//! and `LLMUX_TEST_REDIS_URL` are set (CI sets both).
+
+use std::time::{Duration, Instant};
+
+use llmux_testkit::{FakeUpstream, Reply};
+use serde_json::{Value, json};
+
+use crate::cli::{Running, serve};
+use crate::{MASTER, early_in_a_minute, fake_provider, temp_dir};
+
+struct Schema {
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    async fn create(base: &str) -> Schema {
+        let (admin, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls).await.expect("PostgreSQL");
+        tokio::spawn(connection);
+        let name = format!("llmux_it_{:016x}", fastrand::u64(..));
+        admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-csearch_path%3D{name}");
+        Schema { admin, name, url }
+    }
+
+    async fn drop(self) {
+        let _ = self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await;
+    }
+}
+
+fn ask() -> Value {
+    json!({"model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+struct Instance {
+    process: Running,
+    address: String,
+}
+
+impl Instance {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
+#[tokio::test]
+async fn three_processes_share_limits_budgets_revocations_and_the_ledger() {
+    let (Ok(postgres), Ok(redis)) = (std::env::var("LLMUX_TEST_POSTGRES_URL"), std::env::var("LLMUX_TEST_REDIS_URL"))
+    else {
+        eprintln!("LLMUX_TEST_POSTGRES_URL and LLMUX_TEST_REDIS_URL are needed: skipping the multi-instance test");
+        return;
+    };
+    let schema = Schema::create(&postgres).await;
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    let dir = temp_dir("multi");
+    let config = dir.join("llmux.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmaster_key = \"{MASTER}\"\nkey_refresh_ms = 60000\nshutdown_grace_ms = 10000\n\n\
+             [storage]\nurl = \"{}\"\nredis = \"{redis}\"\nredis_prefix = \"llmux-it-{}:\"\nflush_interval_ms = 50\nspill_dir = \"{}/spill\"\n\n\
+             {}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\", price = {{ input = 1000, output = 1000 }} }}]\n",
+            schema.url,
+            schema.name,
+            dir.display(),
+            fake_provider("fake", &fake.base_url())
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let (process, address) = serve(&config);
+        instances.push(Instance { process, address });
+    }
+    // Every instance up, with Redis.
+    for instance in &instances {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = match http.get(instance.url("/metrics")).send().await {
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if metrics.contains("llmux_redis_up 1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "instance {} never had Redis: {metrics}", instance.address);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let admin = |instance: &Instance, path: &str, body: Value| {
+        http.post(instance.url(path)).bearer_auth(MASTER).json(&body).send()
+    };
+    let create_key = |instance: &Instance, body: Value| {
+        let request = admin(instance, "/admin/keys", body);
+        async move {
+            let created: Value = request.await.unwrap().json().await.unwrap();
+            (created["key"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned())
+        }
+    };
+    let burst = |key: String, count: usize| {
+        let requests = (0..count).map(|index| {
+            let url = instances[index % 3].url("/v1/chat/completions");
+            let request = http.post(url).bearer_auth(&key).json(&ask()).send();
+            async move { request.await.map(|response| response.status().as_u16()).unwrap_or(0) }
+        });
+        futures_util::future::join_all(requests)
+    };
+
+    // One RPM limit for the fleet.
+    let (limited, _) = create_key(&instances[0], json!({"name": "rpm", "rpm_limit": 12})).await;
+    early_in_a_minute().await;
+    let statuses = burst(limited, 45).await;
+    assert_eq!(statuses.iter().filter(|status| **status == 200).count(), 12, "{statuses:?}");
+
+    // One budget for the fleet: 0.13 at about 0.013 a request, 0.024 reserved each.
+    let (budgeted, budgeted_id) =
+        create_key(&instances[1], json!({"name": "budget", "budget": {"amount": 0.13, "period": "daily"}})).await;
+    let statuses = burst(budgeted, 45).await;
+    let admitted = statuses.iter().filter(|status| **status == 200).count();
+    assert!((5..=10).contains(&admitted), "{admitted} admitted: {statuses:?}");
+
+    // A revocation through one instance holds on the others within a second.
+    let (doomed, doomed_id) = create_key(&instances[2], json!({"name": "doomed"})).await;
+    for instance in &instances {
+        let response = http.post(instance.url("/v1/chat/completions")).bearer_auth(&doomed).json(&ask()).send().await;
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let response = admin(&instances[2], &format!("/admin/keys/{doomed_id}/revoke"), json!({})).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let revoked = Instant::now();
+    for instance in &instances[..2] {
+        loop {
+            let response =
+                http.post(instance.url("/v1/chat/completions")).bearer_auth(&doomed).json(&ask()).send().await;
+            if response.unwrap().status() == 401 {
+                break;
+            }
+            assert!(revoked.elapsed() < Duration::from_secs(1), "instance {} still accepts it", instance.address);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    // An instance stopped (SIGTERM) mid-load: every request that completed has its
+    // record, whichever instance served it.
+    let (loaded, loaded_id) = create_key(&instances[0], json!({"name": "load"})).await;
+    let mut load = tokio::task::JoinSet::new();
+    for index in 0..90 {
+        let url = instances[index % 3].url("/v1/chat/completions");
+        let request = http.post(url).bearer_auth(&loaded).json(&ask());
+        load.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5 * index as u64)).await;
+            match request.send().await {
+                Ok(response) if response.status() == 200 => {
+                    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+                    response.bytes().await.ok().map(|_| id)
+                }
+                _ => None,
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = instances[2].process.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut completed = Vec::new();
+    while let Some(outcome) = load.join_next().await {
+        completed.extend(outcome.unwrap());
+    }
+    let stopped = instances.pop().unwrap();
+    let mut process = stopped.process;
+    let status = tokio::task::spawn_blocking(move || process.wait().map(|status| status.success())).await.unwrap();
+    assert!(status.unwrap(), "the stopped instance exits cleanly");
+    assert!(completed.len() >= 60, "most of the load completed: {}", completed.len());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let recorded: Vec<String> = loop {
+        let response = http
+            .get(instances[0].url(&format!("/admin/usage?key_id={loaded_id}&limit=1000")))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        let ids: Vec<String> = body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|record| record["request_id"].as_str().unwrap().to_owned())
+            .collect();
+        if completed.iter().all(|id| ids.contains(id)) || Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let missing: Vec<&String> = completed.iter().filter(|id| !recorded.contains(id)).collect();
+    assert!(missing.is_empty(), "completed requests without a record: {missing:?}");
+
+    // The budget held across the fleet, by the ledger.
+    let response = http
+        .get(instances[0].url(&format!("/admin/usage?key_id={budgeted_id}&limit=1000")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let spent: f64 = body["records"].as_array().unwrap().iter().filter_map(|record| record["cost"].as_f64()).sum();
+    assert!(spent <= 0.13 + 1e-9, "the fleet spent {spent} of 0.13");
+    drop(instances);
+    schema.drop().await;
+}
