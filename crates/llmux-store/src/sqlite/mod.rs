@@ -541,7 +541,7 @@ impl Store for SqliteStore {
 }
 
 const LIST_KEYS: &str = select_keys!("ORDER BY created_at, id");
-const KEYS_SINCE: &str = select_keys!("WHERE updated_at >= ?");
+const KEYS_SINCE: &str = select_keys!("WHERE updated_at >= ? ORDER BY updated_at, id");
 const KEY_BY_ID: &str = select_keys!("WHERE id = ?");
 const KEY_BY_HASH: &str = select_keys!("WHERE key_hash = ?");
 
@@ -556,7 +556,7 @@ macro_rules! select_teams {
 }
 
 const LIST_TEAMS: &str = select_teams!("ORDER BY name");
-const TEAMS_SINCE: &str = select_teams!("WHERE updated_at >= ?");
+const TEAMS_SINCE: &str = select_teams!("WHERE updated_at >= ? ORDER BY updated_at, name");
 const TEAM_BY_NAME: &str = select_teams!("WHERE name = ?");
 
 macro_rules! summary_sql {
