@@ -63,6 +63,22 @@ fn conflict_or_unavailable(error: tokio_postgres::Error) -> StoreError {
     if error.code() == Some(&SqlState::UNIQUE_VIOLATION) { StoreError::Conflict } else { unavailable(error) }
 }
 
+/// Whether `error` means the connection is gone (closed, or its backend terminated or
+/// shutting down), rather than the statement failing.
+fn connection_lost(error: &tokio_postgres::Error, client: &Object) -> bool {
+    error.is_closed()
+        || client.is_closed()
+        || error.code().is_some_and(|code| {
+            [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(code)
+        })
+}
+
+/// Takes a lost connection out of the pool at once (the pool would notice only once
+/// its connection task has ended).
+fn discard(client: Object) {
+    drop(Object::take(client));
+}
+
 async fn timed<T>(limit: Duration, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
     tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
         Err(StoreError::Unavailable(format!("PostgreSQL did not answer within {} s", limit.as_secs())))
@@ -132,16 +148,23 @@ impl PostgresStore {
         tx.commit().await.map_err(unavailable)
     }
 
-    /// Runs a read; retried once on a fresh connection when the first one turns out to
-    /// be closed (reads are safe to repeat).
+    /// Runs a read; repeated on another connection when the one it got turns out to be
+    /// lost (reads are safe to repeat). After a restart every pooled connection is lost,
+    /// so the retries may take each of them before a fresh one.
     async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
         timed(CALL_TIMEOUT, async {
-            let mut retried = false;
+            let mut retries = 0;
             loop {
                 let client = self.client().await?;
                 let result = async { client.query(&client.prepare_cached(sql).await?, params).await }.await;
                 match result {
-                    Err(_) if client.is_closed() && !retried => retried = true,
+                    Err(error) if connection_lost(&error, &client) => {
+                        discard(client);
+                        if retries == POOL_SIZE {
+                            return Err(unavailable(error));
+                        }
+                        retries += 1;
+                    }
                     result => return result.map_err(unavailable),
                 }
             }
@@ -163,8 +186,14 @@ impl PostgresStore {
     ) -> Result<u64, StoreError> {
         timed(CALL_TIMEOUT, async {
             let client = self.client().await?;
-            let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
-            client.execute(&statement, params).await.map_err(fail)
+            let result = async { client.execute(&client.prepare_cached(sql).await?, params).await }.await;
+            match result {
+                Err(error) if connection_lost(&error, &client) => {
+                    discard(client);
+                    Err(unavailable(error))
+                }
+                result => result.map_err(fail),
+            }
         })
         .await
     }
