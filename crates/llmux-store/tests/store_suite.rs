@@ -395,6 +395,9 @@ mod cases {
         let midnight = 1_772_323_200_000;
         store
             .insert_usage(Arc::from([
+                // Before 1970: whole seconds first (toward zero), then the day.
+                record("r0", "k1", "chat", -1_500, 8),
+                record("r00", "k1", "chat", -999, 16),
                 record("r1", "k1", "chat", midnight - 1, 1),
                 record("r2", "k1", "chat", midnight, 2),
                 record("r3", "k1", "chat", midnight + DAY - 1, 4),
@@ -408,7 +411,15 @@ mod cases {
             .into_iter()
             .map(|row| (row.group, row.cost_nanos))
             .collect();
-        assert_eq!(days, [("2026-02-28".to_owned(), 1), ("2026-03-01".to_owned(), 6)]);
+        assert_eq!(
+            days,
+            [
+                ("1969-12-31".to_owned(), 8),
+                ("1970-01-01".to_owned(), 16),
+                ("2026-02-28".to_owned(), 1),
+                ("2026-03-01".to_owned(), 6)
+            ]
+        );
     }
 
     pub async fn large_batches_keep_every_column_and_their_order(store: &dyn Store) {
