@@ -112,7 +112,7 @@ async fn main() {
             .collect();
         store.insert_usage(batch).await.expect("insert a batch");
         written += count;
-        if written % 100_000 == 0 {
+        if written.is_multiple_of(100_000) {
             eprintln!("{written} rows, {:.0} rows/s", written as f64 / started.elapsed().as_secs_f64());
         }
     }
