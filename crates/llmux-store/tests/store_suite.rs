@@ -659,3 +659,30 @@ async fn unreachable_postgres_fails_fast_without_the_password() {
     let Err(StoreError::Unsupported(message)) = result else { panic!("expected Unsupported, got {result:?}") };
     assert!(!message.contains("hunter2"), "{message}");
 }
+
+#[tokio::test]
+async fn postgres_sslmode_require_uses_tls_or_refuses() {
+    let Some(schema) = PgSchema::create("tls").await else { return };
+    // The test server's certificate may not verify against this system's roots; then
+    // the store must refuse rather than fall back to plain text.
+    let started = Instant::now();
+    match llmux_store::open(&format!("{}&sslmode=require", schema.url)).await {
+        Ok(store) => {
+            store.ping().await.unwrap();
+            let ssl = schema
+                .admin
+                .query(
+                    "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                    &[&schema.name],
+                )
+                .await
+                .unwrap();
+            assert!(!ssl.is_empty() && ssl.iter().all(|row| row.get::<_, bool>(0)), "plain connections");
+        }
+        Err(error) => {
+            assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+            assert!(started.elapsed() < Duration::from_secs(12), "took {:?}", started.elapsed());
+        }
+    }
+    schema.drop().await;
+}

@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
     Budget, GroupBy, KeyRecord, Store, StoreError, StoredUsage, TeamRecord, UsageFilter, UsageRecord, UsageSummaryRow,
@@ -51,12 +53,47 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// TLS for `sslmode=require`: rustls on aws-lc-rs, the system's root certificates.
+fn tls() -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if added == 0 {
+        return Err(StoreError::Unavailable("sslmode=require, but this system has no root certificates".to_owned()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| StoreError::Unavailable(format!("TLS: {error}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// `error` and its causes (the server's message, or why the connection failed), which
+/// never include the URL or its password.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 fn unavailable(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+    StoreError::Unavailable(format!("PostgreSQL: {}", describe(&error)))
 }
 
 fn pool_unavailable(error: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("no PostgreSQL connection: {error}"))
+    use deadpool_postgres::PoolError;
+    StoreError::Unavailable(match error {
+        PoolError::Timeout(_) => "PostgreSQL: no connection became available in time".to_owned(),
+        PoolError::Backend(error) => format!("PostgreSQL: {}", describe(&error)),
+        error => format!("PostgreSQL connection pool: {}", describe(&error)),
+    })
 }
 
 fn conflict_or_unavailable(error: tokio_postgres::Error) -> StoreError {
@@ -90,7 +127,9 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 impl PostgresStore {
     /// Connects to the `postgres://` or `postgresql://` URL `url` and migrates the
     /// database (the schema is the connection's `search_path`, set with
-    /// `options=-csearch_path=NAME` in the URL if not `public`).
+    /// `options=-csearch_path=NAME` in the URL if not `public`). With `sslmode=require`
+    /// the connections use TLS and the server's certificate must verify against the
+    /// system's roots (`SSL_CERT_FILE` adds one); otherwise they are plain.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
         // The parser's errors name the offending option, never its value.
         let mut config: tokio_postgres::Config =
@@ -103,7 +142,12 @@ impl PostgresStore {
         }
         // Notices a dead peer on an idle connection within about a minute.
         config.keepalives(true).keepalives_idle(Duration::from_secs(30));
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match config.get_ssl_mode() {
+            SslMode::Require => Manager::from_config(config, tls()?, recycling),
+            // `prefer` (the default) connects in plain text: no TLS is offered.
+            _ => Manager::from_config(config, NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
