@@ -686,3 +686,25 @@ async fn postgres_sslmode_require_uses_tls_or_refuses() {
     }
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn postgres_calls_give_up_instead_of_blocking() {
+    let Some(schema) = PgSchema::create("blocked").await else { return };
+    let store = llmux_store::open(&schema.url).await.unwrap();
+    store.create_team(&team("t1")).await.unwrap();
+    // Another session holds the table: the store's statement waits for it.
+    schema
+        .admin
+        .batch_execute(&format!("BEGIN; LOCK TABLE {}.teams IN ACCESS EXCLUSIVE MODE", schema.name))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let result = store.list_teams().await;
+    let waited = started.elapsed();
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(15), "waited {waited:?}");
+    schema.admin.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(store.list_teams().await.unwrap().len(), 1);
+    drop(store);
+    schema.drop().await;
+}

@@ -3,14 +3,17 @@
 //! Built on tokio-postgres with deadpool. Every call takes a connection from the pool
 //! and runs one statement, prepared once per connection and cached; a ledger batch is
 //! one `INSERT ... SELECT FROM UNNEST` of typed arrays, so it is one statement and one
-//! transaction whatever its size. Broken connections (server restarted, backend
-//! terminated) are dropped when they come back to the pool and replaced on demand; a
-//! read that meets one is retried once on a fresh connection. No call waits longer
-//! than [`CALL_TIMEOUT`]: a server that is down or unreachable makes calls fail with
-//! [`StoreError::Unavailable`] instead of blocking.
+//! transaction whatever its size. Lost connections (server restarted, backend
+//! terminated) leave the pool as soon as a call meets one and are replaced on demand;
+//! a read that meets one moves on to another connection. No call waits longer than
+//! [`CALL_TIMEOUT`]: a server that is down or unreachable makes calls fail with
+//! [`StoreError::Unavailable`] instead of blocking, and a connection whose call timed
+//! out is closed rather than reused.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -116,10 +119,8 @@ fn discard(client: Object) {
     drop(Object::take(client));
 }
 
-async fn timed<T>(limit: Duration, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(StoreError::Unavailable(format!("PostgreSQL did not answer within {} s", limit.as_secs())))
-    })
+fn timed_out() -> StoreError {
+    StoreError::Unavailable(format!("PostgreSQL did not answer within {} s", CALL_TIMEOUT.as_secs()))
 }
 
 type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -140,8 +141,12 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("llmux");
         }
-        // Notices a dead peer on an idle connection within about a minute.
-        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        // Notices a dead peer on an idle connection within a minute.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
         let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = match config.get_ssl_mode() {
             SslMode::Require => Manager::from_config(config, tls()?, recycling),
@@ -157,7 +162,13 @@ impl PostgresStore {
             .build()
             .map_err(|error| StoreError::Unavailable(format!("cannot build the PostgreSQL pool: {error}")))?;
         let store = PostgresStore { pool };
-        timed(MIGRATE_TIMEOUT, store.migrate()).await?;
+        match tokio::time::timeout(MIGRATE_TIMEOUT, store.migrate()).await {
+            Ok(migrated) => migrated?,
+            Err(_) => {
+                let waited = MIGRATE_TIMEOUT.as_secs();
+                return Err(StoreError::Unavailable(format!("PostgreSQL: migrating took over {waited} s")));
+            }
+        }
         Ok(store)
     }
 
@@ -192,28 +203,36 @@ impl PostgresStore {
         tx.commit().await.map_err(unavailable)
     }
 
+    /// A connection from the pool, by `deadline`.
+    async fn client_by(&self, deadline: Instant) -> Result<Object, StoreError> {
+        tokio::time::timeout_at(deadline, self.client()).await.unwrap_or_else(|_| Err(timed_out()))
+    }
+
     /// Runs a read; repeated on another connection when the one it got turns out to be
     /// lost (reads are safe to repeat). After a restart every pooled connection is lost,
     /// so the retries may take each of them before a fresh one.
     async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
-        timed(CALL_TIMEOUT, async {
-            let mut retries = 0;
-            loop {
-                let client = self.client().await?;
-                let result = async { client.query(&client.prepare_cached(sql).await?, params).await }.await;
-                match result {
-                    Err(error) if connection_lost(&error, &client) => {
-                        discard(client);
-                        if retries == POOL_SIZE {
-                            return Err(unavailable(error));
-                        }
-                        retries += 1;
-                    }
-                    result => return result.map_err(unavailable),
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let mut retries = 0;
+        loop {
+            let client = self.client_by(deadline).await?;
+            let run = async { client.query(&client.prepare_cached(sql).await?, params).await };
+            match tokio::time::timeout_at(deadline, run).await {
+                Err(_) => {
+                    // Its statement may still be running: the connection is not reused.
+                    discard(client);
+                    return Err(timed_out());
                 }
+                Ok(Err(error)) if connection_lost(&error, &client) => {
+                    discard(client);
+                    if retries == POOL_SIZE {
+                        return Err(unavailable(error));
+                    }
+                    retries += 1;
+                }
+                Ok(result) => return result.map_err(unavailable),
             }
-        })
-        .await
+        }
     }
 
     async fn query_opt(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>, StoreError> {
@@ -228,18 +247,20 @@ impl PostgresStore {
         params: &Params<'_>,
         fail: fn(tokio_postgres::Error) -> StoreError,
     ) -> Result<u64, StoreError> {
-        timed(CALL_TIMEOUT, async {
-            let client = self.client().await?;
-            let result = async { client.execute(&client.prepare_cached(sql).await?, params).await }.await;
-            match result {
-                Err(error) if connection_lost(&error, &client) => {
-                    discard(client);
-                    Err(unavailable(error))
-                }
-                result => result.map_err(fail),
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let client = self.client_by(deadline).await?;
+        let run = async { client.execute(&client.prepare_cached(sql).await?, params).await };
+        match tokio::time::timeout_at(deadline, run).await {
+            Err(_) => {
+                discard(client);
+                Err(timed_out())
             }
-        })
-        .await
+            Ok(Err(error)) if connection_lost(&error, &client) => {
+                discard(client);
+                Err(unavailable(error))
+            }
+            Ok(result) => result.map_err(fail),
+        }
     }
 }
 
