@@ -1,11 +1,12 @@
 //! Persistence behind traits: keys, teams and the usage ledger.
 //!
 //! [`Store`] is what the gateway and the CLI use; [`open`] picks the backend from the
-//! storage URL. SQLite is built in (the file is created and migrated on first use);
-//! PostgreSQL and Redis plug in behind the same trait.
+//! storage URL. SQLite (`sqlite://FILE`) and PostgreSQL (`postgres://...`) are built
+//! in; either is created or migrated when opened.
 //!
 //! Times are Unix milliseconds; money is integer nano-units (see `llmux-types`).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -210,9 +211,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Unsupported(
-            "PostgreSQL storage is not available in this build yet; use sqlite://FILE".to_owned(),
-        ));
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
     }
     Err(StoreError::Unsupported(url.to_owned()))
 }
