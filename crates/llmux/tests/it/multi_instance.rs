@@ -216,3 +216,70 @@ async fn three_processes_share_limits_budgets_revocations_and_the_ledger() {
     drop(instances);
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn while_postgres_is_away_cached_keys_keep_working_and_no_usage_record_is_lost() {
+    let Ok(postgres) = std::env::var("LLMUX_TEST_POSTGRES_URL") else {
+        eprintln!("LLMUX_TEST_POSTGRES_URL is not set: skipping the PostgreSQL outage test");
+        return;
+    };
+    let schema = Schema::create(&postgres).await;
+    // The gateway reaches PostgreSQL through a relay the test can cut.
+    let proxy = llmux_testkit::FaultProxy::start("127.0.0.1:5432").await;
+    let through_proxy = schema.url.replace("127.0.0.1:5432", &proxy.addr().to_string());
+    assert_ne!(through_proxy, schema.url, "the test URL names 127.0.0.1:5432");
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    let dir = temp_dir("pg-outage");
+    let path = dir.join("llmux.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\" }}]\n",
+            crate::base_config(&dir).replace(&format!("sqlite://{}/llmux.db", dir.display()), &through_proxy),
+            fake_provider("fake", &fake.base_url())
+        ),
+    )
+    .unwrap();
+    let gateway = crate::TestGateway::start_with(dir.clone(), path).await;
+    let (key, key_id) = gateway.create_key(json!({"name": "outage"})).await;
+    assert_eq!(gateway.chat(&key, &ask()).await.status(), 200);
+
+    proxy.cut();
+    // Requests go on with the cached key; their records wait on local disk.
+    let mut served = 1;
+    for _ in 0..20 {
+        let response = gateway.chat(&key, &ask()).await;
+        assert_eq!(response.status(), 200);
+        served += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spilled: usize = std::fs::read_dir(dir.join("spill"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default().lines().count())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert!(spilled >= 19, "records of the outage are on disk: {spilled}");
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = schema
+            .admin
+            .query_one(&format!("SELECT COUNT(*) FROM {}.usage WHERE key_id = $1", schema.name), &[&key_id])
+            .await
+            .unwrap();
+        let count: i64 = rows.get(0);
+        if count == served {
+            break;
+        }
+        assert!(count <= served, "{count} records for {served} requests: none twice");
+        assert!(Instant::now() < deadline, "{count} of {served} records after PostgreSQL returned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gateway.stop().await;
+    schema.drop().await;
+}
