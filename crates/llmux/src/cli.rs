@@ -187,6 +187,41 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// Models, budget, limits and region: the flags keys and teams share.
+#[derive(Debug, Args)]
+pub struct LimitFlags {
+    /// Allowed models, comma-separated (default: all; `*` for all when updating).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Budget amount (a team's is shared by its keys).
+    #[arg(long)]
+    budget: Option<String>,
+    /// daily | weekly | monthly | total
+    #[arg(long)]
+    budget_period: Option<String>,
+    #[arg(long)]
+    budget_currency: Option<String>,
+    /// Requests per minute (a team's are shared by its keys).
+    #[arg(long)]
+    rpm: Option<u64>,
+    /// Tokens per minute, input + output (a team's are shared by its keys).
+    #[arg(long)]
+    tpm: Option<u64>,
+    /// Region (ISO 3166-1 alpha-2); a team's applies to its keys without their own.
+    #[arg(long)]
+    region: Option<String>,
+}
+
+impl LimitFlags {
+    fn models(&self) -> Option<Option<Vec<String>>> {
+        self.models.clone().map(|models| if models == ["*"] { None } else { Some(models) })
+    }
+
+    fn budget(&self) -> Result<Option<BudgetInput>, String> {
+        budget_input(self.budget.clone(), self.budget_period.clone(), self.budget_currency.clone())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key; the plain key is printed once.
@@ -195,24 +230,8 @@ pub enum KeysCommand {
         config: Option<PathBuf>,
         #[arg(long)]
         name: String,
-        /// Allowed models, comma-separated (default: all).
-        #[arg(long, value_delimiter = ',')]
-        models: Option<Vec<String>>,
-        /// Budget amount.
-        #[arg(long)]
-        budget: Option<String>,
-        /// daily | weekly | monthly | total
-        #[arg(long)]
-        budget_period: Option<String>,
-        #[arg(long)]
-        budget_currency: Option<String>,
-        #[arg(long)]
-        rpm: Option<u64>,
-        #[arg(long)]
-        tpm: Option<u64>,
-        /// The caller's region (ISO 3166-1 alpha-2).
-        #[arg(long)]
-        region: Option<String>,
+        #[command(flatten)]
+        limits: LimitFlags,
         #[arg(long)]
         team: Option<String>,
         /// RFC 3339 time, YYYY-MM-DD, or Unix seconds.
@@ -241,22 +260,15 @@ pub enum KeysCommand {
         config: Option<PathBuf>,
         id: String,
     },
-    /// Change a key's name, models or limits.
+    /// Change a key's name, models, budget or limits.
     Update {
         #[arg(long, short)]
         config: Option<PathBuf>,
         id: String,
         #[arg(long)]
         name: Option<String>,
-        /// Allowed models, comma-separated; `*` for all.
-        #[arg(long, value_delimiter = ',')]
-        models: Option<Vec<String>>,
-        #[arg(long)]
-        rpm: Option<u64>,
-        #[arg(long)]
-        tpm: Option<u64>,
-        #[arg(long)]
-        region: Option<String>,
+        #[command(flatten)]
+        limits: LimitFlags,
         /// Move the key to this team (`""` for none).
         #[arg(long)]
         team: Option<String>,
@@ -271,26 +283,8 @@ pub enum TeamsCommand {
         config: Option<PathBuf>,
         #[arg(long)]
         name: String,
-        /// Models the team's keys may use, comma-separated (default: all).
-        #[arg(long, value_delimiter = ',')]
-        models: Option<Vec<String>>,
-        /// Budget amount, shared by the team's keys.
-        #[arg(long)]
-        budget: Option<String>,
-        /// daily | weekly | monthly | total
-        #[arg(long)]
-        budget_period: Option<String>,
-        #[arg(long)]
-        budget_currency: Option<String>,
-        /// Requests per minute, shared by the team's keys.
-        #[arg(long)]
-        rpm: Option<u64>,
-        /// Tokens per minute, shared by the team's keys.
-        #[arg(long)]
-        tpm: Option<u64>,
-        /// The region of the team's keys that have none of their own.
-        #[arg(long)]
-        region: Option<String>,
+        #[command(flatten)]
+        limits: LimitFlags,
     },
     /// List teams.
     List {
@@ -310,21 +304,8 @@ pub enum TeamsCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
         name: String,
-        /// Allowed models, comma-separated; `*` for all.
-        #[arg(long, value_delimiter = ',')]
-        models: Option<Vec<String>>,
-        #[arg(long)]
-        budget: Option<String>,
-        #[arg(long)]
-        budget_period: Option<String>,
-        #[arg(long)]
-        budget_currency: Option<String>,
-        #[arg(long)]
-        rpm: Option<u64>,
-        #[arg(long)]
-        tpm: Option<u64>,
-        #[arg(long)]
-        region: Option<String>,
+        #[command(flatten)]
+        limits: LimitFlags,
     },
     /// Delete a team that no active key belongs to.
     Delete {
@@ -345,16 +326,16 @@ async fn announce(config: &Config, event: FleetEvent) {
 pub async fn teams(command: TeamsCommand) -> Result<(), String> {
     let pretty = |team: &llmux_store::TeamRecord| serde_json::to_string_pretty(&teams::view(team)).unwrap_or_default();
     match command {
-        TeamsCommand::Create { config, name, models, budget, budget_period, budget_currency, rpm, tpm, region } => {
+        TeamsCommand::Create { config, name, limits } => {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
             let new = NewTeam {
                 name,
-                models,
-                budget: budget_input(budget, budget_period, budget_currency)?,
-                rpm_limit: rpm,
-                tpm_limit: tpm,
-                region,
+                budget: limits.budget()?,
+                models: limits.models,
+                rpm_limit: limits.rpm,
+                tpm_limit: limits.tpm,
+                region: limits.region,
                 metadata: None,
             };
             let team = teams::create(store.as_ref(), new).await.map_err(|error| error.to_string())?;
@@ -401,15 +382,15 @@ pub async fn teams(command: TeamsCommand) -> Result<(), String> {
             println!("{}", pretty(&team));
             Ok(())
         }
-        TeamsCommand::Update { config, name, models, budget, budget_period, budget_currency, rpm, tpm, region } => {
+        TeamsCommand::Update { config, name, limits } => {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
             let patch = TeamPatch {
-                models: models.map(|models| if models == ["*"] { None } else { Some(models) }),
-                budget: budget_input(budget, budget_period, budget_currency)?.map(Some),
-                rpm_limit: rpm.map(Some),
-                tpm_limit: tpm.map(Some),
-                region: region.map(Some),
+                models: limits.models(),
+                budget: limits.budget()?.map(Some),
+                rpm_limit: limits.rpm.map(Some),
+                tpm_limit: limits.tpm.map(Some),
+                region: limits.region.map(Some),
                 metadata: None,
             };
             let team = teams::update(store.as_ref(), &name, patch).await.map_err(|error| error.to_string())?;
@@ -445,29 +426,16 @@ fn budget_input(
 
 pub async fn keys(command: KeysCommand) -> Result<(), String> {
     match command {
-        KeysCommand::Create {
-            config,
-            name,
-            models,
-            budget,
-            budget_period,
-            budget_currency,
-            rpm,
-            tpm,
-            region,
-            team,
-            expires_at,
-            json,
-        } => {
+        KeysCommand::Create { config, name, limits, team, expires_at, json } => {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
             let new = NewKey {
                 name,
-                models,
-                budget: budget_input(budget, budget_period, budget_currency)?,
-                rpm_limit: rpm,
-                tpm_limit: tpm,
-                region,
+                budget: limits.budget()?,
+                models: limits.models,
+                rpm_limit: limits.rpm,
+                tpm_limit: limits.tpm,
+                region: limits.region,
                 team,
                 expires_at: expires_at.map(serde_json::Value::String),
                 metadata: None,
@@ -526,15 +494,16 @@ pub async fn keys(command: KeysCommand) -> Result<(), String> {
             println!("revoked {} ({})", key.id, key.name);
             Ok(())
         }
-        KeysCommand::Update { config, id, name, models, rpm, tpm, region, team } => {
+        KeysCommand::Update { config, id, name, limits, team } => {
             let (_, config) = load(config)?;
             let store = open_store(&config).await?;
             let patch = KeyPatch {
                 name,
-                models: models.map(|models| if models == ["*"] { None } else { Some(models) }),
-                rpm_limit: rpm.map(Some),
-                tpm_limit: tpm.map(Some),
-                region: region.map(Some),
+                models: limits.models(),
+                budget: limits.budget()?.map(Some),
+                rpm_limit: limits.rpm.map(Some),
+                tpm_limit: limits.tpm.map(Some),
+                region: limits.region.map(Some),
                 team: team.map(|team| Some(team).filter(|team| !team.is_empty())),
                 ..KeyPatch::default()
             };

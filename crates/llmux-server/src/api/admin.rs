@@ -50,6 +50,13 @@ fn authorize(state: &AppState, headers: &HeaderMap, request_id: &str) -> Result<
     }
 }
 
+/// The request id, once the master key checked out.
+fn authorized(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    let request_id = request_id(headers);
+    authorize(state, headers, &request_id)?;
+    Ok(request_id)
+}
+
 fn key_error(error: KeyError, request_id: &str) -> Response {
     match error {
         KeyError::Invalid { field, message } => bad_request(&format!("`{field}` {message}"), Some(field), request_id),
@@ -78,10 +85,10 @@ async fn json_body<T: for<'de> Deserialize<'de>>(
 }
 
 pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     let new: NewKey = match json_body(&state, &headers, body, &request_id).await {
         Ok(new) => new,
         Err(response) => return response,
@@ -98,10 +105,10 @@ pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, body:
 }
 
 pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     match state.gateway.store().list_keys().await {
         Ok(list) => {
             json(StatusCode::OK, &json!({"keys": list.iter().map(keys::view).collect::<Vec<_>>()}), &request_id)
@@ -111,10 +118,10 @@ pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Res
 }
 
 pub async fn show_key(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     match state.gateway.store().key(&id).await {
         Ok(Some(key)) => json(StatusCode::OK, &keys::view(&key), &request_id),
         Ok(None) => key_error(KeyError::NotFound(id), &request_id),
@@ -128,10 +135,10 @@ pub async fn update_key(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     let patch: KeyPatch = match json_body(&state, &headers, body, &request_id).await {
         Ok(patch) => patch,
         Err(response) => return response,
@@ -146,10 +153,10 @@ pub async fn update_key(
 }
 
 pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     match keys::revoke(state.gateway.store().as_ref(), &id).await {
         Ok(key) => {
             state.gateway.key_changed(key.clone());
@@ -170,10 +177,10 @@ fn team_error(error: TeamError, request_id: &str) -> Response {
 }
 
 pub async fn create_team(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     let new: NewTeam = match json_body(&state, &headers, body, &request_id).await {
         Ok(new) => new,
         Err(response) => return response,
@@ -188,10 +195,10 @@ pub async fn create_team(State(state): State<AppState>, headers: HeaderMap, body
 }
 
 pub async fn list_teams(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     match state.gateway.store().list_teams().await {
         Ok(list) => {
             json(StatusCode::OK, &json!({"teams": list.iter().map(teams::view).collect::<Vec<_>>()}), &request_id)
@@ -201,10 +208,10 @@ pub async fn list_teams(State(state): State<AppState>, headers: HeaderMap) -> Re
 }
 
 pub async fn show_team(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     match state.gateway.store().team(&name).await {
         Ok(Some(team)) => json(StatusCode::OK, &teams::view(&team), &request_id),
         Ok(None) => team_error(TeamError::NotFound(name), &request_id),
@@ -218,10 +225,10 @@ pub async fn update_team(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     let patch: TeamPatch = match json_body(&state, &headers, body, &request_id).await {
         Ok(patch) => patch,
         Err(response) => return response,
@@ -236,10 +243,10 @@ pub async fn update_team(
 }
 
 pub async fn delete_team(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     match teams::delete(state.gateway.store().as_ref(), &name).await {
         Ok(()) => {
             state.gateway.team_deleted(&name).await;
@@ -316,10 +323,10 @@ pub async fn usage(
     headers: HeaderMap,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     let Ok(Query(query)) = query else {
         return bad_request("invalid query parameters", None, &request_id);
     };
@@ -348,10 +355,10 @@ pub async fn usage_summary(
     headers: HeaderMap,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     let Ok(Query(query)) = query else {
         return bad_request("invalid query parameters", None, &request_id);
     };
@@ -388,10 +395,10 @@ pub async fn usage_summary(
 }
 
 pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     let runtime = state.gateway.runtime();
     let config = &runtime.config;
     let providers: Vec<Value> = config
@@ -438,10 +445,10 @@ pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Res
 }
 
 pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Err(response) = authorize(&state, &headers, &request_id) {
-        return response;
-    }
+    let request_id = match authorized(&state, &headers) {
+        Ok(request_id) => request_id,
+        Err(response) => return response,
+    };
     match crate::reload(&state) {
         Ok(()) => json(StatusCode::OK, &json!({"status": "reloaded"}), &request_id),
         Err(error) => bad_request(

@@ -268,3 +268,52 @@ async fn check_shows_the_live_route_health_of_the_running_instance() {
     assert!(stdout.contains("chat via mock -> echo: available, 0 consecutive failures"), "{stdout}");
     assert!(!stdout.contains(crate::MASTER), "the master key is never printed");
 }
+
+#[test]
+fn teams_are_managed_from_the_cli_and_keys_join_them() {
+    let dir = temp_dir("teams");
+    let config = config_in(&dir);
+    let config = config.to_str().unwrap();
+    let (ok, stdout, stderr) = run(&[
+        "teams",
+        "create",
+        "--config",
+        config,
+        "--name",
+        "search",
+        "--rpm",
+        "50",
+        "--budget",
+        "12.5",
+        "--budget-period",
+        "weekly",
+        "--models",
+        "chat",
+    ]);
+    assert!(ok, "{stderr}");
+    let team: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(team["budget"], json!({"amount": 12.5, "currency": "USD", "period": "weekly"}));
+    assert_eq!((team["rpm_limit"].clone(), team["models"].clone()), (json!(50), json!(["chat"])));
+    let (ok, _, stderr) = run(&["teams", "create", "--config", config, "--name", "search"]);
+    assert!(!ok && stderr.contains("exists already"), "{stderr}");
+
+    let (ok, stdout, _) = run(&["keys", "create", "--config", config, "--name", "member", "--team", "search"]);
+    assert!(ok);
+    let id = stdout.lines().nth(1).unwrap().trim_start_matches("id: ").to_owned();
+    let (ok, _, stderr) = run(&["keys", "create", "--config", config, "--name", "stray", "--team", "nope"]);
+    assert!(!ok && stderr.contains("no team named `nope`"), "{stderr}");
+
+    let (ok, stdout, _) = run(&["teams", "update", "--config", config, "search", "--tpm", "9000", "--models", "*"]);
+    assert!(ok);
+    let team: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((team["tpm_limit"].clone(), team["models"].clone()), (json!(9000), Value::Null));
+    let (ok, stdout, _) = run(&["teams", "list", "--config", config]);
+    assert!(ok && stdout.lines().nth(1).unwrap().starts_with("search"), "{stdout}");
+
+    let (ok, _, stderr) = run(&["teams", "delete", "--config", config, "search"]);
+    assert!(!ok && stderr.contains("1 active key"), "{stderr}");
+    assert!(run(&["keys", "revoke", "--config", config, &id]).0);
+    assert!(run(&["teams", "delete", "--config", config, "search"]).0);
+    let (ok, _, stderr) = run(&["teams", "show", "--config", config, "search"]);
+    assert!(!ok && stderr.contains("no team named"), "{stderr}");
+}
