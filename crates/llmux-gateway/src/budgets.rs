@@ -109,6 +109,16 @@ fn counter(account: &str, currency: Currency, period_start: i64) -> String {
     format!("spend:{account}:{currency}:{period_start}")
 }
 
+/// A period name without an allocation per request.
+fn static_period(period: &str) -> &'static str {
+    match period {
+        "daily" => "daily",
+        "weekly" => "weekly",
+        "monthly" => "monthly",
+        _ => "total",
+    }
+}
+
 /// How long a budget counter lives: beyond its period's longest length.
 fn counter_ttl_ms(period: &str) -> u64 {
     const DAY: u64 = 86_400_000;
@@ -158,7 +168,7 @@ struct Held {
     currency: Currency,
     reserved: i64,
     budget_nanos: i64,
-    period: String,
+    period: &'static str,
     /// Reserved from a fleet lease.
     leased: bool,
 }
@@ -197,7 +207,7 @@ impl BudgetReservation {
                                 spent_nanos: account.spent,
                                 budget_nanos: held.budget_nanos,
                                 currency: held.currency,
-                                period: held.period.clone(),
+                                period: held.period.to_owned(),
                                 period_start: held.period_start,
                             });
                         }
@@ -273,7 +283,11 @@ impl Budgets {
         let mut wanted = Vec::new();
         for limit in limits {
             let estimate = estimate(limit.currency);
-            let account = accounts.entry(limit.account.clone()).or_insert(Account::fresh(limit.period_start, 0));
+            // No key allocation for an account already known (the common case).
+            if !accounts.contains_key(&limit.account) {
+                accounts.insert(limit.account.clone(), Account::fresh(limit.period_start, 0));
+            }
+            let Some(account) = accounts.get_mut(&limit.account) else { continue };
             if account.period_start != limit.period_start {
                 *account = Account::fresh(limit.period_start, 0);
             }
@@ -324,7 +338,7 @@ impl Budgets {
                 currency: limit.currency,
                 reserved: estimate,
                 budget_nanos: limit.budget_nanos,
-                period: limit.period.clone(),
+                period: static_period(&limit.period),
                 leased: fleet,
             });
         }

@@ -286,7 +286,11 @@ impl Limits {
         let mut refusal = None;
         let mut leases = Vec::new();
         for scope in scopes.iter().filter(|scope| scope.limited()) {
-            let window = windows.entry(scope.id.clone()).or_default();
+            // No key allocation for a window already known (the common case).
+            if !windows.contains_key(&scope.id) {
+                windows.insert(scope.id.clone(), Window::default());
+            }
+            let Some(window) = windows.get_mut(&scope.id) else { continue };
             if window.start_ms != start {
                 *window = Window::fresh(start);
             }
