@@ -387,10 +387,19 @@ impl Budgets {
     /// Leases idle for a second: (counter, unused amount) to give back; taken off the
     /// accounts at once.
     pub fn idle_leases(&self, now_ms: i64) -> Vec<(String, i64)> {
+        self.unused_leases(now_ms, IDLE_RELEASE_MS)
+    }
+
+    /// Every unused lease (at shutdown), taken off the accounts.
+    pub fn all_leases(&self) -> Vec<(String, i64)> {
+        self.unused_leases(i64::MAX, 0)
+    }
+
+    fn unused_leases(&self, now_ms: i64, idle_ms: i64) -> Vec<(String, i64)> {
         let mut accounts = self.accounts.lock();
         let mut idle = Vec::new();
         for account in accounts.values_mut() {
-            if account.lease > 0 && now_ms - account.last_active >= IDLE_RELEASE_MS {
+            if account.lease > 0 && now_ms.saturating_sub(account.last_active) >= idle_ms {
                 idle.push((account.counter.clone(), account.lease));
                 account.lease = 0;
             }

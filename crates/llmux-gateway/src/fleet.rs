@@ -53,6 +53,22 @@ pub async fn sync_loop(gateway: Weak<Gateway>, fleet: Fleet, mut stop: tokio::sy
     }
 }
 
+/// At shutdown, once requests have settled: the last tokens and costs go to the fleet
+/// and every unused lease is given back, so the fleet can use them.
+pub async fn leave(gateway: &Gateway, fleet: &Fleet) {
+    if !fleet.is_up() {
+        return;
+    }
+    sync_once(gateway, fleet).await;
+    let now = u64::try_from(clock::now_ms()).unwrap_or(0);
+    for (counter, unused) in gateway.limits.all_leases(now) {
+        let _ = fleet.release(&counter, i64::try_from(unused).unwrap_or(i64::MAX)).await;
+    }
+    for (counter, unused) in gateway.budgets.all_leases() {
+        let _ = fleet.release(&counter, unused).await;
+    }
+}
+
 async fn sync_once(gateway: &Gateway, fleet: &Fleet) {
     let now = clock::now_ms();
     let now_u = u64::try_from(now).unwrap_or(0);

@@ -143,12 +143,19 @@ impl From<GatewayError> for Failure {
 pub struct Background {
     ledger: LedgerWriter,
     stop: tokio::sync::watch::Sender<bool>,
+    gateway: std::sync::Weak<Gateway>,
 }
 
 impl Background {
-    /// Stops refreshing keys and drains the usage ledger.
+    /// Stops refreshing keys, gives unused fleet leases back, and drains the usage
+    /// ledger.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(true);
+        if let Some(gateway) = self.gateway.upgrade()
+            && let Some(shared) = gateway.fleet.clone()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), fleet::leave(&gateway, &shared)).await;
+        }
         self.ledger.shutdown(grace).await;
     }
 }
@@ -196,7 +203,8 @@ impl Gateway {
             tokio::spawn(fleet::sync_loop(Arc::downgrade(&gateway), shared.clone(), stop.subscribe()));
             tokio::spawn(fleet::listen(Arc::downgrade(&gateway), shared));
         }
-        Ok((gateway, Background { ledger: writer, stop }))
+        let background = Background { ledger: writer, stop, gateway: Arc::downgrade(&gateway) };
+        Ok((gateway, background))
     }
 
     /// The configuration in force.
@@ -370,6 +378,11 @@ impl Gateway {
             }
             Err(refusal) => Err(GatewayError::RateLimited(Box::new(refusal))),
         }
+    }
+
+    /// Whether the configured Redis answers (`None`: no Redis configured).
+    pub fn fleet_state(&self) -> Option<bool> {
+        self.fleet.as_ref().map(llmux_fleet::Fleet::is_up)
     }
 
     /// The fleet, when Redis is configured and answering.

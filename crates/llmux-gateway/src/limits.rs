@@ -394,13 +394,22 @@ impl Limits {
     /// Leases idle for a second: (counter, unused requests) to give back. They are
     /// taken off this instance's share at once.
     pub fn idle_leases(&self, now_ms: u64) -> Vec<(String, u64)> {
+        self.unused_leases(now_ms, IDLE_RELEASE_MS)
+    }
+
+    /// Every unused lease (at shutdown), taken off this instance's share.
+    pub fn all_leases(&self, now_ms: u64) -> Vec<(String, u64)> {
+        self.unused_leases(now_ms, 0)
+    }
+
+    fn unused_leases(&self, now_ms: u64, idle_ms: u64) -> Vec<(String, u64)> {
         let start = now_ms - now_ms % WINDOW_MS;
         let mut windows = self.windows.lock();
         let mut idle = Vec::new();
         for (scope, window) in windows.iter_mut() {
             if window.start_ms == start
                 && window.granted > window.requests
-                && now_ms.saturating_sub(window.last_active) >= IDLE_RELEASE_MS
+                && now_ms.saturating_sub(window.last_active) >= idle_ms
             {
                 idle.push((counters(scope, start).0, window.granted - window.requests));
                 window.granted = window.requests;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use llmux_gateway::error::ErrorCode;
 
@@ -16,18 +16,21 @@ pub async fn health() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
 }
 
-/// Ready: a configuration is loaded and the store answers.
+/// Ready: a configuration is loaded and requests can be served. An unreachable store
+/// or Redis does not make an instance unready (cached keys keep working, usage records
+/// wait on disk, limits fall back to this instance's counts: taking every instance of a
+/// fleet out of a load balancer would be worse); the body says which is degraded.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let ping = tokio::time::timeout(Duration::from_secs(2), state.gateway.store().ping()).await;
-    match ping {
-        Ok(Ok(())) => ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ready"}"#).into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"unavailable","reason":"store unreachable"}"#,
-        )
-            .into_response(),
-    }
+    let store = if matches!(ping, Ok(Ok(()))) { "ok" } else { "unreachable" };
+    let redis = state.gateway.fleet_state();
+    let degraded = store != "ok" || redis == Some(false);
+    let body = serde_json::json!({
+        "status": if degraded { "degraded" } else { "ready" },
+        "store": store,
+        "redis": redis.map(|up| if up { "up" } else { "down" }),
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Prometheus text format.

@@ -20,9 +20,12 @@ fn redis_url() -> Option<String> {
 /// `count` gateways on one SQLite file and one Redis, under a prefix of their own.
 /// Key changes reach the others only through Redis (the key refresh is a minute).
 async fn fleet(count: usize, redis: &str, rest: &str) -> Vec<TestGateway> {
+    fleet_with_prefix(count, redis, rest, &format!("{:016x}", fastrand::u64(..))).await
+}
+
+async fn fleet_with_prefix(count: usize, redis: &str, rest: &str, prefix: &str) -> Vec<TestGateway> {
     let dir = temp_dir("fleet");
     let path = dir.join("llmux.toml");
-    let prefix = format!("{:016x}", fastrand::u64(..));
     let config = base_config(&dir)
         .replace("key_refresh_ms = 100", "key_refresh_ms = 60000")
         .replace("[storage]\n", &format!("[storage]\nredis = \"{redis}\"\nredis_prefix = \"llmux-it-{prefix}:\"\n"));
@@ -184,4 +187,25 @@ async fn while_redis_is_away_requests_go_on_under_local_limits_and_redis_is_pick
     let (fresh, _) = gateway.create_key(json!({"name": "after", "rpm_limit": 30})).await;
     assert_eq!(gateway.chat(&fresh, &ask()).await.status(), 200);
     assert_eq!(fake.received().len(), 31);
+}
+
+#[tokio::test]
+async fn an_instance_that_stops_gives_its_unused_leases_back_to_the_fleet() {
+    let Some(redis) = redis_url() else { return };
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    let prefix = format!("{:016x}", fastrand::u64(..));
+    let mut gateways = fleet_with_prefix(1, &redis, &chat_model(&fake, ""), &prefix).await;
+    let (key, key_id) = gateways[0].create_key(json!({"name": "leased", "rpm_limit": 64})).await;
+    early_in_a_minute().await;
+    // The first request claims a lease of 4 (a sixteenth of 64) and uses one.
+    assert_eq!(gateways[0].chat(&key, &ask()).await.status(), 200);
+    let minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() / 60_000;
+    let counter = format!("rpm:{key_id}:{minute}");
+    let options = llmux_fleet::FleetOptions { prefix: format!("llmux-it-{prefix}:"), ..Default::default() };
+    let reader = llmux_fleet::Fleet::new(&redis, options).unwrap();
+    assert_eq!(reader.get_many(std::slice::from_ref(&counter)).await.unwrap(), [4]);
+    // A graceful stop gives the three unused requests back.
+    gateways.pop().unwrap().stop().await;
+    assert_eq!(reader.get_many(std::slice::from_ref(&counter)).await.unwrap(), [1]);
 }

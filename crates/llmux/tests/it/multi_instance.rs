@@ -263,8 +263,22 @@ async fn while_postgres_is_away_cached_keys_keep_working_and_no_usage_record_is_
         })
         .unwrap_or(0);
     assert!(spilled >= 19, "records of the outage are on disk: {spilled}");
+    // The instance stays in its load balancer, saying what is degraded.
+    let response = gateway.http.get(gateway.url("/ready")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let ready: Value = response.json().await.unwrap();
+    assert_eq!((ready["status"].as_str(), ready["store"].as_str()), (Some("degraded"), Some("unreachable")), "{ready}");
 
     proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready: Value = gateway.http.get(gateway.url("/ready")).send().await.unwrap().json().await.unwrap();
+        if ready == json!({"status": "ready", "store": "ok", "redis": null}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let rows = schema
