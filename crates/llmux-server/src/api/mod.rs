@@ -173,8 +173,9 @@ mod tests {
             assert!(id.starts_with("req_") && id.len() == 4 + 10 + 8, "{id}");
             assert!(id[4..].bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
         }
+        // A process-wide counter: other tests running at the same time take ids too.
         let number = |id: &str| u64::from_str_radix(&id[14..], 16).unwrap();
-        assert_eq!(number(&second), number(&first) + 1);
+        assert!(number(&second) > number(&first));
     }
 
     #[test]
