@@ -216,7 +216,15 @@ impl Config {
     pub fn routing_table(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let _ = writeln!(out, "listen {}  storage {}", self.server.listen, redact_url(&self.storage.url));
+        let _ = write!(out, "listen {}  storage {}", self.server.listen, redact_url(&self.storage.url));
+        match &self.storage.redis {
+            Some(redis) => {
+                let _ = writeln!(out, "  redis {} (prefix {})", redact_url(redis), self.storage.redis_prefix);
+            }
+            None => {
+                let _ = writeln!(out, "  no redis (limits and budgets per instance)");
+            }
+        }
         let _ = writeln!(out, "providers:");
         for provider in &self.providers {
             let _ = writeln!(
@@ -260,16 +268,25 @@ impl Config {
                     ),
                     None => "no price (cost not metered)".to_owned(),
                 };
+                let limits = match (route.rpm_limit, route.tpm_limit) {
+                    (None, None) => String::new(),
+                    (rpm, tpm) => format!(
+                        "  limits {} rpm / {} tpm",
+                        rpm.map_or_else(|| "-".to_owned(), |rpm| rpm.to_string()),
+                        tpm.map_or_else(|| "-".to_owned(), |tpm| tpm.to_string())
+                    ),
+                };
                 let _ = writeln!(
                     out,
-                    "    {}. {} -> {}  weight {} priority {}  regions {}  {}",
+                    "    {}. {} -> {}  weight {} priority {}  regions {}  {}{}",
                     index + 1,
                     provider.name,
                     route.model,
                     route.weight,
                     route.priority,
                     provider.regions.to_entries().join(","),
-                    price
+                    price,
+                    limits
                 );
             }
         }

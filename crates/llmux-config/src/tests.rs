@@ -20,6 +20,43 @@ fn example_config_parses() {
     let table = config.routing_table();
     assert!(table.contains("chat-default (strategy priority)"), "{table}");
     assert!(table.contains("1. mock -> mock"), "{table}");
+    assert_eq!(config.server.budget_alert_thresholds, [80, 100]);
+    assert_eq!(config.storage.spill_max_bytes, 1024 * 1024 * 1024);
+}
+
+#[test]
+fn fleet_route_limits_and_alerts_resolve_and_show_in_the_routing_table() {
+    let text = r#"
+[server]
+budget_alert_thresholds = [100, 50, 50]
+budget_alert_webhook = "https://hooks.example/${HOOK_TOKEN}"
+
+[storage]
+redis = "redis://:secret@cache:6379"
+redis_prefix = "team-a:"
+
+[[providers]]
+name = "mock"
+kind = "mock"
+
+[[models]]
+name = "chat"
+routes = [{ provider = "mock", model = "mock", rpm_limit = 500, tpm_limit = 100000 }]
+"#;
+    let config = Config::from_toml(text, &env_of(&[("HOOK_TOKEN", "t0k")])).expect("valid");
+    assert_eq!(config.server.budget_alert_thresholds, [50, 100], "sorted, once each");
+    assert_eq!(config.server.budget_alert_webhook.as_ref().unwrap().expose(), "https://hooks.example/t0k");
+    let route = &config.model("chat").unwrap().routes[0];
+    assert_eq!((route.rpm_limit, route.tpm_limit), (Some(500), Some(100_000)));
+    let table = config.routing_table();
+    assert!(table.contains("redis redis://:***@cache:6379 (prefix team-a:)"), "{table}");
+    assert!(table.contains("limits 500 rpm / 100000 tpm"), "{table}");
+    assert!(!table.contains("secret"), "{table}");
+
+    let bad = "[server]\nbudget_alert_thresholds = [0, 120]\nbudget_alert_webhook = \"ftp://x\"\n";
+    let errors = Config::from_toml(bad, &env_of(&[])).unwrap_err().to_string();
+    assert!(errors.contains("server.budget_alert_thresholds: percentages must be between 1 and 100"), "{errors}");
+    assert!(errors.contains("server.budget_alert_webhook: must be an http:// or https:// URL"), "{errors}");
 }
 
 #[test]

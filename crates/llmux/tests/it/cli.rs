@@ -40,6 +40,7 @@ fn check_prints_the_routing_table_and_reports_errors() {
     assert!(ok);
     assert!(stdout.contains("chat (strategy priority)"), "{stdout}");
     assert!(stdout.contains("1. mock -> echo"), "{stdout}");
+    assert!(stdout.contains("no redis (limits and budgets per instance)"), "{stdout}");
     assert!(stdout.contains("route health: no running instance answered at 127.0.0.1:0"), "{stdout}");
 
     let bad = dir.join("bad.toml");
