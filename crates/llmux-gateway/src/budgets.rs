@@ -193,6 +193,10 @@ impl BudgetReservation {
                         account.debt -= account.lease;
                         account.lease = 0;
                     }
+                } else if !account.counter.is_empty() {
+                    // Admitted on local counts while Redis was away: the fleet counter
+                    // learns the cost at the next sync.
+                    account.debt += cost;
                 }
                 if currency == Some(held.currency) {
                     let before = account.spent;
@@ -540,5 +544,8 @@ mod tests {
         assert!(budgets.idle_leases(500).is_empty());
         assert_eq!(budgets.idle_leases(1_100), [("spend:k:USD:0".to_owned(), 70)]);
         assert!(budgets.idle_leases(2_100).is_empty());
+        // Redis away: reserved on local counts; the cost is owed to the fleet counter.
+        budgets.reserve(&k, |_| 50, 3_000, false).unwrap().settle(45, Some(Currency::USD));
+        assert_eq!(budgets.debts(), [("spend:k:USD:0".to_owned(), 45, 32 * 86_400_000)]);
     }
 }
