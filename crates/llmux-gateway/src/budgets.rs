@@ -105,7 +105,7 @@ pub enum NotReserved {
 }
 
 /// The fleet counter of a budget account's period.
-fn counter(account: &str, currency: Currency, period_start: i64) -> String {
+pub fn counter(account: &str, currency: Currency, period_start: i64) -> String {
     format!("spend:{account}:{currency}:{period_start}")
 }
 

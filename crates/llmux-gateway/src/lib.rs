@@ -385,6 +385,14 @@ impl Gateway {
         self.fleet.as_ref().map(llmux_fleet::Fleet::is_up)
     }
 
+    /// Whether Redis answers and holds the budget counter `counter` (seeded from the
+    /// ledger by the instance that started it).
+    async fn fleet_tracks(&self, counter: &str) -> bool {
+        let Some(fleet) = self.fleet_up() else { return false };
+        let values = fleet.get_many(&[counter.to_owned()]).await.unwrap_or_default();
+        values.first().is_some_and(|value| *value > 0)
+    }
+
     /// The fleet, when Redis is configured and answering.
     fn fleet_up(&self) -> Option<&llmux_fleet::Fleet> {
         self.fleet.as_ref().filter(|fleet| fleet.is_up())
@@ -443,18 +451,32 @@ impl Gateway {
                 None => (caller.key.id.clone(), "this key".to_owned()),
                 Some(team) => (format!("team:{team}"), format!("team {team}")),
             };
+            let currency = llmux_types::Currency::parse(&budget.currency).unwrap_or(llmux_types::Currency::USD);
             if self.budgets.needs_load(&account, period_start) {
                 let spent = match team {
                     None => self.store.key_spend(&caller.key.id, &budget.currency, period_start).await,
                     Some(team) => self.store.team_spend(team, &budget.currency, period_start).await,
                 };
-                self.budgets.load(&account, period_start, spent.map_err(|_| GatewayError::StoreUnavailable)?);
+                let spent = match spent {
+                    Ok(spent) => spent,
+                    Err(_) => {
+                        // The ledger cannot say. If the fleet's counter for the period
+                        // exists, it holds the spend (and leases) and governs through
+                        // leases; this instance's own view starts at nothing. Otherwise
+                        // nobody knows the spend: fail closed.
+                        if !self.fleet_tracks(&budgets::counter(&account, currency, period_start)).await {
+                            return Err(GatewayError::StoreUnavailable);
+                        }
+                        0
+                    }
+                };
+                self.budgets.load(&account, period_start, spent);
             }
             limits.push(budgets::Limit {
                 account,
                 label,
                 budget_nanos: budget.amount_nanos,
-                currency: llmux_types::Currency::parse(&budget.currency).unwrap_or(llmux_types::Currency::USD),
+                currency,
                 period: budget.period.clone(),
                 period_start,
             });

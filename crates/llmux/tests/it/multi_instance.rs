@@ -297,3 +297,77 @@ async fn while_postgres_is_away_cached_keys_keep_working_and_no_usage_record_is_
     gateway.stop().await;
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn while_postgres_is_away_a_budget_the_fleet_already_tracks_keeps_working_on_another_instance() {
+    let (Ok(postgres), Ok(redis)) = (std::env::var("LLMUX_TEST_POSTGRES_URL"), std::env::var("LLMUX_TEST_REDIS_URL"))
+    else {
+        eprintln!("LLMUX_TEST_POSTGRES_URL and LLMUX_TEST_REDIS_URL are needed: skipping");
+        return;
+    };
+    let schema = Schema::create(&postgres).await;
+    let proxy = llmux_testkit::FaultProxy::start("127.0.0.1:5432").await;
+    let through_proxy = schema.url.replace("127.0.0.1:5432", &proxy.addr().to_string());
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    let dir = temp_dir("pg-outage-fleet");
+    let path = dir.join("llmux.toml");
+    let storage = format!(
+        "[storage]\nurl = \"{through_proxy}\"\nredis = \"{redis}\"\nredis_prefix = \"llmux-it-{}:\"\n",
+        schema.name
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\", price = {{ input = 1000, output = 1000 }} }}]\n",
+            crate::base_config(&dir).replace("[storage]\n", &storage).replace(
+                &format!("url = \"sqlite://{}/llmux.db\"\n", dir.display()),
+                ""
+            ),
+            fake_provider("fake", &fake.base_url())
+        ),
+    )
+    .unwrap();
+    let first = crate::TestGateway::start_with(dir.clone(), path.clone()).await;
+    let second = crate::TestGateway::start_with(dir.clone(), path).await;
+    for gateway in [&first, &second] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready: Value = gateway.http.get(gateway.url("/ready")).send().await.unwrap().json().await.unwrap();
+            if ready["redis"] == "up" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ready}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (key, _) = first.create_key(json!({"name": "budgeted", "budget": {"amount": 1, "period": "daily"}})).await;
+    // The first instance starts the fleet's counter for the day (seeded from the ledger).
+    assert_eq!(first.chat(&key, &ask()).await.status(), 200);
+    // The second knows the key (through the fleet's notice) but has read no spend yet.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while second.http.get(second.url("/v1/models")).bearer_auth(&key).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the second instance never learned the key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    proxy.cut();
+    // Without the ledger the second instance goes by the fleet's counter.
+    let response = second.chat(&key, &ask()).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    // A key whose budget nobody has tracked yet fails closed.
+    proxy.restore();
+    let (fresh, _) = first.create_key(json!({"name": "untracked", "budget": {"amount": 1, "period": "daily"}})).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while second.http.get(second.url("/v1/models")).bearer_auth(&fresh).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the second instance never learned the key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.cut();
+    let response = second.chat(&fresh, &ask()).await;
+    assert_eq!(response.status(), 503);
+    proxy.restore();
+    first.stop().await;
+    second.stop().await;
+    schema.drop().await;
+}
