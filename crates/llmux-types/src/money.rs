@@ -74,33 +74,44 @@ pub fn format_nanos(nanos: i64) -> String {
     format!("{sign}{units}.{}", frac.trim_end_matches('0'))
 }
 
-/// Parses a decimal amount (`"0.27"`, `"10"`) into nano-units, exactly.
-/// More than nine fractional digits are rejected rather than rounded.
+/// Parses a decimal amount (`"0.27"`, `"10"`, and as JSON encoders may write small
+/// numbers, `"1e-06"`) into nano-units, exactly. A value that needs more than nine
+/// fractional digits is rejected rather than rounded.
 pub fn parse_decimal_nanos(text: &str) -> Option<i64> {
     let text = text.trim();
-    let (negative, digits) = match text.strip_prefix('-') {
+    let (negative, number) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let (whole, frac) = match digits.split_once('.') {
-        Some((whole, frac)) => (whole, frac),
-        None => (digits, ""),
+    let (mantissa, exponent) = match number.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.strip_prefix('+').unwrap_or(exponent).parse::<i32>().ok()?),
+        None => (number, 0),
     };
-    if whole.is_empty() && frac.is_empty() {
+    let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (whole.is_empty() && frac.is_empty())
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    // The digits, and how many of them are fractional once the exponent is applied;
+    // trailing zeros are not significant.
+    let digits = format!("{whole}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let mut scale = i64::try_from(frac.len()).ok()? - i64::from(exponent);
+    let mut significant = digits;
+    while scale > 0 && significant.ends_with('0') {
+        significant = &significant[..significant.len() - 1];
+        scale -= 1;
+    }
+    if significant.is_empty() {
+        return Some(0);
+    }
+    if scale > 9 || significant.len() > 19 {
         return None;
     }
-    if frac.len() > 9 {
-        return None;
-    }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-    let mut frac_nanos: i64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
-    for _ in frac.len()..9 {
-        frac_nanos *= 10;
-    }
-    let nanos = whole.checked_mul(NANOS_PER_UNIT)?.checked_add(frac_nanos)?;
+    let value: i64 = significant.parse().ok()?;
+    let nanos = value.checked_mul(10_i64.checked_pow(u32::try_from(9 - scale).ok()?)?)?;
     Some(if negative { -nanos } else { nanos })
 }
 
@@ -166,6 +177,22 @@ mod tests {
         assert_eq!(parse_decimal_nanos("-1.000000001"), Some(-1_000_000_001));
         assert_eq!(parse_decimal_nanos("1.0000000001"), None);
         assert_eq!(parse_decimal_nanos("abc"), None);
+        // Exponents, as JSON encoders write small and large numbers.
+        assert_eq!(parse_decimal_nanos("1e-06"), Some(1_000));
+        assert_eq!(parse_decimal_nanos("1E-9"), Some(1));
+        assert_eq!(parse_decimal_nanos("2.5e3"), Some(2_500_000_000_000));
+        assert_eq!(parse_decimal_nanos("1e+2"), Some(100_000_000_000));
+        assert_eq!(parse_decimal_nanos("-1.5e-1"), Some(-150_000_000));
+        assert_eq!(parse_decimal_nanos("1e-10"), None);
+        assert_eq!(parse_decimal_nanos("1e30"), None);
+        assert_eq!(parse_decimal_nanos("1e"), None);
+        assert_eq!(parse_decimal_nanos("e5"), None);
+        // Insignificant zeros.
+        assert_eq!(parse_decimal_nanos("0.1000000000"), Some(100_000_000));
+        assert_eq!(parse_decimal_nanos("0"), Some(0));
+        assert_eq!(parse_decimal_nanos("000.000"), Some(0));
+        assert_eq!(parse_decimal_nanos("9223372036.854775807"), Some(i64::MAX));
+        assert_eq!(parse_decimal_nanos("9223372036.854775808"), None);
         assert_eq!(format_nanos(270_000_000), "0.27");
         assert_eq!(format_nanos(10_000_000_000), "10");
         assert_eq!(format_nanos(-1_500_000_000), "-1.5");
