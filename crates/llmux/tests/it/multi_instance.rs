@@ -30,9 +30,43 @@ impl Schema {
         Schema { admin, name, url }
     }
 
+    /// A relay the test can cut between the gateway and this schema's server, and the
+    /// schema's URL through it.
+    async fn behind_proxy(&self) -> (llmux_testkit::FaultProxy, String) {
+        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
+        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let target = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+        let proxy = llmux_testkit::FaultProxy::start(&target).await;
+        let url = self.url.replacen(host_port, &proxy.addr().to_string(), 1);
+        (proxy, url)
+    }
+
     async fn drop(self) {
         let _ = self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await;
     }
+}
+
+/// The CI's PostgreSQL and Redis, or `None` (the test is skipped) when either is not set.
+fn postgres_and_redis() -> Option<(String, String)> {
+    match (std::env::var("LLMUX_TEST_POSTGRES_URL"), std::env::var("LLMUX_TEST_REDIS_URL")) {
+        (Ok(postgres), Ok(redis)) => Some((postgres, redis)),
+        _ => {
+            eprintln!("LLMUX_TEST_POSTGRES_URL and LLMUX_TEST_REDIS_URL are needed: skipping");
+            None
+        }
+    }
+}
+
+/// Writes `dir/llmux.toml`: the test configuration with `storage` in place of its SQLite
+/// URL and a model `chat` served by `fake` (`route` is added to the route's fields).
+fn config_on(dir: &std::path::Path, storage: &str, fake: &FakeUpstream, route: &str) -> std::path::PathBuf {
+    let path = dir.join("llmux.toml");
+    let base = crate::base_config(dir).replace(&format!("url = \"sqlite://{}/llmux.db\"\n", dir.display()), storage);
+    let provider = fake_provider("fake", &fake.base_url());
+    let models = format!("[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\"{route} }}]\n");
+    std::fs::write(&path, format!("{base}{provider}{models}")).unwrap();
+    path
 }
 
 fn ask() -> Value {
@@ -52,11 +86,7 @@ impl Instance {
 
 #[tokio::test]
 async fn three_processes_share_limits_budgets_revocations_and_the_ledger() {
-    let (Ok(postgres), Ok(redis)) = (std::env::var("LLMUX_TEST_POSTGRES_URL"), std::env::var("LLMUX_TEST_REDIS_URL"))
-    else {
-        eprintln!("LLMUX_TEST_POSTGRES_URL and LLMUX_TEST_REDIS_URL are needed: skipping the multi-instance test");
-        return;
-    };
+    let Some((postgres, redis)) = postgres_and_redis() else { return };
     let schema = Schema::create(&postgres).await;
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
@@ -225,22 +255,11 @@ async fn while_postgres_is_away_cached_keys_keep_working_and_no_usage_record_is_
     };
     let schema = Schema::create(&postgres).await;
     // The gateway reaches PostgreSQL through a relay the test can cut.
-    let proxy = llmux_testkit::FaultProxy::start("127.0.0.1:5432").await;
-    let through_proxy = schema.url.replace("127.0.0.1:5432", &proxy.addr().to_string());
-    assert_ne!(through_proxy, schema.url, "the test URL names 127.0.0.1:5432");
+    let (proxy, through_proxy) = schema.behind_proxy().await;
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
     let dir = temp_dir("pg-outage");
-    let path = dir.join("llmux.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\" }}]\n",
-            crate::base_config(&dir).replace(&format!("sqlite://{}/llmux.db", dir.display()), &through_proxy),
-            fake_provider("fake", &fake.base_url())
-        ),
-    )
-    .unwrap();
+    let path = config_on(&dir, &format!("url = \"{through_proxy}\"\n"), &fake, "");
     let gateway = crate::TestGateway::start_with(dir.clone(), path).await;
     let (key, key_id) = gateway.create_key(json!({"name": "outage"})).await;
     assert_eq!(gateway.chat(&key, &ask()).await.status(), 200);
@@ -300,34 +319,15 @@ async fn while_postgres_is_away_cached_keys_keep_working_and_no_usage_record_is_
 
 #[tokio::test]
 async fn while_postgres_is_away_a_budget_the_fleet_already_tracks_keeps_working_on_another_instance() {
-    let (Ok(postgres), Ok(redis)) = (std::env::var("LLMUX_TEST_POSTGRES_URL"), std::env::var("LLMUX_TEST_REDIS_URL"))
-    else {
-        eprintln!("LLMUX_TEST_POSTGRES_URL and LLMUX_TEST_REDIS_URL are needed: skipping");
-        return;
-    };
+    let Some((postgres, redis)) = postgres_and_redis() else { return };
     let schema = Schema::create(&postgres).await;
-    let proxy = llmux_testkit::FaultProxy::start("127.0.0.1:5432").await;
-    let through_proxy = schema.url.replace("127.0.0.1:5432", &proxy.addr().to_string());
+    let (proxy, through_proxy) = schema.behind_proxy().await;
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
     let dir = temp_dir("pg-outage-fleet");
-    let path = dir.join("llmux.toml");
-    let storage = format!(
-        "[storage]\nurl = \"{through_proxy}\"\nredis = \"{redis}\"\nredis_prefix = \"llmux-it-{}:\"\n",
-        schema.name
-    );
-    std::fs::write(
-        &path,
-        format!(
-            "{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\", price = {{ input = 1000, output = 1000 }} }}]\n",
-            crate::base_config(&dir).replace("[storage]\n", &storage).replace(
-                &format!("url = \"sqlite://{}/llmux.db\"\n", dir.display()),
-                ""
-            ),
-            fake_provider("fake", &fake.base_url())
-        ),
-    )
-    .unwrap();
+    let storage =
+        format!("url = \"{through_proxy}\"\nredis = \"{redis}\"\nredis_prefix = \"llmux-it-{}:\"\n", schema.name);
+    let path = config_on(&dir, &storage, &fake, ", price = { input = 1000, output = 1000 }");
     let first = crate::TestGateway::start_with(dir.clone(), path.clone()).await;
     let second = crate::TestGateway::start_with(dir.clone(), path).await;
     for gateway in [&first, &second] {
@@ -345,11 +345,7 @@ async fn while_postgres_is_away_a_budget_the_fleet_already_tracks_keeps_working_
     // The first instance starts the fleet's counter for the day (seeded from the ledger).
     assert_eq!(first.chat(&key, &ask()).await.status(), 200);
     // The second knows the key (through the fleet's notice) but has read no spend yet.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while second.http.get(second.url("/v1/models")).bearer_auth(&key).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "the second instance never learned the key");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_known(&second, &key).await;
 
     proxy.cut();
     // Without the ledger the second instance goes by the fleet's counter.
@@ -358,11 +354,7 @@ async fn while_postgres_is_away_a_budget_the_fleet_already_tracks_keeps_working_
     // A key whose budget nobody has tracked yet fails closed.
     proxy.restore();
     let (fresh, _) = first.create_key(json!({"name": "untracked", "budget": {"amount": 1, "period": "daily"}})).await;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while second.http.get(second.url("/v1/models")).bearer_auth(&fresh).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "the second instance never learned the key");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_known(&second, &fresh).await;
     proxy.cut();
     let response = second.chat(&fresh, &ask()).await;
     assert_eq!(response.status(), 503);
@@ -370,4 +362,13 @@ async fn while_postgres_is_away_a_budget_the_fleet_already_tracks_keeps_working_
     first.stop().await;
     second.stop().await;
     schema.drop().await;
+}
+
+/// Waits (at most two seconds) until `gateway` accepts `key`, created through another instance.
+async fn wait_until_known(gateway: &crate::TestGateway, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while gateway.http.get(gateway.url("/v1/models")).bearer_auth(key).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the instance never learned the key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
