@@ -27,6 +27,8 @@ export const MODELS = {
   'gemini-parallel': ['google', 'gemini-fake-parallel'],
   'gemini-busy': ['google', 'gemini-fake-busy'],
   mockchat: ['mock', 'echo'],
+  // Priced (1000 per million tokens each way), for budgets.
+  priced: ['fake', 'fake-chat', 'price = { input = 1000, output = 1000 }'],
 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -38,7 +40,10 @@ export function resolveBinary() {
 
 function configToml(workdir, upstream) {
   const models = Object.entries(MODELS)
-    .map(([name, [provider, model]]) => `[[models]]\nname = "${name}"\nroutes = [{ provider = "${provider}", model = "${model}" }]\n`)
+    .map(([name, [provider, model, extra]]) => {
+      const route = `provider = "${provider}", model = "${model}"${extra ? `, ${extra}` : ''}`;
+      return `[[models]]\nname = "${name}"\nroutes = [{ ${route} }]\n`;
+    })
     .join('\n');
   return `
 [server]
@@ -174,6 +179,19 @@ export async function stopGateway(gateway, { keepWorkdir = false } = {}) {
   }
   if (!keepWorkdir && result.code === 0) rmSync(gateway.workdir, { recursive: true, force: true });
   return result;
+}
+
+/** GET /admin/usage?key_id=... with the master key, polled until `count` records are there (2 s at most). */
+export async function usageRecords(gateway, keyId, count) {
+  const deadline = Date.now() + 2_000;
+  for (;;) {
+    const response = await fetch(`${gateway.url}/admin/usage?key_id=${encodeURIComponent(keyId)}`, {
+      headers: { authorization: `Bearer ${MASTER_KEY}` },
+    });
+    const { records } = await response.json();
+    if (records.length >= count || Date.now() > deadline) return records;
+    await sleep(50);
+  }
 }
 
 /** POST /admin/keys with the master key; returns { id, key, raw }. */

@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import OpenAI, { AuthenticationError, BadRequestError, InternalServerError, NotFoundError } from 'openai';
+import OpenAI, { AuthenticationError, BadRequestError, InternalServerError, NotFoundError, RateLimitError } from 'openai';
 
 import {
   ANTHROPIC_USAGE,
@@ -34,7 +34,7 @@ import {
   UPSTREAM_400_MESSAGE,
   UPSTREAM_KEY,
 } from './fake-upstream.mjs';
-import { MODELS, createKey, startGateway, stopGateway } from './gateway.mjs';
+import { MODELS, createKey, startGateway, stopGateway, usageRecords } from './gateway.mjs';
 
 const WEATHER_TOOLS = [
   {
@@ -925,6 +925,57 @@ describe('errors and headers', () => {
     });
     assert.equal(upstream.find(mark).length, 1, 'a client fault is sent once, not retried');
     assert.equal(upstream.one(mark).body.model, 'fake-400');
+  });
+
+  test('rate limit -> RateLimitError (429 rate_limit_exceeded) with Retry-After, retry-after-ms and x-ratelimit-*', async () => {
+    const limited = await createKey(gateway, { name: 'node-rpm', rpm_limit: 1 });
+    const sdk = makeClient(limited.key);
+    // A window is a calendar minute: if the first request lands at its very end, the
+    // second may open a new one. Then the pair is tried once more.
+    for (let round = 0; ; round++) {
+      await sdk.chat.completions.create({ model: 'chat', messages: user(marker()) });
+      const refused = await sdk.chat.completions.create({ model: 'chat', messages: user(marker()) }).then(
+        () => null,
+        (error) => error,
+      );
+      if (refused === null && round === 0) continue;
+      assert.ok(refused instanceof RateLimitError, `expected RateLimitError, got ${refused?.constructor?.name}: ${refused}`);
+      assert.equal(refused.status, 429);
+      assert.equal(refused.code, 'rate_limit_exceeded');
+      assert.equal(refused.type, 'rate_limit_error');
+      const seconds = Number(refused.headers.get('retry-after'));
+      const millis = Number(refused.headers.get('retry-after-ms'));
+      assert.ok(seconds >= 1 && seconds <= 60, `retry-after ${seconds}`);
+      assert.equal(Math.ceil(millis / 1000), seconds);
+      assert.equal(refused.headers.get('x-ratelimit-limit-requests'), '1');
+      assert.equal(refused.headers.get('x-ratelimit-remaining-requests'), '0');
+      assert.equal(refused.headers.get('x-should-retry'), null, 'a rate limit may be retried once the window ends');
+      break;
+    }
+  });
+
+  test('spent budget -> RateLimitError (429 budget_exceeded) that the SDK does not retry', async () => {
+    const poor = await createKey(gateway, { name: 'node-budget', budget: { amount: 0.000001, period: 'monthly' } });
+    // The SDK's default: two retries of every 429, unless the response says x-should-retry: false.
+    const sdk = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: poor.key, timeout: 30_000 });
+    const mark = marker();
+    await assert.rejects(sdk.chat.completions.create({ model: 'priced', messages: user(mark) }), (error) => {
+      assert.ok(error instanceof RateLimitError, `expected RateLimitError, got ${error?.constructor?.name}: ${error}`);
+      assert.equal(error.status, 429);
+      assert.equal(error.code, 'budget_exceeded');
+      assert.equal(error.type, 'insufficient_quota');
+      assert.match(error.message, /budget/);
+      assert.equal(error.headers.get('x-should-retry'), 'false');
+      return true;
+    });
+    assert.equal(upstream.find(mark).length, 0, 'the upstream is not called');
+    // Had the SDK retried, three records would appear within the 2 s records take.
+    const records = await usageRecords(gateway, poor.id, 3);
+    assert.deepEqual(
+      records.map((record) => [record.status, record.error_code]),
+      [[429, 'budget_exceeded']],
+      'one request reached the gateway, not three',
+    );
   });
 
   test('x-request-id on responses (withResponse, asResponse)', async () => {

@@ -833,12 +833,16 @@ routes = [{{ provider = "google", model = "gemini-fake-parallel" }}]
 [[models]]
 name = "gemini-busy"
 routes = [{{ provider = "google", model = "gemini-fake-busy" }}]
+
+[[models]]
+name = "priced"
+routes = [{{ provider = "fake", model = "fake-chat", price = {{ input = 1000, output = 1000 }} }}]
 """
 
 
 CONFIGURED_MODELS = [
     "chat", "tools", "bad", "broken", "sonnet", "sonnet-tools", "mockchat", "embed",
-    "gemini", "gemini-thinking", "gemini-tools", "gemini-parallel", "gemini-busy",
+    "gemini", "gemini-thinking", "gemini-tools", "gemini-parallel", "gemini-busy", "priced",
 ]
 
 
@@ -927,7 +931,25 @@ class VirtualKey:
     raw: dict
 
 
-def _create_key(gateway: Gateway, payload: dict) -> VirtualKey:
+def usage_of(gateway: Gateway, key_id: str, count: int) -> list[dict]:
+    """The key's usage records, polled until there are `count` of them (at most 2 s:
+    records appear within that)."""
+    with gateway.admin() as admin:
+
+        def records() -> Optional[list[dict]]:
+            response = admin.get("/admin/usage", params={"key_id": key_id})
+            assert response.status_code == 200, response.text
+            found = response.json()["records"]
+            return found if len(found) >= count else None
+
+        try:
+            return wait_until(records, timeout=2.0, interval=0.05, what=f"{count} usage records")
+        except AssertionError:
+            response = admin.get("/admin/usage", params={"key_id": key_id})
+            return response.json()["records"]
+
+
+def create_key(gateway: Gateway, payload: dict) -> VirtualKey:
     with gateway.admin() as admin:
         response = admin.post("/admin/keys", json=payload)
     assert response.status_code == 201, f"POST /admin/keys {payload} -> {response.status_code} {response.text}"
@@ -939,18 +961,18 @@ def _create_key(gateway: Gateway, payload: dict) -> VirtualKey:
 
 @pytest.fixture(scope="session")
 def sdk_key(gateway: Gateway) -> VirtualKey:
-    return _create_key(gateway, {"name": "sdk"})
+    return create_key(gateway, {"name": "sdk"})
 
 
 @pytest.fixture(scope="session")
 def limited_key(gateway: Gateway) -> VirtualKey:
-    return _create_key(gateway, {"name": "limited", "models": ["chat"]})
+    return create_key(gateway, {"name": "limited", "models": ["chat"]})
 
 
 @pytest.fixture(scope="session")
 def ledger_key(gateway: Gateway) -> VirtualKey:
     """A key used only by the usage-ledger test, so its records are exactly that test's."""
-    return _create_key(gateway, {"name": "ledger"})
+    return create_key(gateway, {"name": "ledger"})
 
 
 class SentRequests:

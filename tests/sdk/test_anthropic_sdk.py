@@ -16,6 +16,8 @@ from conftest import (
     TOOL_NAME,
     UPSTREAM_400_MESSAGE,
     UPSTREAM_KEY,
+    create_key,
+    usage_of,
     wait_until,
 )
 
@@ -295,6 +297,22 @@ def test_error_upstream_500_is_an_api_error(claude, marker):
     assert caught.value.body["type"] == "error"
     assert caught.value.body["error"]["type"] == "api_error"
     assert UPSTREAM_KEY not in str(caught.value.body)
+
+
+def test_spent_budget_is_a_rate_limit_error_the_sdk_does_not_retry(gateway, upstream, marker):
+    poor = create_key(gateway, {"name": "py-anthropic-budget", "budget": {"amount": 0.000001, "period": "monthly"}})
+    # The SDK's default: two retries of every 429 unless told `x-should-retry: false`.
+    with anthropic.Anthropic(base_url=gateway.url, api_key=poor.key, http_client=httpx2.Client(trust_env=False)) as sdk:
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            sdk.messages.create(model="priced", max_tokens=10, messages=user(marker))
+    assert caught.value.status_code == 429
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+    assert "budget" in caught.value.body["error"]["message"]
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert upstream.find(marker) == []
+    records = usage_of(gateway, poor.id, 3)
+    assert [(record["status"], record["error_code"]) for record in records] == [(429, "budget_exceeded")]
 
 
 def test_usage_is_recorded_for_anthropic_requests(gateway, claude, marker):

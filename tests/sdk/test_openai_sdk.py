@@ -17,8 +17,10 @@ from conftest import (
     TOOL_NAME,
     UPSTREAM_400_MESSAGE,
     UPSTREAM_KEY,
+    create_key,
     embedding_vector,
     make_client,
+    usage_of,
     wait_until,
 )
 
@@ -500,6 +502,49 @@ def test_error_responses_have_request_id(client, call):
 # --------------------------------------------------------------------------------------
 # Usage ledger
 # --------------------------------------------------------------------------------------
+
+
+def test_rate_limit_error(gateway):
+    limited = create_key(gateway, {"name": "py-rpm", "rpm_limit": 1})
+    with make_client(gateway, limited.key) as sdk:
+        # A window is a calendar minute: should the pair straddle two, it is tried again.
+        for _ in range(2):
+            sdk.chat.completions.create(model="chat", messages=user("one"))
+            try:
+                sdk.chat.completions.create(model="chat", messages=user("two"))
+            except openai.RateLimitError as error:
+                refused = error
+                break
+        else:
+            pytest.fail("the second request of a minute was admitted twice")
+    assert refused.status_code == 429
+    assert refused.code == "rate_limit_exceeded"
+    assert refused.type == "rate_limit_error"
+    headers = refused.response.headers
+    seconds, millis = int(headers["retry-after"]), int(headers["retry-after-ms"])
+    assert 1 <= seconds <= 60
+    assert -(-millis // 1000) == seconds
+    assert headers["x-ratelimit-limit-requests"] == "1"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert "x-should-retry" not in headers, "a rate limit may be retried once the window ends"
+
+
+def test_spent_budget_is_not_retried_by_the_sdk(gateway, upstream, marker):
+    poor = create_key(gateway, {"name": "py-budget", "budget": {"amount": 0.000001, "period": "monthly"}})
+    # The SDK's default: two retries of every 429 unless told `x-should-retry: false`.
+    sdk = openai.OpenAI(
+        base_url=f"{gateway.url}/v1", api_key=poor.key, timeout=30, http_client=openai.DefaultHttpxClient(trust_env=False)
+    )
+    with sdk, pytest.raises(openai.RateLimitError) as info:
+        sdk.chat.completions.create(model="priced", messages=user(marker))
+    error = info.value
+    assert (error.status_code, error.code, error.type) == (429, "budget_exceeded", "insufficient_quota")
+    assert "budget" in error.message
+    assert error.response.headers["x-should-retry"] == "false"
+    assert upstream.find(marker) == [], "the upstream is not called"
+    # Had the SDK retried, three records would appear within the 2 s records take.
+    records = usage_of(gateway, poor.id, 3)
+    assert [(record["status"], record["error_code"]) for record in records] == [(429, "budget_exceeded")]
 
 
 def test_usage_ledger(gateway, ledger_key):

@@ -364,12 +364,27 @@ impl Fleet {
     /// Adds `(counter, delta, ttl_ms)` deltas in one atomic round trip, setting the expiry on
     /// the counters it creates; returns each counter's new total, in order.
     pub async fn add_many(&self, deltas: &[(String, i64, u64)]) -> Result<Vec<i64>, FleetError> {
-        if deltas.is_empty() {
+        self.add(deltas.iter().map(|(counter, delta, ttl_ms)| (counter.as_str(), *delta, 0, *ttl_ms))).await
+    }
+
+    /// Like [`add_many`](Self::add_many) with `(counter, delta, initial, ttl_ms)`: a counter
+    /// this call creates first starts at `initial` (e.g. what the ledger says was spent), in
+    /// the same atomic step, so concurrent first adds seed it once.
+    pub async fn add_many_from(&self, deltas: &[(String, i64, i64, u64)]) -> Result<Vec<i64>, FleetError> {
+        self.add(deltas.iter().map(|(counter, delta, initial, ttl_ms)| (counter.as_str(), *delta, *initial, *ttl_ms)))
+            .await
+    }
+
+    async fn add<'a>(
+        &self,
+        deltas: impl ExactSizeIterator<Item = (&'a str, i64, i64, u64)>,
+    ) -> Result<Vec<i64>, FleetError> {
+        if deltas.len() == 0 {
             return Ok(Vec::new());
         }
         let mut invocation = scripts::ADD_MANY.prepare_invoke();
-        for (counter, delta, ttl_ms) in deltas {
-            invocation.key(self.key(counter)).arg(*delta).arg(*ttl_ms);
+        for (counter, delta, initial, ttl_ms) in deltas {
+            invocation.key(self.key(counter)).arg(delta).arg(ttl_ms).arg(initial);
         }
         let mut conn = self.inner.shared.conn();
         self.run(async move { invocation.invoke_async(&mut conn).await }).await

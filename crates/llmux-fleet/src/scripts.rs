@@ -58,16 +58,18 @@ return redis.call('DECRBY', KEYS[1], units)
     )
 });
 
-/// KEYS counters; ARGV pairs (delta, ttl_ms) per key. INCRBY each, and set the expiry on the
-/// counters this call created. Returns the new totals in order.
+/// KEYS counters; ARGV triples (delta, ttl_ms, initial) per key. A counter this call creates
+/// starts at `initial` and gets the expiry; then INCRBY delta each. Returns the new totals in
+/// order.
 pub(crate) static ADD_MANY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local totals = {}
 for i, key in ipairs(KEYS) do
   local existed = redis.call('EXISTS', key)
-  local total = redis.call('INCRBY', key, ARGV[2 * i - 1])
-  local ttl = tonumber(ARGV[2 * i])
+  if existed == 0 and ARGV[3 * i] ~= '0' then redis.call('INCRBY', key, ARGV[3 * i]) end
+  local total = redis.call('INCRBY', key, ARGV[3 * i - 2])
+  local ttl = tonumber(ARGV[3 * i - 1])
   if existed == 0 and ttl > 0 then redis.call('PEXPIRE', key, ttl) end
   totals[i] = total
 end

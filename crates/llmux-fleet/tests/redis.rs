@@ -203,6 +203,22 @@ async fn add_many_and_get_many() {
         .unwrap();
     assert_eq!(read, vec![17, -3, 0, big]);
 
+    // Seeded adds: only the call that creates a counter seeds it, and it gets the expiry.
+    let totals = fleet
+        .add_many_from(&[("cost:k".to_owned(), 5, 100, 60_000), ("cost:k".to_owned(), 1, 100, 60_000)])
+        .await
+        .unwrap();
+    assert_eq!(totals, vec![105, 106]);
+    assert_eq!(other.add_many_from(&[("cost:k".to_owned(), 4, 999, 60_000)]).await.unwrap(), vec![110]);
+    let ttl = pttl(&url, &format!("{prefix}cost:k")).await;
+    assert!(ttl > 0 && ttl <= 60_000, "ttl {ttl}");
+    // A seed beyond 2^53 stays exact in the counter.
+    let huge = (1_i64 << 53) + 1;
+    other.add_many_from(&[("cost:huge".to_owned(), 0, huge, 0)]).await.unwrap();
+    let exact: String =
+        redis::cmd("GET").arg(format!("{prefix}cost:huge")).query_async(&mut admin(&url).await).await.unwrap();
+    assert_eq!(exact, huge.to_string());
+
     // A counter holding something else is a Redis error, not an outage.
     let _: () =
         redis::cmd("SET").arg(format!("{prefix}text")).arg("abc").query_async(&mut admin(&url).await).await.unwrap();

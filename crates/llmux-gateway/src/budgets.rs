@@ -22,6 +22,11 @@
 //! budget, beyond the amount actual costs exceed estimates; leases an idle instance
 //! does not use are given back after a second. While Redis is unreachable, each
 //! instance holds the budget against its own view of the spend.
+//!
+//! Alerts: without Redis, a settlement that carries the spend across a threshold reports
+//! it. With Redis, the costs settled here go to the budget's cost counter at the next
+//! sync (the lease counter also holds unspent leases, so it cannot tell the spend), and
+//! the instance whose addition carries the fleet's total across a threshold reports it.
 
 use std::sync::Arc;
 
@@ -69,6 +74,10 @@ struct Account {
     /// Fleet mode: the counter's name and expiry (set at the first reservation).
     counter: String,
     ttl_ms: u64,
+    /// Fleet mode: costs settled here not yet added to the fleet's cost counter (which
+    /// alerts go by), and the budget they were settled against.
+    unsynced_cost: i64,
+    terms: Option<Terms>,
 }
 
 impl Account {
@@ -96,6 +105,18 @@ pub struct MoneyWanted {
     pub ttl_ms: u64,
 }
 
+/// Costs an account settled here, for the fleet's cost counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostDelta {
+    pub account: String,
+    pub counter: String,
+    pub delta: i64,
+    /// What the ledger said at load (seeds an absent counter).
+    pub initial: i64,
+    pub ttl_ms: u64,
+    pub terms: Terms,
+}
+
 /// Why [`Budgets::reserve`] did not reserve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotReserved {
@@ -107,6 +128,45 @@ pub enum NotReserved {
 /// The fleet counter of a budget account's period.
 pub fn counter(account: &str, currency: Currency, period_start: i64) -> String {
     format!("spend:{account}:{currency}:{period_start}")
+}
+
+/// The fleet counter of the costs settled in a budget account's period (seeded from the
+/// ledger): what budget alerts go by in a fleet. The lease counter ([`counter`]) also
+/// holds leases not yet spent, so it runs ahead of the spend.
+fn cost_counter(account: &str, currency: Currency, period_start: i64) -> String {
+    format!("cost:{account}:{currency}:{period_start}")
+}
+
+/// A budget's terms, for alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    pub budget_nanos: i64,
+    pub currency: Currency,
+    pub period: &'static str,
+    pub period_start: i64,
+}
+
+/// The alert thresholds (percentages of the budget) that spend going from `before` to
+/// `after` crosses.
+fn crossed<'a>(
+    thresholds: &'a [u8],
+    account: &'a str,
+    terms: Terms,
+    before: i64,
+    after: i64,
+) -> impl Iterator<Item = Crossing> + 'a {
+    thresholds.iter().filter_map(move |&percent| {
+        let line = i128::from(terms.budget_nanos) * i128::from(percent) / 100;
+        (i128::from(before) < line && i128::from(after) >= line).then(|| Crossing {
+            account: account.to_owned(),
+            threshold_percent: percent,
+            spent_nanos: after,
+            budget_nanos: terms.budget_nanos,
+            currency: terms.currency,
+            period: terms.period.to_owned(),
+            period_start: terms.period_start,
+        })
+    })
 }
 
 /// A period name without an allocation per request.
@@ -152,6 +212,10 @@ pub struct Exhausted {
     pub budget_nanos: i64,
     pub currency: Currency,
     pub period: String,
+    /// Refused only for this instance's reservations in flight: the request may fit
+    /// once they settle (actual costs are usually below estimates). Otherwise the
+    /// spend itself, or the fleet, leaves no room and retrying cannot help.
+    pub in_flight: bool,
 }
 
 /// An admitted request's reserved cost; replaced by the actual cost at settlement.
@@ -171,6 +235,17 @@ struct Held {
     period: &'static str,
     /// Reserved from a fleet lease.
     leased: bool,
+}
+
+impl Held {
+    fn terms(&self) -> Terms {
+        Terms {
+            budget_nanos: self.budget_nanos,
+            currency: self.currency,
+            period: self.period,
+            period_start: self.period_start,
+        }
+    }
 }
 
 impl BudgetReservation {
@@ -201,20 +276,14 @@ impl BudgetReservation {
                 if currency == Some(held.currency) {
                     let before = account.spent;
                     account.spent = account.spent.saturating_add(nanos);
-                    let thresholds = alerts.as_ref().map_or(&[][..], |(thresholds, _)| thresholds);
-                    for &percent in thresholds {
-                        let line = i128::from(held.budget_nanos) * i128::from(percent) / 100;
-                        if i128::from(before) < line && i128::from(account.spent) >= line {
-                            crossings.push(Crossing {
-                                account: held.account.clone(),
-                                threshold_percent: percent,
-                                spent_nanos: account.spent,
-                                budget_nanos: held.budget_nanos,
-                                currency: held.currency,
-                                period: held.period.to_owned(),
-                                period_start: held.period_start,
-                            });
-                        }
+                    if account.counter.is_empty() {
+                        let thresholds = alerts.as_ref().map_or(&[][..], |(thresholds, _)| thresholds);
+                        crossings.extend(crossed(thresholds, &held.account, held.terms(), before, account.spent));
+                    } else {
+                        // The fleet's spend decides alerts: the sync adds this cost to
+                        // the fleet's cost counter and reports the crossings it sees.
+                        account.unsynced_cost = account.unsynced_cost.saturating_add(nanos);
+                        account.terms = Some(held.terms());
                     }
                 }
             }
@@ -299,13 +368,15 @@ impl Budgets {
             let committed = account.spent.saturating_add(account.reserved);
             let local_room = committed < limit.budget_nanos && committed.saturating_add(estimate) <= limit.budget_nanos;
             let fleet_short = fleet && account.lease < estimate;
-            if !local_room || (fleet_short && account.exhausted_until > now_ms) {
+            let fleet_exhausted = fleet_short && account.exhausted_until > now_ms;
+            if !local_room || fleet_exhausted {
                 return Err(NotReserved::Exhausted(Exhausted {
                     label: limit.label.clone(),
                     spent_nanos: account.spent,
                     budget_nanos: limit.budget_nanos,
                     currency: limit.currency,
                     period: limit.period.clone(),
+                    in_flight: !fleet_exhausted && account.spent.saturating_add(estimate) <= limit.budget_nanos,
                 }));
             }
             if fleet && account.counter.is_empty() {
@@ -388,6 +459,51 @@ impl Budgets {
         }
     }
 
+    /// The fleet sync's other work: costs settled here since the last sync, to add to
+    /// the fleet's cost counters; taken off the accounts at once.
+    pub fn unsynced_costs(&self) -> Vec<CostDelta> {
+        let mut accounts = self.accounts.lock();
+        let mut costs = Vec::new();
+        for (name, account) in accounts.iter_mut().filter(|(_, account)| account.unsynced_cost > 0) {
+            if let Some(terms) = account.terms {
+                costs.push(CostDelta {
+                    account: name.clone(),
+                    counter: cost_counter(name, terms.currency, terms.period_start),
+                    delta: account.unsynced_cost,
+                    initial: account.loaded,
+                    ttl_ms: account.ttl_ms,
+                    terms,
+                });
+            }
+            account.unsynced_cost = 0;
+        }
+        costs
+    }
+
+    /// The fleet's cost counters took `costs` and now read `totals`: the alert
+    /// thresholds each addition crossed are reported (by this instance alone, since
+    /// each addition is atomic).
+    pub fn costs_synced(&self, costs: &[CostDelta], totals: &[i64]) {
+        let alerts = self.alerts.read();
+        let Some((thresholds, sink)) = alerts.as_ref() else { return };
+        for (cost, &total) in costs.iter().zip(totals) {
+            for crossing in crossed(thresholds, &cost.account, cost.terms, total - cost.delta, total) {
+                let _ = sink.send(crossing);
+            }
+        }
+    }
+
+    /// Costs [`Budgets::unsynced_costs`] took that could not be added after all.
+    pub fn costs_unsynced(&self, costs: Vec<CostDelta>) {
+        let mut accounts = self.accounts.lock();
+        for cost in costs {
+            if let Some(account) = accounts.get_mut(&cost.account).filter(|a| a.period_start == cost.terms.period_start)
+            {
+                account.unsynced_cost = account.unsynced_cost.saturating_add(cost.delta);
+            }
+        }
+    }
+
     /// Leases idle for a second: (counter, unused amount) to give back; taken off the
     /// accounts at once.
     pub fn idle_leases(&self, now_ms: i64) -> Vec<(String, i64)> {
@@ -451,12 +567,17 @@ mod tests {
         let NotReserved::Exhausted(exhausted) = held.last().unwrap().as_ref().unwrap_err() else { panic!() };
         assert_eq!((exhausted.spent_nanos, exhausted.budget_nanos), (300, 1_000));
         assert_eq!(exhausted.label, "this key");
+        assert!(exhausted.in_flight, "only reservations in flight stand in the way");
         // Each cost 90 in the end: 300 + 7 × 90 = 930 spent, 70 left.
         for reservation in held.into_iter().flatten() {
             reservation.settle(90, Some(usd));
         }
-        assert!(budgets.reserve(&k, |_| 70, 0, false).is_ok());
-        assert!(budgets.reserve(&k, |_| 1, 0, false).is_err());
+        let last = budgets.reserve(&k, |_| 70, 0, false).unwrap();
+        let Err(NotReserved::Exhausted(exhausted)) = budgets.reserve(&k, |_| 1, 0, false) else { panic!() };
+        assert!(exhausted.in_flight, "the last reservation may still settle below its estimate");
+        last.settle(70, Some(usd));
+        let Err(NotReserved::Exhausted(exhausted)) = budgets.reserve(&k, |_| 1, 0, false) else { panic!() };
+        assert!(!exhausted.in_flight, "all of it is spent: retrying cannot help");
         // Costs in another currency do not count; a new period starts afresh.
         let j = [Limit { account: "j".to_owned(), ..key(1_000, 0) }];
         let other = budgets.reserve(&j, |_| 0, 0, false).unwrap();
@@ -510,6 +631,35 @@ mod tests {
         first.settle(40, Some(Currency::CNY));
         assert!(budgets.reserve(&of("c"), price, 0, false).is_ok());
         assert!(budgets.reserve(&[Limit { account: "a".to_owned(), ..key(10, 0) }], |_| 10, 0, false).is_ok());
+    }
+
+    #[test]
+    fn in_fleet_mode_alerts_go_by_the_fleets_cost_counter() {
+        let budgets = Arc::new(Budgets::default());
+        let (sink, mut crossings) = tokio::sync::mpsc::unbounded_channel();
+        budgets.set_alerts(vec![50], sink);
+        let k = [key(1_000, 0)];
+        budgets.load("k", 0, 100);
+        let Err(NotReserved::NeedLeases(wanted)) = budgets.reserve(&k, |_| 50, 10, true) else { panic!() };
+        budgets.granted(&wanted[0], 200, 10);
+        budgets.reserve(&k, |_| 50, 10, true).unwrap().settle(450, Some(Currency::USD));
+        assert!(crossings.try_recv().is_err(), "this instance's own view does not decide");
+        let costs = budgets.unsynced_costs();
+        assert_eq!(costs.len(), 1);
+        assert_eq!((costs[0].counter.as_str(), costs[0].delta, costs[0].initial), ("cost:k:USD:0", 450, 100));
+        assert!(budgets.unsynced_costs().is_empty(), "taken once");
+        // Redis did not take them: they go with the next sync.
+        budgets.costs_unsynced(costs);
+        let costs = budgets.unsynced_costs();
+        assert_eq!(costs[0].delta, 450);
+        // Other instances had spent too: the fleet's total went from 480 to 930 with this
+        // addition, past 50 % of 1000, and this instance reports it.
+        budgets.costs_synced(&costs, &[930]);
+        let crossing = crossings.try_recv().unwrap();
+        assert_eq!((crossing.threshold_percent, crossing.spent_nanos, crossing.budget_nanos), (50, 930, 1_000));
+        // An addition that starts past the line reports nothing (another instance did).
+        budgets.costs_synced(&costs, &[1_400]);
+        assert!(crossings.try_recv().is_err());
     }
 
     #[test]

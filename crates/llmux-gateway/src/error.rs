@@ -204,16 +204,27 @@ impl GatewayError {
         }
     }
 
-    /// Seconds to put in `Retry-After`, if any.
-    pub fn retry_after(&self) -> Option<u64> {
+    /// How long the caller should wait before retrying, if the gateway knows: sent as
+    /// `Retry-After` (whole seconds, rounded up) and `retry-after-ms`.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
         match self {
-            GatewayError::Upstream(attempts) => attempts
-                .iter()
-                .filter_map(|attempt| attempt.error.retry_after)
-                .min()
-                .map(|delay| delay.as_secs().max(1)),
-            GatewayError::StoreUnavailable | GatewayError::Auth(AuthError::StoreUnavailable) => Some(1),
-            GatewayError::RateLimited(refusal) => Some(refusal.retry_after_s),
+            GatewayError::Upstream(attempts) => {
+                attempts.iter().filter_map(|attempt| attempt.error.retry_after).min().map(|delay| delay.max(SECOND))
+            }
+            GatewayError::StoreUnavailable | GatewayError::Auth(AuthError::StoreUnavailable) => Some(SECOND),
+            GatewayError::RateLimited(refusal) => Some(std::time::Duration::from_millis(refusal.retry_after_ms)),
+            GatewayError::BudgetExceeded(exhausted) if exhausted.in_flight => Some(SECOND),
+            _ => None,
+        }
+    }
+
+    /// Whether a client should retry at all, when its default would be wrong: the
+    /// official SDKs retry every 429 unless told `x-should-retry: false`, and a spent
+    /// budget does not come back within their retries.
+    pub fn should_retry(&self) -> Option<bool> {
+        match self {
+            GatewayError::BudgetExceeded(exhausted) if !exhausted.in_flight => Some(false),
             _ => None,
         }
     }

@@ -3,8 +3,9 @@
 //!
 //! - Every [`SYNC_INTERVAL`] the sync adds the tokens settled here to the fleet's
 //!   token counters and reads the fleet-wide totals back (one round trip for all
-//!   windows), adds budget costs above their leases, and gives back leases idle for a
-//!   second.
+//!   windows), adds budget costs above their leases, adds the costs settled here to the
+//!   budgets' cost counters (budget alerts go by the fleet-wide totals they return),
+//!   and gives back leases idle for a second.
 //! - Notices: a key or team changed through this instance (admin API or CLI) is
 //!   announced, and every instance re-reads it from the store at once, so a revocation
 //!   holds fleet-wide within a second (without Redis: within `server.key_refresh_ms`).
@@ -76,23 +77,27 @@ async fn sync_once(gateway: &Gateway, fleet: &Fleet) {
     let mut deltas = Vec::with_capacity(items.len() * 2);
     for item in &items {
         let ttl = 120_000;
-        deltas.push((item.tokens_counter.clone(), i64::try_from(item.tokens_delta).unwrap_or(i64::MAX), ttl));
-        deltas.push((item.requests_counter.clone(), 0, ttl));
+        deltas.push((item.tokens_counter.clone(), i64::try_from(item.tokens_delta).unwrap_or(i64::MAX), 0, ttl));
+        deltas.push((item.requests_counter.clone(), 0, 0, ttl));
     }
     let debts = gateway.budgets.debts();
-    deltas.extend(debts.iter().cloned());
+    deltas.extend(debts.iter().map(|(counter, debt, ttl)| (counter.clone(), *debt, 0, *ttl)));
+    let costs = gateway.budgets.unsynced_costs();
+    deltas.extend(costs.iter().map(|cost| (cost.counter.clone(), cost.delta, cost.initial, cost.ttl_ms)));
     if !deltas.is_empty() {
-        match fleet.add_many(&deltas).await {
+        match fleet.add_many_from(&deltas).await {
             Ok(totals) => {
                 for (index, item) in items.iter().enumerate() {
                     let read = |at: usize| totals.get(at).map_or(0, |total| u64::try_from(*total).unwrap_or(0));
                     gateway.limits.synced(item, read(2 * index), read(2 * index + 1));
                 }
+                gateway.budgets.costs_synced(&costs, totals.get(items.len() * 2 + debts.len()..).unwrap_or_default());
             }
             Err(error) => {
                 tracing::debug!(%error, "Fleet counter sync failed; retrying at the next tick.");
-                // Nothing added: the token deltas stay unsynced; the debts are owed again.
+                // Nothing added: the token deltas stay unsynced; debts and costs are owed again.
                 gateway.budgets.owe(debts);
+                gateway.budgets.costs_unsynced(costs);
             }
         }
     }

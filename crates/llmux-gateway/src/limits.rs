@@ -153,8 +153,8 @@ impl RateInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub message: String,
-    /// Seconds until the next window.
-    pub retry_after_s: u64,
+    /// Milliseconds until the next window.
+    pub retry_after_ms: u64,
     pub info: RateInfo,
 }
 
@@ -164,7 +164,7 @@ impl Refusal {
     pub fn busy() -> Refusal {
         Refusal {
             message: "Rate limit reached: too many concurrent requests; retry shortly.".to_owned(),
-            retry_after_s: 1,
+            retry_after_ms: 1_000,
             info: RateInfo {
                 limit_requests: None,
                 remaining_requests: None,
@@ -326,7 +326,7 @@ impl Limits {
             }
         }
         if let Some(message) = refusal {
-            return Err(NotAdmitted::Refused(Refusal { message, retry_after_s: reset_ms.div_ceil(1000).max(1), info }));
+            return Err(NotAdmitted::Refused(Refusal { message, retry_after_ms: reset_ms.max(1), info }));
         }
         if !leases.is_empty() {
             return Err(NotAdmitted::NeedLeases(leases));
@@ -436,7 +436,7 @@ mod tests {
         let (_, info) = admitted[0].as_ref().unwrap().as_ref().unwrap();
         assert_eq!((info.limit_requests, info.remaining_requests), (Some(5), Some(4)));
         let refusal = admitted.last().unwrap().as_ref().unwrap_err().clone().refusal();
-        assert_eq!(refusal.retry_after_s, 55);
+        assert_eq!(refusal.retry_after_ms, 55_000);
         assert_eq!(refusal.info.remaining_requests, Some(0));
         // The next window starts afresh; other keys have their own.
         assert!(limits.admit(&key("k", Some(5), None), 180_000, false).is_ok());

@@ -16,6 +16,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub const PROVIDER: &str = "x-llmux-provider";
 pub const ATTEMPTS: &str = "x-llmux-attempts";
 pub const ANTHROPIC_REQUEST_ID: &str = "request-id";
+/// The delay of `Retry-After` in milliseconds (read first by the official SDKs).
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+/// `false` tells the official SDKs not to retry an error they would retry by default.
+pub const SHOULD_RETRY: &str = "x-should-retry";
 /// Request parameters the provider's dialect could not hold, comma-separated.
 pub const DROPPED_PARAMS: &str = "x-llmux-dropped-params";
 
@@ -42,11 +46,18 @@ pub fn render(dialect: Dialect, code: ErrorCode, message: &str, param: Option<&s
     response
 }
 
-/// Renders a gateway error, adding `Retry-After` where the error has one.
+/// Renders a gateway error, adding `Retry-After` and `retry-after-ms` where the error
+/// has a delay, and `x-should-retry` where a client's default retry would be wrong.
 pub fn render_gateway(dialect: Dialect, error: &GatewayError, request_id: &str) -> Response {
     let mut response = render(dialect, error.code(), &error.message(request_id), error.param(), request_id);
-    if let Some(seconds) = error.retry_after() {
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    let headers = response.headers_mut();
+    if let Some(delay) = error.retry_after() {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(millis.div_ceil(1000)));
+        headers.insert(RETRY_AFTER_MS, HeaderValue::from(millis));
+    }
+    if let Some(retry) = error.should_retry() {
+        headers.insert(SHOULD_RETRY, HeaderValue::from_static(if retry { "true" } else { "false" }));
     }
     response
 }

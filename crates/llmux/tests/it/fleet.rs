@@ -20,14 +20,16 @@ fn redis_url() -> Option<String> {
 /// `count` gateways on one SQLite file and one Redis, under a prefix of their own.
 /// Key changes reach the others only through Redis (the key refresh is a minute).
 async fn fleet(count: usize, redis: &str, rest: &str) -> Vec<TestGateway> {
-    fleet_with_prefix(count, redis, rest, &format!("{:016x}", fastrand::u64(..))).await
+    fleet_with_prefix(count, redis, rest, &format!("{:016x}", fastrand::u64(..)), "").await
 }
 
-async fn fleet_with_prefix(count: usize, redis: &str, rest: &str, prefix: &str) -> Vec<TestGateway> {
+/// Like [`fleet`], with a Redis prefix of the caller's and `server` lines added to the
+/// `[server]` table.
+async fn fleet_with_prefix(count: usize, redis: &str, rest: &str, prefix: &str, server: &str) -> Vec<TestGateway> {
     let dir = temp_dir("fleet");
     let path = dir.join("llmux.toml");
     let config = base_config(&dir)
-        .replace("key_refresh_ms = 100", "key_refresh_ms = 60000")
+        .replace("key_refresh_ms = 100", &format!("key_refresh_ms = 60000\n{server}"))
         .replace("[storage]\n", &format!("[storage]\nredis = \"{redis}\"\nredis_prefix = \"llmux-it-{prefix}:\"\n"));
     std::fs::write(&path, format!("{config}{rest}")).unwrap();
     let mut gateways = Vec::new();
@@ -195,7 +197,7 @@ async fn an_instance_that_stops_gives_its_unused_leases_back_to_the_fleet() {
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
     let prefix = format!("{:016x}", fastrand::u64(..));
-    let mut gateways = fleet_with_prefix(1, &redis, &chat_model(&fake, ""), &prefix).await;
+    let mut gateways = fleet_with_prefix(1, &redis, &chat_model(&fake, ""), &prefix, "").await;
     let (key, key_id) = gateways[0].create_key(json!({"name": "leased", "rpm_limit": 64})).await;
     early_in_a_minute().await;
     // The first request claims a lease of 4 (a sixteenth of 64) and uses one.
@@ -208,4 +210,52 @@ async fn an_instance_that_stops_gives_its_unused_leases_back_to_the_fleet() {
     // A graceful stop gives the three unused requests back.
     gateways.pop().unwrap().stop().await;
     assert_eq!(reader.get_many(std::slice::from_ref(&counter)).await.unwrap(), [1]);
+}
+
+#[tokio::test]
+async fn a_budget_alert_goes_by_the_fleets_spend_and_fires_once() {
+    let Some(redis) = redis_url() else { return };
+    let (fake, hooks) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    fake.always(Reply::chat("ok", 9, 4));
+    hooks.always(Reply::status(204, ""));
+    let server = format!("budget_alert_thresholds = [10]\nbudget_alert_webhook = \"{}/hooks\"\n", hooks.base_url());
+    let rest = chat_model(&fake, ", price = { input = 1000, output = 1000 }");
+    let prefix = format!("{:016x}", fastrand::u64(..));
+    let gateways = fleet_with_prefix(3, &redis, &rest, &prefix, &server).await;
+    let (key, key_id) = gateways[0].create_key(json!({"name": "alerted", "budget": {"amount": 0.5}})).await;
+    // 0.013 a request, spread over the three: the fourth brings the fleet to 0.052, past
+    // 10 % of 0.5, while no instance alone has spent more than 0.039 by the seventh.
+    for index in 0..7 {
+        let gateway = &gateways[index % 3];
+        let deadline = Instant::now() + Duration::from_secs(2);
+        // The others learn of the key through Redis.
+        loop {
+            let status = gateway.chat(&key, &ask()).await.status();
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 401);
+            assert!(Instant::now() < deadline, "instance {} never learned the key", index % 3);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while hooks.received().is_empty() {
+        assert!(Instant::now() < deadline, "no alert: the fleet spent 0.091 of 0.5");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Three more syncs: nobody else reports the same crossing.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let posted = hooks.received();
+    assert_eq!(posted.len(), 1, "{:?}", posted.iter().map(|hook| hook.json()).collect::<Vec<_>>());
+    let alert = posted[0].json();
+    assert_eq!((alert["key_id"].as_str(), alert["threshold_percent"].as_u64()), (Some(key_id.as_str()), Some(10)));
+    let spent = alert["spent"].as_f64().unwrap();
+    assert!((0.05..=0.091 + 1e-9).contains(&spent), "the fleet's spend when it crossed: {spent}");
+    let mut counted = 0;
+    for gateway in &gateways {
+        let metrics = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        counted += usize::from(metrics.contains("llmux_budget_alerts_total{scope=\"key\",threshold=\"10\"} 1"));
+    }
+    assert_eq!(counted, 1, "one instance reports it");
 }

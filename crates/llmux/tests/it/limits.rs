@@ -47,6 +47,9 @@ async fn a_burst_gets_exactly_the_rpm_limit_through_and_the_rest_429() {
             assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
             let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
             assert!((1..=60).contains(&retry));
+            let retry_ms: u64 = headers["retry-after-ms"].to_str().unwrap().parse().unwrap();
+            assert_eq!(retry_ms.div_ceil(1000), retry, "both name the end of the window");
+            assert!(headers.get("x-should-retry").is_none(), "the SDKs may retry once the window ends");
         } else {
             assert_eq!(*status, 200);
         }
@@ -148,9 +151,16 @@ async fn a_burst_against_a_budget_for_ten_never_overspends_and_the_upstream_sees
     let mut more = 0;
     loop {
         let body = json!({"model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
-        match gateway.chat(&key, &body).await.status().as_u16() {
+        let response = gateway.chat(&key, &body).await;
+        match response.status().as_u16() {
             200 => more += 1,
-            429 => break,
+            429 => {
+                // Nothing in flight: the spend itself leaves no room, so the SDKs are
+                // told not to retry (they retry every 429 by default).
+                assert_eq!(response.headers()["x-should-retry"], "false");
+                assert!(response.headers().get("retry-after").is_none());
+                break;
+            }
             other => panic!("status {other}"),
         }
         assert!(more <= 10, "the budget stops it");
@@ -159,6 +169,66 @@ async fn a_burst_against_a_budget_for_ten_never_overspends_and_the_upstream_sees
     let spent: f64 = records.iter().filter_map(|record| record["cost"].as_f64()).sum();
     assert!(spent <= 0.13 + 1e-9, "spent {spent}");
     assert!(spent > 0.13 - 0.024 - 1e-9, "stopped only when the next estimate (0.024) did not fit: {spent}");
+}
+
+#[tokio::test]
+async fn a_budget_refusal_tells_clients_whether_a_retry_can_help() {
+    let fake = FakeUpstream::start().await;
+    // 1000 USD per million tokens: a request reserves about 0.024 and costs 0.013.
+    fake.always(Reply::Delayed {
+        delay: std::time::Duration::from_millis(400),
+        reply: Box::new(Reply::chat("ok", 9, 4)),
+    });
+    let gateway = std::sync::Arc::new(
+        TestGateway::start(&format!(
+            "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\", price = {{ input = 1000, output = 1000 }} }}]\n",
+            fake_provider("fake", &fake.base_url())
+        ))
+        .await,
+    );
+    let (key, _) = gateway.create_key(json!({"name": "small", "budget": {"amount": 0.03, "period": "daily"}})).await;
+    let body = json!({"model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
+    let first = {
+        let (gateway, key, body) = (gateway.clone(), key.clone(), body.clone());
+        tokio::spawn(async move { gateway.chat(&key, &body).await.status() })
+    };
+    while fake.received().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Only the first request's reservation stands in the way: it may settle below its
+    // estimate, so the SDKs may retry (after a second).
+    let response = gateway.chat(&key, &body).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(response.headers()["retry-after-ms"], "1000");
+    assert!(response.headers().get("x-should-retry").is_none());
+    assert_eq!(first.await.unwrap(), 200);
+    gateway.wait_usage(2).await;
+
+    // 0.013 spent, and the next estimate does not fit: no retry can help, in either dialect.
+    let response = gateway.chat(&key, &body).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    assert!(response.headers().get("retry-after").is_none());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["type"].as_str()),
+        (Some("budget_exceeded"), Some("insufficient_quota"))
+    );
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/messages"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "chat", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(fake.received().len(), 1);
 }
 
 #[tokio::test]
