@@ -15,18 +15,6 @@ async fn gateway_for(fake: &FakeUpstream) -> TestGateway {
     .await
 }
 
-async fn messages(gateway: &TestGateway, key: &str, body: &Value) -> reqwest::Response {
-    gateway
-        .http
-        .post(gateway.url("/v1/messages"))
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01")
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// `(event, data)` pairs of an Anthropic SSE body.
 fn events(body: &str) -> Vec<(String, Value)> {
     body.split("\n\n")
@@ -45,15 +33,15 @@ async fn a_message_is_translated_to_chat_completions_and_back() {
     fake.push(Reply::chat("Bonjour", 9, 4));
     let gateway = gateway_for(&fake).await;
     let key = gateway.key().await;
-    let response = messages(
-        &gateway,
-        &key,
-        &json!({
-            "model": "claude-ish", "max_tokens": 64, "system": "Be brief.",
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
-        }),
-    )
-    .await;
+    let response = gateway
+        .messages(
+            &key,
+            &json!({
+                "model": "claude-ish", "max_tokens": 64, "system": "Be brief.",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
+            }),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-llmux-provider"], "fake");
     assert_eq!(response.headers()["request-id"], response.headers()["x-request-id"]);
@@ -86,8 +74,7 @@ async fn a_streamed_message_is_the_exact_anthropic_event_sequence() {
     fake.push(Reply::chat_stream(&["Bon", "jour"], 9, 4));
     let gateway = gateway_for(&fake).await;
     let key = gateway.key().await;
-    let response = messages(
-        &gateway,
+    let response = gateway.messages(
         &key,
         &json!({"model": "claude-ish", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
     )
@@ -150,7 +137,7 @@ async fn streamed_tool_calls_become_tool_use_blocks() {
         "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
         "messages": [{"role": "user", "content": "weather in Paris?"}],
     });
-    let events = events(&messages(&gateway, &key, &body).await.text().await.unwrap());
+    let events = events(&gateway.messages(&key, &body).await.text().await.unwrap());
     let start = events.iter().find(|(name, _)| name == "content_block_start").unwrap();
     assert_eq!(start.1["content_block"]["type"], "tool_use");
     assert_eq!(start.1["content_block"]["id"], "call_1");
@@ -190,7 +177,7 @@ async fn a_slow_upstream_gets_ping_keep_alives_without_tripping_the_idle_timeout
     .await;
     let key = gateway.key().await;
     let body = json!({"model": "claude-ish", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    let response = messages(&gateway, &key, &body).await;
+    let response = gateway.messages(&key, &body).await;
     assert_eq!(response.status(), 200);
     let events = events(&response.text().await.unwrap());
     let pings = events.iter().filter(|(name, _)| name == "ping").count();
@@ -224,7 +211,7 @@ async fn an_upstream_silent_past_the_idle_timeout_mid_stream_is_an_anthropic_tim
     .await;
     let key = gateway.key().await;
     let body = json!({"model": "claude-ish", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    let response = messages(&gateway, &key, &body).await;
+    let response = gateway.messages(&key, &body).await;
     assert_eq!(response.status(), 200);
     let events = events(&response.text().await.unwrap());
     let (last_name, last) = events.last().unwrap();
@@ -250,7 +237,7 @@ async fn an_upstream_drop_mid_stream_is_an_anthropic_error_event() {
     let gateway = gateway_for(&fake).await;
     let key = gateway.key().await;
     let body = json!({"model": "claude-ish", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    let response = messages(&gateway, &key, &body).await;
+    let response = gateway.messages(&key, &body).await;
     assert_eq!(response.status(), 200);
     let events = events(&response.text().await.unwrap());
     let (last_name, last) = events.last().unwrap();
@@ -286,7 +273,7 @@ async fn every_failure_is_anthropic_shaped() {
         (key.as_str(), ok_body.clone(), 502, "api_error"),
     ];
     for (presented, body, status, kind) in cases {
-        let response = messages(&gateway, presented, &body).await;
+        let response = gateway.messages(presented, &body).await;
         assert_eq!(response.status(), status, "{body}");
         assert!(response.headers().contains_key("request-id"));
         let error: Value = response.json().await.unwrap();
@@ -577,7 +564,7 @@ async fn a_stalled_upstream_is_an_anthropic_timeout_error() {
     .await;
     let key = gateway.key().await;
     let body = json!({"model": "claude-ish", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
-    let response = messages(&gateway, &key, &body).await;
+    let response = gateway.messages(&key, &body).await;
     assert_eq!(response.status(), 504);
     let error: Value = response.json().await.unwrap();
     assert_eq!((error["type"].as_str(), error["error"]["type"].as_str()), (Some("error"), Some("timeout_error")));

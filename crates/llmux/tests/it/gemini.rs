@@ -166,16 +166,9 @@ async fn an_anthropic_client_streams_from_gemini() {
     fake.push(gemini_stream());
     let gateway = gemini_gateway(&fake, "").await;
     let key = gateway.key().await;
-    let response = gateway
-        .http
-        .post(gateway.url("/v1/messages"))
-        .header("x-api-key", &key)
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "flash", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "weather?"}],
-                      "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"model": "flash", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "weather?"}],
+                      "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]});
+    let response = gateway.messages(&key, &body).await;
     assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
     let events: Vec<(String, Value)> = body

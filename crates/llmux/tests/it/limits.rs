@@ -88,14 +88,8 @@ async fn tokens_per_minute_count_what_requests_used_and_anthropic_clients_get_th
     }
     assert_eq!(remaining, ["30", "17", "4"], "13 tokens a request");
     let response = gateway
-        .http
-        .post(gateway.url("/v1/messages"))
-        .header("x-api-key", &key)
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "chat", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+        .messages(&key, &json!({"model": "chat", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["x-ratelimit-remaining-tokens"], "0");
     let body: Value = response.json().await.unwrap();
@@ -216,14 +210,8 @@ async fn a_budget_refusal_tells_clients_whether_a_retry_can_help() {
         (Some("budget_exceeded"), Some("insufficient_quota"))
     );
     let response = gateway
-        .http
-        .post(gateway.url("/v1/messages"))
-        .header("x-api-key", &key)
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "chat", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+        .messages(&key, &json!({"model": "chat", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["x-should-retry"], "false");
     let body: Value = response.json().await.unwrap();

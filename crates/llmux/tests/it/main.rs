@@ -128,6 +128,12 @@ impl TestGateway {
         self.post("/v1/chat/completions", key, body).await
     }
 
+    /// `POST /v1/messages` as an Anthropic client sends it.
+    pub async fn messages(&self, key: &str, body: &Value) -> reqwest::Response {
+        let request = self.http.post(self.url("/v1/messages")).header("x-api-key", key);
+        request.header("anthropic-version", "2023-06-01").json(body).send().await.expect("request")
+    }
+
     /// Usage records (newest first) via the admin API.
     pub async fn usage(&self, query: &str) -> Vec<Value> {
         let response =
