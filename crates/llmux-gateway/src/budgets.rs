@@ -78,6 +78,9 @@ struct Account {
     /// alerts go by), and the budget they were settled against.
     unsynced_cost: i64,
     terms: Option<Terms>,
+    /// Fleet mode: the fleet's spend as the cost counter last read (what this
+    /// instance knows the whole fleet spent).
+    fleet_cost: i64,
 }
 
 impl Account {
@@ -212,9 +215,10 @@ pub struct Exhausted {
     pub budget_nanos: i64,
     pub currency: Currency,
     pub period: String,
-    /// Refused only for this instance's reservations in flight: the request may fit
-    /// once they settle (actual costs are usually below estimates). Otherwise the
-    /// spend itself, or the fleet, leaves no room and retrying cannot help.
+    /// Refused for money held in flight, not spent: this instance's reservations (actual
+    /// costs are usually below estimates) or, in a fleet, leases other instances hold
+    /// (given back when idle). The request may fit soon. Otherwise the known spend
+    /// leaves no room for it and retrying cannot help.
     pub in_flight: bool,
 }
 
@@ -376,7 +380,7 @@ impl Budgets {
                     budget_nanos: limit.budget_nanos,
                     currency: limit.currency,
                     period: limit.period.clone(),
-                    in_flight: !fleet_exhausted && account.spent.saturating_add(estimate) <= limit.budget_nanos,
+                    in_flight: account.spent.max(account.fleet_cost).saturating_add(estimate) <= limit.budget_nanos,
                 }));
             }
             if fleet && account.counter.is_empty() {
@@ -484,6 +488,14 @@ impl Budgets {
     /// thresholds each addition crossed are reported (by this instance alone, since
     /// each addition is atomic).
     pub fn costs_synced(&self, costs: &[CostDelta], totals: &[i64]) {
+        let mut accounts = self.accounts.lock();
+        for (cost, &total) in costs.iter().zip(totals) {
+            if let Some(account) = accounts.get_mut(&cost.account).filter(|a| a.period_start == cost.terms.period_start)
+            {
+                account.fleet_cost = account.fleet_cost.max(total);
+            }
+        }
+        drop(accounts);
         let alerts = self.alerts.read();
         let Some((thresholds, sink)) = alerts.as_ref() else { return };
         for (cost, &total) in costs.iter().zip(totals) {
@@ -660,6 +672,31 @@ mod tests {
         // An addition that starts past the line reports nothing (another instance did).
         budgets.costs_synced(&costs, &[1_400]);
         assert!(crossings.try_recv().is_err());
+    }
+
+    #[test]
+    fn in_fleet_mode_a_refusal_is_final_only_when_the_known_spend_leaves_no_room() {
+        let budgets = Arc::new(Budgets::default());
+        let k = [key(1_000, 0)];
+        budgets.load("k", 0, 100);
+        let Err(NotReserved::NeedLeases(wanted)) = budgets.reserve(&k, |_| 50, 10, true) else { panic!() };
+        // The fleet has nothing to lease (other instances hold it): as far as this
+        // instance knows, 100 of 1000 is spent, so leases given back may let it fit.
+        budgets.granted(&wanted[0], 0, 10);
+        let Err(NotReserved::Exhausted(exhausted)) = budgets.reserve(&k, |_| 50, 20, true) else { panic!() };
+        assert!(exhausted.in_flight);
+        // The cost counter says the fleet spent 980: 50 more cannot fit.
+        let costs = [CostDelta {
+            account: "k".to_owned(),
+            counter: "cost:k:USD:0".to_owned(),
+            delta: 10,
+            initial: 100,
+            ttl_ms: 0,
+            terms: Terms { budget_nanos: 1_000, currency: Currency::USD, period: "monthly", period_start: 0 },
+        }];
+        budgets.costs_synced(&costs, &[980]);
+        let Err(NotReserved::Exhausted(exhausted)) = budgets.reserve(&k, |_| 50, 30, true) else { panic!() };
+        assert!(!exhausted.in_flight);
     }
 
     #[test]
