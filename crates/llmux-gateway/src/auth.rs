@@ -117,7 +117,7 @@ impl KeyCache {
     pub async fn load(store: &dyn Store) -> Result<KeyCache, StoreError> {
         let cache = KeyCache::default();
         cache.apply(store.list_keys().await?);
-        cache.set_teams(store.list_teams().await?);
+        cache.set_teams(store.list_teams().await?, i64::MIN);
         Ok(cache)
     }
 
@@ -200,17 +200,25 @@ impl KeyCache {
         }
     }
 
-    /// Replaces every team with what the store holds (keeping a newer version this
-    /// instance's admin API applied meanwhile).
-    pub fn set_teams(&self, teams: Vec<TeamRecord>) {
+    /// Replaces every team with what the store held when it was read at `read_at` (Unix
+    /// ms), keeping what this instance's admin API applied meanwhile: a newer version of
+    /// a team, or a team created after the read (else its keys would go without its
+    /// budget and limits until the next refresh).
+    pub fn set_teams(&self, teams: Vec<TeamRecord>, read_at: i64) {
         let mut map = self.teams.write();
-        let fresh: FastMap<String, Arc<TeamRecord>> = teams
+        let mut fresh: FastMap<String, Arc<TeamRecord>> = teams
             .into_iter()
             .map(|team| match map.get(&team.name) {
                 Some(known) if known.updated_at > team.updated_at => (team.name.clone(), known.clone()),
                 _ => (team.name.clone(), Arc::new(team)),
             })
             .collect();
+        for (name, team) in map.iter() {
+            // With an overlap for clock skew between writers, as for keys.
+            if !fresh.contains_key(name) && team.updated_at >= read_at - 5_000 {
+                fresh.insert(name.clone(), team.clone());
+            }
+        }
         *map = fresh;
     }
 
@@ -230,7 +238,8 @@ impl KeyCache {
         let since = self.watermark.load(Ordering::Relaxed) - 5_000;
         let keys = store.keys_updated_since(since).await?;
         self.apply(keys);
-        self.set_teams(store.list_teams().await?);
+        let read_at = crate::clock::now_ms();
+        self.set_teams(store.list_teams().await?, read_at);
         Ok(())
     }
 
@@ -306,5 +315,38 @@ mod tests {
         // A newer version (an update after the revocation) does replace it.
         cache.apply(vec![record(30, Some(20))]);
         assert_eq!(cache.keys.read()["h"].updated_at, 30);
+    }
+
+    fn team(name: &str, updated_at: i64) -> TeamRecord {
+        TeamRecord {
+            name: name.into(),
+            models: None,
+            region: None,
+            budget: None,
+            rpm_limit: None,
+            tpm_limit: None,
+            metadata: None,
+            created_at: updated_at,
+            updated_at,
+        }
+    }
+
+    #[test]
+    fn a_stale_refresh_keeps_teams_this_instance_created_or_changed_meanwhile() {
+        let cache = KeyCache::default();
+        cache.set_teams(vec![team("old", 1_000), team("gone", 1_000)], i64::MIN);
+        // The admin API creates `ads` and updates `old` while a refresh that read the
+        // store at 100_000 (before both) is on its way; `gone` was deleted elsewhere.
+        cache.apply_team(team("ads", 100_500));
+        cache.apply_team(team("old", 100_600));
+        cache.set_teams(vec![team("old", 1_000)], 100_000);
+        let teams = cache.teams.read();
+        assert_eq!(teams.get("ads").map(|team| team.updated_at), Some(100_500));
+        assert_eq!(teams["old"].updated_at, 100_600);
+        assert!(!teams.contains_key("gone"));
+        drop(teams);
+        // Long after, a refresh that does not list `ads` means it was deleted.
+        cache.set_teams(vec![team("old", 100_600)], 200_000);
+        assert!(!cache.teams.read().contains_key("ads"));
     }
 }
