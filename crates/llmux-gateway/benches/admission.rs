@@ -135,7 +135,8 @@ fn redis(c: &mut Criterion) {
                         for lease in &leases {
                             let granted =
                                 fleet.claim_from(&lease.counter, lease.initial, lease.limit, lease.want, lease.ttl_ms);
-                            budgets.granted(lease, granted.await.unwrap(), now as i64);
+                            let back = budgets.granted(lease, granted.await.unwrap(), now as i64);
+                            assert_eq!(back, 0, "the benchmark's budget is never short");
                         }
                     }),
                 }

@@ -105,6 +105,9 @@ pub struct MoneyWanted {
     pub initial: i64,
     pub limit: i64,
     pub want: i64,
+    /// What the request's estimate lacks (`want` may be more: a lease is at least a
+    /// thirty-second of the budget).
+    pub need: i64,
     pub ttl_ms: u64,
 }
 
@@ -395,6 +398,7 @@ impl Budgets {
                     initial: account.loaded,
                     limit: limit.budget_nanos,
                     want: (estimate - account.lease).max(limit.budget_nanos / 32).max(1),
+                    need: estimate - account.lease,
                     ttl_ms: account.ttl_ms,
                 });
             }
@@ -425,18 +429,28 @@ impl Budgets {
     }
 
     /// The fleet granted `granted` of a wanted lease (fewer than wanted: it has no more
-    /// for now).
-    pub fn granted(&self, wanted: &MoneyWanted, granted: i64, now_ms: i64) {
+    /// for now). Returns what to give back to the fleet at once: when even the grant
+    /// leaves the lease short of the request's estimate, this instance cannot use what
+    /// it holds, and another instance (or this one, once more is given back) may
+    /// complete an estimate with it. Without that, instances each holding part of the
+    /// rest of a budget would refuse for as long as traffic keeps their leases busy.
+    #[must_use = "money to give back to the fleet"]
+    pub fn granted(&self, wanted: &MoneyWanted, granted: i64, now_ms: i64) -> i64 {
         let mut accounts = self.accounts.lock();
         let Some(account) =
             accounts.get_mut(&wanted.account).filter(|account| account.period_start == wanted.period_start)
         else {
-            return;
+            return granted;
         };
         account.lease += granted;
-        if granted < wanted.want {
-            account.exhausted_until = now_ms + EXHAUSTED_RETRY_MS;
+        if granted >= wanted.want {
+            return 0;
         }
+        account.exhausted_until = now_ms + EXHAUSTED_RETRY_MS;
+        if granted >= wanted.need {
+            return 0;
+        }
+        std::mem::take(&mut account.lease)
     }
 
     /// The fleet sync's work: (counter, amount, expiry) of costs above what was
@@ -653,7 +667,7 @@ mod tests {
         let k = [key(1_000, 0)];
         budgets.load("k", 0, 100);
         let Err(NotReserved::NeedLeases(wanted)) = budgets.reserve(&k, |_| 50, 10, true) else { panic!() };
-        budgets.granted(&wanted[0], 200, 10);
+        assert_eq!(budgets.granted(&wanted[0], 200, 10), 0);
         budgets.reserve(&k, |_| 50, 10, true).unwrap().settle(450, Some(Currency::USD));
         assert!(crossings.try_recv().is_err(), "this instance's own view does not decide");
         let costs = budgets.unsynced_costs();
@@ -682,7 +696,7 @@ mod tests {
         let Err(NotReserved::NeedLeases(wanted)) = budgets.reserve(&k, |_| 50, 10, true) else { panic!() };
         // The fleet has nothing to lease (other instances hold it): as far as this
         // instance knows, 100 of 1000 is spent, so leases given back may let it fit.
-        budgets.granted(&wanted[0], 0, 10);
+        assert_eq!(budgets.granted(&wanted[0], 0, 10), 0, "nothing held, nothing to give back");
         let Err(NotReserved::Exhausted(exhausted)) = budgets.reserve(&k, |_| 50, 20, true) else { panic!() };
         assert!(exhausted.in_flight);
         // The cost counter says the fleet spent 980: 50 more cannot fit.
@@ -712,8 +726,8 @@ mod tests {
             (lease.counter.as_str(), lease.initial, lease.limit, lease.want),
             ("spend:k:USD:0", 700, 3_200, 100)
         );
-        assert_eq!(lease.ttl_ms, 32 * 86_400_000);
-        budgets.granted(lease, 100, 10);
+        assert_eq!((lease.need, lease.ttl_ms), (50, 32 * 86_400_000));
+        assert_eq!(budgets.granted(lease, 100, 10), 0);
         let first = budgets.reserve(&k, |_| 50, 10, true).unwrap();
         let second = budgets.reserve(&k, |_| 50, 10, true).unwrap();
         assert!(matches!(budgets.reserve(&k, |_| 50, 10, true), Err(NotReserved::NeedLeases(_))));
@@ -722,12 +736,16 @@ mod tests {
         first.settle(20, Some(Currency::USD));
         assert_eq!(budgets.debts(), [("spend:k:USD:0".to_owned(), 30, 32 * 86_400_000)]);
         assert!(budgets.debts().is_empty(), "taken once");
-        // The fleet has nothing more: exhausted until asked again.
-        let _ = budgets.reserve(&k, |_| 50, 20, true);
-        budgets.granted(lease, 0, 20);
+        // The fleet has only 10 more: with the 30 held, still short of the estimate of
+        // 50. All 40 go back to the fleet (another instance may complete an estimate
+        // with them), and this instance is exhausted until it asks again.
+        let Err(NotReserved::NeedLeases(more)) = budgets.reserve(&k, |_| 50, 20, true) else { panic!() };
+        assert_eq!((more[0].need, more[0].want), (20, 100));
+        assert_eq!(budgets.granted(&more[0], 10, 20), 40);
         assert!(matches!(budgets.reserve(&k, |_| 50, 30, true), Err(NotReserved::Exhausted(_))));
+        // A short grant that covers the estimate is kept.
+        assert_eq!(budgets.granted(lease, 70, 300), 0);
         // An idle lease is given back after a second.
-        budgets.granted(lease, 40, 300);
         assert!(budgets.idle_leases(500).is_empty());
         assert_eq!(budgets.idle_leases(1_100), [("spend:k:USD:0".to_owned(), 70)]);
         assert!(budgets.idle_leases(2_100).is_empty());

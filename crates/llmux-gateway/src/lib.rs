@@ -504,7 +504,12 @@ impl Gateway {
             let Some(shared) = fleet else { break };
             for lease in &leases {
                 match shared.claim_from(&lease.counter, lease.initial, lease.limit, lease.want, lease.ttl_ms).await {
-                    Ok(granted) => self.budgets.granted(lease, granted, now),
+                    Ok(granted) => {
+                        let back = self.budgets.granted(lease, granted, now);
+                        if back > 0 && shared.release(&lease.counter, back).await.is_err() {
+                            fleet = None;
+                        }
+                    }
                     Err(_) => fleet = None,
                 }
             }

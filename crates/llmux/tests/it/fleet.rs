@@ -259,3 +259,46 @@ async fn a_budget_alert_goes_by_the_fleets_spend_and_fires_once() {
     }
     assert_eq!(counted, 1, "one instance reports it");
 }
+
+#[tokio::test]
+async fn instances_holding_parts_of_a_budget_give_them_back_instead_of_all_refusing() {
+    let Some(redis) = redis_url() else { return };
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    // A request reserves about 0.024 and costs 0.013: after each one, its instance keeps
+    // 0.011 of its lease, too little for the next estimate.
+    let gateways = fleet(3, &redis, &chat_model(&fake, ", price = { input = 1000, output = 1000 }")).await;
+    let (key, key_id) =
+        gateways[0].create_key(json!({"name": "budget", "budget": {"amount": 0.1, "period": "daily"}})).await;
+    let mut statuses = Vec::new();
+    for index in 0..15 {
+        let gateway = &gateways[index % 3];
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let status = loop {
+            let status = gateway.chat(&key, &ask()).await.status().as_u16();
+            if status != 401 {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "instance {} never learned the key", index % 3);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        statuses.push(status);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let records = loop {
+        let records = gateways[0].usage(&format!("?key_id={key_id}&limit=100")).await;
+        if records.len() == 15 {
+            break records;
+        }
+        assert!(Instant::now() < deadline, "{} records", records.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let spent: f64 = records.iter().filter_map(|record| record["cost"].as_f64()).sum();
+    assert!(spent <= 0.1 + 1e-9, "spent {spent}");
+    // One instance alone stops once the spend leaves less than an estimate (0.076 + 0.024
+    // would exceed 0.1 only after the sixth request). Three instances keeping their
+    // 0.011 each stopped at 0.065 with 0.035 unused; giving short leases back lets the
+    // fleet go as far as one instance.
+    assert!(spent > 0.07, "the fleet stopped at {spent} of 0.1: {statuses:?}");
+    assert!(statuses.iter().all(|status| *status == 200 || *status == 429), "{statuses:?}");
+}
