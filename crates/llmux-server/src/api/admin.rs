@@ -122,8 +122,16 @@ pub async fn show_key(State(state): State<AppState>, Path(id): Path<String>, hea
         Ok(request_id) => request_id,
         Err(response) => return response,
     };
-    match state.gateway.store().key(&id).await {
-        Ok(Some(key)) => json(StatusCode::OK, &keys::view(&key), &request_id),
+    let store = state.gateway.store();
+    match store.key(&id).await {
+        Ok(Some(key)) => {
+            let mut view = keys::view(&key);
+            keys::add_spend(&mut view, key.budget.as_ref(), async |currency, start| {
+                store.key_spend(&key.id, currency, start).await
+            })
+            .await;
+            json(StatusCode::OK, &view, &request_id)
+        }
         Ok(None) => key_error(KeyError::NotFound(id), &request_id),
         Err(error) => key_error(error.into(), &request_id),
     }
@@ -212,8 +220,16 @@ pub async fn show_team(State(state): State<AppState>, Path(name): Path<String>, 
         Ok(request_id) => request_id,
         Err(response) => return response,
     };
-    match state.gateway.store().team(&name).await {
-        Ok(Some(team)) => json(StatusCode::OK, &teams::view(&team), &request_id),
+    let store = state.gateway.store();
+    match store.team(&name).await {
+        Ok(Some(team)) => {
+            let mut view = teams::view(&team);
+            keys::add_spend(&mut view, team.budget.as_ref(), async |currency, start| {
+                store.team_spend(&team.name, currency, start).await
+            })
+            .await;
+            json(StatusCode::OK, &view, &request_id)
+        }
         Ok(None) => team_error(TeamError::NotFound(name), &request_id),
         Err(error) => team_error(error.into(), &request_id),
     }

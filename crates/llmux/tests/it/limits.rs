@@ -110,7 +110,7 @@ async fn a_burst_against_a_budget_for_ten_never_overspends_and_the_upstream_sees
         ))
         .await,
     );
-    let (key, _) = gateway
+    let (key, key_id) = gateway
         .create_key(json!({"name": "budgeted", "budget": {"amount": 0.13, "currency": "USD", "period": "monthly"}}))
         .await;
     let mut burst = tokio::task::JoinSet::new();
@@ -140,6 +140,21 @@ async fn a_burst_against_a_budget_for_ten_never_overspends_and_the_upstream_sees
     let spent: f64 = records.iter().filter_map(|record| record["cost"].as_f64()).sum();
     assert!(spent <= 0.13 + 1e-9, "spent {spent}: estimates cover actual costs, so nothing over budget");
     assert_eq!(records.iter().filter(|record| record["error_code"] == "budget_exceeded").count(), 64 - admitted);
+    // The key's standing is the ledger's total: the sum of its records.
+    let shown: Value = gateway
+        .http
+        .get(gateway.url(&format!("/admin/keys/{key_id}")))
+        .bearer_auth(crate::MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let budget = &shown["budget"];
+    assert!((budget["spent"].as_f64().unwrap() - spent).abs() < 1e-9, "{budget} against records summing to {spent}");
+    assert!((budget["remaining"].as_f64().unwrap() - (0.13 - spent)).abs() < 1e-9, "{budget}");
+    assert!(budget["period_start"].as_str().unwrap().ends_with("-01T00:00:00Z"), "monthly: {budget}");
 
     // Sequentially, requests go through until the next estimate no longer fits.
     let mut more = 0;

@@ -170,6 +170,13 @@ async fn a_team_budget_stops_all_its_keys_and_counts_what_they_spent_before() {
     let records = gateway.wait_usage(4).await;
     let spent: f64 = records.iter().filter_map(|record| record["cost"].as_f64()).sum();
     assert!((spent - 0.039).abs() < 1e-9, "{spent}");
+    let (status, team) = admin(&gateway, reqwest::Method::GET, "/admin/teams/ads", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (team["budget"]["spent"].clone(), team["budget"]["remaining"].clone()),
+        (json!(0.039), json!(0.011)),
+        "{team}"
+    );
 
     // A gateway started afresh on the same store reads the team's spend from the ledger:
     // the key with room in its own budget is still held to the team's.
