@@ -67,16 +67,7 @@ async fn allow_lists_limit_models_and_the_model_list() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(status(&gateway, &key, "b").await, 200);
-    let shown: Value = gateway
-        .http
-        .get(gateway.url(&format!("/admin/keys/{id}")))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = gateway.admin_get(&format!("/admin/keys/{id}")).await;
     assert_eq!(shown["metadata"], json!({"owner": "team-x"}));
     assert!(shown["models"].is_null());
 }
@@ -91,8 +82,7 @@ async fn expired_keys_and_admin_auth() {
     assert_eq!(response.status(), 401);
     let response = gateway.http.get(gateway.url("/admin/keys")).bearer_auth("sk-llmux-wrong").send().await.unwrap();
     assert_eq!(response.status(), 401);
-    let list: Value =
-        gateway.http.get(gateway.url("/admin/keys")).bearer_auth(MASTER).send().await.unwrap().json().await.unwrap();
+    let list: Value = gateway.admin_get("/admin/keys").await;
     assert_eq!(list["keys"].as_array().unwrap().len(), 1);
 
     let response = gateway

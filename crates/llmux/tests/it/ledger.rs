@@ -71,16 +71,7 @@ async fn summary_groups_usage() {
         );
     }
     gateway.wait_usage(3).await;
-    let summary: Value = gateway
-        .http
-        .get(gateway.url("/admin/usage/summary?group_by=model"))
-        .bearer_auth(crate::MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: Value = gateway.admin_get("/admin/usage/summary?group_by=model").await;
     let rows = summary["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!((rows[0]["group"].as_str(), rows[0]["requests"].as_u64()), (Some("m1"), Some(2)));

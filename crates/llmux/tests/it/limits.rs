@@ -141,16 +141,7 @@ async fn a_burst_against_a_budget_for_ten_never_overspends_and_the_upstream_sees
     assert!(spent <= 0.13 + 1e-9, "spent {spent}: estimates cover actual costs, so nothing over budget");
     assert_eq!(records.iter().filter(|record| record["error_code"] == "budget_exceeded").count(), 64 - admitted);
     // The key's standing is the ledger's total: the sum of its records.
-    let shown: Value = gateway
-        .http
-        .get(gateway.url(&format!("/admin/keys/{key_id}")))
-        .bearer_auth(crate::MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = gateway.admin_get(&format!("/admin/keys/{key_id}")).await;
     let budget = &shown["budget"];
     assert!((budget["spent"].as_f64().unwrap() - spent).abs() < 1e-9, "{budget} against records summing to {spent}");
     assert!((budget["remaining"].as_f64().unwrap() - (0.13 - spent)).abs() < 1e-9, "{budget}");

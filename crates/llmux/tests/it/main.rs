@@ -134,6 +134,12 @@ impl TestGateway {
         request.header("anthropic-version", "2023-06-01").json(body).send().await.expect("request")
     }
 
+    /// `GET path` of the admin API (with the master key), as JSON.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let response = self.http.get(self.url(path)).bearer_auth(MASTER).send().await.expect("admin request");
+        response.json().await.expect("admin JSON")
+    }
+
     /// Usage records (newest first) via the admin API.
     pub async fn usage(&self, query: &str) -> Vec<Value> {
         let response =

@@ -63,16 +63,7 @@ async fn consecutive_failures_open_the_circuit() {
     assert_eq!(first.received().len(), 5, "open after five failures in a row; no probe before the cooldown");
 
     // The operator sees it.
-    let providers: serde_json::Value = gateway
-        .http
-        .get(gateway.url("/admin/providers"))
-        .bearer_auth(crate::MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let providers: serde_json::Value = gateway.admin_get("/admin/providers").await;
     let route = |name: &str| {
         let provider = providers["providers"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap();
         provider["routes"][0].clone()

@@ -117,16 +117,7 @@ async fn a_team_shares_its_rate_limit_budget_and_model_list_among_its_keys() {
     let records = gateway.wait_usage(5).await;
     assert!(records.iter().all(|record| record["team"] == "search"), "{records:#?}");
     assert!(records.iter().any(|record| record["key_id"] == first_id.as_str()));
-    let summary: Value = gateway
-        .http
-        .get(gateway.url("/admin/usage/summary?group_by=team"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: Value = gateway.admin_get("/admin/usage/summary?group_by=team").await;
     // One row per group and currency: the refusals have none.
     let rows = summary["rows"].as_array().unwrap();
     assert!(rows.iter().all(|row| row["group"] == "search"), "{summary}");
