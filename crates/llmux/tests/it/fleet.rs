@@ -66,6 +66,20 @@ fn ask() -> Value {
     json!({"model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
 }
 
+/// Sends one chat request with `key` once `gateway` knows it (it learns of keys created
+/// elsewhere through Redis: 401 until then, two seconds at most); returns its status.
+async fn chat_once_known(gateway: &TestGateway, key: &str) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let status = gateway.chat(key, &ask()).await.status().as_u16();
+        if status != 401 {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the instance never learned the key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Sends `count` requests spread over `gateways` at once; returns their statuses.
 async fn burst(gateways: &[TestGateway], key: &str, count: usize) -> Vec<u16> {
     let requests = (0..count).map(|index| {
@@ -226,18 +240,7 @@ async fn a_budget_alert_goes_by_the_fleets_spend_and_fires_once() {
     // 0.013 a request, spread over the three: the fourth brings the fleet to 0.052, past
     // 10 % of 0.5, while no instance alone has spent more than 0.039 by the seventh.
     for index in 0..7 {
-        let gateway = &gateways[index % 3];
-        let deadline = Instant::now() + Duration::from_secs(2);
-        // The others learn of the key through Redis.
-        loop {
-            let status = gateway.chat(&key, &ask()).await.status();
-            if status == 200 {
-                break;
-            }
-            assert_eq!(status, 401);
-            assert!(Instant::now() < deadline, "instance {} never learned the key", index % 3);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert_eq!(chat_once_known(&gateways[index % 3], &key).await, 200);
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     while hooks.received().is_empty() {
@@ -272,17 +275,7 @@ async fn instances_holding_parts_of_a_budget_give_them_back_instead_of_all_refus
         gateways[0].create_key(json!({"name": "budget", "budget": {"amount": 0.1, "period": "daily"}})).await;
     let mut statuses = Vec::new();
     for index in 0..15 {
-        let gateway = &gateways[index % 3];
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let status = loop {
-            let status = gateway.chat(&key, &ask()).await.status().as_u16();
-            if status != 401 {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "instance {} never learned the key", index % 3);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        statuses.push(status);
+        statuses.push(chat_once_known(&gateways[index % 3], &key).await);
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     let records = loop {
