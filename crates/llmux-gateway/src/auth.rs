@@ -158,11 +158,7 @@ impl KeyCache {
             return Err(AuthError::Invalid);
         }
         match store.key_by_hash(hash).await {
-            Ok(Some(key)) => {
-                let key = Arc::new(key);
-                self.keys.write().insert(hash.to_owned(), key.clone());
-                Ok(key)
-            }
+            Ok(Some(key)) => Ok(self.looked_up(key)),
             Ok(None) => {
                 let mut unknown = self.unknown.write();
                 if unknown.len() >= NEGATIVE_CAPACITY {
@@ -176,6 +172,13 @@ impl KeyCache {
             }
             Err(_) => Err(AuthError::StoreUnavailable),
         }
+    }
+
+    /// Caches a key read from the store on a miss, unless a version arrived meanwhile
+    /// (a revocation through this instance, a notice, a refresh): the read may predate
+    /// it. Returns the version that is cached.
+    fn looked_up(&self, key: KeyRecord) -> Arc<KeyRecord> {
+        self.keys.write().entry(key.key_hash.clone()).or_insert_with(|| Arc::new(key)).clone()
     }
 
     /// Puts (new versions of) keys into the cache.
@@ -315,6 +318,19 @@ mod tests {
         // A newer version (an update after the revocation) does replace it.
         cache.apply(vec![record(30, Some(20))]);
         assert_eq!(cache.keys.read()["h"].updated_at, 30);
+    }
+
+    #[test]
+    fn a_lookup_that_read_the_store_before_a_revocation_does_not_undo_it() {
+        let cache = KeyCache::default();
+        // A request missed the cache and read the key; the revocation lands before the
+        // read is cached.
+        cache.apply(vec![record(20, Some(20))]);
+        assert!(cache.looked_up(record(10, None)).revoked_at.is_some());
+        assert!(cache.keys.read()["h"].revoked_at.is_some());
+        // Nothing cached yet: the read is.
+        let fresh = KeyCache::default();
+        assert_eq!(fresh.looked_up(record(10, None)).updated_at, 10);
     }
 
     fn team(name: &str, updated_at: i64) -> TeamRecord {
