@@ -144,7 +144,16 @@ impl KeyCache {
         if key.expires_at.is_some_and(|expires| expires <= now_ms) {
             return Err(AuthError::Expired);
         }
-        let team = key.team.as_ref().and_then(|name| self.teams.read().get(name).cloned());
+        let team = match key.team.as_deref() {
+            None => None,
+            Some(name) => {
+                let cached = self.teams.read().get(name).cloned();
+                match cached {
+                    Some(team) => Some(team),
+                    None => self.team_lookup(store, name).await?,
+                }
+            }
+        };
         let region = key
             .region
             .as_deref()
@@ -170,6 +179,19 @@ impl KeyCache {
                 unknown.insert(hash.to_owned(), now_ms + NEGATIVE_TTL_MS);
                 Err(AuthError::Invalid)
             }
+            Err(_) => Err(AuthError::StoreUnavailable),
+        }
+    }
+
+    /// A key's team this instance has not cached yet (created through another instance
+    /// moments ago): read from the store, so the key never goes without its team's
+    /// budget and limits. A team that no longer exists is none.
+    async fn team_lookup(&self, store: &dyn Store, name: &str) -> Result<Option<Arc<TeamRecord>>, AuthError> {
+        match store.team(name).await {
+            Ok(Some(team)) => {
+                Ok(Some(self.teams.write().entry(team.name.clone()).or_insert_with(|| Arc::new(team)).clone()))
+            }
+            Ok(None) => Ok(None),
             Err(_) => Err(AuthError::StoreUnavailable),
         }
     }

@@ -103,6 +103,25 @@ async fn one_rpm_limit_and_one_budget_hold_across_the_fleet() {
     assert_eq!(statuses.iter().filter(|status| **status == 200).count(), 10, "{statuses:?}");
     assert!(statuses.iter().all(|status| *status == 200 || *status == 429), "{statuses:?}");
 
+    // A team's limit holds across the fleet over all of its keys, whichever instances
+    // their requests reach.
+    let created = gateways[2]
+        .http
+        .post(gateways[2].url("/admin/teams"))
+        .bearer_auth(crate::MASTER)
+        .json(&json!({"name": "fleet-team", "rpm_limit": 6}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let (first, _) = gateways[2].create_key(json!({"name": "a", "team": "fleet-team"})).await;
+    let (second, _) = gateways[2].create_key(json!({"name": "b", "team": "fleet-team"})).await;
+    let (first_statuses, second_statuses) =
+        tokio::join!(burst(&gateways, &first, 12), burst(&gateways[1..], &second, 12));
+    let statuses = [first_statuses, second_statuses].concat();
+    assert_eq!(statuses.iter().filter(|status| **status == 200).count(), 6, "{statuses:?}");
+    assert!(statuses.iter().all(|status| *status == 200 || *status == 429), "{statuses:?}");
+
     let (budgeted, budgeted_id) =
         gateways[1].create_key(json!({"name": "budget", "budget": {"amount": 0.13, "period": "daily"}})).await;
     let statuses = burst(&gateways, &budgeted, 48).await;

@@ -178,3 +178,35 @@ async fn a_team_budget_stops_all_its_keys_and_counts_what_they_spent_before() {
     assert_eq!(response.status(), 429);
     assert_eq!(fake.received().len(), 3);
 }
+
+#[tokio::test]
+async fn an_instance_that_has_not_cached_a_keys_team_reads_it_before_serving() {
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 4));
+    // Two instances on one store, no Redis, and a key refresh too slow to matter: the
+    // second learns of the team only when a key of it arrives.
+    let dir = crate::temp_dir("teams-two");
+    let path = dir.join("llmux.toml");
+    let config = crate::base_config(&dir).replace("key_refresh_ms = 100", "key_refresh_ms = 60000");
+    let models = format!(
+        "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\" }}]\n",
+        fake_provider("fake", &fake.base_url())
+    );
+    std::fs::write(&path, format!("{config}{models}")).unwrap();
+    let first = TestGateway::start_with(dir.clone(), path.clone()).await;
+    let second = TestGateway::start_with(dir, path).await;
+    // Let the second's key refresh make its first pass (at start) before the team exists.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, body) =
+        admin(&first, reqwest::Method::POST, "/admin/teams", Some(json!({"name": "late", "rpm_limit": 2}))).await;
+    assert_eq!(status, 201, "{body}");
+    let (key, _) = first.create_key(json!({"name": "k", "team": "late"})).await;
+    crate::early_in_a_minute().await;
+    let statuses: Vec<u16> = [
+        second.chat(&key, &ask("chat")).await.status().as_u16(),
+        second.chat(&key, &ask("chat")).await.status().as_u16(),
+        second.chat(&key, &ask("chat")).await.status().as_u16(),
+    ]
+    .into();
+    assert_eq!(statuses, [200, 200, 429], "the team's limit of 2 per minute applies");
+}
