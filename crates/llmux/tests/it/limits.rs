@@ -174,9 +174,10 @@ async fn a_burst_against_a_budget_for_ten_never_overspends_and_the_upstream_sees
 #[tokio::test]
 async fn a_budget_refusal_tells_clients_whether_a_retry_can_help() {
     let fake = FakeUpstream::start().await;
-    // 1000 USD per million tokens: a request reserves about 0.024 and costs 0.013.
+    // 1000 USD per million tokens: a request reserves about 0.024 and costs 0.013. The
+    // first answer is slow, so the second request surely arrives while it is in flight.
     fake.always(Reply::Delayed {
-        delay: std::time::Duration::from_millis(400),
+        delay: std::time::Duration::from_millis(1500),
         reply: Box::new(Reply::chat("ok", 9, 4)),
     });
     let gateway = std::sync::Arc::new(
