@@ -238,14 +238,14 @@ impl Gateway {
     }
 
     /// A team was created or changed through this instance.
-    pub async fn team_changed(&self, team: llmux_store::TeamRecord) {
+    pub fn team_changed(&self, team: llmux_store::TeamRecord) {
         let name = team.name.clone();
         self.keys.apply_team(team);
         fleet::announce(self.fleet.as_ref(), llmux_fleet::FleetEvent::TeamChanged { team: name });
     }
 
     /// A team was deleted through this instance.
-    pub async fn team_deleted(&self, name: &str) {
+    pub fn team_deleted(&self, name: &str) {
         self.keys.remove_team(name);
         fleet::announce(self.fleet.as_ref(), llmux_fleet::FleetEvent::TeamChanged { team: name.to_owned() });
     }

@@ -379,7 +379,12 @@ pub async fn teams(command: TeamsCommand) -> Result<(), String> {
                 .await
                 .map_err(|error| error.to_string())?
                 .ok_or_else(|| format!("no team named `{name}`"))?;
-            println!("{}", pretty(&team));
+            let mut view = teams::view(&team);
+            keys::add_spend(&mut view, team.budget.as_ref(), async |currency, start| {
+                store.team_spend(&team.name, currency, start).await
+            })
+            .await;
+            println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
             Ok(())
         }
         TeamsCommand::Update { config, name, limits } => {
@@ -483,7 +488,12 @@ pub async fn keys(command: KeysCommand) -> Result<(), String> {
                 .await
                 .map_err(|error| error.to_string())?
                 .ok_or_else(|| format!("no key with id `{id}`"))?;
-            println!("{}", serde_json::to_string_pretty(&keys::view(&key)).unwrap_or_default());
+            let mut view = keys::view(&key);
+            keys::add_spend(&mut view, key.budget.as_ref(), async |currency, start| {
+                store.key_spend(&key.id, currency, start).await
+            })
+            .await;
+            println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
             Ok(())
         }
         KeysCommand::Revoke { config, id } => {

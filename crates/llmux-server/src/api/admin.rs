@@ -195,7 +195,7 @@ pub async fn create_team(State(state): State<AppState>, headers: HeaderMap, body
     };
     match teams::create(state.gateway.store().as_ref(), new).await {
         Ok(team) => {
-            state.gateway.team_changed(team.clone()).await;
+            state.gateway.team_changed(team.clone());
             json(StatusCode::CREATED, &teams::view(&team), &request_id)
         }
         Err(error) => team_error(error, &request_id),
@@ -251,7 +251,7 @@ pub async fn update_team(
     };
     match teams::update(state.gateway.store().as_ref(), &name, patch).await {
         Ok(team) => {
-            state.gateway.team_changed(team.clone()).await;
+            state.gateway.team_changed(team.clone());
             json(StatusCode::OK, &teams::view(&team), &request_id)
         }
         Err(error) => team_error(error, &request_id),
@@ -265,7 +265,7 @@ pub async fn delete_team(State(state): State<AppState>, Path(name): Path<String>
     };
     match teams::delete(state.gateway.store().as_ref(), &name).await {
         Ok(()) => {
-            state.gateway.team_deleted(&name).await;
+            state.gateway.team_deleted(&name);
             json(StatusCode::OK, &json!({"name": name, "deleted": true}), &request_id)
         }
         Err(error) => team_error(error, &request_id),

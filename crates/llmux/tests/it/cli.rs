@@ -100,7 +100,10 @@ fn keys_are_managed_from_the_cli() {
     assert!(ok && stdout.contains("revoked"));
     let (ok, stdout, _) = run(&["keys", "show", "--config", config, &id]);
     assert!(ok);
-    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["status"], "revoked");
+    let shown = serde_json::from_str::<Value>(&stdout).unwrap();
+    assert_eq!(shown["status"], "revoked");
+    // `show` adds the period's standing from the ledger (nothing spent yet).
+    assert_eq!((shown["budget"]["spent"].clone(), shown["budget"]["remaining"].clone()), (json!(0), json!(10)));
     let (ok, _, stderr) = run(&["keys", "revoke", "--config", config, "key_missing"]);
     assert!(!ok && stderr.contains("no key with id"));
 }
@@ -310,6 +313,10 @@ fn teams_are_managed_from_the_cli_and_keys_join_them() {
     assert_eq!((team["tpm_limit"].clone(), team["models"].clone()), (json!(9000), Value::Null));
     let (ok, stdout, _) = run(&["teams", "list", "--config", config]);
     assert!(ok && stdout.lines().nth(1).unwrap().starts_with("search"), "{stdout}");
+    let (ok, stdout, _) = run(&["teams", "show", "--config", config, "search"]);
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((shown["budget"]["spent"].clone(), shown["budget"]["remaining"].clone()), (json!(0), json!(12.5)));
 
     let (ok, _, stderr) = run(&["teams", "delete", "--config", config, "search"]);
     assert!(!ok && stderr.contains("1 active key"), "{stderr}");
