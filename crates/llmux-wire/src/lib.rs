@@ -36,3 +36,44 @@ impl DecodeError {
         DecodeError { param: param.map(str::to_owned), message: message.into() }
     }
 }
+
+/// Reads an upstream's streamed answer: one SSE `data` payload at a time, each
+/// canonical event handed to `emit` as it is decoded (borrowing from `data`). Every
+/// upstream dialect's stream decoder implements it; a provider adapter names which.
+pub trait UpstreamDecoder: Send {
+    fn decode_with<'d>(
+        &mut self,
+        data: &'d [u8],
+        emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
+    ) -> Result<(), DecodeError>;
+}
+
+impl UpstreamDecoder for openai::upstream::ChunkDecoder {
+    fn decode_with<'d>(
+        &mut self,
+        data: &'d [u8],
+        emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
+    ) -> Result<(), DecodeError> {
+        openai::upstream::ChunkDecoder::decode_with(self, data, emit)
+    }
+}
+
+impl UpstreamDecoder for anthropic::upstream::EventDecoder {
+    fn decode_with<'d>(
+        &mut self,
+        data: &'d [u8],
+        emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
+    ) -> Result<(), DecodeError> {
+        anthropic::upstream::EventDecoder::decode_with(self, data, emit)
+    }
+}
+
+impl UpstreamDecoder for gemini::upstream::StreamDecoder {
+    fn decode_with<'d>(
+        &mut self,
+        data: &'d [u8],
+        emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
+    ) -> Result<(), DecodeError> {
+        gemini::upstream::StreamDecoder::decode_with(self, data, emit)
+    }
+}
