@@ -33,7 +33,7 @@ pub fn payload(crossing: &Crossing) -> serde_json::Value {
         "currency": crossing.currency.to_string(),
         "period": crossing.period,
         "period_start": clock::rfc3339(crossing.period_start),
-        "at": clock::rfc3339(clock::now_ms()),
+        "at": clock::rfc3339(clock::wall_ms()),
     })
 }
 

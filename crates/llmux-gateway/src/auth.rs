@@ -263,7 +263,7 @@ impl KeyCache {
         let since = self.watermark.load(Ordering::Relaxed) - 5_000;
         let keys = store.keys_updated_since(since).await?;
         self.apply(keys);
-        let read_at = crate::clock::now_ms();
+        let read_at = crate::clock::wall_ms();
         self.set_teams(store.list_teams().await?, read_at);
         Ok(())
     }

@@ -1,15 +1,25 @@
-//! Wall-clock reads, in one place (durations use `tokio::time::Instant`, which tests
-//! can pause).
+//! Clock reads, in one place: the wall clock (`wall_ms`, `wall_s`: Unix time, for
+//! records, periods and ids) and a monotonic clock (`monotonic_ms`: for route health,
+//! on `tokio::time::Instant`, which tests can pause).
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
+/// Milliseconds since the first call, on the monotonic clock; never 0, so 0 can mean
+/// "unset".
+pub fn monotonic_ms() -> u64 {
+    static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+/// Unix milliseconds now (wall clock).
+pub fn wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Unix seconds now.
-pub fn now_s() -> u64 {
+/// Unix seconds now (wall clock).
+pub fn wall_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

@@ -61,7 +61,7 @@ pub async fn leave(gateway: &Gateway, fleet: &Fleet) {
         return;
     }
     sync_once(gateway, fleet).await;
-    let now = u64::try_from(clock::now_ms()).unwrap_or(0);
+    let now = u64::try_from(clock::wall_ms()).unwrap_or(0);
     for (counter, unused) in gateway.limits.all_leases(now) {
         let _ = fleet.release(&counter, i64::try_from(unused).unwrap_or(i64::MAX)).await;
     }
@@ -71,7 +71,7 @@ pub async fn leave(gateway: &Gateway, fleet: &Fleet) {
 }
 
 async fn sync_once(gateway: &Gateway, fleet: &Fleet) {
-    let now = clock::now_ms();
+    let now = clock::wall_ms();
     let now_u = u64::try_from(now).unwrap_or(0);
     let items = gateway.limits.sync_items(now_u);
     let mut deltas = Vec::with_capacity(items.len() * 2);
@@ -132,8 +132,8 @@ pub async fn listen(gateway: Weak<Gateway>, fleet: Fleet) {
                 FleetEvent::RouteResting { provider, upstream_model, until_ms } => {
                     let runtime = gateway.runtime();
                     // From wall-clock time to this instance's health clock.
-                    let left = u64::try_from(until_ms.saturating_sub(clock::now_ms())).unwrap_or(0);
-                    let until = crate::health::now_ms().saturating_add(left.min(3_600_000));
+                    let left = u64::try_from(until_ms.saturating_sub(clock::wall_ms())).unwrap_or(0);
+                    let until = crate::clock::monotonic_ms().saturating_add(left.min(3_600_000));
                     for (index, model) in runtime.config.models.iter().enumerate() {
                         for (route_index, route) in model.routes.iter().enumerate() {
                             if route.model == upstream_model

@@ -23,13 +23,13 @@
 //! provider and upstream model); new routes start fresh.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use llmux_providers::{ErrorKind, UpstreamError};
 use llmux_types::Region;
 
-use crate::router::Candidate;
+use crate::route::Candidate;
 
 /// When circuits open and how long routes rest (from `[server]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,13 +65,6 @@ const EWMA_NEW_SIXTEENTHS: u64 = 4;
 const SAMPLES: usize = 64;
 /// Samples needed before a p95 means anything.
 const MIN_SAMPLES_FOR_P95: usize = 8;
-
-/// Milliseconds since the first call (monotonic); never 0, so 0 can mean "unset".
-pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1)
-}
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

@@ -2,22 +2,13 @@
 //! the JSON view of a key (never its hash).
 
 use llmux_store::{Budget, KeyRecord, Store, StoreError};
-use llmux_types::money::{format_nanos, parse_decimal_nanos};
-use llmux_types::{Currency, Region};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub use crate::accounts::{BudgetInput, KeyError, decimal};
+use crate::accounts::{invalid, nullable, validated_budget, validated_models, validated_region};
 use crate::auth::{generate_key, generate_key_id, hash_key, key_prefix};
 use crate::clock;
-
-/// Budget as clients send it: `{amount, currency?="USD", period?="monthly"}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BudgetInput {
-    pub amount: serde_json::Number,
-    pub currency: Option<String>,
-    pub period: Option<String>,
-}
 
 /// `POST /admin/keys` body (and the CLI's flags).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -58,48 +49,6 @@ pub struct KeyPatch {
     pub metadata: Option<Option<Value>>,
 }
 
-pub(crate) fn nullable<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
-    #[error("no key with id `{0}`")]
-    NotFound(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-fn invalid(field: &'static str, message: impl Into<String>) -> KeyError {
-    KeyError::Invalid { field, message: message.into() }
-}
-
-pub(crate) fn validated_budget(input: &BudgetInput) -> Result<Budget, KeyError> {
-    let amount_nanos = parse_decimal_nanos(&input.amount.to_string())
-        .filter(|nanos| *nanos >= 0)
-        .ok_or_else(|| invalid("budget.amount", "must be a non-negative amount with at most 9 decimals"))?;
-    let currency = match input.currency.as_deref() {
-        None => Currency::USD,
-        Some(code) => Currency::parse(code)
-            .ok_or_else(|| invalid("budget.currency", format!("`{code}` is not a currency code")))?,
-    };
-    let period = input.period.clone().unwrap_or_else(|| "monthly".to_owned());
-    if !["daily", "weekly", "monthly", "total"].contains(&period.as_str()) {
-        return Err(invalid("budget.period", "must be daily, weekly, monthly or total"));
-    }
-    Ok(Budget { amount_nanos, currency: currency.to_string(), period })
-}
-
-pub(crate) fn validated_region(value: &str) -> Result<String, KeyError> {
-    Region::parse(value)
-        .map(|region| region.to_string())
-        .ok_or_else(|| invalid("region", format!("`{value}` is not a two-letter region code")))
-}
-
 fn expiry(value: &Value) -> Result<i64, KeyError> {
     let parsed = match value {
         Value::Number(number) => number.as_i64().and_then(|seconds| seconds.checked_mul(1000)),
@@ -107,13 +56,6 @@ fn expiry(value: &Value) -> Result<i64, KeyError> {
         _ => None,
     };
     parsed.ok_or_else(|| invalid("expires_at", "must be an RFC 3339 time, a YYYY-MM-DD date or Unix seconds"))
-}
-
-pub(crate) fn validated_models(list: Vec<String>) -> Result<Vec<String>, KeyError> {
-    if list.iter().any(|model| model.trim().is_empty()) {
-        return Err(invalid("models", "model names must not be empty"));
-    }
-    Ok(list)
 }
 
 /// Creates a key. Returns the record and the plain key, which exists only here.
@@ -126,7 +68,7 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(KeyRecord, String
     if let Some(team) = &team {
         crate::teams::require(store, team).await?;
     }
-    let now = clock::now_ms();
+    let now = clock::wall_ms();
     let plain = generate_key();
     let record = KeyRecord {
         id: generate_key_id(),
@@ -186,7 +128,7 @@ pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyR
     if let Some(value) = patch.metadata {
         key.metadata = value;
     }
-    key.updated_at = clock::now_ms().max(key.updated_at + 1);
+    key.updated_at = clock::wall_ms().max(key.updated_at + 1);
     store.update_key(&key).await?;
     Ok(key)
 }
@@ -195,7 +137,7 @@ pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyR
 pub async fn revoke(store: &dyn Store, id: &str) -> Result<KeyRecord, KeyError> {
     let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
     if key.revoked_at.is_none() {
-        let now = clock::now_ms().max(key.updated_at + 1);
+        let now = clock::wall_ms().max(key.updated_at + 1);
         key.revoked_at = Some(now);
         key.updated_at = now;
         store.update_key(&key).await?;
@@ -205,7 +147,7 @@ pub async fn revoke(store: &dyn Store, id: &str) -> Result<KeyRecord, KeyError> 
 
 /// The public view of a key.
 pub fn view(key: &KeyRecord) -> Value {
-    let now = clock::now_ms();
+    let now = clock::wall_ms();
     let status = if key.revoked_at.is_some() {
         "revoked"
     } else if key.expires_at.is_some_and(|at| at <= now) {
@@ -245,16 +187,11 @@ pub async fn add_spend(
     spent: impl AsyncFnOnce(&str, i64) -> Result<i64, StoreError>,
 ) {
     let Some(budget) = budget else { return };
-    let Some(start) = crate::budgets::period_start(&budget.period, clock::now_ms()) else { return };
+    let Some(start) = crate::budgets::period_start(&budget.period, clock::wall_ms()) else { return };
     let Ok(spent) = spent(&budget.currency, start).await else { return };
     if let Some(view) = view.get_mut("budget").and_then(Value::as_object_mut) {
         view.insert("period_start".into(), json!(clock::rfc3339(start)));
         view.insert("spent".into(), decimal(spent));
         view.insert("remaining".into(), decimal(budget.amount_nanos.saturating_sub(spent).max(0)));
     }
-}
-
-/// An exact decimal JSON number from nano-units.
-pub fn decimal(nanos: i64) -> Value {
-    serde_json::from_str(&format_nanos(nanos)).unwrap_or(Value::Null)
 }

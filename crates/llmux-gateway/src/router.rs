@@ -27,17 +27,10 @@ use llmux_config::{RouteConfig, Strategy};
 use llmux_types::Region;
 
 use crate::Runtime;
+use crate::clock;
 use crate::error::GatewayError;
-use crate::health::{self, Availability, RouteHealth};
-
-/// One route to try.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Candidate {
-    /// Index into `Config::models`.
-    pub model: usize,
-    /// Index into that model's routes.
-    pub route: usize,
-}
+use crate::health::{Availability, RouteHealth};
+pub use crate::route::Candidate;
 
 /// The request's size as far as planning cares (the `cost` strategy).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,7 +50,7 @@ pub fn plan(
     estimate: TokenEstimate,
 ) -> Result<Vec<Candidate>, GatewayError> {
     let config = &runtime.config;
-    let now = health::now_ms();
+    let now = clock::monotonic_ms();
     let mut available = Vec::with_capacity(config.models[model].routes.len());
     let mut resting = Vec::new();
     let mut models = [model; 8];

@@ -181,11 +181,11 @@ routes = [{ provider = "b", model = "z" }]
     let health = runtime.health.model(0);
     let limited =
         UpstreamError { retry_after: Some(Duration::from_secs(60)), ..UpstreamError::new(ErrorKind::RateLimited) };
-    health[0].failed(&limited, None, &runtime.health.policy, health::now_ms());
+    health[0].failed(&limited, None, &runtime.health.policy, clock::monotonic_ms());
     assert_eq!(routes(&runtime, "main"), [(0, 1), (1, 0), (0, 0)]);
 
     let cn = Region::parse("CN");
-    health[1].failed(&UpstreamError::new(ErrorKind::RegionDenied), cn, &runtime.health.policy, health::now_ms());
+    health[1].failed(&UpstreamError::new(ErrorKind::RegionDenied), cn, &runtime.health.policy, clock::monotonic_ms());
     let for_cn: Vec<(usize, usize)> =
         plan(&runtime, 0, cn, TokenEstimate::default()).unwrap().iter().map(|c| (c.model, c.route)).collect();
     assert_eq!(for_cn, [(1, 0), (0, 0)], "route 1 refused CN: never planned for it");

@@ -181,7 +181,7 @@ impl Settlement {
         record.latency_ms = u64::try_from(now.duration_since(self.started).as_millis()).unwrap_or(u64::MAX);
         record.ttft_ms =
             self.first_byte.map(|at| u64::try_from(at.duration_since(self.started).as_millis()).unwrap_or(u64::MAX));
-        record.created_at = clock::now_ms();
+        record.created_at = clock::wall_ms();
         if let Some(reservation) = self.budget.take() {
             reservation.settle(cost.map_or(0, |cost| cost.nanos), cost.map(|cost| cost.currency));
         }

@@ -10,8 +10,8 @@ use llmux_store::{Store, StoreError, TeamRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::accounts::{BudgetInput, KeyError, decimal, nullable, validated_budget, validated_models, validated_region};
 use crate::clock;
-use crate::keys::{BudgetInput, KeyError, decimal, nullable, validated_budget, validated_models, validated_region};
 
 /// `POST /admin/teams` body (and the CLI's flags).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,7 +79,7 @@ fn name(value: &str) -> Result<String, TeamError> {
 
 pub async fn create(store: &dyn Store, new: NewTeam) -> Result<TeamRecord, TeamError> {
     let name = name(&new.name)?;
-    let now = clock::now_ms();
+    let now = clock::wall_ms();
     let record = TeamRecord {
         name: name.clone(),
         models: new.models.map(validated_models).transpose()?,
@@ -118,7 +118,7 @@ pub async fn update(store: &dyn Store, team_name: &str, patch: TeamPatch) -> Res
     if let Some(value) = patch.metadata {
         team.metadata = value;
     }
-    team.updated_at = clock::now_ms().max(team.updated_at + 1);
+    team.updated_at = clock::wall_ms().max(team.updated_at + 1);
     store.update_team(&team).await?;
     Ok(team)
 }

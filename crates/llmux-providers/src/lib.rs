@@ -1,10 +1,14 @@
-//! Upstream providers: presets (static facts: base URL, auth style, regions, prices,
-//! quirks), request building and error classification (pure), and the one HTTP client
-//! ([`client`]) that does upstream I/O.
+//! Upstream providers: one folder per kind, each with its preset (static facts: base
+//! URL, auth style, regions, prices, quirks) and its [`Adapter`] (request building,
+//! answer and stream decoding, error classification, health probe; pure), the kind
+//! registry, and the one HTTP client ([`client`]) that does upstream I/O.
 //!
-//! Adding a provider: a folder here plus one line in [`registry`]. An OpenAI-compatible
-//! vendor is only a preset row in `openai/presets.rs`.
+//! Adding a provider of an existing wire format: a preset (an OpenAI-compatible
+//! vendor is one row in `openai/presets.rs`) plus one line in [`registry`]. Adding one
+//! with a new wire format: its translation in `llmux-wire` (a folder), a folder here
+//! with the preset and the adapter, and one line in [`registry`].
 
+pub mod adapter;
 pub mod anthropic;
 pub mod azure;
 pub mod client;
@@ -17,23 +21,9 @@ pub mod registry;
 
 use llmux_types::Currency;
 
+pub use adapter::Adapter;
 pub use error::{ErrorKind, UpstreamError};
 pub use registry::{kinds, preset};
-
-/// How llmux talks to a provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The OpenAI wire dialect at `{base_url}/chat/completions` etc.
-    OpenAi,
-    /// Azure OpenAI: OpenAI dialect at deployment URLs with `api-version`.
-    Azure,
-    /// The built-in mock: no network.
-    Mock,
-    /// The Anthropic Messages API at `{base_url}/v1/messages`.
-    Anthropic,
-    /// The Gemini API at `{base_url}/v1beta/models/{model}:generateContent`.
-    Gemini,
-}
 
 /// How the provider key is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +49,8 @@ pub struct Quirks {
 #[derive(Debug)]
 pub struct Preset {
     pub kind: &'static str,
-    pub backend: Backend,
+    /// What the kind does: its requests, answers, errors and probe.
+    pub adapter: &'static dyn Adapter,
     /// Default base URL; `None` means the config must give one.
     pub base_url: Option<&'static str>,
     pub auth: AuthStyle,
@@ -155,23 +146,24 @@ impl ProviderSpec {
 #[derive(Debug, Clone)]
 pub struct PreparedProvider {
     headers: http::HeaderMap,
-    /// `{base_url}{path}` per endpoint (chat, completions, embeddings).
-    urls: [Option<http::Uri>; 3],
+    /// The URL per endpoint (chat, completions, embeddings), where the adapter's URLs
+    /// depend on the endpoint alone.
+    urls: Option<[Option<http::Uri>; 3]>,
 }
 
-fn endpoint_index(endpoint: llmux_wire::openai::peek::Endpoint) -> usize {
+const ENDPOINTS: [llmux_wire::openai::peek::Endpoint; 3] = {
     use llmux_wire::openai::peek::Endpoint;
-    match endpoint {
-        Endpoint::ChatCompletions => 0,
-        Endpoint::Completions => 1,
-        Endpoint::Embeddings => 2,
-    }
+    [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings]
+};
+
+fn endpoint_index(endpoint: llmux_wire::openai::peek::Endpoint) -> usize {
+    ENDPOINTS.iter().position(|known| *known == endpoint).unwrap_or(0)
 }
 
 impl PreparedProvider {
     pub fn new(spec: &ProviderSpec) -> PreparedProvider {
         use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-        use llmux_wire::openai::peek::Endpoint;
+        let adapter = spec.preset.adapter;
         let mut headers = http::HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &spec.api_key {
@@ -186,26 +178,19 @@ impl PreparedProvider {
                 headers.insert(name, value);
             }
         }
-        if spec.preset.backend == Backend::Anthropic {
-            headers.insert("anthropic-version", HeaderValue::from_static(anthropic::API_VERSION));
-        }
+        adapter.headers(&mut headers);
         for (name, value) in &spec.headers {
             // Config validation has checked both.
             if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
                 headers.append(name, value);
             }
         }
-        let base = spec.base_url.trim_end_matches('/');
-        let urls = match spec.preset.backend {
-            // Only chat exists there: requests of every endpoint go to Messages.
-            Backend::Anthropic => [0, 1, 2].map(|_| anthropic::messages_url(base).parse().ok()),
-            _ => [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings]
-                .map(|endpoint| format!("{base}{}", endpoint.path()).parse().ok()),
-        };
+        let urls =
+            adapter.fixed_urls().then(|| ENDPOINTS.map(|endpoint| adapter.url(spec, endpoint, "", false).parse().ok()));
         PreparedProvider { headers, urls }
     }
 
-    /// The upstream request for `endpoint` with an already rewritten body.
+    /// The upstream request for `endpoint` with a body in the provider's own dialect.
     pub fn build_request(
         &self,
         spec: &ProviderSpec,
@@ -213,17 +198,16 @@ impl PreparedProvider {
         upstream_model: &str,
         body: Vec<u8>,
     ) -> http::Request<bytes::Bytes> {
-        let uri = match spec.preset.backend {
-            Backend::Azure => azure::url(spec, endpoint, upstream_model).parse().ok(),
-            Backend::Gemini => gemini::url(&spec.base_url, upstream_model, false).parse().ok(),
-            Backend::OpenAi | Backend::Mock | Backend::Anthropic => self.urls[endpoint_index(endpoint)].clone(),
+        let uri = match &self.urls {
+            Some(urls) => urls[endpoint_index(endpoint)].clone(),
+            None => spec.preset.adapter.url(spec, endpoint, upstream_model, false).parse().ok(),
         };
         self.request_to(uri, body)
     }
 
     /// The upstream request of a chat call made through the canonical model: as
-    /// [`build_request`](Self::build_request), except that Gemini's URL also says
-    /// whether the answer streams.
+    /// [`build_request`](Self::build_request), except that the URL may also say
+    /// whether the answer streams (Gemini's does).
     pub fn build_chat_request(
         &self,
         spec: &ProviderSpec,
@@ -231,22 +215,21 @@ impl PreparedProvider {
         stream: bool,
         body: Vec<u8>,
     ) -> http::Request<bytes::Bytes> {
-        match spec.preset.backend {
-            Backend::Gemini => self.request_to(gemini::url(&spec.base_url, upstream_model, stream).parse().ok(), body),
-            _ => self.build_request(spec, llmux_wire::openai::peek::Endpoint::ChatCompletions, upstream_model, body),
+        use llmux_wire::openai::peek::Endpoint;
+        match &self.urls {
+            Some(_) => self.build_request(spec, Endpoint::ChatCompletions, upstream_model, body),
+            None => self.request_to(
+                spec.preset.adapter.url(spec, Endpoint::ChatCompletions, upstream_model, stream).parse().ok(),
+                body,
+            ),
         }
     }
 
     /// A cheap request that shows whether the provider answers: its model list
-    /// (`None` for the mock and Azure, whose model lists live elsewhere).
+    /// (`None` where the adapter has no probe).
     pub fn probe_request(&self, spec: &ProviderSpec) -> Option<http::Request<bytes::Bytes>> {
-        let base = spec.base_url.trim_end_matches('/');
-        let url = match spec.preset.backend {
-            Backend::OpenAi => format!("{base}/models"),
-            Backend::Anthropic => format!("{base}/v1/models"),
-            Backend::Gemini => format!("{base}/v1beta/models"),
-            Backend::Mock | Backend::Azure => return None,
-        };
+        let path = spec.preset.adapter.probe_path()?;
+        let url = format!("{}{path}", spec.base_url.trim_end_matches('/'));
         let mut request = self.request_to(url.parse().ok(), Vec::new());
         *request.method_mut() = http::Method::GET;
         request.headers_mut().remove(http::header::CONTENT_TYPE);

@@ -24,7 +24,8 @@ impl AppState {
 
 /// All routes.
 pub fn app(state: AppState) -> Router {
-    let openai_routes = Router::new()
+    // The client surfaces, both dialects.
+    let client_routes = Router::new()
         .route("/chat/completions", post(openai::chat_completions))
         .route("/completions", post(openai::completions))
         .route("/embeddings", post(openai::embeddings))
@@ -33,9 +34,9 @@ pub fn app(state: AppState) -> Router {
         .route("/messages", post(anthropic::messages))
         .route("/messages/count_tokens", post(anthropic::count_tokens));
     Router::new()
-        .nest("/v1", openai_routes.clone())
+        .nest("/v1", client_routes.clone())
         // Clients whose base URL lacks `/v1` reach the same handlers.
-        .merge(openai_routes)
+        .merge(client_routes)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

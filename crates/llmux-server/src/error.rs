@@ -1,21 +1,14 @@
 //! Rendering errors for clients: the body shape of each dialect, filled from the one
 //! error table in `llmux_gateway::error`.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+pub use llmux_gateway::dialect::Dialect;
 use llmux_gateway::error::{ErrorCode, GatewayError};
-
-/// Which wire format the caller speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    OpenAi,
-    Anthropic,
-}
 
 pub const REQUEST_ID: &str = "x-request-id";
 pub const PROVIDER: &str = "x-llmux-provider";
 pub const ATTEMPTS: &str = "x-llmux-attempts";
-pub const ANTHROPIC_REQUEST_ID: &str = "request-id";
 /// The delay of `Retry-After` in milliseconds (read first by the official SDKs).
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 /// `false` tells the official SDKs not to retry an error they would retry by default.
@@ -26,24 +19,24 @@ pub const DROPPED_PARAMS: &str = "x-llmux-dropped-params";
 /// A client-facing error response.
 pub fn render(dialect: Dialect, code: ErrorCode, message: &str, param: Option<&str>, request_id: &str) -> Response {
     let row = code.row();
-    let body = match dialect {
-        Dialect::OpenAi => llmux_wire::openai::error::body(message, row.openai_type, Some(row.code), param),
-        Dialect::Anthropic => llmux_wire::anthropic::error::error_body(row.anthropic_type, message),
-    };
+    let body = llmux_gateway::dialect::error_body(dialect, &row, message, param);
     let mut response = (
         StatusCode::from_u16(row.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response();
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        if dialect == Dialect::Anthropic {
-            // The Anthropic SDKs read the request id from `request-id`.
-            response.headers_mut().insert(ANTHROPIC_REQUEST_ID, value.clone());
-        }
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
+    request_id_headers(response.headers_mut(), dialect, request_id);
     response
+}
+
+/// The request id in the headers `dialect`'s clients read it from.
+pub fn request_id_headers(headers: &mut HeaderMap, dialect: Dialect, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        for name in llmux_gateway::dialect::request_id_headers(dialect) {
+            headers.insert(*name, value.clone());
+        }
+    }
 }
 
 /// Renders a gateway error, adding `Retry-After` and `retry-after-ms` where the error

@@ -14,10 +14,13 @@
 //!   canonical, error bodies and their retry delay.
 
 pub mod anthropic;
+mod dialect;
 mod few;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
+
+pub use dialect::Dialect;
 
 #[cfg(test)]
 mod test_support;

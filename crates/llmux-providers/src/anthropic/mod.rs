@@ -5,7 +5,11 @@
 
 use llmux_types::Currency;
 
-use crate::{AuthStyle, Backend, Preset, Quirks};
+use llmux_types::chat::{ChatRequest, ChatResponse};
+use llmux_wire::openai::peek::Endpoint;
+use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
+
+use crate::{Adapter, AuthStyle, Preset, ProviderSpec, Quirks};
 
 /// The API version every current client sends.
 pub const API_VERSION: &str = "2023-06-01";
@@ -15,7 +19,7 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 pub static PRESET: Preset = Preset {
     kind: "anthropic",
-    backend: Backend::Anthropic,
+    adapter: &AnthropicAdapter,
     base_url: Some("https://api.anthropic.com"),
     auth: AuthStyle::XApiKey,
     key_required: true,
@@ -38,4 +42,38 @@ pub static PRESET: Preset = Preset {
 /// The Messages URL of a provider entry.
 pub fn messages_url(base_url: &str) -> String {
     format!("{}/v1/messages", base_url.trim_end_matches('/'))
+}
+
+/// The Messages API: every call goes to `/v1/messages`.
+#[derive(Debug)]
+pub struct AnthropicAdapter;
+
+impl Adapter for AnthropicAdapter {
+    fn native(&self) -> Option<Dialect> {
+        Some(Dialect::Anthropic)
+    }
+
+    fn url(&self, spec: &ProviderSpec, _endpoint: Endpoint, _upstream_model: &str, _stream: bool) -> String {
+        messages_url(&spec.base_url)
+    }
+
+    fn headers(&self, headers: &mut http::HeaderMap) {
+        headers.insert("anthropic-version", http::HeaderValue::from_static(API_VERSION));
+    }
+
+    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+        llmux_wire::anthropic::upstream::messages_request(request, upstream_model, DEFAULT_MAX_TOKENS)
+    }
+
+    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        llmux_wire::anthropic::upstream::messages_response(body)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder> {
+        Box::new(llmux_wire::anthropic::upstream::EventDecoder::new())
+    }
+
+    fn probe_path(&self) -> Option<&'static str> {
+        Some("/v1/models")
+    }
 }

@@ -10,14 +10,18 @@
 use llmux_types::Currency;
 use llmux_wire::openai::peek::Endpoint;
 
-use crate::{AuthStyle, Backend, Preset, ProviderSpec, Quirks};
+use llmux_types::chat::{ChatRequest, ChatResponse};
+use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
+
+use crate::openai::OpenAiAdapter;
+use crate::{Adapter, AuthStyle, Preset, ProviderSpec, Quirks};
 
 /// The `api-version` used when a provider entry gives none.
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 
 pub static PRESET: Preset = Preset {
     kind: "azure",
-    backend: Backend::Azure,
+    adapter: &AzureAdapter,
     base_url: None,
     auth: AuthStyle::ApiKeyHeader,
     key_required: true,
@@ -37,5 +41,40 @@ pub fn url(spec: &ProviderSpec, endpoint: Endpoint, deployment: &str) -> String 
     } else {
         let version = spec.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION);
         format!("{base}/deployments/{deployment}{}?api-version={version}", endpoint.path())
+    }
+}
+
+/// Azure: the OpenAI dialect at deployment URLs.
+#[derive(Debug)]
+pub struct AzureAdapter;
+
+impl Adapter for AzureAdapter {
+    fn native(&self) -> Option<Dialect> {
+        Some(Dialect::OpenAi)
+    }
+
+    fn url(&self, spec: &ProviderSpec, endpoint: Endpoint, upstream_model: &str, _stream: bool) -> String {
+        url(spec, endpoint, upstream_model)
+    }
+
+    fn fixed_urls(&self) -> bool {
+        false
+    }
+
+    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+        OpenAiAdapter.chat_request(request, upstream_model)
+    }
+
+    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        OpenAiAdapter.chat_response(body)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder> {
+        OpenAiAdapter.stream_decoder()
+    }
+
+    /// Azure's model list lives at the resource level, not under the deployment URL.
+    fn probe_path(&self) -> Option<&'static str> {
+        None
     }
 }

@@ -11,11 +11,15 @@ use std::time::Duration;
 use llmux_types::Currency;
 
 use crate::error::{ErrorKind, UpstreamError};
-use crate::{AuthStyle, Backend, Preset, Quirks};
+use llmux_types::chat::{ChatRequest, ChatResponse};
+use llmux_wire::openai::peek::Endpoint;
+use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
+
+use crate::{Adapter, AuthStyle, Preset, ProviderSpec, Quirks};
 
 pub static PRESET: Preset = Preset {
     kind: "gemini",
-    backend: Backend::Gemini,
+    adapter: &GeminiAdapter,
     base_url: Some("https://generativelanguage.googleapis.com"),
     auth: AuthStyle::GoogApiKey,
     key_required: true,
@@ -70,6 +74,44 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Upst
     let retry_after = retry_after.or_else(|| llmux_wire::gemini::upstream::retry_delay(body));
     let message = (!message.is_empty()).then_some(message);
     UpstreamError { kind, status: Some(status), retry_after, message }
+}
+
+/// The Gemini API: no client speaks it, so every call goes through the canonical model.
+#[derive(Debug)]
+pub struct GeminiAdapter;
+
+impl Adapter for GeminiAdapter {
+    fn native(&self) -> Option<Dialect> {
+        None
+    }
+
+    fn url(&self, spec: &ProviderSpec, _endpoint: Endpoint, upstream_model: &str, stream: bool) -> String {
+        url(&spec.base_url, upstream_model, stream)
+    }
+
+    fn fixed_urls(&self) -> bool {
+        false
+    }
+
+    fn chat_request(&self, request: &ChatRequest, _upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+        llmux_wire::gemini::upstream::generate_content_request(request)
+    }
+
+    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        llmux_wire::gemini::upstream::generate_content_response(body)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder> {
+        Box::new(llmux_wire::gemini::upstream::StreamDecoder::new())
+    }
+
+    fn classify(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
+        classify(status, retry_after, body)
+    }
+
+    fn probe_path(&self) -> Option<&'static str> {
+        Some("/v1beta/models")
+    }
 }
 
 #[cfg(test)]

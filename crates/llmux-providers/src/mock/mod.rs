@@ -9,17 +9,25 @@
 //!   `mock.chunk_delay_ms` (the pacing itself is done by the caller: this module is pure).
 //! - Usage: input = ceil(characters / 4) of all message text, output = words answered.
 
+use bytes::Bytes;
 use llmux_types::chat::{
     ChatRequest, ChatResponse, Choice, EmbeddingsRequest, EmbeddingsResponse, FinishReason, Role, StreamEvent,
     ToolCall, ToolChoice,
 };
 use llmux_types::{Currency, Usage};
 
-use crate::{AuthStyle, Backend, Preset, Quirks};
+use std::time::Duration;
+
+use llmux_wire::openai::peek::Endpoint;
+use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
+
+use crate::adapter::{Local, LocalAnswer, LocalChat};
+use crate::openai::OpenAiAdapter;
+use crate::{Adapter, AuthStyle, Preset, ProviderSpec, Quirks};
 
 pub static PRESET: Preset = Preset {
     kind: "mock",
-    backend: Backend::Mock,
+    adapter: &MockAdapter,
     base_url: Some("mock://local"),
     auth: AuthStyle::Bearer,
     key_required: false,
@@ -31,6 +39,121 @@ pub static PRESET: Preset = Preset {
     env_key: None,
     cache_write_percent: 100,
 };
+
+/// The mock speaks the OpenAI dialect, answered inside llmux ([`Local`]).
+#[derive(Debug)]
+pub struct MockAdapter;
+
+impl Adapter for MockAdapter {
+    fn native(&self) -> Option<Dialect> {
+        Some(Dialect::OpenAi)
+    }
+
+    fn url(&self, spec: &ProviderSpec, endpoint: Endpoint, upstream_model: &str, stream: bool) -> String {
+        OpenAiAdapter.url(spec, endpoint, upstream_model, stream)
+    }
+
+    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+        OpenAiAdapter.chat_request(request, upstream_model)
+    }
+
+    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        OpenAiAdapter.chat_response(body)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder> {
+        OpenAiAdapter.stream_decoder()
+    }
+
+    fn probe_path(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn local(&self) -> Option<&dyn Local> {
+        Some(self)
+    }
+}
+
+impl Local for MockAdapter {
+    fn latency(&self, spec: &ProviderSpec) -> Duration {
+        Duration::from_millis(spec.mock.latency_ms)
+    }
+
+    fn chat(
+        &self,
+        spec: &ProviderSpec,
+        request: &ChatRequest,
+        upstream_model: &str,
+        id: &str,
+        created: u64,
+    ) -> LocalChat {
+        let response = respond(request, upstream_model, &spec.mock, id, created);
+        let stream = request
+            .stream
+            .then(|| (stream_events(&response, &spec.mock), Duration::from_millis(spec.mock.chunk_delay_ms)));
+        LocalChat { response, stream }
+    }
+
+    fn native(
+        &self,
+        spec: &ProviderSpec,
+        endpoint: Endpoint,
+        body: &[u8],
+        upstream_model: &str,
+        now_ms: i64,
+    ) -> Result<LocalAnswer, DecodeError> {
+        use llmux_wire::openai::{decode, encode};
+        match endpoint {
+            Endpoint::ChatCompletions => Err(DecodeError::new(None, "the mock answers chat canonically")),
+            Endpoint::Embeddings => {
+                let request = decode::embeddings_request(body)?;
+                let response = embed(&request, upstream_model);
+                let body = Bytes::from(encode::embeddings_response(&response));
+                Ok(LocalAnswer { body, usage: response.usage, streamed: false })
+            }
+            Endpoint::Completions => completions(spec, body, upstream_model, now_ms),
+        }
+    }
+}
+
+/// A legacy completion: one text per prompt, streamed as one pre-rendered body.
+fn completions(spec: &ProviderSpec, body: &[u8], model: &str, now_ms: i64) -> Result<LocalAnswer, DecodeError> {
+    use llmux_wire::openai::encode;
+    let (_, prompts, stream, max_tokens) = llmux_wire::openai::decode::completion_prompts(body)?;
+    let texts: Vec<String> = prompts
+        .iter()
+        .map(|prompt| {
+            let text = complete(prompt, model, &spec.mock);
+            match max_tokens {
+                Some(max) => text.split_whitespace().take(max.max(1) as usize).collect::<Vec<_>>().join(" "),
+                None => text,
+            }
+        })
+        .collect();
+    let usage = Usage {
+        input_tokens: prompts.iter().map(|prompt| tokens_of(prompt)).sum(),
+        output_tokens: texts.iter().map(|text| count_words(text)).sum(),
+        ..Usage::default()
+    };
+    let id = format!("cmpl-mock{now_ms}");
+    let created = u64::try_from(now_ms / 1000).unwrap_or(0);
+    let stop = FinishReason::Stop;
+    if stream {
+        let mut body = Vec::new();
+        for (index, text) in texts.iter().enumerate() {
+            let chunk = encode::completion(&id, created, model, &[(index as u32, text, None)], None);
+            llmux_wire::sse::write_data_event(&mut body, &chunk);
+            let end = encode::completion(&id, created, model, &[(index as u32, "", Some(&stop))], None);
+            llmux_wire::sse::write_data_event(&mut body, &end);
+        }
+        body.extend_from_slice(b"data: [DONE]\n\n");
+        return Ok(LocalAnswer { body: Bytes::from(body), usage, streamed: true });
+    }
+    let choices: Vec<(u32, &str, Option<&FinishReason>)> =
+        texts.iter().enumerate().map(|(index, text)| (index as u32, text.as_str(), Some(&stop))).collect();
+    let body = Bytes::from(encode::completion(&id, created, model, &choices, Some(&usage)));
+    Ok(LocalAnswer { body, usage, streamed: false })
+}
 
 /// How the mock answers. Set per provider entry under `mock = { ... }`.
 #[derive(Debug, Clone, PartialEq, Eq)]

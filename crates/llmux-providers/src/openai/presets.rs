@@ -4,7 +4,7 @@
 
 use llmux_types::Currency;
 
-use crate::{AuthStyle, Backend, Preset, Quirks};
+use crate::{AuthStyle, Preset, Quirks};
 
 const USAGE: Quirks = Quirks { stream_usage: true };
 
@@ -15,7 +15,7 @@ const US_PROVIDER_REGIONS: &[&str] = &["!CN", "!HK", "!MO", "!RU", "!BY", "!IR",
 const fn openai_compatible(kind: &'static str, base_url: &'static str, currency: Currency) -> Preset {
     Preset {
         kind,
-        backend: Backend::OpenAi,
+        adapter: &super::OpenAiAdapter,
         base_url: Some(base_url),
         auth: AuthStyle::Bearer,
         key_required: true,

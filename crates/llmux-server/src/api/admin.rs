@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::api::openai::json_response;
+use crate::api::json_response;
 use crate::api::{api_key, request_id};
 use crate::error::{Dialect, render};
 
 fn json(status: StatusCode, value: &Value, request_id: &str) -> Response {
-    let mut response = json_response(value.to_string().into_bytes(), request_id);
+    let mut response = json_response(value.to_string().into_bytes(), Dialect::OpenAi, request_id);
     *response.status_mut() = status;
     response
 }
@@ -77,7 +77,7 @@ async fn json_body<T: for<'de> Deserialize<'de>>(
     request_id: &str,
 ) -> Result<T, Response> {
     let limit = state.gateway.runtime().config.server.max_body_bytes;
-    let bytes = super::openai::read_body(headers, body, limit)
+    let bytes = super::read_body(headers, body, limit)
         .await
         .map_err(|error| crate::error::render_gateway(Dialect::OpenAi, &error, request_id))?;
     serde_json::from_slice(&bytes)
@@ -422,7 +422,7 @@ pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Res
         .iter()
         .enumerate()
         .map(|(index, provider)| {
-            let now = llmux_gateway::health::now_ms();
+            let now = llmux_gateway::clock::monotonic_ms();
             let routes: Vec<Value> = config
                 .models
                 .iter()

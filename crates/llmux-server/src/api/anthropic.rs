@@ -8,9 +8,8 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 
 use crate::AppState;
-use crate::api::openai::json_response;
-use crate::api::{read_request, respond};
-use crate::error::{ANTHROPIC_REQUEST_ID, Dialect, render_gateway};
+use crate::api::{json_response, read_request, respond};
+use crate::error::{Dialect, render_gateway};
 
 pub async fn messages(State(state): State<AppState>, request: Request) -> Response {
     let incoming = match read_request(&state, request, Dialect::Anthropic).await {
@@ -29,11 +28,7 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
     let request_id = incoming.request_id;
     match state.gateway.anthropic_count_tokens(incoming.meta, incoming.body).await {
         Ok(tokens) => {
-            let mut response = json_response(format!("{{\"input_tokens\":{tokens}}}").into_bytes(), &request_id);
-            if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
-                response.headers_mut().insert(ANTHROPIC_REQUEST_ID, value);
-            }
-            response
+            json_response(format!("{{\"input_tokens\":{tokens}}}").into_bytes(), Dialect::Anthropic, &request_id)
         }
         Err(failure) => render_gateway(Dialect::Anthropic, &failure.error, &request_id),
     }

@@ -36,7 +36,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 /// Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let runtime = state.gateway.runtime();
-    let now = llmux_gateway::health::now_ms();
+    let now = llmux_gateway::clock::monotonic_ms();
     let config = &runtime.config;
     let resting = |model: &str, provider: &str| {
         config.models.iter().enumerate().filter(|(_, candidate)| candidate.name == model).any(|(index, candidate)| {

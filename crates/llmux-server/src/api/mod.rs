@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use llmux_gateway::error::GatewayError;
 use llmux_gateway::{Failure, Reply, ReplyBody, RequestMeta};
 use tokio::time::Instant;
 
-use crate::error::{ANTHROPIC_REQUEST_ID, ATTEMPTS, DROPPED_PARAMS, Dialect, PROVIDER, REQUEST_ID, render_gateway};
+use crate::error::{ATTEMPTS, DROPPED_PARAMS, Dialect, PROVIDER, render_gateway, request_id_headers};
 
 /// A lifecycle request as read at the edge: its id, what the gateway needs from the
 /// headers, and the body (at most `server.max_body_bytes`; more is a 413 in `dialect`).
@@ -34,12 +36,43 @@ pub async fn read_request(
     let (parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
     let limit = state.gateway.runtime().config.server.max_body_bytes;
-    let body = match openai::read_body(&parts.headers, body, limit).await {
+    let body = match read_body(&parts.headers, body, limit).await {
         Ok(body) => body,
         Err(error) => return Err(render_gateway(dialect, &error, &request_id)),
     };
     let meta = request_meta(&parts.headers, &request_id, started);
     Ok(Incoming { request_id, meta, body })
+}
+
+/// Reads the body, refusing more than `limit` bytes with 413.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(GatewayError::TooLarge { limit });
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(error) => {
+            let inner = error.into_inner();
+            if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some()
+                || inner.source().is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+            {
+                Err(GatewayError::TooLarge { limit })
+            } else {
+                Err(GatewayError::BadRequest(llmux_wire::DecodeError::new(None, "the request body could not be read")))
+            }
+        }
+    }
+}
+
+/// A JSON answer with the request id where `dialect`'s clients read it.
+pub fn json_response(body: Vec<u8>, dialect: Dialect, request_id: &str) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    request_id_headers(response.headers_mut(), dialect, request_id);
+    response
 }
 
 /// What the gateway needs from a request's headers.
@@ -80,12 +113,7 @@ pub fn respond(dialect: Dialect, outcome: Result<Reply, Failure>, request_id: &s
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        if dialect == Dialect::Anthropic {
-            headers.insert(ANTHROPIC_REQUEST_ID, value.clone());
-        }
-        headers.insert(REQUEST_ID, value);
-    }
+    request_id_headers(headers, dialect, request_id);
     if let Some(provider) = reply.provider.as_deref().and_then(|provider| HeaderValue::from_str(provider).ok()) {
         headers.insert(PROVIDER, provider);
     }

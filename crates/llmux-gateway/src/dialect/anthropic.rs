@@ -1,0 +1,98 @@
+//! The Anthropic Messages dialect: requests decode to the canonical model (needed for
+//! the token estimate). A provider that speaks Anthropic gets the client's body with
+//! only `model` rewritten and its stream forwarded frame by frame (decoded on the side
+//! for metering); any other provider goes through the canonical path.
+
+use bytes::Bytes;
+use llmux_providers::UpstreamError;
+use llmux_types::chat::{ChatRequest, StreamEvent};
+use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
+
+use super::{ClientDialect, Encoding, estimate_input_tokens};
+use crate::attempt::{self, Success, bad_request, protocol_error};
+use crate::error::ErrorRow;
+use crate::relay;
+use crate::router::{DEFAULT_OUTPUT_ESTIMATE, TokenEstimate};
+use crate::runtime::Upstream;
+
+/// An Anthropic Messages request (`/v1/messages`).
+pub(crate) struct Anthropic;
+
+impl ClientDialect for Anthropic {
+    type Request<'b> = ChatRequest;
+
+    fn parse(&self, body: &Bytes) -> Result<ChatRequest, DecodeError> {
+        llmux_wire::anthropic::decode::messages_request(body)
+    }
+
+    fn model(request: &ChatRequest) -> &str {
+        &request.model
+    }
+
+    fn estimate(request: &ChatRequest, _body: &Bytes) -> TokenEstimate {
+        TokenEstimate {
+            input: estimate_input_tokens(request),
+            output: request.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE),
+        }
+    }
+
+    async fn attempt<'a, 'b: 'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        body: &'a Bytes,
+        upstream: Upstream<'a>,
+    ) -> Result<Success, UpstreamError> {
+        if let Some(local) = upstream.adapter.local() {
+            return attempt::local_chat(upstream, local, request, Encoding::Anthropic).await;
+        }
+        if upstream.adapter.native() == Some(Dialect::Anthropic) {
+            return forward(upstream, request, body).await;
+        }
+        attempt::translated(upstream, request, Encoding::Anthropic).await
+    }
+}
+
+/// Same dialect: the client's body with only `model` rewritten, the answer's bytes
+/// forwarded (decoded on the side for metering).
+async fn forward(upstream: Upstream<'_>, request: &ChatRequest, body: &Bytes) -> Result<Success, UpstreamError> {
+    let Upstream { route, provider, adapter, prepared, .. } = upstream;
+    let upstream_body = llmux_wire::anthropic::passthrough::rewrite_model(body, &route.model).map_err(bad_request)?;
+    let http_request = prepared.build_chat_request(provider, &route.model, request.stream, upstream_body);
+    let answered = attempt::send(upstream, http_request).await?;
+    if request.stream {
+        return Ok(Success::Translated {
+            response: answered.response,
+            idle: route.idle_timeout.unwrap_or(provider.timeouts.idle),
+            translator: Box::new(Passthrough { decoder: adapter.stream_decoder() }),
+        });
+    }
+    let body = answered.body().await?;
+    let usage = adapter.chat_response(&body).map_err(protocol_error)?.usage;
+    Ok(Success::Full { body, usage: Some(usage) })
+}
+
+/// Anthropic SSE forwarded frame by frame to an Anthropic client, decoded only to meter
+/// it (usage, finish, errors).
+struct Passthrough {
+    decoder: Box<dyn UpstreamDecoder>,
+}
+
+impl relay::Translator for Passthrough {
+    fn data(
+        &mut self,
+        frame: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+        observe: &mut dyn FnMut(&StreamEvent<'_>),
+    ) -> Result<(), String> {
+        self.decoder.decode_with(data, &mut |event| observe(&event)).map_err(|error| error.message)?;
+        out.extend_from_slice(frame);
+        Ok(())
+    }
+
+    fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>) {
+        llmux_wire::anthropic::passthrough::error_event(row.anthropic_type, message, out);
+    }
+
+    fn finish(&mut self, _out: &mut Vec<u8>) {}
+}

@@ -1,0 +1,103 @@
+//! The OpenAI dialect: Chat Completions, legacy Completions and Embeddings. Requests
+//! are only peeked (model, stream, limits); a provider that speaks OpenAI gets the
+//! client's bytes with `model` spliced in and its answer relayed byte for byte. Any
+//! other provider gets the chat request decoded into the canonical model.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use llmux_providers::{ErrorKind, UpstreamError};
+use llmux_types::chat::ChatRequest;
+use llmux_wire::openai::peek::{Endpoint, Peek, peek, rewrite};
+use llmux_wire::{DecodeError, Dialect};
+
+use super::{ClientDialect, Encoding};
+use crate::attempt::{self, Success, bad_request};
+use crate::router::{DEFAULT_OUTPUT_ESTIMATE, TokenEstimate};
+use crate::runtime::Upstream;
+
+/// An OpenAI request at one endpoint.
+pub(crate) struct OpenAi {
+    pub endpoint: Endpoint,
+}
+
+impl ClientDialect for OpenAi {
+    type Request<'b> = Peek<'b>;
+
+    fn parse<'b>(&self, body: &'b Bytes) -> Result<Peek<'b>, DecodeError> {
+        peek(body, self.endpoint)
+    }
+
+    fn model<'r>(request: &'r Peek<'_>) -> &'r str {
+        &request.model
+    }
+
+    fn estimate(request: &Peek<'_>, body: &Bytes) -> TokenEstimate {
+        TokenEstimate { input: body.len() as u64 / 4, output: request.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE) }
+    }
+
+    fn attempt<'a, 'b: 'a>(
+        &'a self,
+        request: &'a Peek<'b>,
+        body: &'a Bytes,
+        upstream: Upstream<'a>,
+    ) -> impl Future<Output = Result<Success, UpstreamError>> + Send + 'a {
+        let endpoint = self.endpoint;
+        async move {
+            let chat = endpoint == Endpoint::ChatCompletions;
+            if let Some(local) = upstream.adapter.local() {
+                if !chat {
+                    return attempt::local_native(upstream, local, endpoint, body).await;
+                }
+                let request = canonical(body)?;
+                return attempt::local_chat(upstream, local, &request, encoding(&request)).await;
+            }
+            if upstream.adapter.native() == Some(Dialect::OpenAi) {
+                return passthrough(upstream, endpoint, body, request).await;
+            }
+            if !chat {
+                // Another route of the model may serve it.
+                return Err(UpstreamError {
+                    message: Some(format!("this provider does not serve {}", endpoint.path())),
+                    ..UpstreamError::new(ErrorKind::NotFound)
+                });
+            }
+            let request = canonical(body)?;
+            attempt::translated(upstream, &request, encoding(&request)).await
+        }
+    }
+}
+
+/// The chat request decoded into the canonical model, for a provider of another
+/// dialect (decoded per such attempt: the same-dialect path never pays for it).
+fn canonical(body: &[u8]) -> Result<ChatRequest, UpstreamError> {
+    llmux_wire::openai::decode::chat_request(body).map_err(bad_request)
+}
+
+fn encoding(request: &ChatRequest) -> Encoding {
+    Encoding::OpenAi { include_usage: request.stream_include_usage }
+}
+
+/// Same dialect: splice the model, forward, relay the bytes.
+async fn passthrough(
+    upstream: Upstream<'_>,
+    endpoint: Endpoint,
+    body: &Bytes,
+    request: &Peek<'_>,
+) -> Result<Success, UpstreamError> {
+    let Upstream { route, provider, prepared, .. } = upstream;
+    let stream = request.stream && endpoint != Endpoint::Embeddings;
+    let force_usage = stream && provider.preset.quirks.stream_usage;
+    let body = rewrite(body, request, &route.model, force_usage);
+    let answered = attempt::send(upstream, prepared.build_request(provider, endpoint, &route.model, body)).await?;
+    if stream {
+        return Ok(Success::Upstream {
+            response: answered.response,
+            idle: route.idle_timeout.unwrap_or(provider.timeouts.idle),
+            strip_usage: !request.include_usage,
+        });
+    }
+    let body = answered.body().await?;
+    let usage = llmux_wire::openai::usage::from_response(&body);
+    Ok(Success::Full { body, usage })
+}

@@ -1,0 +1,340 @@
+//! Step 4 of the lifecycle: attempts at the planned routes in order until one
+//! answers. Failover happens only before the first byte reaches the client; a caller
+//! fault is never retried elsewhere; a context-length error swaps in the model's
+//! `context_window_fallbacks` once; a hedged model races the next route after
+//! `hedge_after_ms`; `server.request_timeout_ms` bounds all attempts together. Every
+//! attempt updates its route's health and the usage record's attempt log.
+
+use std::future::Future;
+use std::time::Duration;
+
+use llmux_providers::{ErrorKind, UpstreamError};
+use llmux_types::Region;
+use tokio::time::Instant;
+
+use crate::attempt::Success;
+use crate::error::{FailedAttempt, GatewayError};
+use crate::outcome::{Failure, Reply, RequestMeta};
+use crate::route::Candidate;
+use crate::router::{self, TokenEstimate};
+use crate::settle::Settlement;
+use crate::{Gateway, Runtime, clock, fleet, limits};
+
+/// How a request tries one route; [`Gateway::fail_over`] calls it per candidate.
+pub(crate) trait Attempts: Sync {
+    fn run(&self, candidate: Candidate) -> impl Future<Output = Result<Success, UpstreamError>> + Send;
+}
+
+impl Gateway {
+    /// Step 4: tries `candidates` in order until one answers, failing over on
+    /// upstream faults before any byte reaches the client; then replies (5, 6).
+    pub(crate) async fn fail_over(
+        &self,
+        runtime: &Runtime,
+        meta: &RequestMeta,
+        region: Option<Region>,
+        mut candidates: Vec<Candidate>,
+        mut settlement: Settlement,
+        attempts: &impl Attempts,
+    ) -> Result<Reply, Failure> {
+        let mut failures = Vec::new();
+        let mut next = 0;
+        let mut widened = false;
+        // The last route passed over because its own rate limit was reached.
+        let mut route_limited = None;
+        // The overall deadline (`server.request_timeout_ms`), over every attempt.
+        let deadline = runtime.config.server.request_timeout.map(|timeout| meta.started + timeout);
+        let past_deadline = || UpstreamError { message: None, ..UpstreamError::new(ErrorKind::Timeout) };
+        while let Some(&candidate) = candidates.get(next) {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                break;
+            }
+            next += 1;
+            let route = &runtime.config.models[candidate.model].routes[candidate.route];
+            if let Err(refusal) = self.route_window(runtime, route, &mut settlement).await {
+                route_limited = Some(refusal);
+                continue;
+            }
+            settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
+            let hedge = match runtime.config.models[candidate.model].hedge_after {
+                _ if next >= candidates.len() => None,
+                // The hedge would go past the next route's own rate limit.
+                _ if !self.route_has_room(runtime, candidates[next]) => None,
+                None => None,
+                Some(llmux_config::Hedge::After(after)) => Some(after),
+                Some(llmux_config::Hedge::P95) => runtime.health.route(candidate).p95_latency(),
+            };
+            let (winner, outcome) = match hedge {
+                None => {
+                    let (outcome, elapsed) = match deadline {
+                        None => self.attempt(runtime, region, candidate, attempts).await,
+                        // Boxed: only requests under a deadline carry its timer.
+                        Some(deadline) => {
+                            let started = Instant::now();
+                            Box::pin(tokio::time::timeout_at(
+                                deadline,
+                                self.attempt(runtime, region, candidate, attempts),
+                            ))
+                            .await
+                            .unwrap_or_else(|_| (Err(past_deadline()), started.elapsed()))
+                        }
+                    };
+                    log_attempt(runtime, &mut settlement, candidate, outcome_label(&outcome), elapsed);
+                    (candidate, outcome)
+                }
+                Some(after) => {
+                    let hedged = candidates[next];
+                    // Boxed: two attempts in one future make it large, and hedging is
+                    // opt-in; the plain path's future stays small.
+                    let hedging = Box::pin(self.hedge(
+                        runtime,
+                        meta,
+                        region,
+                        (candidate, hedged, after),
+                        &mut settlement,
+                        &mut failures,
+                        attempts,
+                    ));
+                    let (winner, outcome, started_hedge) = match deadline {
+                        None => hedging.await,
+                        Some(deadline) => tokio::time::timeout_at(deadline, hedging)
+                            .await
+                            .unwrap_or_else(|_| (candidate, Err(past_deadline()), true)),
+                    };
+                    if started_hedge {
+                        next += 1;
+                    }
+                    (winner, outcome)
+                }
+            };
+            let route = &runtime.config.models[winner.model].routes[winner.route];
+            let provider = &runtime.config.providers[route.provider];
+            match outcome {
+                Ok(success) => {
+                    settlement.served_by(&provider.name, &route.model, route.price);
+                    settlement.hold(runtime.health.route(winner).enter_owned());
+                    return Ok(success.reply(settlement, &provider.name));
+                }
+                Err(error) => {
+                    let kind = error.kind;
+                    record_failure(runtime, meta, &mut failures, winner, error);
+                    // Too long for this model: its `context_window_fallbacks` (larger
+                    // models) replace what is left to try, once.
+                    if kind == ErrorKind::ContextLength && !widened {
+                        widened = true;
+                        let larger = context_window_candidates(runtime, winner.model, region);
+                        if !larger.is_empty() {
+                            candidates = larger;
+                            next = 0;
+                            continue;
+                        }
+                    }
+                    if !kind.may_fail_over() {
+                        break;
+                    }
+                }
+            }
+        }
+        let attempts = settlement.attempts();
+        if attempts == 0
+            && let Some(refusal) = route_limited
+        {
+            // Every route was at its own rate limit: the caller may retry after it.
+            let error = GatewayError::RateLimited(Box::new(refusal));
+            let code = error.code();
+            settlement.finish(code.status(), Some(code));
+            return Err(Failure { error, attempts, provider: None, rate_limits: None });
+        }
+        let provider = failures.last().map(|failure| failure.provider.clone());
+        let error = GatewayError::Upstream(failures);
+        tracing::warn!(request_id = %meta.request_id, error = %error, "Request failed upstream.");
+        let code = error.code();
+        settlement.finish(code.status(), Some(code));
+        Err(Failure { error, attempts, provider, rate_limits: None })
+    }
+
+    /// Counts an attempt against its route's own rate limits (`rpm_limit`, `tpm_limit`
+    /// on the route; one window per provider and upstream model), or refuses it.
+    async fn route_window(
+        &self,
+        runtime: &Runtime,
+        route: &llmux_config::RouteConfig,
+        settlement: &mut Settlement,
+    ) -> Result<(), limits::Refusal> {
+        if route.rpm_limit.is_none() && route.tpm_limit.is_none() {
+            return Ok(());
+        }
+        let scope = limits::Scope::route(
+            &runtime.config.providers[route.provider].name,
+            &route.model,
+            route.rpm_limit,
+            route.tpm_limit,
+        );
+        if let Some((reservation, _)) = self.admit_limits(std::slice::from_ref(&scope)).await? {
+            settlement.reserve_route(reservation);
+        }
+        Ok(())
+    }
+
+    /// Whether `candidate`'s route is below its own rate limits (without counting).
+    fn route_has_room(&self, runtime: &Runtime, candidate: Candidate) -> bool {
+        let route = &runtime.config.models[candidate.model].routes[candidate.route];
+        if route.rpm_limit.is_none() && route.tpm_limit.is_none() {
+            return true;
+        }
+        let scope = limits::Scope::route(
+            &runtime.config.providers[route.provider].name,
+            &route.model,
+            route.rpm_limit,
+            route.tpm_limit,
+        );
+        self.limits.has_room(&scope, u64::try_from(clock::wall_ms()).unwrap_or(0), self.fleet_up().is_some())
+    }
+
+    /// A hedged attempt: `first`; if it has not answered within `after`, `second` too.
+    /// The first answer wins and the other is dropped (cancelled, so nothing more of it
+    /// is consumed or billed); a failure waits for the other. Returns the route whose
+    /// outcome counts, that outcome, and whether `second` was started.
+    #[allow(clippy::too_many_arguments)]
+    async fn hedge(
+        &self,
+        runtime: &Runtime,
+        meta: &RequestMeta,
+        region: Option<Region>,
+        (first_route, second_route, after): (Candidate, Candidate, Duration),
+        settlement: &mut Settlement,
+        failures: &mut Vec<FailedAttempt>,
+        attempts: &impl Attempts,
+    ) -> (Candidate, Result<Success, UpstreamError>, bool) {
+        let first = self.attempt(runtime, region, first_route, attempts);
+        tokio::pin!(first);
+        tokio::select! {
+            (outcome, elapsed) = &mut first => {
+                log_attempt(runtime, settlement, first_route, outcome_label(&outcome), elapsed);
+                return (first_route, outcome, false);
+            }
+            () = tokio::time::sleep(after) => {}
+        }
+        let route = &runtime.config.models[second_route.model].routes[second_route.route];
+        if self.route_window(runtime, route, settlement).await.is_err() {
+            // The second route reached its own rate limit meanwhile: no hedge.
+            let (outcome, elapsed) = first.await;
+            log_attempt(runtime, settlement, first_route, outcome_label(&outcome), elapsed);
+            return (first_route, outcome, false);
+        }
+        settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
+        let hedge_started = Instant::now();
+        let second = self.attempt(runtime, region, second_route, attempts);
+        tokio::pin!(second);
+        let (won, lost, outcome, elapsed) = tokio::select! {
+            (outcome, elapsed) = &mut first => (first_route, second_route, outcome, elapsed),
+            (outcome, elapsed) = &mut second => (second_route, first_route, outcome, elapsed),
+        };
+        if outcome.is_ok() {
+            // The loser as cancelled, then the winner.
+            log_attempt(runtime, settlement, lost, "cancelled", hedge_started.elapsed());
+            log_attempt(runtime, settlement, won, "ok", elapsed);
+            return (won, outcome, true);
+        }
+        if let Err(error) = outcome {
+            log_attempt(runtime, settlement, won, error.kind.label(), elapsed);
+            record_failure(runtime, meta, failures, won, error);
+        }
+        let (outcome, elapsed) = if won == first_route { second.await } else { first.await };
+        log_attempt(runtime, settlement, lost, outcome_label(&outcome), elapsed);
+        (lost, outcome, true)
+    }
+
+    /// One attempt at one route, with its route-health bookkeeping and metrics.
+    async fn attempt(
+        &self,
+        runtime: &Runtime,
+        region: Option<Region>,
+        candidate: Candidate,
+        attempts: &impl Attempts,
+    ) -> (Result<Success, UpstreamError>, Duration) {
+        let health = runtime.health.route(candidate);
+        let started = Instant::now();
+        let outcome = {
+            let _in_flight = health.enter();
+            attempts.run(candidate).await
+        };
+        let elapsed = started.elapsed();
+        let route = &runtime.config.models[candidate.model].routes[candidate.route];
+        match &outcome {
+            Ok(_) => health.succeeded(elapsed),
+            Err(error) => {
+                let now = clock::monotonic_ms();
+                if let Some(until) = health.failed(error, region, &runtime.health.policy, now) {
+                    // The other instances rest it too (in wall-clock time: each instance
+                    // keeps health on its own monotonic clock).
+                    let until = clock::wall_ms().saturating_add(i64::try_from(until - now).unwrap_or(i64::MAX));
+                    fleet::announce(
+                        self.fleet_up(),
+                        llmux_fleet::FleetEvent::RouteResting {
+                            provider: runtime.config.providers[route.provider].name.clone(),
+                            upstream_model: route.model.clone(),
+                            until_ms: until,
+                        },
+                    );
+                }
+            }
+        }
+        let label = outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok");
+        self.metrics.observe_attempt(
+            &runtime.config.models[candidate.model].name,
+            &runtime.config.providers[route.provider].name,
+            label,
+        );
+        (outcome, elapsed)
+    }
+}
+
+/// An attempt's outcome as the usage record's attempt log and the metrics name it.
+fn outcome_label(outcome: &Result<Success, UpstreamError>) -> &'static str {
+    outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok")
+}
+
+/// Adds an attempt to the usage record's attempt log.
+fn log_attempt(
+    runtime: &Runtime,
+    settlement: &mut Settlement,
+    candidate: Candidate,
+    outcome: &'static str,
+    latency: Duration,
+) {
+    let route = &runtime.config.models[candidate.model].routes[candidate.route];
+    settlement.log_attempt(&runtime.config.providers[route.provider].name, &route.model, outcome, latency);
+}
+
+/// Keeps a failed attempt for the error the client gets if nothing succeeds.
+fn record_failure(
+    runtime: &Runtime,
+    meta: &RequestMeta,
+    failures: &mut Vec<FailedAttempt>,
+    candidate: Candidate,
+    error: UpstreamError,
+) {
+    let route = &runtime.config.models[candidate.model].routes[candidate.route];
+    let provider = &runtime.config.providers[route.provider];
+    tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
+    failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });
+}
+
+/// The routes of `model`'s `context_window_fallbacks`, in order (each planned as the
+/// model itself would be; models the caller's region cannot use are skipped).
+fn context_window_candidates(runtime: &Runtime, model: usize, region: Option<Region>) -> Vec<Candidate> {
+    let mut candidates = Vec::new();
+    for name in &runtime.config.models[model].context_window_fallbacks {
+        if let Some(index) = runtime.model_index(name)
+            && let Ok(planned) = router::plan(runtime, index, region, TokenEstimate::default())
+        {
+            for candidate in planned {
+                if !candidates.contains(&candidate) {
+                    candidates.push(candidate);
+                }
+            }
+        }
+    }
+    candidates
+}

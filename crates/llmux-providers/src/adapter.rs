@@ -1,0 +1,106 @@
+//! The provider adapter: everything the gateway needs of a provider kind, behind one
+//! trait. A kind's preset names its adapter (`Preset::adapter`); the gateway calls the
+//! adapter and never asks which kind it is.
+//!
+//! An adapter is pure: it builds URLs and bodies, decodes answers and classifies
+//! errors, and does no I/O (the gateway sends through [`crate::client`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use llmux_types::Usage;
+use llmux_types::chat::{ChatRequest, ChatResponse, StreamEvent};
+use llmux_wire::openai::peek::Endpoint;
+use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
+
+use crate::{ProviderSpec, UpstreamError};
+
+/// What a provider kind does.
+pub trait Adapter: Send + Sync + fmt::Debug {
+    /// The client dialect this provider speaks itself, if any: such a client's body
+    /// is forwarded with only `model` rewritten, and the answer's bytes come back as
+    /// they are (the same-dialect fast path).
+    fn native(&self) -> Option<Dialect>;
+
+    /// The URL of a call at `endpoint` (a native body) or of a chat made through the
+    /// canonical model (`endpoint` is then `ChatCompletions`); `stream` is whether the
+    /// answer streams.
+    fn url(&self, spec: &ProviderSpec, endpoint: Endpoint, upstream_model: &str, stream: bool) -> String;
+
+    /// Whether [`url`](Self::url) depends on the endpoint alone, so it can be
+    /// computed once per configuration.
+    fn fixed_urls(&self) -> bool {
+        true
+    }
+
+    /// Headers every request carries besides the key and the entry's own.
+    fn headers(&self, _headers: &mut http::HeaderMap) {}
+
+    /// A canonical chat request as this provider's body, with the request parameters
+    /// its dialect cannot hold (dropped, and reported to the client).
+    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>);
+
+    /// A complete (non-streamed) chat answer, decoded.
+    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError>;
+
+    /// The decoder of a streamed chat answer (SSE `data` payloads).
+    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder>;
+
+    /// What an error answer (non-2xx `status`, the start of its body) means.
+    fn classify(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
+        UpstreamError::from_openai_response(status, retry_after, body)
+    }
+
+    /// The path below `base_url` of a cheap GET that shows whether the provider
+    /// answers (its model list), if it has one.
+    fn probe_path(&self) -> Option<&'static str>;
+
+    /// For a provider that answers inside llmux (the mock): how it answers.
+    fn local(&self) -> Option<&dyn Local> {
+        None
+    }
+}
+
+/// A provider answered inside llmux, without network: computes answers (pure).
+pub trait Local: Send + Sync {
+    /// How long to wait before answering.
+    fn latency(&self, spec: &ProviderSpec) -> Duration;
+
+    /// A chat answer in the canonical model, and its stream events when `request`
+    /// streams (with the pause between text chunks).
+    fn chat(
+        &self,
+        spec: &ProviderSpec,
+        request: &ChatRequest,
+        upstream_model: &str,
+        id: &str,
+        created: u64,
+    ) -> LocalChat;
+
+    /// An answer in the provider's native dialect to a body for `endpoint` (for the
+    /// endpoints other than chat); `now_ms` is the wall clock, for ids.
+    fn native(
+        &self,
+        spec: &ProviderSpec,
+        endpoint: Endpoint,
+        body: &[u8],
+        upstream_model: &str,
+        now_ms: i64,
+    ) -> Result<LocalAnswer, DecodeError>;
+}
+
+/// A local chat answer.
+pub struct LocalChat {
+    pub response: ChatResponse,
+    /// The events of a streamed answer and the pause between text chunks.
+    pub stream: Option<(Vec<StreamEvent<'static>>, Duration)>,
+}
+
+/// A local answer already in the provider's native dialect.
+pub struct LocalAnswer {
+    pub body: Bytes,
+    pub usage: Usage,
+    /// Whether `body` is an SSE stream (sent as one piece).
+    pub streamed: bool,
+}
