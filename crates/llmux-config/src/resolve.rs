@@ -211,11 +211,11 @@ fn resolve_provider(
         idle: millis(raw.idle_timeout_ms, defaults.idle),
         total: millis(raw.timeout_ms, defaults.total),
     };
-    if raw.api_version.is_some() && preset.kind != "azure" {
+    if raw.api_version.is_some() && !preset.adapter.takes_api_version() {
         errors.push(format!("{path}.api_version"), "only providers of kind `azure` take an `api_version`");
     }
     let mock = match &raw.mock {
-        Some(_) if preset.kind != "mock" => {
+        Some(_) if preset.adapter.local().is_none() => {
             errors.push(format!("{path}.mock"), "only providers of kind `mock` take `mock` settings");
             MockSettings::default()
         }

@@ -186,9 +186,7 @@ impl Gateway {
         }
         let usage =
             llmux_types::Usage { input_tokens: estimate.input, output_tokens: estimate.output, ..Default::default() };
-        let price = candidates
-            .first()
-            .and_then(|candidate| runtime.config.models[candidate.model].routes[candidate.route].price);
+        let price = candidates.first().and_then(|candidate| runtime.route(*candidate).price);
         let estimated =
             |currency| price.filter(|price| price.currency == currency).map_or(0, |price| price.cost(&usage).nanos);
         let mut fleet = self.fleet_up();

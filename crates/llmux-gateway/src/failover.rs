@@ -44,60 +44,27 @@ impl Gateway {
         let mut route_limited = None;
         // The overall deadline (`server.request_timeout_ms`), over every attempt.
         let deadline = runtime.config.server.request_timeout.map(|timeout| meta.started + timeout);
-        let past_deadline = || UpstreamError { message: None, ..UpstreamError::new(ErrorKind::Timeout) };
         while let Some(&candidate) = candidates.get(next) {
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 break;
             }
             next += 1;
-            let route = &runtime.config.models[candidate.model].routes[candidate.route];
+            let route = runtime.route(candidate);
             if let Err(refusal) = self.route_window(runtime, route, &mut settlement).await {
                 route_limited = Some(refusal);
                 continue;
             }
-            settlement.attempt(&runtime.config.providers[route.provider].name, &route.model, route.price);
-            let hedge = match runtime.config.models[candidate.model].hedge_after {
-                _ if next >= candidates.len() => None,
-                // The hedge would go past the next route's own rate limit.
-                _ if !self.route_has_room(runtime, candidates[next]) => None,
-                None => None,
-                Some(llmux_config::Hedge::After(after)) => Some(after),
-                Some(llmux_config::Hedge::P95) => runtime.health.route(candidate).p95_latency(),
-            };
-            let (winner, outcome) = match hedge {
-                None => {
-                    let (outcome, elapsed) = match deadline {
-                        None => self.attempt(runtime, region, candidate, attempts).await,
-                        // Boxed: only requests under a deadline carry its timer.
-                        Some(deadline) => {
-                            let started = Instant::now();
-                            Box::pin(tokio::time::timeout_at(
-                                deadline,
-                                self.attempt(runtime, region, candidate, attempts),
-                            ))
-                            .await
-                            .unwrap_or_else(|_| (Err(past_deadline()), started.elapsed()))
-                        }
-                    };
-                    log_attempt(runtime, &mut settlement, candidate, outcome_label(&outcome), elapsed);
-                    (candidate, outcome)
-                }
+            settlement.attempt(&runtime.provider(candidate).name, &route.model, route.price);
+            let (winner, outcome) = match self.hedge_delay(runtime, candidate, candidates.get(next).copied()) {
+                None => self.attempt_once(runtime, region, candidate, deadline, &mut settlement, attempts).await,
                 Some(after) => {
-                    let hedged = candidates[next];
                     // Boxed: two attempts in one future make it large, and hedging is
                     // opt-in; the plain path's future stays small.
-                    let hedging = Box::pin(self.hedge(
-                        runtime,
-                        meta,
-                        region,
-                        (candidate, hedged, after),
-                        &mut settlement,
-                        &mut failures,
-                        attempts,
-                    ));
+                    let hedged = (candidate, candidates[next], after);
+                    let hedging = self.hedge(runtime, meta, region, hedged, &mut settlement, &mut failures, attempts);
                     let (winner, outcome, started_hedge) = match deadline {
-                        None => hedging.await,
-                        Some(deadline) => tokio::time::timeout_at(deadline, hedging)
+                        None => Box::pin(hedging).await,
+                        Some(deadline) => tokio::time::timeout_at(deadline, Box::pin(hedging))
                             .await
                             .unwrap_or_else(|_| (candidate, Err(past_deadline()), true)),
                     };
@@ -107,50 +74,69 @@ impl Gateway {
                     (winner, outcome)
                 }
             };
-            let route = &runtime.config.models[winner.model].routes[winner.route];
-            let provider = &runtime.config.providers[route.provider];
-            match outcome {
+            let error = match outcome {
                 Ok(success) => {
+                    let (route, provider) = (runtime.route(winner), runtime.provider(winner));
                     settlement.served_by(&provider.name, &route.model, route.price);
                     settlement.hold(runtime.health.route(winner).enter_owned());
                     return Ok(success.reply(settlement, &provider.name));
                 }
-                Err(error) => {
-                    let kind = error.kind;
-                    record_failure(runtime, meta, &mut failures, winner, error);
-                    // Too long for this model: its `context_window_fallbacks` (larger
-                    // models) replace what is left to try, once.
-                    if kind == ErrorKind::ContextLength && !widened {
-                        widened = true;
-                        let larger = context_window_candidates(runtime, winner.model, region);
-                        if !larger.is_empty() {
-                            candidates = larger;
-                            next = 0;
-                            continue;
-                        }
-                    }
-                    if !kind.may_fail_over() {
-                        break;
-                    }
+                Err(error) => error,
+            };
+            let kind = error.kind;
+            record_failure(runtime, meta, &mut failures, winner, error);
+            // Too long for this model: its `context_window_fallbacks` (larger models)
+            // replace what is left to try, once.
+            if kind == ErrorKind::ContextLength && !widened {
+                widened = true;
+                let larger = context_window_candidates(runtime, winner.model, region);
+                if !larger.is_empty() {
+                    candidates = larger;
+                    next = 0;
+                    continue;
                 }
             }
+            if !kind.may_fail_over() {
+                break;
+            }
         }
-        let attempts = settlement.attempts();
-        if attempts == 0
-            && let Some(refusal) = route_limited
-        {
-            // Every route was at its own rate limit: the caller may retry after it.
-            let error = GatewayError::RateLimited(Box::new(refusal));
-            let code = error.code();
-            settlement.finish(code.status(), Some(code));
-            return Err(Failure { error, attempts, provider: None, rate_limits: None });
-        }
-        let provider = failures.last().map(|failure| failure.provider.clone());
-        let error = GatewayError::Upstream(failures);
-        tracing::warn!(request_id = %meta.request_id, error = %error, "Request failed upstream.");
-        let code = error.code();
-        settlement.finish(code.status(), Some(code));
-        Err(Failure { error, attempts, provider, rate_limits: None })
+        Err(all_failed(meta, settlement, failures, route_limited))
+    }
+
+    /// How long to wait for `candidate` before also trying `next` (the model's
+    /// `hedge_after_ms`, or its route's p95), if the model hedges and `next` has room.
+    fn hedge_delay(&self, runtime: &Runtime, candidate: Candidate, next: Option<Candidate>) -> Option<Duration> {
+        let next = next?;
+        let after = match runtime.config.models[candidate.model].hedge_after? {
+            llmux_config::Hedge::After(after) => after,
+            llmux_config::Hedge::P95 => runtime.health.route(candidate).p95_latency()?,
+        };
+        // The hedge would go past the next route's own rate limit.
+        self.route_has_room(runtime, next).then_some(after)
+    }
+
+    /// One attempt, bounded by the request's deadline if it has one, logged.
+    async fn attempt_once(
+        &self,
+        runtime: &Runtime,
+        region: Option<Region>,
+        candidate: Candidate,
+        deadline: Option<Instant>,
+        settlement: &mut Settlement,
+        attempts: &impl Attempts,
+    ) -> (Candidate, Result<Success, UpstreamError>) {
+        let (outcome, elapsed) = match deadline {
+            None => self.attempt(runtime, region, candidate, attempts).await,
+            // Boxed: only requests under a deadline carry its timer.
+            Some(deadline) => {
+                let started = Instant::now();
+                Box::pin(tokio::time::timeout_at(deadline, self.attempt(runtime, region, candidate, attempts)))
+                    .await
+                    .unwrap_or_else(|_| (Err(past_deadline()), started.elapsed()))
+            }
+        };
+        log_attempt(runtime, settlement, candidate, outcome_label(&outcome), elapsed);
+        (candidate, outcome)
     }
 
     /// Counts an attempt against its route's own rate limits (`rpm_limit`, `tpm_limit`
@@ -161,15 +147,7 @@ impl Gateway {
         route: &llmux_config::RouteConfig,
         settlement: &mut Settlement,
     ) -> Result<(), limits::Refusal> {
-        if route.rpm_limit.is_none() && route.tpm_limit.is_none() {
-            return Ok(());
-        }
-        let scope = limits::Scope::route(
-            &runtime.config.providers[route.provider].name,
-            &route.model,
-            route.rpm_limit,
-            route.tpm_limit,
-        );
+        let Some(scope) = route_scope(runtime, route) else { return Ok(()) };
         if let Some((reservation, _)) = self.admit_limits(std::slice::from_ref(&scope)).await? {
             settlement.reserve_route(reservation);
         }
@@ -178,16 +156,7 @@ impl Gateway {
 
     /// Whether `candidate`'s route is below its own rate limits (without counting).
     fn route_has_room(&self, runtime: &Runtime, candidate: Candidate) -> bool {
-        let route = &runtime.config.models[candidate.model].routes[candidate.route];
-        if route.rpm_limit.is_none() && route.tpm_limit.is_none() {
-            return true;
-        }
-        let scope = limits::Scope::route(
-            &runtime.config.providers[route.provider].name,
-            &route.model,
-            route.rpm_limit,
-            route.tpm_limit,
-        );
+        let Some(scope) = route_scope(runtime, runtime.route(candidate)) else { return true };
         self.limits.has_room(&scope, u64::try_from(clock::wall_ms()).unwrap_or(0), self.fleet_up().is_some())
     }
 
@@ -215,7 +184,7 @@ impl Gateway {
             }
             () = tokio::time::sleep(after) => {}
         }
-        let route = &runtime.config.models[second_route.model].routes[second_route.route];
+        let route = runtime.route(second_route);
         if self.route_window(runtime, route, settlement).await.is_err() {
             // The second route reached its own rate limit meanwhile: no hedge.
             let (outcome, elapsed) = first.await;
@@ -260,7 +229,7 @@ impl Gateway {
             attempts.run(candidate).await
         };
         let elapsed = started.elapsed();
-        let route = &runtime.config.models[candidate.model].routes[candidate.route];
+        let route = runtime.route(candidate);
         match &outcome {
             Ok(_) => health.succeeded(elapsed),
             Err(error) => {
@@ -290,6 +259,43 @@ impl Gateway {
     }
 }
 
+/// The window of a route's own rate limits, if it has any.
+fn route_scope(runtime: &Runtime, route: &llmux_config::RouteConfig) -> Option<limits::Scope> {
+    if route.rpm_limit.is_none() && route.tpm_limit.is_none() {
+        return None;
+    }
+    let provider = &runtime.config.providers[route.provider].name;
+    Some(limits::Scope::route(provider, &route.model, route.rpm_limit, route.tpm_limit))
+}
+
+/// The request's deadline passed before an answer.
+fn past_deadline() -> UpstreamError {
+    UpstreamError { message: None, ..UpstreamError::new(ErrorKind::Timeout) }
+}
+
+/// Settles a request no route answered: 429 if every route was at its own rate limit
+/// (the caller may retry after it), else the attempts' failure.
+fn all_failed(
+    meta: &RequestMeta,
+    settlement: Settlement,
+    failures: Vec<FailedAttempt>,
+    route_limited: Option<limits::Refusal>,
+) -> Failure {
+    let attempts = settlement.attempts();
+    let (error, provider) = match route_limited {
+        Some(refusal) if attempts == 0 => (GatewayError::RateLimited(Box::new(refusal)), None),
+        _ => {
+            let provider = failures.last().map(|failure| failure.provider.clone());
+            let error = GatewayError::Upstream(failures);
+            tracing::warn!(request_id = %meta.request_id, error = %error, "Request failed upstream.");
+            (error, provider)
+        }
+    };
+    let code = error.code();
+    settlement.finish(code.status(), Some(code));
+    Failure { error, attempts, provider, rate_limits: None }
+}
+
 /// An attempt's outcome as the usage record's attempt log and the metrics name it.
 fn outcome_label(outcome: &Result<Success, UpstreamError>) -> &'static str {
     outcome.as_ref().map_or_else(|error| error.kind.label(), |_| "ok")
@@ -303,7 +309,7 @@ fn log_attempt(
     outcome: &'static str,
     latency: Duration,
 ) {
-    let route = &runtime.config.models[candidate.model].routes[candidate.route];
+    let route = runtime.route(candidate);
     settlement.log_attempt(&runtime.config.providers[route.provider].name, &route.model, outcome, latency);
 }
 
@@ -315,7 +321,7 @@ fn record_failure(
     candidate: Candidate,
     error: UpstreamError,
 ) {
-    let route = &runtime.config.models[candidate.model].routes[candidate.route];
+    let route = runtime.route(candidate);
     let provider = &runtime.config.providers[route.provider];
     tracing::debug!(request_id = %meta.request_id, provider = %provider.name, error = %error, "Upstream attempt failed.");
     failures.push(FailedAttempt { provider: provider.name.clone(), model: route.model.clone(), error });

@@ -242,3 +242,6 @@ impl Gateway {
         self.fleet.as_ref().map(llmux_fleet::Fleet::is_up)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -34,6 +34,11 @@ pub trait Adapter: Send + Sync + fmt::Debug {
         true
     }
 
+    /// Whether a provider entry of this kind may set `api_version`.
+    fn takes_api_version(&self) -> bool {
+        false
+    }
+
     /// Headers every request carries besides the key and the entry's own.
     fn headers(&self, _headers: &mut http::HeaderMap) {}
 

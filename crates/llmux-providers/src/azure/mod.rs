@@ -61,6 +61,10 @@ impl Adapter for AzureAdapter {
         false
     }
 
+    fn takes_api_version(&self) -> bool {
+        true
+    }
+
     fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
         OpenAiAdapter.chat_request(request, upstream_model)
     }
