@@ -308,20 +308,12 @@ mod tests {
     fn record(updated_at: i64, revoked_at: Option<i64>) -> KeyRecord {
         KeyRecord {
             id: "k1".into(),
-            name: "n".into(),
             key_hash: "h".into(),
             key_prefix: "sk-llmux-AbCd".into(),
-            team: None,
-            models: None,
-            region: None,
-            budget: None,
-            rpm_limit: None,
-            tpm_limit: None,
-            expires_at: None,
-            metadata: None,
             created_at: 1,
             updated_at,
             revoked_at,
+            ..crate::tests::key()
         }
     }
 

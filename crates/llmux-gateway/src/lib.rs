@@ -1,8 +1,11 @@
 //! The request lifecycle. Knows no HTTP server; the edge (`llmux-server`) hands it a
 //! request's key, headers of interest and body, and renders what it returns.
 //!
-//! [`Gateway::openai`] reads top to bottom as the lifecycle:
-//! authenticate -> admit -> plan -> attempt (with failover) -> relay -> settle.
+//! `Gateway::serve` reads top to bottom as the lifecycle, the same for every client
+//! dialect (`dialect`): authenticate -> admit (`admit`) -> plan (`router`) -> attempt
+//! with failover (`failover`, `attempt`) -> relay (`relay`) -> settle (`settle`). The
+//! provider's side of an attempt is its adapter's (`llmux_providers::Adapter`); the
+//! gateway never asks which kind a provider is.
 //!
 //! Invariants:
 //! - No request waits on the database for a known key or for its usage record.

@@ -16,17 +16,23 @@ use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
 
 use crate::{ProviderSpec, UpstreamError};
 
-/// What a provider kind does.
+/// What a provider kind does. The defaults are the OpenAI dialect's, which most
+/// providers speak: `{base_url}{endpoint path}`, Chat Completions bodies and chunks,
+/// OpenAI-shaped errors.
 pub trait Adapter: Send + Sync + fmt::Debug {
     /// The client dialect this provider speaks itself, if any: such a client's body
     /// is forwarded with only `model` rewritten, and the answer's bytes come back as
     /// they are (the same-dialect fast path).
-    fn native(&self) -> Option<Dialect>;
+    fn native(&self) -> Option<Dialect> {
+        Some(Dialect::OpenAi)
+    }
 
     /// The URL of a call at `endpoint` (a native body) or of a chat made through the
     /// canonical model (`endpoint` is then `ChatCompletions`); `stream` is whether the
     /// answer streams.
-    fn url(&self, spec: &ProviderSpec, endpoint: Endpoint, upstream_model: &str, stream: bool) -> String;
+    fn url(&self, spec: &ProviderSpec, endpoint: Endpoint, _upstream_model: &str, _stream: bool) -> String {
+        format!("{}{}", spec.base_url.trim_end_matches('/'), endpoint.path())
+    }
 
     /// Whether [`url`](Self::url) depends on the endpoint alone, so it can be
     /// computed once per configuration.
@@ -44,13 +50,19 @@ pub trait Adapter: Send + Sync + fmt::Debug {
 
     /// A canonical chat request as this provider's body, with the request parameters
     /// its dialect cannot hold (dropped, and reported to the client).
-    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>);
+    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+        (llmux_wire::openai::upstream::chat_request(request, upstream_model), Vec::new())
+    }
 
     /// A complete (non-streamed) chat answer, decoded.
-    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError>;
+    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        llmux_wire::openai::upstream::chat_response(body)
+    }
 
     /// The decoder of a streamed chat answer (SSE `data` payloads).
-    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder>;
+    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder> {
+        Box::new(llmux_wire::openai::upstream::ChunkDecoder::new())
+    }
 
     /// What an error answer (non-2xx `status`, the start of its body) means.
     fn classify(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
@@ -59,7 +71,9 @@ pub trait Adapter: Send + Sync + fmt::Debug {
 
     /// The path below `base_url` of a cheap GET that shows whether the provider
     /// answers (its model list), if it has one.
-    fn probe_path(&self) -> Option<&'static str>;
+    fn probe_path(&self) -> Option<&'static str> {
+        None
+    }
 
     /// For a provider that answers inside llmux (the mock): how it answers.
     fn local(&self) -> Option<&dyn Local> {

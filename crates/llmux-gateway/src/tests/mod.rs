@@ -35,13 +35,14 @@ pub(super) async fn gateway(config: &str) -> (Arc<Gateway>, Background) {
     Gateway::start(config, store).await.expect("gateway starts")
 }
 
-/// A caller with `key`'s settings (id `key-1` unless set).
+/// A caller with `key`'s settings.
 pub(super) fn caller(key: KeyRecord) -> Caller {
     let region = key.region.as_deref().and_then(llmux_types::Region::parse);
     Caller { key: Arc::new(key), team: None, region }
 }
 
-pub(super) fn key() -> KeyRecord {
+/// A key with no limits, for every model (id `key-1`).
+pub(crate) fn key() -> KeyRecord {
     KeyRecord {
         id: "key-1".into(),
         name: "test".into(),

@@ -10,10 +10,6 @@
 use llmux_types::Currency;
 use llmux_wire::openai::peek::Endpoint;
 
-use llmux_types::chat::{ChatRequest, ChatResponse};
-use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
-
-use crate::openai::OpenAiAdapter;
 use crate::{Adapter, AuthStyle, Preset, ProviderSpec, Quirks};
 
 /// The `api-version` used when a provider entry gives none.
@@ -44,15 +40,12 @@ pub fn url(spec: &ProviderSpec, endpoint: Endpoint, deployment: &str) -> String 
     }
 }
 
-/// Azure: the OpenAI dialect at deployment URLs.
+/// Azure: the OpenAI dialect at deployment URLs (no probe: the model list lives at the
+/// resource level, not under the deployment URL).
 #[derive(Debug)]
 pub struct AzureAdapter;
 
 impl Adapter for AzureAdapter {
-    fn native(&self) -> Option<Dialect> {
-        Some(Dialect::OpenAi)
-    }
-
     fn url(&self, spec: &ProviderSpec, endpoint: Endpoint, upstream_model: &str, _stream: bool) -> String {
         url(spec, endpoint, upstream_model)
     }
@@ -63,22 +56,5 @@ impl Adapter for AzureAdapter {
 
     fn takes_api_version(&self) -> bool {
         true
-    }
-
-    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
-        OpenAiAdapter.chat_request(request, upstream_model)
-    }
-
-    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
-        OpenAiAdapter.chat_response(body)
-    }
-
-    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder> {
-        OpenAiAdapter.stream_decoder()
-    }
-
-    /// Azure's model list lives at the resource level, not under the deployment URL.
-    fn probe_path(&self) -> Option<&'static str> {
-        None
     }
 }

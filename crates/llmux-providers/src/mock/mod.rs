@@ -18,11 +18,10 @@ use llmux_types::{Currency, Usage};
 
 use std::time::Duration;
 
+use llmux_wire::DecodeError;
 use llmux_wire::openai::peek::Endpoint;
-use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
 
 use crate::adapter::{Local, LocalAnswer, LocalChat};
-use crate::openai::OpenAiAdapter;
 use crate::{Adapter, AuthStyle, Preset, ProviderSpec, Quirks};
 
 pub static PRESET: Preset = Preset {
@@ -40,35 +39,12 @@ pub static PRESET: Preset = Preset {
     cache_write_percent: 100,
 };
 
-/// The mock speaks the OpenAI dialect, answered inside llmux ([`Local`]).
+/// The mock speaks the OpenAI dialect (the adapter's defaults), answered inside llmux
+/// ([`Local`]).
 #[derive(Debug)]
 pub struct MockAdapter;
 
 impl Adapter for MockAdapter {
-    fn native(&self) -> Option<Dialect> {
-        Some(Dialect::OpenAi)
-    }
-
-    fn url(&self, spec: &ProviderSpec, endpoint: Endpoint, upstream_model: &str, stream: bool) -> String {
-        OpenAiAdapter.url(spec, endpoint, upstream_model, stream)
-    }
-
-    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
-        OpenAiAdapter.chat_request(request, upstream_model)
-    }
-
-    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
-        OpenAiAdapter.chat_response(body)
-    }
-
-    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder> {
-        OpenAiAdapter.stream_decoder()
-    }
-
-    fn probe_path(&self) -> Option<&'static str> {
-        None
-    }
-
     fn local(&self) -> Option<&dyn Local> {
         Some(self)
     }

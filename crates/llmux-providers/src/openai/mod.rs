@@ -10,43 +10,14 @@
 
 pub mod presets;
 
-use std::time::Duration;
+use crate::Adapter;
 
-use llmux_types::chat::{ChatRequest, ChatResponse};
-use llmux_wire::openai::peek::Endpoint;
-use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
-
-use crate::{Adapter, ProviderSpec, UpstreamError};
-
-/// The adapter of every OpenAI-dialect kind: `{base_url}{endpoint path}`.
+/// The adapter of every OpenAI-dialect kind: the trait's defaults, and the model list
+/// as health probe.
 #[derive(Debug)]
 pub struct OpenAiAdapter;
 
 impl Adapter for OpenAiAdapter {
-    fn native(&self) -> Option<Dialect> {
-        Some(Dialect::OpenAi)
-    }
-
-    fn url(&self, spec: &ProviderSpec, endpoint: Endpoint, _upstream_model: &str, _stream: bool) -> String {
-        format!("{}{}", spec.base_url.trim_end_matches('/'), endpoint.path())
-    }
-
-    fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
-        (llmux_wire::openai::upstream::chat_request(request, upstream_model), Vec::new())
-    }
-
-    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
-        llmux_wire::openai::upstream::chat_response(body)
-    }
-
-    fn stream_decoder(&self) -> Box<dyn UpstreamDecoder> {
-        Box::new(llmux_wire::openai::upstream::ChunkDecoder::new())
-    }
-
-    fn classify(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
-        UpstreamError::from_openai_response(status, retry_after, body)
-    }
-
     fn probe_path(&self) -> Option<&'static str> {
         Some("/models")
     }
