@@ -14,6 +14,7 @@
 //!   canonical, error bodies and their retry delay.
 
 pub mod anthropic;
+mod extensions;
 mod few;
 pub mod gemini;
 pub mod openai;

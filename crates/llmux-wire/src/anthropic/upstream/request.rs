@@ -41,44 +41,10 @@ use serde_json::value::RawValue;
 
 use crate::anthropic::decode::first_byte;
 use crate::anthropic::encode::tool_input;
+use crate::extensions::report_dropped;
 
 /// Anthropic's upper bound for `temperature` (OpenAI's is 2).
 const MAX_TEMPERATURE: f64 = 1.0;
-
-/// Extension keys Anthropic cannot hold that are reported by their own name when dropped.
-const KNOWN_EXTENSIONS: &[&str] = &[
-    "audio",
-    "cache_control",
-    "container",
-    "context_management",
-    "frequency_penalty",
-    "function_call",
-    "functions",
-    "inference_geo",
-    "logit_bias",
-    "logprobs",
-    "mcp_servers",
-    "metadata",
-    "modalities",
-    "output_config",
-    "parallel_tool_calls",
-    "prediction",
-    "presence_penalty",
-    "prompt_cache_key",
-    "reasoning_effort",
-    "safety_identifier",
-    "service_tier",
-    "store",
-    "thinking",
-    "top_logprobs",
-    "user",
-    "verbosity",
-    "web_search_options",
-];
-
-/// How dropped extensions not in [`KNOWN_EXTENSIONS`] are reported (the names are
-/// `&'static`, so an unknown key cannot be returned as itself).
-const OTHER_EXTENSIONS: &str = "extensions";
 
 /// Canonical request -> Anthropic Messages request body with `model` = `upstream_model`,
 /// and the names of the parameters Anthropic cannot hold and that were dropped, in the
@@ -117,12 +83,7 @@ pub fn messages_request(
                 parallel_tool_calls = Some(raw.get().trim() == "true")
             }
             "reasoning_effort" if thinking_budget(raw.get()).is_some() => budget = thinking_budget(raw.get()),
-            other => {
-                let name = KNOWN_EXTENSIONS.iter().copied().find(|known| *known == other).unwrap_or(OTHER_EXTENSIONS);
-                if !dropped.contains(&name) {
-                    dropped.push(name);
-                }
-            }
+            other => report_dropped(&mut dropped, other),
         }
     }
     if user.is_some() && safety_identifier.is_some() {

@@ -38,42 +38,7 @@ use serde_json::value::RawValue;
 
 use super::contents::{ContentWire, PartWire, contents, texts};
 use crate::anthropic::decode::first_byte;
-
-/// Extension keys Gemini cannot hold that are reported by their own name when dropped
-/// (the mapped ones among them when their value cannot be used).
-const KNOWN_EXTENSIONS: &[&str] = &[
-    "audio",
-    "cache_control",
-    "container",
-    "context_management",
-    "frequency_penalty",
-    "function_call",
-    "functions",
-    "inference_geo",
-    "logit_bias",
-    "logprobs",
-    "mcp_servers",
-    "metadata",
-    "modalities",
-    "output_config",
-    "parallel_tool_calls",
-    "prediction",
-    "presence_penalty",
-    "prompt_cache_key",
-    "reasoning_effort",
-    "safety_identifier",
-    "service_tier",
-    "store",
-    "thinking",
-    "top_logprobs",
-    "user",
-    "verbosity",
-    "web_search_options",
-];
-
-/// How dropped extensions not in [`KNOWN_EXTENSIONS`] are reported (the names are
-/// `&'static`, so an unknown key cannot be returned as itself).
-const OTHER_EXTENSIONS: &str = "extensions";
+use crate::extensions::report_dropped;
 
 /// Canonical request -> Gemini `GenerateContentRequest` body, and the names of the
 /// parameters Gemini cannot hold and that were dropped, in the order `seed` (outside the
@@ -137,11 +102,7 @@ pub fn generate_content_request(request: &ChatRequest) -> (Vec<u8>, Vec<&'static
             _ => false,
         };
         if !held {
-            let name =
-                KNOWN_EXTENSIONS.iter().copied().find(|known| *known == name.as_str()).unwrap_or(OTHER_EXTENSIONS);
-            if !dropped.contains(&name) {
-                dropped.push(name);
-            }
+            report_dropped(&mut dropped, name);
         }
     }
 
