@@ -19,6 +19,7 @@ mod few;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
+mod upstream;
 
 #[cfg(test)]
 mod test_support;

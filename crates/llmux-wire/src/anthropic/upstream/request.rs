@@ -42,6 +42,7 @@ use serde_json::value::RawValue;
 use crate::anthropic::decode::first_byte;
 use crate::anthropic::encode::tool_input;
 use crate::extensions::report_dropped;
+use crate::upstream::{base64_data, texts};
 
 /// Anthropic's upper bound for `temperature` (OpenAI's is 2).
 const MAX_TEMPERATURE: f64 = 1.0;
@@ -189,14 +190,6 @@ fn is_text_format(format: &RawValue) -> bool {
         kind: Option<Cow<'a, str>>,
     }
     serde_json::from_str::<FormatWire<'_>>(format.get()).is_ok_and(|wire| wire.kind.as_deref() == Some("text"))
-}
-
-/// The non-empty text parts of `content`.
-fn texts(content: &[ContentPart]) -> impl Iterator<Item = &str> {
-    content.iter().filter_map(|part| match part {
-        ContentPart::Text(text) if !text.is_empty() => Some(text.as_str()),
-        _ => None,
-    })
 }
 
 #[derive(Serialize)]
@@ -409,15 +402,10 @@ fn content_block(part: &ContentPart) -> Option<BlockWire<'_>> {
 }
 
 fn image_source(url: &str) -> SourceWire<'_> {
-    if let Some(rest) = url.strip_prefix("data:")
-        && let Some((header, data)) = rest.split_once(',')
-        && let Some(media_type) = header.strip_suffix(";base64")
-    {
-        // Parameters other than `base64` (`;charset=...`) are not part of the media type.
-        let media_type = media_type.split(';').next().unwrap_or(media_type);
-        return SourceWire::Base64 { media_type, data };
+    match base64_data(url) {
+        Some((media_type, data)) => SourceWire::Base64 { media_type, data },
+        None => SourceWire::Url { url },
     }
-    SourceWire::Url { url }
 }
 
 fn assistant_blocks(message: &Message) -> Vec<BlockWire<'_>> {

@@ -10,6 +10,7 @@ use crate::DecodeError;
 use crate::anthropic::decode::{
     Head, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolUseBlock, compact_json, first_byte,
 };
+use crate::upstream::{malformed, non_null, parse, parse_body};
 
 #[derive(Deserialize)]
 pub(super) struct UsageIn {
@@ -90,15 +91,6 @@ pub(super) fn finish_reason(stop_reason: Option<&str>, made_tool_calls: bool) ->
     }
 }
 
-/// Deserializes `raw`, reporting failures as an invalid upstream `what`.
-pub(super) fn parse<'a, T: Deserialize<'a>>(what: &str, raw: &'a RawValue) -> Result<T, DecodeError> {
-    serde_json::from_str(raw.get()).map_err(|error| malformed(what, error))
-}
-
-pub(super) fn malformed(what: &str, message: impl std::fmt::Display) -> DecodeError {
-    DecodeError::new(None, format!("invalid upstream {what}: {message}"))
-}
-
 /// A tool_use `input` as arguments: its compact JSON (`{}` when absent or null).
 pub(super) fn arguments_of(input: Option<&RawValue>) -> String {
     match input {
@@ -155,7 +147,7 @@ struct ResponseIn<'a> {
 /// unknown block types are skipped. `created` is 0 (Anthropic sends none; no clock here).
 /// An error body (`{"type":"error",...}`) is a [`DecodeError`].
 pub fn messages_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
-    let wire: ResponseIn<'_> = serde_json::from_slice(body.trim_ascii()).map_err(|e| malformed("response", e))?;
+    let wire: ResponseIn<'_> = parse_body("response", body)?;
     if wire.kind.as_deref() == Some("error") || (wire.error.is_some() && wire.content.is_none()) {
         let error = match wire.error {
             Some(raw) => error_text(parse("error body", raw)?),
@@ -188,7 +180,7 @@ pub fn messages_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
         }
     }
     let mut usage = UsageState::default();
-    if let Some(raw) = wire.usage.filter(|raw| raw.get().trim() != "null") {
+    if let Some(raw) = non_null(wire.usage) {
         usage.update(&parse("response usage", raw)?);
     }
     let choice = Choice {

@@ -6,11 +6,10 @@ use llmux_types::chat::StreamEvent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::response::{
-    BlockIn, ErrorIn, UsageState, arguments_of, block_in, error_text, finish_reason, malformed, parse,
-};
+use super::response::{BlockIn, ErrorIn, UsageState, arguments_of, block_in, error_text, finish_reason};
 use crate::DecodeError;
 use crate::few::Str;
+use crate::upstream::{malformed, non_null, owned_events, parse, parse_payload};
 
 /// The envelope of one stream event; the payloads are parsed once the type is known, so
 /// events of unknown types are skipped whatever they carry.
@@ -119,9 +118,7 @@ impl EventDecoder {
 
     /// [`decode_with`](Self::decode_with), collecting owned events.
     pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
-        let mut events = Vec::new();
-        self.decode_with(data, &mut |event| events.push(event.into_owned()))?;
-        Ok(events)
+        owned_events(|emit| self.decode_with(data, emit))
     }
 
     /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
@@ -131,15 +128,13 @@ impl EventDecoder {
         data: &'d [u8],
         emit: &mut dyn FnMut(StreamEvent<'d>),
     ) -> Result<(), DecodeError> {
-        let data = data.trim_ascii();
-        if data.is_empty() {
+        let Some(event) = parse_payload::<EventIn<'d>>("stream event", data)? else {
             return Ok(());
-        }
-        let event: EventIn<'d> = serde_json::from_slice(data).map_err(|e| malformed("stream event", e))?;
+        };
         match &*event.kind {
             "message_start" => {
                 let message: MessageStartIn<'d> = parse("message_start", required(event.message, "message")?)?;
-                if let Some(raw) = message.usage.filter(|raw| raw.get().trim() != "null") {
+                if let Some(raw) = non_null(message.usage) {
                     self.usage.update(&parse("message_start usage", raw)?);
                 }
                 if !self.started {
@@ -266,7 +261,7 @@ impl EventDecoder {
             }
             "message_delta" => {
                 let delta: MessageDeltaIn = parse("message_delta", required(event.delta, "delta")?)?;
-                if let Some(raw) = event.usage.filter(|raw| raw.get().trim() != "null") {
+                if let Some(raw) = non_null(event.usage) {
                     self.usage.update(&parse("message_delta usage", raw)?);
                 }
                 self.start(emit);
@@ -302,6 +297,5 @@ fn block_index(raw: Option<&RawValue>, what: &str) -> Result<u32, DecodeError> {
 
 /// A field a known event cannot do without.
 fn required<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<&'a RawValue, DecodeError> {
-    raw.filter(|raw| raw.get().trim() != "null")
-        .ok_or_else(|| DecodeError::new(None, format!("invalid upstream stream event: missing `{name}`")))
+    non_null(raw).ok_or_else(|| malformed("stream event", format!("missing `{name}`")))
 }

@@ -41,16 +41,10 @@ use llmux_types::chat::{ContentPart, Message, Role, gemini_signature};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::upstream::{base64_data, texts};
+
 /// The MIME type of a URL whose extension says nothing known.
 const DEFAULT_MIME_TYPE: &str = "image/jpeg";
-
-/// The non-empty text parts of `content`.
-pub(super) fn texts(content: &[ContentPart]) -> impl Iterator<Item = &str> {
-    content.iter().filter_map(|part| match part {
-        ContentPart::Text(text) if !text.is_empty() => Some(text.as_str()),
-        _ => None,
-    })
-}
 
 /// `{}`, the arguments of a call whose arguments are not a JSON object.
 fn empty_object<'a>() -> &'a RawValue {
@@ -188,12 +182,7 @@ fn content_part(part: &ContentPart) -> Option<PartWire<'_>> {
 }
 
 fn media_part(url: &str) -> PartWire<'_> {
-    if let Some(rest) = url.strip_prefix("data:")
-        && let Some((header, data)) = rest.split_once(',')
-        && let Some(mime_type) = header.strip_suffix(";base64")
-    {
-        // Parameters other than `base64` (`;charset=...`) are not part of the MIME type.
-        let mime_type = mime_type.split(';').next().unwrap_or(mime_type);
+    if let Some((mime_type, data)) = base64_data(url) {
         let mime_type = if mime_type.is_empty() { DEFAULT_MIME_TYPE } else { mime_type };
         return PartWire { inline_data: Some(InlineDataWire { mime_type, data }), ..PartWire::default() };
     }

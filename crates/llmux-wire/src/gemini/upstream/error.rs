@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::response::error_member;
 use crate::anthropic::decode::first_byte;
+use crate::upstream::non_null;
 
 #[derive(Deserialize)]
 pub(super) struct ErrorIn<'a> {
@@ -51,7 +51,7 @@ fn error_object(body: &[u8]) -> Option<ErrorIn<'_>> {
     } else {
         serde_json::from_slice(body).ok()?
     };
-    let raw = error_member(envelope.error)?;
+    let raw = non_null(envelope.error)?;
     if first_byte(raw) != b'{' {
         return None;
     }

@@ -36,9 +36,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::contents::{ContentWire, PartWire, contents, texts};
+use super::contents::{ContentWire, PartWire, contents};
 use crate::anthropic::decode::first_byte;
 use crate::extensions::report_dropped;
+use crate::upstream::texts;
 
 /// Canonical request -> Gemini `GenerateContentRequest` body, and the names of the
 /// parameters Gemini cannot hold and that were dropped, in the order `seed` (outside the

@@ -13,6 +13,7 @@ use super::error::{ErrorIn, error_text};
 use crate::DecodeError;
 use crate::anthropic::decode::compact_json;
 use crate::few::{Few, Str};
+use crate::upstream::{non_null, parse, parse_body};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -205,20 +206,6 @@ pub(super) fn tool_call(call: FunctionCallIn<'_>, prefix: &str, ordinal: u32) ->
     }
 }
 
-/// Deserializes `raw`, reporting failures as an invalid upstream `what`.
-pub(super) fn parse<'a, T: Deserialize<'a>>(what: &str, raw: &'a RawValue) -> Result<T, DecodeError> {
-    serde_json::from_str(raw.get()).map_err(|error| malformed(what, error))
-}
-
-pub(super) fn malformed(what: &str, message: impl std::fmt::Display) -> DecodeError {
-    DecodeError::new(None, format!("invalid upstream {what}: {message}"))
-}
-
-/// The `error` member of a body, unless absent or null.
-pub(super) fn error_member(error: Option<&RawValue>) -> Option<&RawValue> {
-    error.filter(|raw| raw.get().trim() != "null")
-}
-
 /// Gemini `GenerateContentResponse` JSON -> canonical response.
 ///
 /// - `candidates[i]` -> a choice with index `candidates[i].index` (its position when
@@ -239,8 +226,8 @@ pub(super) fn error_member(error: Option<&RawValue>) -> Option<&RawValue> {
 /// An error body (`{"error":{...}}`) or a body with neither candidates nor a block reason
 /// is a [`DecodeError`].
 pub fn generate_content_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
-    let wire: ResponseIn<'_> = serde_json::from_slice(body.trim_ascii()).map_err(|e| malformed("response", e))?;
-    if let Some(raw) = error_member(wire.error) {
+    let wire: ResponseIn<'_> = parse_body("response", body)?;
+    if let Some(raw) = non_null(wire.error) {
         let error: ErrorIn<'_> = parse("error body", raw)?;
         return Err(DecodeError::new(None, format!("upstream error: {}", error_text(&error))));
     }

@@ -5,10 +5,9 @@ use std::borrow::Cow;
 use llmux_types::chat::{FinishReason, GEMINI_SIGNATURE_PREFIX, StreamEvent, ToolCall};
 
 use super::error::{ErrorIn, error_text};
-use super::response::{
-    ResponseIn, SignatureSeen, UsageState, call_id_prefix, error_member, finish_reason, malformed, parse, tool_call,
-};
+use super::response::{ResponseIn, SignatureSeen, UsageState, call_id_prefix, finish_reason, tool_call};
 use crate::DecodeError;
+use crate::upstream::{non_null, owned_events, parse, parse_payload};
 
 /// What the stream has shown of one choice.
 #[derive(Debug)]
@@ -57,9 +56,7 @@ impl StreamDecoder {
 
     /// [`decode_with`](Self::decode_with), collecting owned events.
     pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
-        let mut events = Vec::new();
-        self.decode_with(data, &mut |event| events.push(event.into_owned()))?;
-        Ok(events)
+        owned_events(|emit| self.decode_with(data, emit))
     }
 
     /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
@@ -69,12 +66,10 @@ impl StreamDecoder {
         data: &'d [u8],
         emit: &mut dyn FnMut(StreamEvent<'d>),
     ) -> Result<(), DecodeError> {
-        let data = data.trim_ascii();
-        if data.is_empty() {
+        let Some(chunk) = parse_payload::<ResponseIn<'d>>("stream chunk", data)? else {
             return Ok(());
-        }
-        let chunk: ResponseIn<'d> = serde_json::from_slice(data).map_err(|e| malformed("stream chunk", e))?;
-        if let Some(raw) = error_member(chunk.error) {
+        };
+        if let Some(raw) = non_null(chunk.error) {
             let error: ErrorIn<'_> = parse("stream error", raw)?;
             emit(StreamEvent::Error { message: Cow::Owned(error_text(&error)) });
             return Ok(());

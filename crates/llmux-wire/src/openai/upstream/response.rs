@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use crate::DecodeError;
 use crate::anthropic::decode::compact_json;
 use crate::openai::usage::UsageWire as UsageIn;
+use crate::upstream::parse_body;
 
 #[derive(Deserialize)]
 struct ResponseIn {
@@ -110,8 +111,7 @@ pub(super) const THINK_CLOSE: &str = "</think>";
 
 /// OpenAI `chat.completion` JSON -> canonical response (all choices).
 pub fn chat_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
-    let wire: ResponseIn = serde_json::from_slice(body.trim_ascii())
-        .map_err(|error| DecodeError::new(None, format!("invalid upstream response: {error}")))?;
+    let wire: ResponseIn = parse_body("response", body)?;
     if let Some(error) = &wire.error
         && wire.choices.is_none()
     {

@@ -15,6 +15,7 @@ use crate::DecodeError;
 use crate::anthropic::decode::compact_json;
 use crate::few::{Few, Str};
 use crate::openai::usage::UsageWire as UsageIn;
+use crate::upstream::{non_null, owned_events, parse_payload};
 
 #[derive(Deserialize)]
 struct ChunkIn<'a> {
@@ -276,9 +277,7 @@ impl ChunkDecoder {
 
     /// [`decode_with`](Self::decode_with), collecting owned events.
     pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
-        let mut events = Vec::new();
-        self.decode_with(data, &mut |event| events.push(event.into_owned()))?;
-        Ok(events)
+        owned_events(|emit| self.decode_with(data, emit))
     }
 
     /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
@@ -289,18 +288,16 @@ impl ChunkDecoder {
         emit: &mut dyn FnMut(StreamEvent<'d>),
     ) -> Result<(), DecodeError> {
         let data = data.trim_ascii();
-        if data.is_empty() {
-            return Ok(());
-        }
         if data == b"[DONE]" {
             for state in &mut self.choices {
                 state.flush(emit);
             }
             return Ok(());
         }
-        let chunk: ChunkIn<'d> = serde_json::from_slice(data)
-            .map_err(|error| DecodeError::new(None, format!("invalid upstream stream chunk: {error}")))?;
-        if let Some(error) = chunk.error.filter(|raw| raw.get().trim() != "null") {
+        let Some(chunk) = parse_payload::<ChunkIn<'d>>("stream chunk", data)? else {
+            return Ok(());
+        };
+        if let Some(error) = non_null(chunk.error) {
             let error: serde_json::Value = serde_json::from_str(error.get()).unwrap_or_default();
             emit(StreamEvent::Error { message: Cow::Owned(error_message(&error)) });
             return Ok(());
