@@ -2,9 +2,9 @@ use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, Tool, ToolCall,
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::{call, encode, fixture, image, tool_message};
+use super::encode;
 use crate::anthropic::upstream::messages_request;
-use crate::test_support::{message, raw, text};
+use crate::test_support::{call, fixture, image, message, raw, text, tool_message};
 
 fn golden_request() -> ChatRequest {
     let mut assistant = message(Role::Assistant, vec![text("Checking both.")]);
@@ -83,7 +83,7 @@ fn golden_request() -> ChatRequest {
 fn request_golden() {
     let request = golden_request();
     let (actual, dropped) = encode(&request);
-    let expected: Value = serde_json::from_slice(fixture("request_expected")).unwrap();
+    let expected: Value = serde_json::from_slice(fixture!("anthropic-upstream/request_expected.json")).unwrap();
     assert_eq!(actual, expected);
     // Extensions in key order; unknown keys once as `extensions`; a null value is not a
     // loss. `reasoning_effort: high` became a 4096-token thinking budget (`max_tokens`

@@ -2,12 +2,12 @@ use llmux_types::Usage;
 use llmux_types::chat::FinishReason;
 use serde_json::{Value, json};
 
-use super::{call, fixture};
 use crate::anthropic::upstream::messages_response;
+use crate::test_support::{call, fixture};
 
 #[test]
 fn text_response() {
-    let response = messages_response(fixture("text")).unwrap();
+    let response = messages_response(fixture!("anthropic-upstream/response_text.json")).unwrap();
     assert_eq!(response.id, "msg_01XFDUDYJgAACzvnptvVoYEL");
     assert_eq!(response.model, "claude-sonnet-4-5-20250929");
     assert_eq!(response.created, 0);
@@ -25,7 +25,7 @@ fn text_response() {
 
 #[test]
 fn tool_use_response() {
-    let response = messages_response(fixture("tool_use")).unwrap();
+    let response = messages_response(fixture!("anthropic-upstream/response_tool_use.json")).unwrap();
     let choice = &response.choices[0];
     assert_eq!(choice.content.as_deref(), Some("I'll check both cities."));
     assert_eq!(
@@ -41,7 +41,7 @@ fn tool_use_response() {
 
 #[test]
 fn thinking_response() {
-    let response = messages_response(fixture("thinking")).unwrap();
+    let response = messages_response(fixture!("anthropic-upstream/response_thinking.json")).unwrap();
     let choice = &response.choices[0];
     assert_eq!(choice.reasoning.as_deref(), Some("17 * 23: 17 * 20 = 340, 17 * 3 = 51, total 391."));
     assert_eq!(choice.reasoning_signature.as_deref(), Some("EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds=="));
@@ -56,7 +56,7 @@ fn thinking_response() {
 
 #[test]
 fn cache_usage_and_max_tokens() {
-    let response = messages_response(fixture("cache")).unwrap();
+    let response = messages_response(fixture!("anthropic-upstream/response_max_tokens_cache.json")).unwrap();
     assert_eq!(response.choices[0].finish_reason, FinishReason::Length);
     assert_eq!(response.choices[0].content.as_deref(), Some("The first chapter opens with"));
     // Anthropic's input is exclusive of the cache; the canonical one is inclusive.

@@ -1,13 +1,13 @@
 use llmux_types::Usage;
 use llmux_types::chat::{FinishReason, StreamEvent};
 use proptest::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::fixture;
 use crate::anthropic::upstream::EventDecoder;
-use crate::openai::encode::ChatStreamEncoder;
-use crate::sse::{Framer, parse_event};
-use crate::test_support::{cut_at, decode_sse};
+use crate::test_support::{
+    call_more, call_start, cut_at, decode_all, decode_sse, finishes, fixture, joined, openai_calls, openai_chunks,
+    openai_deltas, openai_finish_reasons, usages,
+};
 
 fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent<'static>> {
     let mut decoder = EventDecoder::new();
@@ -16,13 +16,6 @@ fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent<'static>> {
 
 fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
     let input = Usage { input_tokens: 472 + 2048, cached_tokens: 2048, ..Usage::default() };
-    let tool = |index: u32, arguments: &'static str| StreamEvent::ToolCall {
-        choice: 0,
-        index,
-        id: None,
-        name: None,
-        arguments: arguments.into(),
-    };
     vec![
         StreamEvent::Start { id: "msg_01Stream".into(), model: "claude-sonnet-4-5-20250929".into(), created: 0 },
         StreamEvent::Usage(Usage { output_tokens: 2, ..input }),
@@ -35,24 +28,12 @@ fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
         StreamEvent::Text { choice: 0, text: "Let me check ".into() },
         StreamEvent::Text { choice: 0, text: "the weather été 🌤.".into() },
         // Anthropic block 2 is the first tool call: index 0.
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 0,
-            id: Some("toolu_01T1x1fJ34qAmk2tNTrN7Up6".into()),
-            name: Some("get_weather".into()),
-            arguments: "".into(),
-        },
-        tool(0, "{\"city\": \"Pa"),
-        tool(0, "ris\"}"),
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 1,
-            id: Some("toolu_02Now".into()),
-            name: Some("now".into()),
-            arguments: "".into(),
-        },
+        call_start(0, 0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather", ""),
+        call_more(0, 0, "{\"city\": \"Pa"),
+        call_more(0, 0, "ris\"}"),
+        call_start(0, 1, "toolu_02Now", "now", ""),
         // No input_json_delta came: the start's `input` at content_block_stop.
-        tool(1, "{}"),
+        call_more(0, 1, "{}"),
         StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
         StreamEvent::Usage(Usage { output_tokens: 89, ..input }),
     ]
@@ -60,48 +41,32 @@ fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
 
 #[test]
 fn decodes_the_golden_transcript() {
-    assert_eq!(decode_transcript(&[fixture("stream")]), expected_transcript_events());
+    assert_eq!(
+        decode_transcript(&[fixture!("anthropic-upstream/stream_thinking_tool.sse")]),
+        expected_transcript_events()
+    );
     // CRLF line endings, one byte at a time.
-    let crlf = String::from_utf8(fixture("stream").to_vec()).unwrap().replace('\n', "\r\n");
+    let crlf = String::from_utf8(fixture!("anthropic-upstream/stream_thinking_tool.sse").to_vec())
+        .unwrap()
+        .replace('\n', "\r\n");
     let bytes: Vec<&[u8]> = crlf.as_bytes().chunks(1).collect();
     assert_eq!(decode_transcript(&bytes), expected_transcript_events());
 }
 
 #[test]
 fn transcript_through_the_openai_encoder() {
-    let mut encoder = ChatStreamEncoder::new(true);
-    let mut out = Vec::new();
-    for event in decode_transcript(&[fixture("stream")]) {
-        encoder.encode(&event, &mut out);
-    }
-    encoder.finish(&mut out);
-    let mut framer = Framer::new();
-    framer.push(&out);
-    let mut chunks = Vec::new();
-    let mut done = false;
-    while let Some(raw) = framer.next_event() {
-        let data = parse_event(&raw).data.unwrap();
-        assert!(!done, "nothing after [DONE]");
-        if &*data == b"[DONE]" {
-            done = true;
-        } else {
-            chunks.push(serde_json::from_slice::<Value>(&data).unwrap());
-        }
-    }
-    assert!(done);
+    let chunks = openai_chunks(decode_transcript(&[fixture!("anthropic-upstream/stream_thinking_tool.sse")]));
     for chunk in &chunks {
         assert_eq!(chunk["id"], "msg_01Stream");
         assert_eq!(chunk["model"], "claude-sonnet-4-5-20250929");
         assert_eq!(chunk["object"], "chat.completion.chunk");
     }
-    let deltas: Vec<&Value> =
-        chunks.iter().flat_map(|chunk| chunk["choices"].as_array().unwrap()).map(|choice| &choice["delta"]).collect();
+    let deltas = openai_deltas(&chunks);
     assert_eq!(deltas[0]["role"], "assistant");
-    let joined = |field: &str| deltas.iter().filter_map(|delta| delta[field].as_str()).collect::<String>();
-    assert_eq!(joined("reasoning_content"), "The user wants the weather in Paris; call the tool.");
-    assert_eq!(joined("content"), "Let me check the weather été 🌤.");
+    assert_eq!(joined(&deltas, "reasoning_content"), "The user wants the weather in Paris; call the tool.");
+    assert_eq!(joined(&deltas, "content"), "Let me check the weather été 🌤.");
 
-    let calls: Vec<&Value> = deltas.iter().filter_map(|delta| delta["tool_calls"].as_array()).flatten().collect();
+    let calls = openai_calls(&deltas);
     assert_eq!(calls[0]["index"], 0, "the ordinal, not Anthropic's block index 2");
     assert_eq!(calls[0]["id"], "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
     assert_eq!(calls[0]["type"], "function");
@@ -119,23 +84,13 @@ fn transcript_through_the_openai_encoder() {
     assert_eq!(arguments(0), r#"{"city": "Paris"}"#);
     assert_eq!(arguments(1), "{}");
 
-    let finishes: Vec<&Value> = chunks
-        .iter()
-        .flat_map(|chunk| chunk["choices"].as_array().unwrap())
-        .map(|choice| &choice["finish_reason"])
-        .filter(|reason| !reason.is_null())
-        .collect();
-    assert_eq!(finishes, [&json!("tool_calls")]);
+    assert_eq!(openai_finish_reasons(&chunks), [&json!("tool_calls")]);
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(
         last["usage"],
         json!({"prompt_tokens": 2520, "completion_tokens": 89, "total_tokens": 2609, "prompt_tokens_details": {"cached_tokens": 2048}})
     );
-}
-
-fn decode_all(decoder: &mut EventDecoder, events: &[&str]) -> Vec<StreamEvent<'static>> {
-    events.iter().flat_map(|data| decoder.decode(data.as_bytes()).unwrap()).collect()
 }
 
 #[test]
@@ -151,29 +106,15 @@ fn stream_usage_is_replaced_never_added() {
             r#"{"type":"message_stop"}"#,
         ],
     );
-    let usages: Vec<Usage> = events
-        .iter()
-        .filter_map(|event| match event {
-            StreamEvent::Usage(usage) => Some(*usage),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        usages,
+        usages(&events),
         [
             Usage { input_tokens: 15, cached_tokens: 5, output_tokens: 1, ..Usage::default() },
             Usage { input_tokens: 15, cached_tokens: 5, output_tokens: 30, ..Usage::default() },
             Usage { input_tokens: 18, cached_tokens: 5, cache_write_tokens: 3, output_tokens: 40, ..Usage::default() },
         ]
     );
-    let finishes: Vec<&FinishReason> = events
-        .iter()
-        .filter_map(|event| match event {
-            StreamEvent::Finish { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(finishes, [&FinishReason::Stop, &FinishReason::Length]);
+    assert_eq!(finishes(&events), [&FinishReason::Stop, &FinishReason::Length]);
 }
 
 #[test]
@@ -209,15 +150,9 @@ fn stream_block_kinds() {
             StreamEvent::Start { id: "".into(), model: "".into(), created: 0 },
             StreamEvent::RedactedReasoning { choice: 0, data: "EmwKAhgB".into() },
             StreamEvent::Text { choice: 0, text: "Hi".into() },
-            StreamEvent::ToolCall {
-                choice: 0,
-                index: 0,
-                id: Some("toolu_1".into()),
-                name: Some("f".into()),
-                arguments: "".into(),
-            },
+            call_start(0, 0, "toolu_1", "f", ""),
             // Streamed arguments are not repeated at content_block_stop.
-            StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "{}".into() },
+            call_more(0, 0, "{}"),
             StreamEvent::Error { message: "overloaded_error: Overloaded".into() },
         ]
     );
@@ -258,7 +193,7 @@ proptest! {
     /// Any byte-level chunking of the SSE transcript yields the same canonical events.
     #[test]
     fn transcript_chunking_does_not_change_events(cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..24)) {
-        let chunks = cut_at(fixture("stream"), &cuts);
+        let chunks = cut_at(fixture!("anthropic-upstream/stream_thinking_tool.sse"), &cuts);
         prop_assert_eq!(decode_transcript(&chunks), expected_transcript_events());
     }
 }

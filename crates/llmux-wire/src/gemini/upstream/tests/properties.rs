@@ -6,9 +6,9 @@ use llmux_types::chat::{
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::{choice0, encode, image, tool_message};
+use super::{choice0, encode};
 use crate::gemini::upstream::{StreamDecoder, generate_content_request};
-use crate::test_support::{message, raw, text};
+use crate::test_support::{image, message, raw, text, tool_message};
 
 fn arguments_value(arguments: &str) -> Value {
     match serde_json::from_str::<Value>(arguments) {

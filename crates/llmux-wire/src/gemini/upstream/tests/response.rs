@@ -2,12 +2,13 @@ use llmux_types::Usage;
 use llmux_types::chat::FinishReason;
 use serde_json::Value;
 
-use super::{call, choice0, fixture};
+use super::choice0;
 use crate::gemini::upstream::generate_content_response;
+use crate::test_support::{call, fixture};
 
 #[test]
 fn text_response() {
-    let response = generate_content_response(fixture("text")).unwrap();
+    let response = generate_content_response(fixture!("gemini-upstream/response_text.json")).unwrap();
     assert_eq!(response.id, "u6VpaL-ZCpnUz7IPkb6Q6Ak");
     assert_eq!(response.model, "gemini-2.0-flash");
     assert_eq!(response.created, 0);
@@ -26,7 +27,7 @@ fn text_response() {
 
 #[test]
 fn function_call_response() {
-    let response = generate_content_response(fixture("function_call")).unwrap();
+    let response = generate_content_response(fixture!("gemini-upstream/response_function_call.json")).unwrap();
     assert_eq!(response.model, "gemini-3-pro-preview");
     let choice = &response.choices[0];
     assert_eq!(choice.content.as_deref(), Some("I'll check both cities."));
@@ -52,7 +53,7 @@ fn function_call_response() {
 
 #[test]
 fn thinking_response() {
-    let response = generate_content_response(fixture("thinking")).unwrap();
+    let response = generate_content_response(fixture!("gemini-upstream/response_thinking.json")).unwrap();
     let choice = &response.choices[0];
     assert_eq!(
         choice.reasoning.as_deref(),
@@ -73,7 +74,7 @@ fn thinking_response() {
 
 #[test]
 fn prompt_blocked_response() {
-    let response = generate_content_response(fixture("blocked")).unwrap();
+    let response = generate_content_response(fixture!("gemini-upstream/response_prompt_blocked.json")).unwrap();
     assert_eq!(response.id, "2L5LaL_0Ls2Gz7IPqu2y8Ak");
     let choice = &response.choices[0];
     assert_eq!(choice.index, 0);
@@ -86,10 +87,10 @@ fn prompt_blocked_response() {
 
 #[test]
 fn max_tokens_response_with_cache_and_tool_use_prompt() {
-    let choice = choice0(fixture("max_tokens"));
+    let choice = choice0(fixture!("gemini-upstream/response_max_tokens.json"));
     assert_eq!(choice.finish_reason, FinishReason::Length);
     assert_eq!(choice.content.as_deref(), Some("The first chapter opens with"));
-    let response = generate_content_response(fixture("max_tokens")).unwrap();
+    let response = generate_content_response(fixture!("gemini-upstream/response_max_tokens.json")).unwrap();
     // promptTokenCount already includes the cached tokens (canonical semantics); the
     // tool-use prompt is counted apart by Gemini and added.
     assert_eq!(

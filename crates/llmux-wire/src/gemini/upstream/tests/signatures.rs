@@ -4,10 +4,9 @@
 use llmux_types::chat::{ChatRequest, FinishReason, Message, Role, StreamEvent};
 use serde_json::{Value, json};
 
-use super::{call, fixture, tool_message};
 use crate::gemini::upstream::{generate_content_request, generate_content_response};
 use crate::openai::encode::ChatStreamEncoder;
-use crate::test_support::{message, text};
+use crate::test_support::{call, call_start, fixture, message, text, tool_message};
 
 fn signed_turn(signature: &str) -> Message {
     let mut turn = message(Role::Assistant, vec![text("Checking.")]);
@@ -40,7 +39,7 @@ fn another_providers_signature_is_never_sent_to_gemini_nor_gemini_s_to_anthropic
 
 #[test]
 fn gemini_signatures_ride_on_the_first_openai_tool_call_and_come_back() {
-    let answer = generate_content_response(fixture("function_call")).unwrap();
+    let answer = generate_content_response(fixture!("gemini-upstream/response_function_call.json")).unwrap();
     let signature = answer.choices[0].reasoning_signature.clone().unwrap();
     let raw = signature.strip_prefix("gemini:").unwrap().to_owned();
     let body: Value = serde_json::from_slice(&crate::openai::encode::chat_response(&answer)).unwrap();
@@ -78,20 +77,8 @@ fn streamed_gemini_signatures_ride_on_the_first_fragment_of_the_call() {
         StreamEvent::Text { choice: 0, text: "hi".into() },
         // A text part's signature, no call after it on this choice yet: held.
         StreamEvent::ReasoningSignature { choice: 0, signature: "gemini:c2ln".into() },
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 0,
-            id: Some("fc_1".into()),
-            name: Some("f".into()),
-            arguments: "{}".into(),
-        },
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 1,
-            id: Some("fc_2".into()),
-            name: Some("g".into()),
-            arguments: "{}".into(),
-        },
+        call_start(0, 0, "fc_1", "f", "{}"),
+        call_start(0, 1, "fc_2", "g", "{}"),
         StreamEvent::ReasoningSignature { choice: 0, signature: "EqQBCkgIBRABGAIiQL==".into() },
         StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
     ] {
@@ -114,7 +101,7 @@ fn streamed_gemini_signatures_ride_on_the_first_fragment_of_the_call() {
 
 #[test]
 fn gemini_signatures_ride_in_anthropic_tool_use_ids_and_come_back() {
-    let answer = generate_content_response(fixture("function_call")).unwrap();
+    let answer = generate_content_response(fixture!("gemini-upstream/response_function_call.json")).unwrap();
     let signature = answer.choices[0].reasoning_signature.clone().unwrap();
     let raw = signature.strip_prefix("gemini:").unwrap().to_owned();
     let first_id = answer.choices[0].tool_calls[0].id.clone();
@@ -135,13 +122,7 @@ fn gemini_signatures_ride_in_anthropic_tool_use_ids_and_come_back() {
     for event in [
         StreamEvent::Text { choice: 0, text: "Checking.".into() },
         StreamEvent::ReasoningSignature { choice: 0, signature: signature.clone().into() },
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 0,
-            id: Some(first_id.clone().into()),
-            name: Some("f".into()),
-            arguments: "{}".into(),
-        },
+        call_start(0, 0, &first_id, "f", "{}"),
         StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
     ] {
         encoder.encode(&event, &mut out);

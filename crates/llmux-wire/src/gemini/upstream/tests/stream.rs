@@ -1,13 +1,13 @@
 use llmux_types::Usage;
 use llmux_types::chat::{FinishReason, StreamEvent};
 use proptest::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::fixture;
 use crate::gemini::upstream::StreamDecoder;
-use crate::openai::encode::ChatStreamEncoder;
-use crate::sse::{Framer, parse_event};
-use crate::test_support::{cut_at, decode_sse};
+use crate::test_support::{
+    call_start, cut_at, decode_all, decode_sse, fixture, joined, openai_calls, openai_chunks, openai_deltas,
+    openai_finish_reasons, usages,
+};
 
 fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent<'static>> {
     let mut decoder = StreamDecoder::new();
@@ -38,20 +38,8 @@ fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
             choice: 0,
             signature: "gemini:CiQBVKhc7l5mzkoZSRQfFeCS44vjuGk3o7tGr8==".into(),
         },
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 0,
-            id: Some("fc_7q1".into()),
-            name: Some("get_weather".into()),
-            arguments: r#"{"city":"Paris"}"#.into(),
-        },
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 1,
-            id: Some("call_Vx9LaPqZBdGSz7IP0f2R8QM_1".into()),
-            name: Some("now".into()),
-            arguments: "{}".into(),
-        },
+        call_start(0, 0, "fc_7q1", "get_weather", r#"{"city":"Paris"}"#),
+        call_start(0, 1, "call_Vx9LaPqZBdGSz7IP0f2R8QM_1", "now", "{}"),
         usage(20, 61),
         // The last chunk's empty text yields nothing.
         StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
@@ -61,60 +49,38 @@ fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
 
 #[test]
 fn decodes_the_golden_transcript() {
-    assert_eq!(decode_transcript(&[fixture("stream")]), expected_transcript_events());
+    assert_eq!(
+        decode_transcript(&[fixture!("gemini-upstream/stream_thinking_tool.sse")]),
+        expected_transcript_events()
+    );
     // LF line endings, one byte at a time.
-    let lf = String::from_utf8(fixture("stream").to_vec()).unwrap().replace("\r\n", "\n");
+    let lf =
+        String::from_utf8(fixture!("gemini-upstream/stream_thinking_tool.sse").to_vec()).unwrap().replace("\r\n", "\n");
     let bytes: Vec<&[u8]> = lf.as_bytes().chunks(1).collect();
     assert_eq!(decode_transcript(&bytes), expected_transcript_events());
 }
 
 #[test]
 fn transcript_through_the_openai_encoder() {
-    let mut encoder = ChatStreamEncoder::new(true);
-    let mut out = Vec::new();
-    for event in decode_transcript(&[fixture("stream")]) {
-        encoder.encode(&event, &mut out);
-    }
-    encoder.finish(&mut out);
-    let mut framer = Framer::new();
-    framer.push(&out);
-    let mut chunks = Vec::new();
-    while let Some(raw) = framer.next_event() {
-        let data = parse_event(&raw).data.unwrap();
-        if &*data != b"[DONE]" {
-            chunks.push(serde_json::from_slice::<Value>(&data).unwrap());
-        }
-    }
+    let chunks = openai_chunks(decode_transcript(&[fixture!("gemini-upstream/stream_thinking_tool.sse")]));
     for chunk in &chunks {
         assert_eq!(chunk["id"], "Vx9LaPqZBdGSz7IP0f2R8QM");
         assert_eq!(chunk["model"], "gemini-3-pro-preview");
     }
-    let deltas: Vec<&Value> =
-        chunks.iter().flat_map(|chunk| chunk["choices"].as_array().unwrap()).map(|choice| &choice["delta"]).collect();
-    let joined = |field: &str| deltas.iter().filter_map(|delta| delta[field].as_str()).collect::<String>();
-    assert_eq!(joined("content"), "Let me check the weather été 🌤.");
-    let calls: Vec<&Value> = deltas.iter().filter_map(|delta| delta["tool_calls"].as_array()).flatten().collect();
+    let deltas = openai_deltas(&chunks);
+    assert_eq!(joined(&deltas, "content"), "Let me check the weather été 🌤.");
+    let calls = openai_calls(&deltas);
     assert_eq!(calls.len(), 2, "each call whole, in one delta");
     assert_eq!(calls[0]["id"], "fc_7q1");
     assert_eq!(calls[0]["function"]["name"], "get_weather");
     assert_eq!(calls[0]["function"]["arguments"], r#"{"city":"Paris"}"#);
     assert_eq!(calls[1]["index"], 1);
     assert_eq!(calls[1]["id"], "call_Vx9LaPqZBdGSz7IP0f2R8QM_1");
-    let finishes: Vec<&Value> = chunks
-        .iter()
-        .flat_map(|chunk| chunk["choices"].as_array().unwrap())
-        .map(|choice| &choice["finish_reason"])
-        .filter(|reason| !reason.is_null())
-        .collect();
-    assert_eq!(finishes, [&json!("tool_calls")]);
+    assert_eq!(openai_finish_reasons(&chunks), [&json!("tool_calls")]);
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["prompt_tokens"], 472);
     assert_eq!(usage["completion_tokens"], 89);
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 256);
-}
-
-fn decode_all(decoder: &mut StreamDecoder, chunks: &[&str]) -> Vec<StreamEvent<'static>> {
-    chunks.iter().flat_map(|data| decoder.decode(data.as_bytes()).unwrap()).collect()
 }
 
 #[test]
@@ -142,13 +108,6 @@ fn stream_choices_signatures_and_finish() {
             r#"{"candidates":[{"finishReason":"STOP","index":1}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":4}}"#,
         ],
     );
-    let tool = |index: u32, id: &'static str, name: &'static str, arguments: &'static str| StreamEvent::ToolCall {
-        choice: 1,
-        index,
-        id: Some(id.into()),
-        name: Some(name.into()),
-        arguments: arguments.into(),
-    };
     assert_eq!(
         events,
         vec![
@@ -158,8 +117,8 @@ fn stream_choices_signatures_and_finish() {
             // Position 1, no index: choice 1 as well.
             StreamEvent::Text { choice: 1, text: "b".into() },
             StreamEvent::ReasoningSignature { choice: 1, signature: "gemini:on-call".into() },
-            tool(0, "call_0", "f", r#"{"x":1}"#),
-            tool(1, "call_1", "g", "{}"),
+            call_start(1, 0, "call_0", "f", r#"{"x":1}"#),
+            call_start(1, 1, "call_1", "g", "{}"),
             StreamEvent::Text { choice: 0, text: "c".into() },
             StreamEvent::ReasoningSignature { choice: 0, signature: "gemini:text-0".into() },
             StreamEvent::Finish { choice: 0, reason: FinishReason::Length },
@@ -181,13 +140,7 @@ fn stream_usage_is_replaced_never_added() {
             r#"{"candidates":[{"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":7,"thoughtsTokenCount":9,"toolUsePromptTokenCount":1}}"#,
         ],
     );
-    let usages: Vec<Usage> = events
-        .iter()
-        .filter_map(|event| match event {
-            StreamEvent::Usage(usage) => Some(*usage),
-            _ => None,
-        })
-        .collect();
+    let usages = usages(&events);
     assert_eq!(
         usages,
         [
@@ -255,7 +208,7 @@ proptest! {
     /// Any byte-level chunking of the SSE transcript yields the same canonical events.
     #[test]
     fn transcript_chunking_does_not_change_events(cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..24)) {
-        let chunks = cut_at(fixture("stream"), &cuts);
+        let chunks = cut_at(fixture!("gemini-upstream/stream_thinking_tool.sse"), &cuts);
         prop_assert_eq!(decode_transcript(&chunks), expected_transcript_events());
     }
 }

@@ -3,11 +3,11 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::openai::upstream::{ReasoningField, RequestOptions, chat_request, chat_request_with};
-use crate::test_support::{message, raw, text};
+use crate::test_support::{fixture, message, raw, text};
 
 #[test]
 fn request_from_anthropic_client_golden() {
-    let body = include_bytes!("../../../../tests/fixtures/anthropic/request_tools.json");
+    let body = fixture!("anthropic/request_tools.json");
     let mut request = crate::anthropic::decode::messages_request(body).unwrap();
     request.stream = true;
     request.top_k = Some(5);

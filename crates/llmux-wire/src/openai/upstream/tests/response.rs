@@ -1,12 +1,12 @@
 use llmux_types::Usage;
 use llmux_types::chat::{FinishReason, ToolCall};
 
-use super::fixture;
 use crate::openai::upstream::{chat_response, split_think};
+use crate::test_support::fixture;
 
 #[test]
 fn plain_response_keeps_all_choices() {
-    let response = chat_response(fixture("plain")).unwrap();
+    let response = chat_response(fixture!("openai/response_plain.json")).unwrap();
     assert_eq!(response.id, "chatcmpl-plain");
     assert_eq!(response.created, 1767225600);
     assert_eq!(response.model, "gpt-4o-mini-2024-07-18");
@@ -22,7 +22,7 @@ fn plain_response_keeps_all_choices() {
 
 #[test]
 fn tool_call_response() {
-    let response = chat_response(fixture("tools")).unwrap();
+    let response = chat_response(fixture!("openai/response_tool_calls.json")).unwrap();
     let choice = &response.choices[0];
     assert_eq!(choice.content, None);
     assert_eq!(choice.finish_reason, FinishReason::ToolCalls);
@@ -41,7 +41,7 @@ fn tool_call_response() {
 
 #[test]
 fn deepseek_reasoning_and_cache_hits() {
-    let response = chat_response(fixture("deepseek")).unwrap();
+    let response = chat_response(fixture!("openai/response_deepseek.json")).unwrap();
     let choice = &response.choices[0];
     assert_eq!(choice.content.as_deref(), Some("391"));
     assert_eq!(choice.reasoning.as_deref(), Some("17 * 23: 17 * 20 = 340, 17 * 3 = 51, total 391."));
@@ -50,14 +50,14 @@ fn deepseek_reasoning_and_cache_hits() {
         Usage { input_tokens: 200, output_tokens: 80, cached_tokens: 128, reasoning_tokens: 60, cache_write_tokens: 0 }
     );
     // Only DeepSeek's own field: still counted as cached.
-    let response = chat_response(fixture("deepseek_hit")).unwrap();
+    let response = chat_response(fixture!("openai/response_deepseek_hit_only.json")).unwrap();
     assert_eq!(response.usage.cached_tokens, 64);
     assert_eq!(response.usage.input_tokens, 90);
 }
 
 #[test]
 fn inline_think_is_split_into_reasoning() {
-    let response = chat_response(fixture("think")).unwrap();
+    let response = chat_response(fixture!("openai/response_think_inline.json")).unwrap();
     let choice = &response.choices[0];
     assert_eq!(choice.reasoning.as_deref(), Some("The user greets me; reply briefly."));
     assert_eq!(choice.content.as_deref(), Some("Hello!"));

@@ -3,9 +3,8 @@ use llmux_types::chat::{FinishReason, StreamEvent};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::fixture;
 use crate::openai::upstream::{ChunkDecoder, split_think};
-use crate::test_support::{cut_at, decode_sse};
+use crate::test_support::{call_more, call_start, cut_at, decode_sse, fixture};
 
 fn decode_transcript(chunks: &[&[u8]]) -> Vec<StreamEvent<'static>> {
     let mut decoder = ChunkDecoder::new();
@@ -17,16 +16,10 @@ fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
         StreamEvent::Start { id: "chatcmpl-s1".into(), model: "gpt-4.1".into(), created: 1767225605 },
         StreamEvent::Text { choice: 0, text: "Let me ".into() },
         StreamEvent::Text { choice: 0, text: "check été 🌤.".into() },
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 0,
-            id: Some("call_w1".into()),
-            name: Some("get_weather".into()),
-            arguments: "".into(),
-        },
-        StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "{\"ci".into() },
-        StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "ty\": \"Par".into() },
-        StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "is\"}".into() },
+        call_start(0, 0, "call_w1", "get_weather", ""),
+        call_more(0, 0, "{\"ci"),
+        call_more(0, 0, "ty\": \"Par"),
+        call_more(0, 0, "is\"}"),
         StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
         StreamEvent::Usage(Usage { input_tokens: 120, output_tokens: 31, cached_tokens: 100, ..Usage::default() }),
     ]
@@ -34,7 +27,7 @@ fn expected_transcript_events() -> Vec<StreamEvent<'static>> {
 
 #[test]
 fn decodes_the_golden_transcript() {
-    assert_eq!(decode_transcript(&[fixture("stream")]), expected_transcript_events());
+    assert_eq!(decode_transcript(&[fixture!("openai/stream_tool_call.sse")]), expected_transcript_events());
 }
 
 #[test]
@@ -90,25 +83,7 @@ fn tool_calls_without_index_and_repeated_ids() {
     let events = decoder
         .decode(br#"{"id":"g","choices":[{"index":0,"delta":{"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"b","type":"function","function":{"name":"g","arguments":"{\"x\":1}"}}]}}]}"#)
         .unwrap();
-    assert_eq!(
-        events[1..],
-        [
-            StreamEvent::ToolCall {
-                choice: 0,
-                index: 0,
-                id: Some("a".into()),
-                name: Some("f".into()),
-                arguments: "{}".into()
-            },
-            StreamEvent::ToolCall {
-                choice: 0,
-                index: 1,
-                id: Some("b".into()),
-                name: Some("g".into()),
-                arguments: "{\"x\":1}".into()
-            },
-        ]
-    );
+    assert_eq!(events[1..], [call_start(0, 0, "a", "f", "{}"), call_start(0, 1, "b", "g", "{\"x\":1}"),]);
     let events = decoder
         .decode(br#"{"id":"g","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"b","function":{"name":"g","arguments":""}}]},"finish_reason":"stop"}]}"#)
         .unwrap();
@@ -167,7 +142,7 @@ proptest! {
     /// Any byte-level chunking of the SSE transcript yields the same canonical events.
     #[test]
     fn transcript_chunking_does_not_change_events(cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..16)) {
-        let chunks = cut_at(fixture("stream"), &cuts);
+        let chunks = cut_at(fixture!("openai/stream_tool_call.sse"), &cuts);
         prop_assert_eq!(decode_transcript(&chunks), expected_transcript_events());
     }
 
