@@ -1,7 +1,8 @@
 //! Helpers shared by this crate's tests.
 
 use llmux_types::Usage;
-use llmux_types::chat::{ContentPart, FinishReason, Message, Role, StreamEvent, ToolCall};
+use llmux_types::chat::{ContentPart, FinishReason, Message, Role, StreamEvent, Tool, ToolCall, ToolChoice};
+use proptest::prelude::*;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -187,4 +188,94 @@ pub fn openai_finish_reasons(chunks: &[Value]) -> Vec<&Value> {
         .map(|choice| &choice["finish_reason"])
         .filter(|reason| !reason.is_null())
         .collect()
+}
+
+// ---------------------------------------------------------------------------------
+// Strategies for canonical requests.
+
+/// Short text with quotes, backslashes, newlines and non-ASCII.
+pub fn arb_text() -> impl Strategy<Value = String> + Clone {
+    "[a-zA-Z0-9 \"\\\\\n\u{e9}\u{1f600}]{0,8}"
+}
+
+/// Mostly text; else an image, by a URL matching `url` or as a base64 data URL.
+pub fn arb_part(url: &'static str) -> impl Strategy<Value = ContentPart> + Clone {
+    prop_oneof![
+        3 => arb_text().prop_map(ContentPart::Text),
+        1 => url.prop_map(|url| image(&url)),
+        1 => ("(png|jpeg|webp)", "[A-Za-z0-9+/]{0,8}={0,2}", proptest::option::of("(low|high)")).prop_map(
+            |(kind, data, detail)| ContentPart::Image { url: format!("data:image/{kind};base64,{data}"), detail }
+        ),
+    ]
+}
+
+/// A system or developer message of `texts`.
+pub fn arb_system_message(texts: impl Strategy<Value = Vec<String>>) -> impl Strategy<Value = Message> {
+    (prop_oneof![Just(Role::System), Just(Role::Developer)], texts)
+        .prop_map(|(role, texts)| message(role, texts.into_iter().map(ContentPart::Text).collect()))
+}
+
+/// An assistant message: texts, calls, maybe reasoning with a signature from
+/// `signatures`, and redacted reasoning.
+pub fn arb_assistant_message(
+    texts: impl Strategy<Value = Vec<String>>,
+    calls: impl Strategy<Value = ToolCall>,
+    signatures: impl Strategy<Value = Option<String>>,
+) -> impl Strategy<Value = Message> {
+    (
+        texts,
+        proptest::collection::vec(calls, 0..3),
+        proptest::option::of((arb_text(), signatures)),
+        proptest::collection::vec("[A-Za-z0-9+/]{1,6}", 0..2),
+    )
+        .prop_map(|(texts, calls, reasoning, redacted)| {
+            let mut message = message(Role::Assistant, texts.into_iter().map(ContentPart::Text).collect());
+            message.tool_calls = calls;
+            if let Some((reasoning, signature)) = reasoning {
+                message.reasoning = Some(reasoning);
+                message.reasoning_signature = signature;
+            }
+            message.redacted_reasoning = redacted;
+            message
+        })
+}
+
+/// Tool-call arguments: mostly a small JSON object, else empty, cut short, or an array.
+pub fn arb_arguments() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "\\{( ?\"[a-z]{1,3}\": ?([0-9]{1,3}|\"[a-z ]{0,3}\"|\\[[0-9]?\\]),?)?\\}"
+            .prop_filter("valid JSON", |json| serde_json::from_str::<Value>(json).is_ok()),
+        1 => Just(String::new()),
+        1 => Just("{\"a\":".to_owned()),
+        1 => Just("[1, 2]".to_owned()),
+    ]
+}
+
+/// A tool call with an id from `ids` and arguments from `arguments`.
+pub fn arb_call(
+    ids: impl Strategy<Value = String>,
+    arguments: impl Strategy<Value = String>,
+) -> impl Strategy<Value = ToolCall> {
+    (ids, "[a-z_]{1,8}", arguments).prop_map(|(id, name, arguments)| ToolCall { id, name, arguments })
+}
+
+/// A tool whose parameters are `schema` or not given.
+pub fn arb_tool(schema: &'static str) -> impl Strategy<Value = Tool> {
+    ("[a-z_]{1,10}", proptest::option::of("[a-zA-Z .]{0,20}"), any::<bool>()).prop_map(
+        move |(name, description, with_schema)| Tool {
+            name,
+            description,
+            parameters: with_schema.then(|| raw(schema)),
+        },
+    )
+}
+
+/// Any tool choice, or none.
+pub fn arb_tool_choice() -> impl Strategy<Value = Option<ToolChoice>> {
+    proptest::option::of(prop_oneof![
+        Just(ToolChoice::None),
+        Just(ToolChoice::Auto),
+        Just(ToolChoice::Required),
+        "[a-z]{1,5}".prop_map(ToolChoice::Function),
+    ])
 }

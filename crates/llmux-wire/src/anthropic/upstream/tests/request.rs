@@ -1,10 +1,13 @@
-use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, Tool, ToolCall, ToolChoice};
+use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, Tool, ToolChoice};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::encode;
 use crate::anthropic::upstream::messages_request;
-use crate::test_support::{call, fixture, image, message, raw, text, tool_message};
+use crate::test_support::{
+    arb_arguments, arb_assistant_message, arb_call, arb_part, arb_system_message, arb_text, arb_tool, arb_tool_choice,
+    call, fixture, image, message, raw, text, tool_message,
+};
 
 fn golden_request() -> ChatRequest {
     let mut assistant = message(Role::Assistant, vec![text("Checking both.")]);
@@ -473,84 +476,32 @@ proptest! {
     }
 }
 
-fn arb_text() -> impl Strategy<Value = String> + Clone {
-    "[a-zA-Z0-9 \"\\\\\n\u{e9}\u{1f600}]{0,8}"
-}
-
-fn arb_part() -> impl Strategy<Value = ContentPart> + Clone {
-    prop_oneof![
-        3 => arb_text().prop_map(ContentPart::Text),
-        1 => "https://[a-z]{1,6}\\.example/[a-z]{1,4}\\.png".prop_map(|url| image(&url)),
-        1 => ("(png|jpeg|webp)", "[A-Za-z0-9+/]{0,8}={0,2}", proptest::option::of("(low|high)")).prop_map(
-            |(kind, data, detail)| ContentPart::Image { url: format!("data:image/{kind};base64,{data}"), detail }
-        ),
-    ]
-}
-
-fn arb_call() -> impl Strategy<Value = ToolCall> {
-    let arguments = prop_oneof![
-        3 => "\\{( ?\"[a-z]{1,3}\": ?([0-9]{1,3}|\"[a-z ]{0,3}\"|\\[[0-9]?\\]),?)?\\}"
-            .prop_filter("valid JSON", |json| serde_json::from_str::<Value>(json).is_ok()),
-        1 => Just(String::new()),
-        1 => Just("{\"a\":".to_owned()),
-        1 => Just("[1, 2]".to_owned()),
-    ];
-    ("[a-zA-Z0-9_]{1,8}", "[a-z_]{1,8}", arguments).prop_map(|(id, name, arguments)| ToolCall {
-        id: format!("toolu_{id}"),
-        name,
-        arguments,
-    })
-}
-
 fn arb_message() -> impl Strategy<Value = Message> {
     let texts = proptest::collection::vec(arb_text(), 0..3);
-    let parts = proptest::collection::vec(arb_part(), 0..3);
+    let parts = proptest::collection::vec(arb_part("https://[a-z]{1,6}\\.example/[a-z]{1,4}\\.png"), 0..3);
     prop_oneof![
-        1 => (prop_oneof![Just(Role::System), Just(Role::Developer)], texts.clone())
-            .prop_map(|(role, texts)| message(role, texts.into_iter().map(ContentPart::Text).collect())),
+        1 => arb_system_message(texts.clone()),
         2 => parts.clone().prop_map(|parts| message(Role::User, parts)),
-        2 => (
+        2 => arb_assistant_message(
             texts,
-            proptest::collection::vec(arb_call(), 0..3),
-            proptest::option::of((arb_text(), proptest::option::of("[A-Za-z0-9+/=]{0,6}"))),
-            proptest::collection::vec("[A-Za-z0-9+/]{1,6}", 0..2),
-        )
-            .prop_map(|(texts, calls, reasoning, redacted)| {
-                let mut message = message(Role::Assistant, texts.into_iter().map(ContentPart::Text).collect());
-                message.tool_calls = calls;
-                if let Some((reasoning, signature)) = reasoning {
-                    message.reasoning = Some(reasoning);
-                    message.reasoning_signature = signature;
-                }
-                message.redacted_reasoning = redacted;
-                message
-            }),
+            arb_call("[a-zA-Z0-9_]{1,8}".prop_map(|id| format!("toolu_{id}")), arb_arguments()),
+            proptest::option::of("[A-Za-z0-9+/=]{0,6}"),
+        ),
         2 => (parts, "toolu_[a-z0-9_]{1,8}", any::<bool>()).prop_map(|(parts, id, error)| tool_message(&id, parts, error)),
     ]
-}
-
-fn arb_tool() -> impl Strategy<Value = Tool> {
-    ("[a-z_]{1,10}", proptest::option::of("[a-zA-Z .]{0,20}"), any::<bool>()).prop_map(|(name, description, schema)| {
-        Tool { name, description, parameters: schema.then(|| raw(r#"{"type":"object","properties":{"a":{}}}"#)) }
-    })
 }
 
 fn arb_request() -> impl Strategy<Value = ChatRequest> {
     (
         (
             proptest::collection::vec(arb_message(), 0..8),
-            proptest::collection::vec(arb_tool(), 0..3),
+            proptest::collection::vec(arb_tool(r#"{"type":"object","properties":{"a":{}}}"#), 0..3),
             proptest::collection::vec("[A-Z#]{1,5}", 0..4),
             proptest::option::of(1u64..100_000),
             any::<bool>(),
         ),
         (
-            proptest::option::of(prop_oneof![
-                Just(ToolChoice::None),
-                Just(ToolChoice::Auto),
-                Just(ToolChoice::Required),
-                "[a-z]{1,5}".prop_map(ToolChoice::Function),
-            ]),
+            arb_tool_choice(),
             proptest::option::of(prop_oneof![Just(0.0), Just(0.5), Just(1.0), Just(1.25), Just(2.0)]),
             proptest::option::of(0u32..100),
             proptest::option::of(any::<bool>()),

@@ -1,9 +1,9 @@
-use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, Tool, ToolCall, ToolChoice};
+use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, ToolCall, ToolChoice};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::openai::upstream::{ReasoningField, RequestOptions, chat_request, chat_request_with};
-use crate::test_support::{fixture, message, raw, text};
+use crate::test_support::{arb_call, arb_system_message, arb_tool, arb_tool_choice, fixture, message, raw, text};
 
 #[test]
 fn request_from_anthropic_client_golden() {
@@ -179,19 +179,10 @@ fn arb_text() -> impl Strategy<Value = String> + Clone {
     "[a-zA-Z0-9 \"\\\\\n\u{e9}\u{1f600}]{0,12}"
 }
 
-fn arb_call() -> impl Strategy<Value = ToolCall> {
-    ("[a-z0-9_]{1,8}", "[a-z_]{1,8}", "\\{(\"[a-z]{1,3}\":[0-9]{1,3})?\\}").prop_map(|(id, name, arguments)| ToolCall {
-        id: format!("call_{id}"),
-        name,
-        arguments,
-    })
-}
-
 fn arb_message() -> impl Strategy<Value = Message> {
     let texts = proptest::collection::vec(arb_text(), 0..3);
     prop_oneof![
-        (prop_oneof![Just(Role::System), Just(Role::Developer)], texts.clone())
-            .prop_map(|(role, texts)| message(role, texts.into_iter().map(ContentPart::Text).collect())),
+        arb_system_message(texts.clone()),
         (texts.clone(), proptest::option::of("https://[a-z]{1,6}\\.example/[a-z]{1,4}\\.png"), any::<bool>()).prop_map(
             |(texts, image, image_first)| {
                 let mut content: Vec<ContentPart> = texts.into_iter().map(ContentPart::Text).collect();
@@ -202,11 +193,18 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 message(Role::User, content)
             }
         ),
-        (texts.clone(), proptest::collection::vec(arb_call(), 0..3)).prop_map(|(texts, calls)| {
-            let mut message = message(Role::Assistant, texts.into_iter().map(ContentPart::Text).collect());
-            message.tool_calls = calls;
-            message
-        }),
+        (
+            texts.clone(),
+            proptest::collection::vec(
+                arb_call("[a-z0-9_]{1,8}".prop_map(|id| format!("call_{id}")), "\\{(\"[a-z]{1,3}\":[0-9]{1,3})?\\}"),
+                0..3,
+            ),
+        )
+            .prop_map(|(texts, calls)| {
+                let mut message = message(Role::Assistant, texts.into_iter().map(ContentPart::Text).collect());
+                message.tool_calls = calls;
+                message
+            }),
         (texts, "[a-z0-9_]{1,8}").prop_map(|(texts, id)| {
             let mut message = message(Role::Tool, texts.into_iter().map(ContentPart::Text).collect());
             message.tool_call_id = Some(id);
@@ -215,26 +213,15 @@ fn arb_message() -> impl Strategy<Value = Message> {
     ]
 }
 
-fn arb_tool() -> impl Strategy<Value = Tool> {
-    ("[a-z_]{1,10}", proptest::option::of("[a-zA-Z .]{0,20}"), any::<bool>()).prop_map(|(name, description, schema)| {
-        Tool { name, description, parameters: schema.then(|| raw(r#"{"type":"object","properties":{}}"#)) }
-    })
-}
-
 fn arb_request() -> impl Strategy<Value = ChatRequest> {
     (
         "[a-z-]{1,10}",
         proptest::collection::vec(arb_message(), 1..6),
-        proptest::collection::vec(arb_tool(), 0..3),
+        proptest::collection::vec(arb_tool(r#"{"type":"object","properties":{}}"#), 0..3),
         proptest::collection::vec("[A-Z#]{1,5}", 0..4),
         proptest::option::of(1u64..100_000),
         any::<bool>(),
-        proptest::option::of(prop_oneof![
-            Just(ToolChoice::None),
-            Just(ToolChoice::Auto),
-            Just(ToolChoice::Required),
-            "[a-z]{1,5}".prop_map(ToolChoice::Function),
-        ]),
+        arb_tool_choice(),
         proptest::option::of(prop_oneof![Just(0.0), Just(0.5), Just(1.0), Just(1.25)]),
     )
         .prop_map(|(model, messages, tools, stop, max_tokens, stream, tool_choice, temperature)| ChatRequest {
