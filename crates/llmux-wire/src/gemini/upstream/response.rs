@@ -221,7 +221,7 @@ pub(super) fn tool_call(call: FunctionCallIn<'_>, prefix: &str, ordinal: u32) ->
 ///   OpenAI shape of a filtered answer, rather than an error: the request was valid and
 ///   its prompt tokens are billed.
 /// - `responseId` -> `id`, `modelVersion` -> `model`; `created` is 0 (Gemini sends none;
-///   no clock here). Usage as described in the module docs.
+///   no clock here). Usage as described in the `gemini::upstream` docs.
 ///
 /// An error body (`{"error":{...}}`) or a body with neither candidates nor a block reason
 /// is a [`DecodeError`].

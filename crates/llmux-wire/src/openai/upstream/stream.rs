@@ -70,7 +70,7 @@ struct ChunkFunctionIn<'a> {
 }
 
 /// Streamed tool arguments: a JSON string's value, borrowed when it has no escapes (see
-/// `arguments_of`).
+/// `arguments_of` in `response`).
 fn chunk_arguments(raw: Option<&RawValue>) -> Cow<'_, str> {
     match raw {
         Some(raw) if raw.get().trim() != "null" => match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
