@@ -2,7 +2,10 @@
 //! frames, in each direction the gateway translates. Reported per event, so the
 //! events/s figure in BENCHMARKS.md is 1e9 / (ns per event).
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use llmux_types::chat::StreamEvent;
+use llmux_wire::UpstreamDecoder;
 use llmux_wire::anthropic::encode::MessagesStreamEncoder;
 use llmux_wire::anthropic::upstream::EventDecoder;
 use llmux_wire::gemini::upstream::StreamDecoder;
@@ -83,66 +86,67 @@ fn relay(stream: &[u8], out: &mut Vec<u8>, mut translate: impl FnMut(&[u8], &mut
     }
 }
 
+/// A client's stream encoder (OpenAI's or Anthropic's).
+trait ClientEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>);
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+impl ClientEncoder for ChatStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        ChatStreamEncoder::encode(self, event, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        ChatStreamEncoder::finish(self, out);
+    }
+}
+
+impl ClientEncoder for MessagesStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        MessagesStreamEncoder::encode(self, event, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        MessagesStreamEncoder::finish(self, out);
+    }
+}
+
+/// Benchmarks translating `stream` (of `events` events) from the upstream dialect of
+/// `decoder` for the client of `encoder`, both made anew per iteration.
+fn bench_translation<D: UpstreamDecoder, E: ClientEncoder>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    (stream, events): &(Vec<u8>, usize),
+    decoder: fn() -> D,
+    encoder: fn() -> E,
+) {
+    group.throughput(Throughput::Elements(*events as u64));
+    group.bench_function(name, |b| {
+        let mut out = Vec::with_capacity(64 * 1024);
+        b.iter(|| {
+            out.clear();
+            let (mut decoder, mut encoder) = (decoder(), encoder());
+            relay(stream, &mut out, |data, out| {
+                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
+            });
+            encoder.finish(&mut out);
+            out.len()
+        })
+    });
+}
+
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("stream translation");
-    let (openai, openai_events) = openai_stream();
-    group.throughput(Throughput::Elements(openai_events as u64));
-    group.bench_function("OpenAI upstream -> Anthropic client (per stream of 204 events)", |b| {
-        let mut out = Vec::with_capacity(64 * 1024);
-        b.iter(|| {
-            out.clear();
-            let mut decoder = ChunkDecoder::new();
-            let mut encoder = MessagesStreamEncoder::new("m");
-            relay(&openai, &mut out, |data, out| {
-                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
-            });
-            encoder.finish(&mut out);
-            out.len()
-        })
-    });
-    let (anthropic, anthropic_events) = anthropic_stream();
-    group.throughput(Throughput::Elements(anthropic_events as u64));
-    group.bench_function("Anthropic upstream -> OpenAI client (per stream of 205 events)", |b| {
-        let mut out = Vec::with_capacity(64 * 1024);
-        b.iter(|| {
-            out.clear();
-            let mut decoder = EventDecoder::new();
-            let mut encoder = ChatStreamEncoder::new(true);
-            relay(&anthropic, &mut out, |data, out| {
-                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
-            });
-            encoder.finish(&mut out);
-            out.len()
-        })
-    });
-    let (gemini, gemini_events) = gemini_stream();
-    group.throughput(Throughput::Elements(gemini_events as u64));
-    group.bench_function("Gemini upstream -> OpenAI client (per stream of 402 events)", |b| {
-        let mut out = Vec::with_capacity(64 * 1024);
-        b.iter(|| {
-            out.clear();
-            let mut decoder = StreamDecoder::new();
-            let mut encoder = ChatStreamEncoder::new(true);
-            relay(&gemini, &mut out, |data, out| {
-                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
-            });
-            encoder.finish(&mut out);
-            out.len()
-        })
-    });
-    group.bench_function("Gemini upstream -> Anthropic client (per stream of 402 events)", |b| {
-        let mut out = Vec::with_capacity(64 * 1024);
-        b.iter(|| {
-            out.clear();
-            let mut decoder = StreamDecoder::new();
-            let mut encoder = MessagesStreamEncoder::new("m");
-            relay(&gemini, &mut out, |data, out| {
-                decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
-            });
-            encoder.finish(&mut out);
-            out.len()
-        })
-    });
+    let anthropic = || MessagesStreamEncoder::new("m");
+    let openai = || ChatStreamEncoder::new(true);
+    let name = "OpenAI upstream -> Anthropic client (per stream of 204 events)";
+    bench_translation(&mut group, name, &openai_stream(), ChunkDecoder::new, anthropic);
+    let name = "Anthropic upstream -> OpenAI client (per stream of 205 events)";
+    bench_translation(&mut group, name, &anthropic_stream(), EventDecoder::new, openai);
+    let gemini = gemini_stream();
+    let name = "Gemini upstream -> OpenAI client (per stream of 402 events)";
+    bench_translation(&mut group, name, &gemini, StreamDecoder::new, openai);
+    let name = "Gemini upstream -> Anthropic client (per stream of 402 events)";
+    bench_translation(&mut group, name, &gemini, StreamDecoder::new, anthropic);
     group.finish();
 }
 

@@ -1,24 +1,40 @@
 //! What clients and upstreams speak on the wire. Pure: bytes in, values out, values
 //! in, bytes out. No I/O, no clock, no async.
 //!
+//! Dialects meet in the canonical model (`llmux_types::chat`). On the client side a
+//! request decodes into it and the answer encodes from it; on the upstream side a
+//! request encodes from it and the provider's answer decodes into it.
+//!
+//! - [`Dialect`]: the wire formats clients speak to llmux (a provider adapter names the
+//!   one it takes natively).
 //! - [`sse`]: an incremental Server-Sent-Events framer (any chunking, `\n`/`\r\n`).
-//! - [`openai`]: the OpenAI dialect: borrowed request peeks and byte-splicing rewrites
-//!   for the same-dialect fast path, decoding to and encoding from the canonical model,
-//!   usage extraction, and the error body; [`openai::upstream`] speaks it to
-//!   OpenAI-compatible providers on behalf of clients of other dialects.
-//! - [`anthropic`]: the Anthropic Messages dialect on the client side: requests decode to
-//!   the canonical model; responses and stream events encode to Anthropic JSON and its
-//!   exact SSE event sequence; error bodies.
-//! - [`gemini`]: the Google Gemini API (generativelanguage `v1beta`) on the upstream side:
-//!   canonical requests -> `generateContent` bodies, responses and `alt=sse` chunks ->
-//!   canonical, error bodies and their retry delay.
+//! - [`openai`]: the OpenAI dialect. Client side: borrowed request peeks and
+//!   byte-splicing rewrites for the same-dialect fast path, decoding to and encoding from
+//!   the canonical model, usage extraction, the error body. Upstream side:
+//!   [`openai::upstream`], for OpenAI-compatible providers.
+//! - [`anthropic`]: the Anthropic Messages dialect. Client side: requests decode to the
+//!   canonical model; responses and stream events encode to Anthropic JSON and its exact
+//!   SSE event sequence; error bodies; the same-dialect fast path. Upstream side:
+//!   [`anthropic::upstream`].
+//! - [`gemini`]: the Google Gemini API (generativelanguage `v1beta`), upstream side only:
+//!   [`gemini::upstream`].
+//!
+//! Each dialect's `upstream` is a folder of parts: `request` (canonical request ->
+//! provider body), `response` (complete body -> canonical), `stream` (the stream decoder,
+//! an [`UpstreamDecoder`]), and for Gemini also `contents` (the conversation) and `error`
+//! (error bodies, retry delay). What the three share is crate-private: `upstream`
+//! (reading bodies and stream payloads, a malformed one being an `invalid upstream
+//! <what>` [`DecodeError`]; the non-empty texts and `data:` URLs of requests) and
+//! `extensions` (the extension keys reported by name when an encoder drops them).
 
 pub mod anthropic;
 mod dialect;
+mod extensions;
 mod few;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
+mod upstream;
 
 pub use dialect::Dialect;
 
@@ -51,32 +67,19 @@ pub trait UpstreamDecoder: Send {
     ) -> Result<(), DecodeError>;
 }
 
-impl UpstreamDecoder for openai::upstream::ChunkDecoder {
-    fn decode_with<'d>(
-        &mut self,
-        data: &'d [u8],
-        emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
-    ) -> Result<(), DecodeError> {
-        openai::upstream::ChunkDecoder::decode_with(self, data, emit)
-    }
+/// Each decoder's own `decode_with` is the trait's.
+macro_rules! upstream_decoders {
+    ($($decoder:ty),+ $(,)?) => {$(
+        impl UpstreamDecoder for $decoder {
+            fn decode_with<'d>(
+                &mut self,
+                data: &'d [u8],
+                emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
+            ) -> Result<(), DecodeError> {
+                <$decoder>::decode_with(self, data, emit)
+            }
+        }
+    )+};
 }
 
-impl UpstreamDecoder for anthropic::upstream::EventDecoder {
-    fn decode_with<'d>(
-        &mut self,
-        data: &'d [u8],
-        emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
-    ) -> Result<(), DecodeError> {
-        anthropic::upstream::EventDecoder::decode_with(self, data, emit)
-    }
-}
-
-impl UpstreamDecoder for gemini::upstream::StreamDecoder {
-    fn decode_with<'d>(
-        &mut self,
-        data: &'d [u8],
-        emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
-    ) -> Result<(), DecodeError> {
-        gemini::upstream::StreamDecoder::decode_with(self, data, emit)
-    }
-}
+upstream_decoders!(openai::upstream::ChunkDecoder, anthropic::upstream::EventDecoder, gemini::upstream::StreamDecoder);

@@ -5,6 +5,8 @@
 
 use std::alloc::System;
 
+use llmux_types::chat::StreamEvent;
+use llmux_wire::UpstreamDecoder;
 use llmux_wire::anthropic::encode::MessagesStreamEncoder;
 use llmux_wire::anthropic::upstream::EventDecoder;
 use llmux_wire::gemini::upstream::StreamDecoder;
@@ -78,36 +80,47 @@ fn per_chunk(stream: fn(usize) -> Vec<u8>, translate: &dyn Fn(&[u8]) -> usize) -
     (large as f64 - small as f64) / 200.0
 }
 
+/// A client's stream encoder (OpenAI's or Anthropic's).
+trait ClientEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>);
+}
+
+impl ClientEncoder for ChatStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        ChatStreamEncoder::encode(self, event, out);
+    }
+}
+
+impl ClientEncoder for MessagesStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        MessagesStreamEncoder::encode(self, event, out);
+    }
+}
+
+/// Allocations per extra upstream chunk translating streams of `stream` from the
+/// upstream dialect of `decoder` for the client of `encoder` (each made anew per stream).
+fn per_chunk_translating<D: UpstreamDecoder, E: ClientEncoder>(
+    stream: fn(usize) -> Vec<u8>,
+    decoder: fn() -> D,
+    encoder: fn() -> E,
+) -> f64 {
+    per_chunk(stream, &|stream| {
+        let (mut decoder, mut encoder) = (decoder(), encoder());
+        allocations(stream, |data, out| {
+            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
+        })
+    })
+}
+
 #[test]
 fn translating_a_stream_allocates_nothing_per_chunk() {
-    let openai_to_anthropic = per_chunk(openai_stream, &|stream| {
-        let mut decoder = ChunkDecoder::new();
-        let mut encoder = MessagesStreamEncoder::new("m");
-        allocations(stream, |data, out| {
-            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
-        })
-    });
-    let anthropic_to_openai = per_chunk(anthropic_stream, &|stream| {
-        let mut decoder = EventDecoder::new();
-        let mut encoder = ChatStreamEncoder::new(true);
-        allocations(stream, |data, out| {
-            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
-        })
-    });
-    let gemini_to_openai = per_chunk(gemini_stream, &|stream| {
-        let mut decoder = StreamDecoder::new();
-        let mut encoder = ChatStreamEncoder::new(true);
-        allocations(stream, |data, out| {
-            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
-        })
-    });
-    let gemini_to_anthropic = per_chunk(gemini_stream, &|stream| {
-        let mut decoder = StreamDecoder::new();
-        let mut encoder = MessagesStreamEncoder::new("m");
-        allocations(stream, |data, out| {
-            decoder.decode_with(data, &mut |event| encoder.encode(&event, out)).unwrap();
-        })
-    });
-    let all = [openai_to_anthropic, anthropic_to_openai, gemini_to_openai, gemini_to_anthropic];
+    let anthropic = || MessagesStreamEncoder::new("m");
+    let openai = || ChatStreamEncoder::new(true);
+    let all = [
+        per_chunk_translating(openai_stream, ChunkDecoder::new, anthropic),
+        per_chunk_translating(anthropic_stream, EventDecoder::new, openai),
+        per_chunk_translating(gemini_stream, StreamDecoder::new, openai),
+        per_chunk_translating(gemini_stream, StreamDecoder::new, anthropic),
+    ];
     assert!(all.iter().all(|per_chunk| *per_chunk < 0.05), "allocations per upstream chunk: {all:?}");
 }

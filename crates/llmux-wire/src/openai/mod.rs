@@ -6,7 +6,7 @@
 //!   splices a new `model` (and `stream_options.include_usage`) into the original
 //!   bytes. Everything else is forwarded untouched.
 //! - [`decode`]: a full decode into the canonical model, for backends that do not
-//!   speak OpenAI (the built-in mock today; Anthropic and Gemini later).
+//!   speak OpenAI (the built-in mock, Anthropic and Gemini upstreams).
 //!
 //! Ways out: [`encode`] (canonical -> OpenAI JSON and SSE chunks), [`usage`]
 //! (read token usage from upstream bodies and stream chunks), [`error`] (the error

@@ -3,6 +3,7 @@ use llmux_types::chat::{FinishReason, StreamEvent};
 
 use super::peek::{Endpoint, peek, rewrite};
 use super::usage::{Chunk, classify_chunk, from_response};
+use crate::test_support::{call_more, call_start};
 
 fn rewritten(body: &str, model: &str, force: bool) -> String {
     let peeked = peek(body.as_bytes(), Endpoint::ChatCompletions).expect("valid body");
@@ -157,14 +158,8 @@ fn stream_encoder_emits_openai_chunks() {
     for event in [
         StreamEvent::Start { id: "chatcmpl-1".into(), model: "mock".into(), created: 7 },
         StreamEvent::Text { choice: 0, text: "Hel".into() },
-        StreamEvent::ToolCall {
-            choice: 0,
-            index: 0,
-            id: Some("call_1".into()),
-            name: Some("f".into()),
-            arguments: "".into(),
-        },
-        StreamEvent::ToolCall { choice: 0, index: 0, id: None, name: None, arguments: "{}".into() },
+        call_start(0, 0, "call_1", "f", ""),
+        call_more(0, 0, "{}"),
         StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
         StreamEvent::Usage(Usage { input_tokens: 1, output_tokens: 2, ..Usage::default() }),
     ] {
