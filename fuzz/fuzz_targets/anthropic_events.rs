@@ -11,12 +11,5 @@ use libfuzzer_sys::fuzz_target;
 use llmux_wire::anthropic::upstream::{EventDecoder, messages_response};
 
 fuzz_target!(|data: &[u8]| {
-    let payloads = common::sse_data(data);
-    let mut decoder = EventDecoder::new();
-    let events = common::decode_stream(&payloads, |payload| decoder.decode(payload));
-    common::encode_stream(&events);
-
-    if let Ok(response) = messages_response(data) {
-        common::encode_response(&response);
-    }
+    common::upstream_answer(data, &mut EventDecoder::new(), messages_response);
 });

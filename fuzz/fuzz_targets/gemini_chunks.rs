@@ -12,14 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use llmux_wire::gemini::upstream::{StreamDecoder, error_message, generate_content_response, retry_delay};
 
 fuzz_target!(|data: &[u8]| {
-    let payloads = common::sse_data(data);
-    let mut decoder = StreamDecoder::new();
-    let events = common::decode_stream(&payloads, |payload| decoder.decode(payload));
-    common::encode_stream(&events);
-
-    if let Ok(response) = generate_content_response(data) {
-        common::encode_response(&response);
-    }
+    common::upstream_answer(data, &mut StreamDecoder::new(), generate_content_response);
     let _ = error_message(data);
     let _ = retry_delay(data);
 });

@@ -11,12 +11,5 @@ use libfuzzer_sys::fuzz_target;
 use llmux_wire::openai::upstream::{ChunkDecoder, chat_response};
 
 fuzz_target!(|data: &[u8]| {
-    let payloads = common::sse_data(data);
-    let mut decoder = ChunkDecoder::new();
-    let events = common::decode_stream(&payloads, |payload| decoder.decode(payload));
-    common::encode_stream(&events);
-
-    if let Ok(response) = chat_response(data) {
-        common::encode_response(&response);
-    }
+    common::upstream_answer(data, &mut ChunkDecoder::new(), chat_response);
 });

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use llmux_providers::adapter::{Local, LocalCall};
 use llmux_providers::client::UpstreamResponse;
 use llmux_providers::{ErrorKind, UpstreamError};
 use llmux_types::chat::{ChatRequest, StreamEvent};
@@ -123,16 +124,18 @@ pub(crate) async fn translated(
 /// model, encoded for the client.
 pub(crate) async fn local_chat(
     upstream: Upstream<'_>,
-    local: &dyn llmux_providers::adapter::Local,
+    local: &dyn Local,
     request: &ChatRequest,
     encoding: Encoding,
 ) -> Result<Success, UpstreamError> {
     wait(local.latency(upstream.provider)).await;
-    let id = format!("{}{}", encoding.mock_id_prefix(), clock::wall_ms());
-    let model = &upstream.route.model;
-    let answer = local.chat(upstream.provider, request, model, &id, clock::wall_s());
+    let call = local_call(upstream);
+    let id = format!("{}{}", encoding.mock_id_prefix(), call.now_ms);
+    let answer = local.chat(call, request, &id);
     match answer.stream {
-        Some((events, delay)) => Ok(Success::Events { events, delay, encoder: encoding.stream_encoder(model) }),
+        Some((events, delay)) => {
+            Ok(Success::Events { events, delay, encoder: encoding.stream_encoder(&upstream.route.model) })
+        }
         None => Ok(Success::Full {
             body: Bytes::from(encoding.response(&answer.response)),
             usage: Some(answer.response.usage),
@@ -143,14 +146,12 @@ pub(crate) async fn local_chat(
 /// A body in the in-process provider's own dialect, answered there.
 pub(crate) async fn local_native(
     upstream: Upstream<'_>,
-    local: &dyn llmux_providers::adapter::Local,
+    local: &dyn Local,
     endpoint: llmux_wire::openai::peek::Endpoint,
     body: &[u8],
 ) -> Result<Success, UpstreamError> {
     wait(local.latency(upstream.provider)).await;
-    let answer = local
-        .native(upstream.provider, endpoint, body, &upstream.route.model, clock::wall_ms())
-        .map_err(bad_request)?;
+    let answer = local.native(local_call(upstream), endpoint, body).map_err(bad_request)?;
     if !answer.streamed {
         return Ok(Success::Full { body: answer.body, usage: Some(answer.usage) });
     }
@@ -159,6 +160,10 @@ pub(crate) async fn local_native(
         delay: Duration::ZERO,
         encoder: Box::new(Prerendered(Some(answer.body))),
     })
+}
+
+fn local_call(upstream: Upstream<'_>) -> LocalCall<'_> {
+    LocalCall { spec: upstream.provider, upstream_model: &upstream.route.model, now_ms: clock::wall_ms() }
 }
 
 async fn wait(latency: Duration) {
@@ -186,13 +191,7 @@ struct TranslatingEncoder {
 }
 
 impl relay::Translator for TranslatingEncoder {
-    fn data(
-        &mut self,
-        _frame: &[u8],
-        data: &[u8],
-        out: &mut Vec<u8>,
-        observe: &mut dyn FnMut(&StreamEvent<'_>),
-    ) -> Result<(), String> {
+    fn data(&mut self, _frame: &[u8], data: &[u8], out: &mut Vec<u8>, meter: &mut relay::Meter) -> Result<(), String> {
         // Each event is encoded and metered as it is decoded, borrowing from `data`.
         let (encoder, created) = (&mut self.encoder, self.created);
         let mut emit = |event: StreamEvent<'_>| {
@@ -201,7 +200,7 @@ impl relay::Translator for TranslatingEncoder {
                 event => event,
             };
             encoder.encode(&event, out);
-            observe(&event);
+            meter.observe(&event);
         };
         self.decoder.decode_with(data, &mut emit).map_err(|error| error.message)
     }

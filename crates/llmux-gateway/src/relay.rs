@@ -224,17 +224,31 @@ impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
     }
 }
 
+/// What a translated stream's events said, for settling it.
+#[derive(Debug, Default)]
+pub struct Meter {
+    pub usage: Option<Usage>,
+    pub finished: bool,
+    pub error: Option<ErrorCode>,
+}
+
+impl Meter {
+    /// Takes note of one canonical event.
+    pub fn observe(&mut self, event: &StreamEvent<'_>) {
+        match event {
+            StreamEvent::Usage(seen) => self.usage = Some(*seen),
+            StreamEvent::Finish { .. } => self.finished = true,
+            StreamEvent::Error { .. } => self.error = Some(ErrorCode::UpstreamError),
+            _ => {}
+        }
+    }
+}
+
 /// Turns upstream SSE data payloads into the client's bytes.
 pub trait Translator: Send {
-    /// One upstream event (`frame`, as framed, and its `data`): the canonical events it
-    /// held (for metering), with the client's bytes appended to `out`.
-    fn data(
-        &mut self,
-        frame: &[u8],
-        data: &[u8],
-        out: &mut Vec<u8>,
-        observe: &mut dyn FnMut(&StreamEvent<'_>),
-    ) -> Result<(), String>;
+    /// One upstream event (`frame`, as framed, and its `data`): the client's bytes
+    /// appended to `out`, the canonical events it held shown to `meter`.
+    fn data(&mut self, frame: &[u8], data: &[u8], out: &mut Vec<u8>, meter: &mut Meter) -> Result<(), String>;
     /// An error the relay itself raises (a row of the error table), in the client's
     /// in-stream form.
     fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>);
@@ -266,14 +280,12 @@ pub fn translated(
         idle: Duration,
         /// When the upstream last sent something.
         heard: tokio::time::Instant,
-        usage: Option<Usage>,
-        finished: bool,
-        error: Option<ErrorCode>,
+        meter: Meter,
     }
 
     impl State {
         fn take_events(&mut self, out: &mut Vec<u8>) {
-            while self.error.is_none()
+            while self.meter.error.is_none()
                 && let Some(event) = self.framer.next_event()
             {
                 self.route_event(&event, out);
@@ -282,32 +294,25 @@ pub fn translated(
 
         fn route_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
             let Some(data) = parse_event(event).data else { return };
-            let (usage, finished, error) = (&mut self.usage, &mut self.finished, &mut self.error);
-            let mut observe = |event: &StreamEvent<'_>| match event {
-                StreamEvent::Usage(seen) => *usage = Some(*seen),
-                StreamEvent::Finish { .. } => *finished = true,
-                StreamEvent::Error { .. } => *error = Some(ErrorCode::UpstreamError),
-                _ => {}
-            };
-            if self.translator.data(event, &data, out, &mut observe).is_err() {
+            if self.translator.data(event, &data, out, &mut self.meter).is_err() {
                 self.fail(ErrorCode::UpstreamError, "The upstream sent an event llmux could not read.", out);
             }
         }
 
         fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<u8>) {
-            self.error = Some(code);
+            self.meter.error = Some(code);
             self.translator.error(&code.row(), message, out);
         }
 
         fn settle(&mut self, out: &mut Vec<u8>) {
-            if self.error.is_none() {
+            if self.meter.error.is_none() {
                 self.translator.finish(out);
             }
             if let Some(mut settlement) = self.settlement.take() {
-                if let Some(usage) = self.usage {
+                if let Some(usage) = self.meter.usage {
                     settlement.set_usage(usage);
                 }
-                settlement.finish(200, self.error);
+                settlement.finish(200, self.meter.error);
             }
         }
     }
@@ -319,9 +324,7 @@ pub fn translated(
         settlement: Some(settlement),
         idle,
         heard: tokio::time::Instant::now(),
-        usage: None,
-        finished: false,
-        error: None,
+        meter: Meter::default(),
     };
     Box::pin(futures_util::stream::unfold(state, |mut state| async move {
         state.settlement.as_ref()?;
@@ -345,13 +348,13 @@ pub fn translated(
                 Ok(Some(Ok(chunk))) => {
                     state.framer.push(&chunk);
                     state.take_events(&mut out);
-                    if state.error.is_some() {
+                    if state.meter.error.is_some() {
                         state.settle(&mut out);
                     }
                 }
                 Ok(Some(Err(_))) => {
                     state.take_events(&mut out);
-                    if state.error.is_none() {
+                    if state.meter.error.is_none() {
                         state.fail(ErrorCode::UpstreamError, "The upstream connection failed mid-stream.", &mut out);
                     }
                     state.settle(&mut out);
@@ -359,11 +362,11 @@ pub fn translated(
                 Ok(None) => {
                     state.take_events(&mut out);
                     if let Some(tail) = state.framer.finish()
-                        && state.error.is_none()
+                        && state.meter.error.is_none()
                     {
                         state.route_event(&tail, &mut out);
                     }
-                    if !state.finished && state.error.is_none() {
+                    if !state.meter.finished && state.meter.error.is_none() {
                         state.fail(
                             ErrorCode::UpstreamError,
                             "The upstream closed the stream before it finished.",

@@ -86,27 +86,22 @@ pub trait Local: Send + Sync {
     /// How long to wait before answering.
     fn latency(&self, spec: &ProviderSpec) -> Duration;
 
-    /// A chat answer in the canonical model, and its stream events when `request`
-    /// streams (with the pause between text chunks).
-    fn chat(
-        &self,
-        spec: &ProviderSpec,
-        request: &ChatRequest,
-        upstream_model: &str,
-        id: &str,
-        created: u64,
-    ) -> LocalChat;
+    /// A chat answer in the canonical model with id `id`, and its stream events when
+    /// `request` streams (with the pause between text chunks).
+    fn chat(&self, call: LocalCall<'_>, request: &ChatRequest, id: &str) -> LocalChat;
 
     /// An answer in the provider's native dialect to a body for `endpoint` (for the
-    /// endpoints other than chat); `now_ms` is the wall clock, for ids.
-    fn native(
-        &self,
-        spec: &ProviderSpec,
-        endpoint: Endpoint,
-        body: &[u8],
-        upstream_model: &str,
-        now_ms: i64,
-    ) -> Result<LocalAnswer, DecodeError>;
+    /// endpoints other than chat).
+    fn native(&self, call: LocalCall<'_>, endpoint: Endpoint, body: &[u8]) -> Result<LocalAnswer, DecodeError>;
+}
+
+/// What every local answer needs: the provider entry, the route's model, the time.
+#[derive(Clone, Copy)]
+pub struct LocalCall<'a> {
+    pub spec: &'a ProviderSpec,
+    pub upstream_model: &'a str,
+    /// Unix milliseconds (wall clock), for ids and creation times.
+    pub now_ms: i64,
 }
 
 /// A local chat answer.

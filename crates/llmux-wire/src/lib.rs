@@ -37,6 +37,7 @@ pub mod sse;
 mod upstream;
 
 pub use dialect::Dialect;
+use llmux_types::chat::StreamEvent;
 
 #[cfg(test)]
 mod test_support;
@@ -60,26 +61,10 @@ impl DecodeError {
 /// canonical event handed to `emit` as it is decoded (borrowing from `data`). Every
 /// upstream dialect's stream decoder implements it; a provider adapter names which.
 pub trait UpstreamDecoder: Send {
-    fn decode_with<'d>(
-        &mut self,
-        data: &'d [u8],
-        emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
-    ) -> Result<(), DecodeError>;
-}
+    fn decode_with<'d>(&mut self, data: &'d [u8], emit: &mut dyn FnMut(StreamEvent<'d>)) -> Result<(), DecodeError>;
 
-/// Each decoder's own `decode_with` is the trait's.
-macro_rules! upstream_decoders {
-    ($($decoder:ty),+ $(,)?) => {$(
-        impl UpstreamDecoder for $decoder {
-            fn decode_with<'d>(
-                &mut self,
-                data: &'d [u8],
-                emit: &mut dyn FnMut(llmux_types::chat::StreamEvent<'d>),
-            ) -> Result<(), DecodeError> {
-                <$decoder>::decode_with(self, data, emit)
-            }
-        }
-    )+};
+    /// [`decode_with`](Self::decode_with), collecting owned events.
+    fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
+        upstream::owned_events(|emit| self.decode_with(data, emit))
+    }
 }
-
-upstream_decoders!(openai::upstream::ChunkDecoder, anthropic::upstream::EventDecoder, gemini::upstream::StreamDecoder);

@@ -125,3 +125,23 @@ pub fn decode_stream(
     }
     events
 }
+
+/// An upstream answer as the gateway reads it: as an SSE stream whose `data` payloads go
+/// through `decoder` (then both client stream encoders, as the translating relay does),
+/// and whole as a complete body through `response` (then both response encoders).
+pub fn upstream_answer(
+    data: &[u8],
+    decoder: &mut dyn llmux_wire::UpstreamDecoder,
+    response: fn(&[u8]) -> Result<ChatResponse, llmux_wire::DecodeError>,
+) {
+    let payloads = sse_data(data);
+    let events = decode_stream(&payloads, |payload| {
+        let mut events = Vec::new();
+        decoder.decode_with(payload, &mut |event| events.push(event.into_owned()))?;
+        Ok(events)
+    });
+    encode_stream(&events);
+    if let Ok(response) = response(data) {
+        encode_response(&response);
+    }
+}

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use llmux_providers::UpstreamError;
-use llmux_types::chat::{ChatRequest, StreamEvent};
+use llmux_types::chat::ChatRequest;
 use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
 
 use super::{ClientDialect, Encoding, estimate_input_tokens};
@@ -78,14 +78,8 @@ struct Passthrough {
 }
 
 impl relay::Translator for Passthrough {
-    fn data(
-        &mut self,
-        frame: &[u8],
-        data: &[u8],
-        out: &mut Vec<u8>,
-        observe: &mut dyn FnMut(&StreamEvent<'_>),
-    ) -> Result<(), String> {
-        self.decoder.decode_with(data, &mut |event| observe(&event)).map_err(|error| error.message)?;
+    fn data(&mut self, frame: &[u8], data: &[u8], out: &mut Vec<u8>, meter: &mut relay::Meter) -> Result<(), String> {
+        self.decoder.decode_with(data, &mut |event| meter.observe(&event)).map_err(|error| error.message)?;
         out.extend_from_slice(frame);
         Ok(())
     }

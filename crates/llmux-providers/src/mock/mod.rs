@@ -21,7 +21,7 @@ use std::time::Duration;
 use llmux_wire::DecodeError;
 use llmux_wire::openai::peek::Endpoint;
 
-use crate::adapter::{Local, LocalAnswer, LocalChat};
+use crate::adapter::{Local, LocalAnswer, LocalCall, LocalChat};
 use crate::{Adapter, AuthStyle, Preset, ProviderSpec, Quirks};
 
 pub static PRESET: Preset = Preset {
@@ -55,46 +55,35 @@ impl Local for MockAdapter {
         Duration::from_millis(spec.mock.latency_ms)
     }
 
-    fn chat(
-        &self,
-        spec: &ProviderSpec,
-        request: &ChatRequest,
-        upstream_model: &str,
-        id: &str,
-        created: u64,
-    ) -> LocalChat {
-        let response = respond(request, upstream_model, &spec.mock, id, created);
+    fn chat(&self, call: LocalCall<'_>, request: &ChatRequest, id: &str) -> LocalChat {
+        let created = u64::try_from(call.now_ms / 1000).unwrap_or(0);
+        let response = respond(request, call.upstream_model, &call.spec.mock, id, created);
+        let settings = &call.spec.mock;
         let stream = request
             .stream
-            .then(|| (stream_events(&response, &spec.mock), Duration::from_millis(spec.mock.chunk_delay_ms)));
+            .then(|| (stream_events(&response, settings), Duration::from_millis(settings.chunk_delay_ms)));
         LocalChat { response, stream }
     }
 
-    fn native(
-        &self,
-        spec: &ProviderSpec,
-        endpoint: Endpoint,
-        body: &[u8],
-        upstream_model: &str,
-        now_ms: i64,
-    ) -> Result<LocalAnswer, DecodeError> {
+    fn native(&self, call: LocalCall<'_>, endpoint: Endpoint, body: &[u8]) -> Result<LocalAnswer, DecodeError> {
         use llmux_wire::openai::{decode, encode};
         match endpoint {
             Endpoint::ChatCompletions => Err(DecodeError::new(None, "the mock answers chat canonically")),
             Endpoint::Embeddings => {
                 let request = decode::embeddings_request(body)?;
-                let response = embed(&request, upstream_model);
+                let response = embed(&request, call.upstream_model);
                 let body = Bytes::from(encode::embeddings_response(&response));
                 Ok(LocalAnswer { body, usage: response.usage, streamed: false })
             }
-            Endpoint::Completions => completions(spec, body, upstream_model, now_ms),
+            Endpoint::Completions => completions(call, body),
         }
     }
 }
 
 /// A legacy completion: one text per prompt, streamed as one pre-rendered body.
-fn completions(spec: &ProviderSpec, body: &[u8], model: &str, now_ms: i64) -> Result<LocalAnswer, DecodeError> {
+fn completions(call: LocalCall<'_>, body: &[u8]) -> Result<LocalAnswer, DecodeError> {
     use llmux_wire::openai::encode;
+    let LocalCall { spec, upstream_model: model, now_ms } = call;
     let (_, prompts, stream, max_tokens) = llmux_wire::openai::decode::completion_prompts(body)?;
     let texts: Vec<String> = prompts
         .iter()

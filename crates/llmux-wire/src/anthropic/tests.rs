@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::decode::{compact_json, count_tokens_request, messages_request};
 use super::encode::{MessagesStreamEncoder, messages_response, ping, stop_reason};
 use super::error::error_body;
+use crate::UpstreamDecoder;
 use crate::openai::upstream::ChunkDecoder;
 use crate::sse::{Framer, parse_event};
 

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::response::{BlockIn, ErrorIn, UsageState, arguments_of, block_in, error_text, finish_reason};
-use crate::DecodeError;
 use crate::few::Str;
-use crate::upstream::{malformed, non_null, owned_events, parse, parse_payload};
+use crate::upstream::{malformed, non_null, parse, parse_payload};
+use crate::{DecodeError, UpstreamDecoder};
 
 /// The envelope of one stream event; the payloads are parsed once the type is known, so
 /// events of unknown types are skipped whatever they carry.
@@ -115,19 +115,12 @@ impl EventDecoder {
     pub fn new() -> EventDecoder {
         EventDecoder::default()
     }
+}
 
-    /// [`decode_with`](Self::decode_with), collecting owned events.
-    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
-        owned_events(|emit| self.decode_with(data, emit))
-    }
-
+impl UpstreamDecoder for EventDecoder {
     /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
     /// events borrow from `data`.
-    pub fn decode_with<'d>(
-        &mut self,
-        data: &'d [u8],
-        emit: &mut dyn FnMut(StreamEvent<'d>),
-    ) -> Result<(), DecodeError> {
+    fn decode_with<'d>(&mut self, data: &'d [u8], emit: &mut dyn FnMut(StreamEvent<'d>)) -> Result<(), DecodeError> {
         let Some(event) = parse_payload::<EventIn<'d>>("stream event", data)? else {
             return Ok(());
         };
@@ -280,7 +273,9 @@ impl EventDecoder {
         }
         Ok(())
     }
+}
 
+impl EventDecoder {
     /// Emits `Start` if no `message_start` came first.
     fn start<'d>(&mut self, emit: &mut dyn FnMut(StreamEvent<'d>)) {
         if !self.started {

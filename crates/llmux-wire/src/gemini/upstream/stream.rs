@@ -6,8 +6,8 @@ use llmux_types::chat::{FinishReason, GEMINI_SIGNATURE_PREFIX, StreamEvent, Tool
 
 use super::error::{ErrorIn, error_text};
 use super::response::{ResponseIn, SignatureSeen, UsageState, call_id_prefix, finish_reason, tool_call};
-use crate::DecodeError;
-use crate::upstream::{non_null, owned_events, parse, parse_payload};
+use crate::upstream::{non_null, parse, parse_payload};
+use crate::{DecodeError, UpstreamDecoder};
 
 /// What the stream has shown of one choice.
 #[derive(Debug)]
@@ -53,19 +53,12 @@ impl StreamDecoder {
     pub fn new() -> StreamDecoder {
         StreamDecoder::default()
     }
+}
 
-    /// [`decode_with`](Self::decode_with), collecting owned events.
-    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
-        owned_events(|emit| self.decode_with(data, emit))
-    }
-
+impl UpstreamDecoder for StreamDecoder {
     /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
     /// events borrow from `data`.
-    pub fn decode_with<'d>(
-        &mut self,
-        data: &'d [u8],
-        emit: &mut dyn FnMut(StreamEvent<'d>),
-    ) -> Result<(), DecodeError> {
+    fn decode_with<'d>(&mut self, data: &'d [u8], emit: &mut dyn FnMut(StreamEvent<'d>)) -> Result<(), DecodeError> {
         let Some(chunk) = parse_payload::<ResponseIn<'d>>("stream chunk", data)? else {
             return Ok(());
         };
@@ -149,7 +142,9 @@ impl StreamDecoder {
         }
         Ok(())
     }
+}
 
+impl StreamDecoder {
     fn choice(&mut self, index: u32) -> &mut ChoiceState {
         let at = match self.choices.iter().position(|state| state.index == index) {
             Some(at) => at,

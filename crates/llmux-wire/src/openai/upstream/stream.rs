@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::response::{THINK_CLOSE, THINK_OPEN, error_message, finish_reason};
-use crate::DecodeError;
 use crate::anthropic::decode::compact_json;
 use crate::few::{Few, Str};
 use crate::openai::usage::UsageWire as UsageIn;
-use crate::upstream::{non_null, owned_events, parse_payload};
+use crate::upstream::{non_null, parse_payload};
+use crate::{DecodeError, UpstreamDecoder};
 
 #[derive(Deserialize)]
 struct ChunkIn<'a> {
@@ -274,19 +274,12 @@ impl ChunkDecoder {
     pub fn new() -> ChunkDecoder {
         ChunkDecoder::default()
     }
+}
 
-    /// [`decode_with`](Self::decode_with), collecting owned events.
-    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<StreamEvent<'static>>, DecodeError> {
-        owned_events(|emit| self.decode_with(data, emit))
-    }
-
+impl UpstreamDecoder for ChunkDecoder {
     /// Decodes one `data` payload, handing each event to `emit` as it is decoded; the
     /// events borrow from `data`.
-    pub fn decode_with<'d>(
-        &mut self,
-        data: &'d [u8],
-        emit: &mut dyn FnMut(StreamEvent<'d>),
-    ) -> Result<(), DecodeError> {
+    fn decode_with<'d>(&mut self, data: &'d [u8], emit: &mut dyn FnMut(StreamEvent<'d>)) -> Result<(), DecodeError> {
         let data = data.trim_ascii();
         if data == b"[DONE]" {
             for state in &mut self.choices {
@@ -341,7 +334,9 @@ impl ChunkDecoder {
         }
         Ok(())
     }
+}
 
+impl ChunkDecoder {
     fn state(&mut self, index: u32) -> &mut ChoiceState {
         let position = match self.choices.iter().position(|state| state.index == index) {
             Some(position) => position,

@@ -3,6 +3,7 @@ use llmux_types::chat::{FinishReason, StreamEvent};
 use proptest::prelude::*;
 use serde_json::json;
 
+use crate::UpstreamDecoder;
 use crate::anthropic::upstream::EventDecoder;
 use crate::test_support::{
     call_more, call_start, cut_at, decode_all, decode_sse, finishes, fixture, joined, openai_calls, openai_chunks,

@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::{choice0, encode};
+use crate::UpstreamDecoder;
 use crate::gemini::upstream::{StreamDecoder, generate_content_request};
 use crate::test_support::{
     arb_arguments, arb_assistant_message, arb_call, arb_part, arb_system_message, arb_text, arb_tool, arb_tool_choice,

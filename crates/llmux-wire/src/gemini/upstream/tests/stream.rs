@@ -3,6 +3,7 @@ use llmux_types::chat::{FinishReason, StreamEvent};
 use proptest::prelude::*;
 use serde_json::json;
 
+use crate::UpstreamDecoder;
 use crate::gemini::upstream::StreamDecoder;
 use crate::test_support::{
     call_start, cut_at, decode_all, decode_sse, fixture, joined, openai_calls, openai_chunks, openai_deltas,

@@ -3,6 +3,7 @@ use llmux_types::chat::{FinishReason, StreamEvent};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use crate::UpstreamDecoder;
 use crate::openai::upstream::{ChunkDecoder, split_think};
 use crate::test_support::{call_more, call_start, cut_at, decode_sse, fixture};
 
