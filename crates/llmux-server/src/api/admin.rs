@@ -2,7 +2,8 @@
 #![expect(clippy::result_large_err, reason = "admin handlers are cold; returning the ready response keeps them short")]
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use llmux_gateway::clock;
@@ -57,6 +58,36 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<String, Response>
     Ok(request_id)
 }
 
+/// A request that presented the master key (extracted before anything else of the
+/// request is read): its request id.
+pub struct Master(String);
+
+impl FromRequestParts<AppState> for Master {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Master, Response> {
+        authorized(state, &parts.headers).map(Master)
+    }
+}
+
+/// A request with the master key and a JSON body of type `T` (read within
+/// `server.max_body_bytes` only once the key checked out).
+pub struct Admin<T> {
+    request_id: String,
+    body: T,
+}
+
+impl<T: for<'de> Deserialize<'de>> FromRequest<AppState> for Admin<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Admin<T>, Response> {
+        let (parts, body) = request.into_parts();
+        let request_id = authorized(state, &parts.headers)?;
+        let body = json_body(state, &parts.headers, body, &request_id).await?;
+        Ok(Admin { request_id, body })
+    }
+}
+
 fn key_error(error: KeyError, request_id: &str) -> Response {
     match error {
         KeyError::Invalid { field, message } => bad_request(&format!("`{field}` {message}"), Some(field), request_id),
@@ -84,15 +115,7 @@ async fn json_body<T: for<'de> Deserialize<'de>>(
         .map_err(|error| bad_request(&format!("invalid JSON body: {error}"), None, request_id))
 }
 
-pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
-    let new: NewKey = match json_body(&state, &headers, body, &request_id).await {
-        Ok(new) => new,
-        Err(response) => return response,
-    };
+pub async fn create_key(State(state): State<AppState>, Admin { request_id, body: new }: Admin<NewKey>) -> Response {
     match keys::create(state.gateway.store().as_ref(), new).await {
         Ok((record, plain)) => {
             state.gateway.key_changed(record.clone());
@@ -104,11 +127,7 @@ pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, body:
     }
 }
 
-pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
+pub async fn list_keys(State(state): State<AppState>, Master(request_id): Master) -> Response {
     match state.gateway.store().list_keys().await {
         Ok(list) => {
             json(StatusCode::OK, &json!({"keys": list.iter().map(keys::view).collect::<Vec<_>>()}), &request_id)
@@ -117,11 +136,7 @@ pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Res
     }
 }
 
-pub async fn show_key(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
+pub async fn show_key(State(state): State<AppState>, Master(request_id): Master, Path(id): Path<String>) -> Response {
     let store = state.gateway.store();
     match store.key(&id).await {
         Ok(Some(key)) => {
@@ -140,17 +155,8 @@ pub async fn show_key(State(state): State<AppState>, Path(id): Path<String>, hea
 pub async fn update_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Admin { request_id, body: patch }: Admin<KeyPatch>,
 ) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
-    let patch: KeyPatch = match json_body(&state, &headers, body, &request_id).await {
-        Ok(patch) => patch,
-        Err(response) => return response,
-    };
     match keys::update(state.gateway.store().as_ref(), &id, patch).await {
         Ok(key) => {
             state.gateway.key_changed(key.clone());
@@ -160,11 +166,7 @@ pub async fn update_key(
     }
 }
 
-pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
+pub async fn revoke_key(State(state): State<AppState>, Master(request_id): Master, Path(id): Path<String>) -> Response {
     match keys::revoke(state.gateway.store().as_ref(), &id).await {
         Ok(key) => {
             state.gateway.key_changed(key.clone());
@@ -184,15 +186,7 @@ fn team_error(error: TeamError, request_id: &str) -> Response {
     }
 }
 
-pub async fn create_team(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
-    let new: NewTeam = match json_body(&state, &headers, body, &request_id).await {
-        Ok(new) => new,
-        Err(response) => return response,
-    };
+pub async fn create_team(State(state): State<AppState>, Admin { request_id, body: new }: Admin<NewTeam>) -> Response {
     match teams::create(state.gateway.store().as_ref(), new).await {
         Ok(team) => {
             state.gateway.team_changed(team.clone());
@@ -202,11 +196,7 @@ pub async fn create_team(State(state): State<AppState>, headers: HeaderMap, body
     }
 }
 
-pub async fn list_teams(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
+pub async fn list_teams(State(state): State<AppState>, Master(request_id): Master) -> Response {
     match state.gateway.store().list_teams().await {
         Ok(list) => {
             json(StatusCode::OK, &json!({"teams": list.iter().map(teams::view).collect::<Vec<_>>()}), &request_id)
@@ -215,11 +205,11 @@ pub async fn list_teams(State(state): State<AppState>, headers: HeaderMap) -> Re
     }
 }
 
-pub async fn show_team(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
+pub async fn show_team(
+    State(state): State<AppState>,
+    Master(request_id): Master,
+    Path(name): Path<String>,
+) -> Response {
     let store = state.gateway.store();
     match store.team(&name).await {
         Ok(Some(team)) => {
@@ -238,17 +228,8 @@ pub async fn show_team(State(state): State<AppState>, Path(name): Path<String>, 
 pub async fn update_team(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Admin { request_id, body: patch }: Admin<TeamPatch>,
 ) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
-    let patch: TeamPatch = match json_body(&state, &headers, body, &request_id).await {
-        Ok(patch) => patch,
-        Err(response) => return response,
-    };
     match teams::update(state.gateway.store().as_ref(), &name, patch).await {
         Ok(team) => {
             state.gateway.team_changed(team.clone());
@@ -258,11 +239,11 @@ pub async fn update_team(
     }
 }
 
-pub async fn delete_team(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
+pub async fn delete_team(
+    State(state): State<AppState>,
+    Master(request_id): Master,
+    Path(name): Path<String>,
+) -> Response {
     match teams::delete(state.gateway.store().as_ref(), &name).await {
         Ok(()) => {
             state.gateway.team_deleted(&name);
@@ -336,13 +317,9 @@ pub fn usage_view(stored: &StoredUsage) -> Value {
 
 pub async fn usage(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Master(request_id): Master,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
     let Ok(Query(query)) = query else {
         return bad_request("invalid query parameters", None, &request_id);
     };
@@ -368,13 +345,9 @@ pub async fn usage(
 
 pub async fn usage_summary(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Master(request_id): Master,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
     let Ok(Query(query)) = query else {
         return bad_request("invalid query parameters", None, &request_id);
     };
@@ -410,11 +383,7 @@ pub async fn usage_summary(
     }
 }
 
-pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
+pub async fn providers(State(state): State<AppState>, Master(request_id): Master) -> Response {
     let runtime = state.gateway.runtime();
     let config = &runtime.config;
     let providers: Vec<Value> = config
@@ -460,11 +429,7 @@ pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Res
     json(StatusCode::OK, &json!({"providers": providers}), &request_id)
 }
 
-pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request_id = match authorized(&state, &headers) {
-        Ok(request_id) => request_id,
-        Err(response) => return response,
-    };
+pub async fn reload(State(state): State<AppState>, Master(request_id): Master) -> Response {
     match crate::reload(&state) {
         Ok(()) => json(StatusCode::OK, &json!({"status": "reloaded"}), &request_id),
         Err(error) => bad_request(
