@@ -1,18 +1,12 @@
-//! Against a real Redis at `LLMUX_TEST_REDIS_URL`; each test skips when it is unset and
+//! Against a real Redis: the one of `llmux_testkit::services::redis_url`
+//! (`LLMUX_TEST_REDIS_URL`, else the local one; the tests fail without one). Each test
 //! works under its own random prefix, deleting its keys at the end.
 
 use std::time::{Duration, Instant};
 
 use llmux_fleet::{Fleet, FleetError, FleetEvent, FleetMessage, FleetOptions};
+use llmux_testkit::services::redis_url;
 use tokio::sync::broadcast;
-
-fn redis_url() -> Option<String> {
-    let url = std::env::var("LLMUX_TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("skipping: LLMUX_TEST_REDIS_URL is not set");
-    }
-    url
-}
 
 fn unique_prefix() -> String {
     let mut bytes = [0u8; 8];
@@ -67,7 +61,7 @@ async fn next_event(rx: &mut broadcast::Receiver<FleetMessage>) -> FleetMessage 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_claims_grant_exactly_the_limit() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let fleets: Vec<Fleet> = (0..3).map(|_| Fleet::new(&url, options(&prefix)).unwrap()).collect();
     let mut tasks = Vec::new();
@@ -89,7 +83,7 @@ async fn concurrent_claims_grant_exactly_the_limit() {
 
 #[tokio::test]
 async fn partial_grants_and_release() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let fleet = Fleet::new(&url, options(&prefix)).unwrap();
     let c = "budget:team-a";
@@ -117,7 +111,7 @@ async fn partial_grants_and_release() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_from_seeds_the_counter_once() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let fleets: Vec<Fleet> = (0..3).map(|_| Fleet::new(&url, options(&prefix)).unwrap()).collect();
     // Ledger says 40 of 100 already spent; 60 concurrent first claims of 5 each.
@@ -149,7 +143,7 @@ async fn claim_from_seeds_the_counter_once() {
 
 #[tokio::test]
 async fn expiry_is_set_when_a_counter_is_created_and_only_then() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let fleet = Fleet::new(&url, options(&prefix)).unwrap();
     fleet.claim("w1", 100, 1, 5_000).await.unwrap();
@@ -177,7 +171,7 @@ async fn expiry_is_set_when_a_counter_is_created_and_only_then() {
 
 #[tokio::test]
 async fn add_many_and_get_many() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let fleet = Fleet::new(&url, options(&prefix)).unwrap();
     let other = Fleet::new(&url, options(&prefix)).unwrap();
@@ -230,7 +224,7 @@ async fn add_many_and_get_many() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_every_instance_with_the_sender_id() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let a = Fleet::new(&url, options(&prefix)).unwrap();
     let b = Fleet::new(&url, options(&prefix)).unwrap();
@@ -358,7 +352,7 @@ async fn kill(url: &str, id: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovers_after_its_connections_are_killed() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let a = Fleet::new(&url, options(&prefix)).unwrap();
     let b = Fleet::new(&url, options(&prefix)).unwrap();
@@ -526,7 +520,7 @@ fn complete_command(buf: &[u8]) -> Option<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn comes_back_after_redis_was_down_and_loading() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     // The stand-in needs a plain `redis://host:port` URL (no password, no database).
     let Some(upstream) = url.strip_prefix("redis://").map(|rest| rest.trim_end_matches('/').to_owned()) else {
         eprintln!("skipping: the proxy test needs a plain redis:// URL");
@@ -584,7 +578,7 @@ async fn comes_back_after_redis_was_down_and_loading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_instance_notices_an_outage_and_the_return() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let Some(upstream) = url.strip_prefix("redis://").map(|rest| rest.trim_end_matches('/').to_owned()) else {
         eprintln!("skipping: the proxy test needs a plain redis:// URL");
         return;

@@ -1,6 +1,7 @@
-//! The behaviour every backend shares, run against each: SQLite (in memory) always,
-//! PostgreSQL when `LLMUX_TEST_POSTGRES_URL` is set (each test in a schema of its own,
-//! dropped at the end).
+//! The behaviour every backend shares, run against each: SQLite (in memory), and the
+//! PostgreSQL of `llmux_testkit::services::postgres_url` (`LLMUX_TEST_POSTGRES_URL`, else
+//! the local one; the PostgreSQL cases fail without one), each test in a schema of its
+//! own, dropped at the end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -504,19 +505,17 @@ struct PgSchema {
 }
 
 impl PgSchema {
-    /// `None` (after a notice) when `LLMUX_TEST_POSTGRES_URL` is unset.
-    async fn create(test: &str) -> Option<PgSchema> {
-        let Ok(base) = std::env::var("LLMUX_TEST_POSTGRES_URL") else {
-            eprintln!("skipped: LLMUX_TEST_POSTGRES_URL is not set, PostgreSQL case of {test} not run");
-            return None;
-        };
+    /// On the PostgreSQL of [`llmux_testkit::services::postgres_url`] (the test fails
+    /// without one).
+    async fn create(test: &str) -> PgSchema {
+        let base = llmux_testkit::services::postgres_url();
         let (admin, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
         let name = format!("llmux_test_{}_{}", std::process::id(), test);
         admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}")).await.unwrap();
         let separator = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{separator}options=-csearch_path%3D{name}&application_name={name}");
-        Some(PgSchema { admin, name, url })
+        PgSchema { admin, name, url }
     }
 
     async fn drop(self) {
@@ -540,7 +539,7 @@ macro_rules! suite {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let Some(schema) = super::PgSchema::create(stringify!($case)).await else { return };
+                    let schema = super::PgSchema::create(stringify!($case)).await;
                     let store = llmux_store::open(&schema.url).await.unwrap();
                     super::cases::$case(&*store).await;
                     drop(store);
@@ -567,7 +566,7 @@ suite!(
 
 #[tokio::test]
 async fn postgres_reopens_without_migrating_again() {
-    let Some(schema) = PgSchema::create("reopen").await else { return };
+    let schema = PgSchema::create("reopen").await;
     // Several instances starting together: the advisory lock serialises their migrations.
     let opened = join4(
         llmux_store::open(&schema.url),
@@ -601,7 +600,7 @@ async fn join4<A: Future, B: Future, C: Future, D: Future>(
 
 #[tokio::test]
 async fn postgres_recovers_from_lost_connections() {
-    let Some(schema) = PgSchema::create("recover").await else { return };
+    let schema = PgSchema::create("recover").await;
     let store = llmux_store::open(&schema.url).await.unwrap();
     store.create_key(&key("k1", "h1")).await.unwrap();
     for round in 0..3 {
@@ -662,7 +661,7 @@ async fn unreachable_postgres_fails_fast_without_the_password() {
 
 #[tokio::test]
 async fn postgres_sslmode_require_uses_tls_or_refuses() {
-    let Some(schema) = PgSchema::create("tls").await else { return };
+    let schema = PgSchema::create("tls").await;
     // The test server's certificate may not verify against this system's roots; then
     // the store must refuse rather than fall back to plain text.
     let started = Instant::now();
@@ -689,7 +688,7 @@ async fn postgres_sslmode_require_uses_tls_or_refuses() {
 
 #[tokio::test]
 async fn postgres_calls_give_up_instead_of_blocking() {
-    let Some(schema) = PgSchema::create("blocked").await else { return };
+    let schema = PgSchema::create("blocked").await;
     let store = llmux_store::open(&schema.url).await.unwrap();
     store.create_team(&team("t1")).await.unwrap();
     // Another session holds the table: the store's statement waits for it.

@@ -1,6 +1,9 @@
 //! Test-only helpers. [`FakeUpstream`] is an OpenAI-dialect upstream on
 //! `127.0.0.1:0` that records every request and answers from a script: JSON bodies,
 //! SSE streams dribbled with delays, mid-stream disconnects, and stalls.
+//! [`services`] finds the PostgreSQL and Redis that tests needing them run against.
+
+pub mod services;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

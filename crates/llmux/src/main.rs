@@ -34,15 +34,15 @@ enum Command {
     /// Manage virtual keys (works directly on the configured store).
     Keys {
         #[command(subcommand)]
-        command: cli::KeysCommand,
+        command: cli::keys::KeysCommand,
     },
     /// Manage teams: shared budgets, limits and model lists for their keys.
     Teams {
         #[command(subcommand)]
-        command: cli::TeamsCommand,
+        command: cli::teams::TeamsCommand,
     },
     /// Usage totals from the ledger.
-    Usage(cli::UsageArgs),
+    Usage(cli::usage::UsageArgs),
     /// Validate a config file and print the resolved routing table.
     Check {
         #[arg(long, short)]
@@ -72,11 +72,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Serve { config, listen } => cli::serve(config, listen).await,
-            Command::Keys { command } => cli::keys(command).await,
-            Command::Teams { command } => cli::teams(command).await,
-            Command::Usage(usage) => cli::usage(usage).await,
-            Command::Check { config } => cli::check(config),
+            Command::Serve { config, listen } => cli::serve::run(config, listen).await,
+            Command::Keys { command } => cli::keys::run(command).await,
+            Command::Teams { command } => cli::teams::run(command).await,
+            Command::Usage(usage) => cli::usage::run(usage).await,
+            Command::Check { config } => cli::check::run(config),
             Command::Version => {
                 println!("llmux {}", env!("CARGO_PKG_VERSION"));
                 Ok(())

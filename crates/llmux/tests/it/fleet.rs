@@ -1,21 +1,15 @@
 //! Several gateways sharing one store and one Redis (`storage.redis`): fleet-wide rate
 //! limits and budgets, key revocation within a second, route rest hints, and what
-//! happens while Redis is away. Skipped without `LLMUX_TEST_REDIS_URL` (CI sets it).
+//! happens while Redis is away. Against the Redis of `llmux_testkit::services::redis_url`
+//! (`LLMUX_TEST_REDIS_URL`, else the local one); they fail without one.
 
 use std::time::{Duration, Instant};
 
+use llmux_testkit::services::redis_url;
 use llmux_testkit::{FakeUpstream, FaultProxy, Reply};
 use serde_json::{Value, json};
 
 use crate::{MASTER, TestGateway, base_config, early_in_a_minute, fake_provider, temp_dir};
-
-fn redis_url() -> Option<String> {
-    let url = std::env::var("LLMUX_TEST_REDIS_URL").ok();
-    if url.is_none() {
-        eprintln!("LLMUX_TEST_REDIS_URL is not set: skipping a Redis test");
-    }
-    url
-}
 
 /// `count` gateways on one SQLite file and one Redis, under a prefix of their own.
 /// Key changes reach the others only through Redis (the key refresh is a minute).
@@ -91,7 +85,7 @@ async fn burst(gateways: &[TestGateway], key: &str, count: usize) -> Vec<u16> {
 
 #[tokio::test]
 async fn one_rpm_limit_and_one_budget_hold_across_the_fleet() {
-    let Some(redis) = redis_url() else { return };
+    let redis = redis_url();
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
     // 1000 USD per million tokens: a request reserves about 0.024 and costs 0.013.
@@ -141,7 +135,7 @@ async fn one_rpm_limit_and_one_budget_hold_across_the_fleet() {
 
 #[tokio::test]
 async fn a_key_revoked_through_one_instance_is_refused_by_the_others_within_a_second() {
-    let Some(redis) = redis_url() else { return };
+    let redis = redis_url();
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
     let gateways = fleet(3, &redis, &chat_model(&fake, "")).await;
@@ -167,7 +161,7 @@ async fn a_key_revoked_through_one_instance_is_refused_by_the_others_within_a_se
 
 #[tokio::test]
 async fn a_route_resting_on_one_instance_rests_on_the_others() {
-    let Some(redis) = redis_url() else { return };
+    let redis = redis_url();
     let (failing, spare) = (FakeUpstream::start().await, FakeUpstream::start().await);
     failing.always(Reply::status(503, "{\"error\":{\"message\":\"overloaded\"}}"));
     spare.always(Reply::chat("spare", 9, 4));
@@ -199,7 +193,7 @@ async fn a_route_resting_on_one_instance_rests_on_the_others() {
 
 #[tokio::test]
 async fn while_redis_is_away_requests_go_on_under_local_limits_and_redis_is_picked_up_again() {
-    let Some(redis) = redis_url() else { return };
+    let redis = redis_url();
     let target = redis.trim_start_matches("redis://").trim_end_matches('/').to_owned();
     let proxy = FaultProxy::start(&target).await;
     let fake = FakeUpstream::start().await;
@@ -226,7 +220,7 @@ async fn while_redis_is_away_requests_go_on_under_local_limits_and_redis_is_pick
 
 #[tokio::test]
 async fn an_instance_that_stops_gives_its_unused_leases_back_to_the_fleet() {
-    let Some(redis) = redis_url() else { return };
+    let redis = redis_url();
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
     let prefix = format!("{:016x}", fastrand::u64(..));
@@ -247,7 +241,7 @@ async fn an_instance_that_stops_gives_its_unused_leases_back_to_the_fleet() {
 
 #[tokio::test]
 async fn a_budget_alert_goes_by_the_fleets_spend_and_fires_once() {
-    let Some(redis) = redis_url() else { return };
+    let redis = redis_url();
     let (fake, hooks) = (FakeUpstream::start().await, FakeUpstream::start().await);
     fake.always(Reply::chat("ok", 9, 4));
     hooks.always(Reply::status(204, ""));
@@ -284,7 +278,7 @@ async fn a_budget_alert_goes_by_the_fleets_spend_and_fires_once() {
 
 #[tokio::test]
 async fn instances_holding_parts_of_a_budget_give_them_back_instead_of_all_refusing() {
-    let Some(redis) = redis_url() else { return };
+    let redis = redis_url();
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
     // A request reserves about 0.024 and costs 0.013: after each one, its instance keeps

@@ -2,11 +2,13 @@
 //! own) and Redis (a prefix of their own), as a fleet behind a load balancer would:
 //! one fleet-wide RPM limit and one budget, a revocation through one instance refused
 //! by the others within a second, and an instance stopped mid-load losing no usage
-//! record of a request that completed. Skipped unless both `LLMUX_TEST_POSTGRES_URL`
-//! and `LLMUX_TEST_REDIS_URL` are set (CI sets both).
+//! record of a request that completed. Against the PostgreSQL and Redis of
+//! `llmux_testkit::services` (`LLMUX_TEST_POSTGRES_URL` and `LLMUX_TEST_REDIS_URL`, else
+//! the local ones); they fail without them.
 
 use std::time::{Duration, Instant};
 
+use llmux_testkit::services::{postgres_url, redis_url};
 use llmux_testkit::{FakeUpstream, Reply};
 use serde_json::{Value, json};
 
@@ -47,17 +49,6 @@ impl Schema {
     }
 }
 
-/// The CI's PostgreSQL and Redis, or `None` (the test is skipped) when either is not set.
-fn postgres_and_redis() -> Option<(String, String)> {
-    match (std::env::var("LLMUX_TEST_POSTGRES_URL"), std::env::var("LLMUX_TEST_REDIS_URL")) {
-        (Ok(postgres), Ok(redis)) => Some((postgres, redis)),
-        _ => {
-            eprintln!("LLMUX_TEST_POSTGRES_URL and LLMUX_TEST_REDIS_URL are needed: skipping");
-            None
-        }
-    }
-}
-
 /// Writes `dir/llmux.toml`: the test configuration with `storage` in place of its SQLite
 /// URL and a model `chat` served by `fake` (`route` is added to the route's fields).
 fn config_on(dir: &std::path::Path, storage: &str, fake: &FakeUpstream, route: &str) -> std::path::PathBuf {
@@ -86,7 +77,7 @@ impl Instance {
 
 #[tokio::test]
 async fn three_processes_share_limits_budgets_revocations_and_the_ledger() {
-    let Some((postgres, redis)) = postgres_and_redis() else { return };
+    let (postgres, redis) = (postgres_url(), redis_url());
     let schema = Schema::create(&postgres).await;
     let fake = FakeUpstream::start().await;
     fake.always(Reply::chat("ok", 9, 4));
@@ -249,10 +240,7 @@ async fn three_processes_share_limits_budgets_revocations_and_the_ledger() {
 
 #[tokio::test]
 async fn while_postgres_is_away_cached_keys_keep_working_and_no_usage_record_is_lost() {
-    let Ok(postgres) = std::env::var("LLMUX_TEST_POSTGRES_URL") else {
-        eprintln!("LLMUX_TEST_POSTGRES_URL is not set: skipping the PostgreSQL outage test");
-        return;
-    };
+    let postgres = postgres_url();
     let schema = Schema::create(&postgres).await;
     // The gateway reaches PostgreSQL through a relay the test can cut.
     let (proxy, through_proxy) = schema.behind_proxy().await;
@@ -319,7 +307,7 @@ async fn while_postgres_is_away_cached_keys_keep_working_and_no_usage_record_is_
 
 #[tokio::test]
 async fn while_postgres_is_away_a_budget_the_fleet_already_tracks_keeps_working_on_another_instance() {
-    let Some((postgres, redis)) = postgres_and_redis() else { return };
+    let (postgres, redis) = (postgres_url(), redis_url());
     let schema = Schema::create(&postgres).await;
     let (proxy, through_proxy) = schema.behind_proxy().await;
     let fake = FakeUpstream::start().await;
@@ -371,4 +359,11 @@ async fn wait_until_known(gateway: &crate::TestGateway, key: &str) {
         assert!(Instant::now() < deadline, "the instance never learned the key");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[test]
+fn the_tests_read_the_service_variables_llmux_documents() {
+    use llmux_config::env_vars::{LLMUX_TEST_POSTGRES_URL, LLMUX_TEST_REDIS_URL};
+    assert_eq!(llmux_testkit::services::POSTGRES_URL_VAR, LLMUX_TEST_POSTGRES_URL);
+    assert_eq!(llmux_testkit::services::REDIS_URL_VAR, LLMUX_TEST_REDIS_URL);
 }
