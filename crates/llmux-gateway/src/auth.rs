@@ -313,7 +313,7 @@ mod tests {
             created_at: 1,
             updated_at,
             revoked_at,
-            ..crate::tests::key()
+            ..KeyRecord::default()
         }
     }
 
@@ -348,17 +348,7 @@ mod tests {
     }
 
     fn team(name: &str, updated_at: i64) -> TeamRecord {
-        TeamRecord {
-            name: name.into(),
-            models: None,
-            region: None,
-            budget: None,
-            rpm_limit: None,
-            tpm_limit: None,
-            metadata: None,
-            created_at: updated_at,
-            updated_at,
-        }
+        TeamRecord { name: name.into(), created_at: updated_at, updated_at, ..TeamRecord::default() }
     }
 
     #[test]

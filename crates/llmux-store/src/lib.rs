@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// A virtual key as stored. The plain key is never stored, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeyRecord {
     pub id: String,
     pub name: String,
@@ -39,7 +39,7 @@ pub struct KeyRecord {
 
 /// A team: owns keys (a key names it in `team`) and limits them all together. A key's
 /// effective limits are the tighter of its own and its team's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TeamRecord {
     /// The team's identifier, unique.
     pub name: String,

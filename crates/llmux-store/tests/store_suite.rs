@@ -146,17 +146,8 @@ mod cases {
         let a = team("team-a");
         store.create_team(&a).await.unwrap();
         assert!(matches!(store.create_team(&team("team-a")).await, Err(StoreError::Conflict)));
-        let bare = TeamRecord {
-            name: "Alpha".to_owned(),
-            models: None,
-            region: None,
-            budget: None,
-            rpm_limit: None,
-            tpm_limit: None,
-            metadata: None,
-            created_at: 6_000,
-            updated_at: 6_000,
-        };
+        let bare =
+            TeamRecord { name: "Alpha".to_owned(), created_at: 6_000, updated_at: 6_000, ..TeamRecord::default() };
         store.create_team(&bare).await.unwrap();
         store.create_team(&TeamRecord { created_at: 1, updated_at: 1, ..team("m") }).await.unwrap();
         assert_eq!(store.team("team-a").await.unwrap(), Some(a.clone()));
@@ -563,6 +554,21 @@ suite!(
     large_batches_keep_every_column_and_their_order,
     concurrent_writers,
 );
+
+#[tokio::test]
+async fn a_sqlite_file_store_survives_reopen() {
+    let dir = std::env::temp_dir().join(format!("llmux-store-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("ledger.db").display());
+    {
+        let store = llmux_store::open(&url).await.unwrap();
+        store.insert_usage(Arc::from([record("r1", "k1", "chat", 10, 1)])).await.unwrap();
+    }
+    let store = llmux_store::open(&url).await.unwrap();
+    assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["r1"]);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
 
 #[tokio::test]
 async fn postgres_reopens_without_migrating_again() {

@@ -42,24 +42,8 @@ pub(super) fn caller(key: KeyRecord) -> Caller {
 }
 
 /// A key with no limits, for every model (id `key-1`).
-pub(crate) fn key() -> KeyRecord {
-    KeyRecord {
-        id: "key-1".into(),
-        name: "test".into(),
-        key_hash: String::new(),
-        key_prefix: String::new(),
-        team: None,
-        models: None,
-        region: None,
-        budget: None,
-        rpm_limit: None,
-        tpm_limit: None,
-        expires_at: None,
-        metadata: None,
-        created_at: 0,
-        updated_at: 0,
-        revoked_at: None,
-    }
+pub(super) fn key() -> KeyRecord {
+    KeyRecord { id: "key-1".into(), name: "test".into(), ..KeyRecord::default() }
 }
 
 pub(super) fn meta() -> RequestMeta {

@@ -591,6 +591,3 @@ const SUMMARY_BY_DAY: &str = summary_sql!(
     "(created_at / 1000 - ((created_at / 1000) % 86400 + 86400) % 86400) / 86400",
     "strftime('%Y-%m-%d', grp * 86400, 'unixepoch')"
 );
-
-#[cfg(test)]
-mod tests;
