@@ -5,7 +5,9 @@ use llmux_store::{Budget, StoreError};
 use llmux_types::money::{format_nanos, parse_decimal_nanos};
 use llmux_types::{Currency, Region};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::clock;
 
 /// Budget as clients send it: `{amount, currency?="USD", period?="monthly"}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,4 +70,22 @@ pub(crate) fn validated_models(list: Vec<String>) -> Result<Vec<String>, KeyErro
 /// An exact decimal JSON number from nano-units.
 pub fn decimal(nanos: i64) -> Value {
     serde_json::from_str(&format_nanos(nanos)).unwrap_or(Value::Null)
+}
+
+/// Adds the current period's standing to a key's or team's view (`view["budget"]`):
+/// `period_start`, `spent` (what the ledger holds for the period, in the budget's
+/// currency) and `remaining`. Left out when the store cannot say.
+pub(crate) async fn add_spend(
+    view: &mut Value,
+    budget: Option<&Budget>,
+    spent: impl AsyncFnOnce(&str, i64) -> Result<i64, StoreError>,
+) {
+    let Some(budget) = budget else { return };
+    let Some(start) = crate::budgets::period_start(&budget.period, clock::wall_ms()) else { return };
+    let Ok(spent) = spent(&budget.currency, start).await else { return };
+    if let Some(view) = view.get_mut("budget").and_then(Value::as_object_mut) {
+        view.insert("period_start".into(), json!(clock::rfc3339(start)));
+        view.insert("spent".into(), decimal(spent));
+        view.insert("remaining".into(), decimal(budget.amount_nanos.saturating_sub(spent).max(0)));
+    }
 }

@@ -1,7 +1,7 @@
 //! Key management shared by the admin API and the CLI: create, update, revoke, and
 //! the JSON view of a key (never its hash).
 
-use llmux_store::{Budget, KeyRecord, Store, StoreError};
+use llmux_store::{KeyRecord, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -178,20 +178,14 @@ pub fn view(key: &KeyRecord) -> Value {
     })
 }
 
-/// Adds the current period's standing to a key's or team's view (`view["budget"]`):
-/// `period_start`, `spent` (what the ledger holds for the period, in the budget's
-/// currency) and `remaining`. Left out when the store cannot say.
-pub async fn add_spend(
-    view: &mut Value,
-    budget: Option<&Budget>,
-    spent: impl AsyncFnOnce(&str, i64) -> Result<i64, StoreError>,
-) {
-    let Some(budget) = budget else { return };
-    let Some(start) = crate::budgets::period_start(&budget.period, clock::wall_ms()) else { return };
-    let Ok(spent) = spent(&budget.currency, start).await else { return };
-    if let Some(view) = view.get_mut("budget").and_then(Value::as_object_mut) {
-        view.insert("period_start".into(), json!(clock::rfc3339(start)));
-        view.insert("spent".into(), decimal(spent));
-        view.insert("remaining".into(), decimal(budget.amount_nanos.saturating_sub(spent).max(0)));
-    }
+/// The view of key `id` with its budget's standing in the current period
+/// (`GET /admin/keys/{id}`, `llmux keys show`).
+pub async fn show(store: &dyn Store, id: &str) -> Result<Value, KeyError> {
+    let key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+    let mut view = view(&key);
+    crate::accounts::add_spend(&mut view, key.budget.as_ref(), async |currency, start| {
+        store.key_spend(&key.id, currency, start).await
+    })
+    .await;
+    Ok(view)
 }

@@ -10,7 +10,9 @@ use llmux_store::{Store, StoreError, TeamRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::accounts::{BudgetInput, KeyError, decimal, nullable, validated_budget, validated_models, validated_region};
+use crate::accounts::{
+    BudgetInput, KeyError, add_spend, decimal, nullable, validated_budget, validated_models, validated_region,
+};
 use crate::clock;
 
 /// `POST /admin/teams` body (and the CLI's flags).
@@ -149,6 +151,18 @@ pub async fn require(store: &dyn Store, team_name: &str) -> Result<(), KeyError>
 }
 
 /// The public view of a team.
+/// The view of team `name` with its budget's standing in the current period
+/// (`GET /admin/teams/{name}`, `llmux teams show`).
+pub async fn show(store: &dyn Store, name: &str) -> Result<Value, TeamError> {
+    let team = store.team(name).await?.ok_or_else(|| TeamError::NotFound(name.to_owned()))?;
+    let mut view = view(&team);
+    add_spend(&mut view, team.budget.as_ref(), async |currency, start| {
+        store.team_spend(&team.name, currency, start).await
+    })
+    .await;
+    Ok(view)
+}
+
 pub fn view(team: &TeamRecord) -> Value {
     json!({
         "name": team.name,

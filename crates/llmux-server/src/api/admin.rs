@@ -137,18 +137,9 @@ pub async fn list_keys(State(state): State<AppState>, Master(request_id): Master
 }
 
 pub async fn show_key(State(state): State<AppState>, Master(request_id): Master, Path(id): Path<String>) -> Response {
-    let store = state.gateway.store();
-    match store.key(&id).await {
-        Ok(Some(key)) => {
-            let mut view = keys::view(&key);
-            keys::add_spend(&mut view, key.budget.as_ref(), async |currency, start| {
-                store.key_spend(&key.id, currency, start).await
-            })
-            .await;
-            json(StatusCode::OK, &view, &request_id)
-        }
-        Ok(None) => key_error(KeyError::NotFound(id), &request_id),
-        Err(error) => key_error(error.into(), &request_id),
+    match keys::show(state.gateway.store().as_ref(), &id).await {
+        Ok(view) => json(StatusCode::OK, &view, &request_id),
+        Err(error) => key_error(error, &request_id),
     }
 }
 
@@ -210,18 +201,9 @@ pub async fn show_team(
     Master(request_id): Master,
     Path(name): Path<String>,
 ) -> Response {
-    let store = state.gateway.store();
-    match store.team(&name).await {
-        Ok(Some(team)) => {
-            let mut view = teams::view(&team);
-            keys::add_spend(&mut view, team.budget.as_ref(), async |currency, start| {
-                store.team_spend(&team.name, currency, start).await
-            })
-            .await;
-            json(StatusCode::OK, &view, &request_id)
-        }
-        Ok(None) => team_error(TeamError::NotFound(name), &request_id),
-        Err(error) => team_error(error.into(), &request_id),
+    match teams::show(state.gateway.store().as_ref(), &name).await {
+        Ok(view) => json(StatusCode::OK, &view, &request_id),
+        Err(error) => team_error(error, &request_id),
     }
 }
 

@@ -6,9 +6,7 @@ use clap::Subcommand;
 use llmux_fleet::FleetEvent;
 use llmux_gateway::keys::{self, KeyPatch, NewKey};
 
-use super::{
-    LimitFlags, announce, config_and_store, found, models_column, print_json_list, print_pretty, print_with_spend,
-};
+use super::{LimitFlags, announce, config_and_store, models_column, print_json_list, print_pretty};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -114,11 +112,7 @@ pub async fn run(command: KeysCommand) -> Result<(), String> {
         }
         KeysCommand::Show { config, id } => {
             let (_, store) = config_and_store(config).await?;
-            let key = found(store.key(&id).await, || format!("no key with id `{id}`"))?;
-            print_with_spend(keys::view(&key), key.budget.as_ref(), async |currency, start| {
-                store.key_spend(&key.id, currency, start).await
-            })
-            .await;
+            print_pretty(&keys::show(store.as_ref(), &id).await.map_err(|error| error.to_string())?);
             Ok(())
         }
         KeysCommand::Revoke { config, id } => {

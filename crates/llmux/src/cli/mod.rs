@@ -10,7 +10,7 @@ use llmux_config::Config;
 use llmux_fleet::FleetEvent;
 use llmux_gateway::keys::BudgetInput;
 use llmux_server::ConfigSource;
-use llmux_store::{Budget, Store, StoreError};
+use llmux_store::Store;
 
 mod admin_client;
 pub mod check;
@@ -70,25 +70,9 @@ async fn announce(config: &Config, event: FleetEvent) {
     }
 }
 
-/// The record a store lookup found, or `missing` as the error.
-fn found<T>(lookup: Result<Option<T>, StoreError>, missing: impl FnOnce() -> String) -> Result<T, String> {
-    lookup.map_err(|error| error.to_string())?.ok_or_else(missing)
-}
-
 /// Prints an admin-API view as indented JSON.
 fn print_pretty(view: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(view).unwrap_or_default());
-}
-
-/// Prints the view of a key or team with where its budget stands in the current period
-/// (`spent` is what it spent in `currency` since a start), as the admin API shows it.
-async fn print_with_spend(
-    mut view: serde_json::Value,
-    budget: Option<&Budget>,
-    spent: impl AsyncFnOnce(&str, i64) -> Result<i64, StoreError>,
-) {
-    llmux_gateway::keys::add_spend(&mut view, budget, spent).await;
-    print_pretty(&view);
 }
 
 /// `{"<field>": [views]}` on one line: a list as the admin API answers it.

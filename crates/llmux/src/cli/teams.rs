@@ -7,9 +7,7 @@ use clap::Subcommand;
 use llmux_fleet::FleetEvent;
 use llmux_gateway::teams::{self, NewTeam, TeamPatch};
 
-use super::{
-    LimitFlags, announce, config_and_store, found, models_column, print_json_list, print_pretty, print_with_spend,
-};
+use super::{LimitFlags, announce, config_and_store, models_column, print_json_list, print_pretty};
 
 #[derive(Debug, Subcommand)]
 pub enum TeamsCommand {
@@ -98,11 +96,7 @@ pub async fn run(command: TeamsCommand) -> Result<(), String> {
         }
         TeamsCommand::Show { config, name } => {
             let (_, store) = config_and_store(config).await?;
-            let team = found(store.team(&name).await, || format!("no team named `{name}`"))?;
-            print_with_spend(teams::view(&team), team.budget.as_ref(), async |currency, start| {
-                store.team_spend(&team.name, currency, start).await
-            })
-            .await;
+            print_pretty(&teams::show(store.as_ref(), &name).await.map_err(|error| error.to_string())?);
             Ok(())
         }
         TeamsCommand::Update { config, name, limits } => {
