@@ -77,9 +77,16 @@ pub fn fake_provider(name: &str, base_url: &str) -> String {
 impl TestGateway {
     /// Starts a gateway whose config is the base sections plus `rest`.
     pub async fn start(rest: &str) -> TestGateway {
+        TestGateway::start_with_server("", rest).await
+    }
+
+    /// As [`start`](Self::start), with `server` (lines of `[server]` settings) added to
+    /// the base `[server]` section.
+    pub async fn start_with_server(server: &str, rest: &str) -> TestGateway {
         let dir = temp_dir("gw");
         let config_path = dir.join("llmux.toml");
-        std::fs::write(&config_path, format!("{}{rest}", base_config(&dir))).expect("write config");
+        let base = base_config(&dir).replace("max_body_bytes = 65536\n", &format!("max_body_bytes = 65536\n{server}"));
+        std::fs::write(&config_path, format!("{base}{rest}")).expect("write config");
         TestGateway::start_with(dir, config_path).await
     }
 

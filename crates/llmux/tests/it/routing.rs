@@ -6,11 +6,20 @@ use serde_json::json;
 use crate::{TestGateway, fake_provider};
 
 async fn two_routes(first: &FakeUpstream, second: &FakeUpstream) -> TestGateway {
-    TestGateway::start(&format!(
-        "{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
-        fake_provider("first", &first.base_url()),
-        fake_provider("second", &second.base_url()),
-    ))
+    two_routes_with("", "", first, second).await
+}
+
+/// Model `chat` with the routes `first` then `second`; `server` adds `[server]` lines,
+/// `model` lines to the model.
+async fn two_routes_with(server: &str, model: &str, first: &FakeUpstream, second: &FakeUpstream) -> TestGateway {
+    TestGateway::start_with_server(
+        server,
+        &format!(
+            "{}{}[[models]]\nname = \"chat\"\n{model}routes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
+            fake_provider("first", &first.base_url()),
+            fake_provider("second", &second.base_url()),
+        ),
+    )
     .await
 }
 
@@ -342,20 +351,8 @@ async fn the_request_deadline_bounds_every_attempt_together() {
     first.always(Reply::Stall);
     second.always(Reply::Stall);
     // Each attempt alone could wait 5 s for its first byte; the request gets 400 ms in all.
-    let dir = crate::temp_dir("deadline");
-    let path = dir.join("llmux.toml");
-    let server = crate::base_config(&dir)
-        .replace("max_body_bytes = 65536\n", "max_body_bytes = 65536\nrequest_timeout_ms = 400\n");
-    std::fs::write(
-        &path,
-        format!(
-            "{server}{}{}[[models]]\nname = \"chat\"\nfirst_byte_timeout_ms = 5000\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
-            fake_provider("first", &first.base_url()),
-            fake_provider("second", &second.base_url()),
-        ),
-    )
-    .unwrap();
-    let gateway = TestGateway::start_with(dir, path).await;
+    let gateway =
+        two_routes_with("request_timeout_ms = 400\n", "first_byte_timeout_ms = 5000\n", &first, &second).await;
     let key = gateway.key().await;
     let started = std::time::Instant::now();
     let response = gateway.chat(&key, &ask()).await;
@@ -373,22 +370,7 @@ async fn an_open_circuit_half_opens_after_the_cooldown_and_one_probe_closes_it()
     }
     first.always(Reply::chat("first is back", 3, 2));
     second.always(Reply::chat("from second", 3, 2));
-    let dir = crate::temp_dir("half-open");
-    let path = dir.join("llmux.toml");
-    let server = crate::base_config(&dir).replace(
-        "max_body_bytes = 65536\n",
-        "max_body_bytes = 65536\ncircuit_failures = 3\ncircuit_cooldown_ms = 1500\n",
-    );
-    std::fs::write(
-        &path,
-        format!(
-            "{server}{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
-            fake_provider("first", &first.base_url()),
-            fake_provider("second", &second.base_url()),
-        ),
-    )
-    .unwrap();
-    let gateway = TestGateway::start_with(dir, path).await;
+    let gateway = two_routes_with("circuit_failures = 3\ncircuit_cooldown_ms = 1500\n", "", &first, &second).await;
     let key = gateway.key().await;
     let provider = |response: &reqwest::Response| response.headers()["x-llmux-provider"].to_str().unwrap().to_owned();
     // Three failures open the circuit; meanwhile the second route serves.
@@ -416,12 +398,7 @@ async fn a_p95_hedge_waits_for_the_routes_usual_time_to_first_byte() {
     }
     first.push(Reply::Stall);
     second.always(Reply::chat("hedge", 3, 2));
-    let gateway = TestGateway::start(&format!(
-        "{}{}[[models]]\nname = \"chat\"\nhedge_after_ms = \"p95\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
-        fake_provider("first", &first.base_url()),
-        fake_provider("second", &second.base_url()),
-    ))
-    .await;
+    let gateway = two_routes_with("", "hedge_after_ms = \"p95\"\n", &first, &second).await;
     let key = gateway.key().await;
     // Ten answers in about 20 ms teach the route its p95 (until 8 samples there is no
     // hedge; after that, an answer slower than the p95 may race a hedge, as it should).
@@ -441,22 +418,13 @@ async fn active_health_checks_close_a_circuit_once_the_provider_answers_again() 
     let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
     first.always(Reply::status(500, r#"{"error":{"message":"down","type":"server_error"}}"#));
     second.always(Reply::chat("from second", 3, 2));
-    let dir = crate::temp_dir("active-health");
-    let path = dir.join("llmux.toml");
-    let server = crate::base_config(&dir).replace(
-        "max_body_bytes = 65536\n",
-        "max_body_bytes = 65536\ncircuit_failures = 3\ncircuit_cooldown_ms = 60000\nhealth_check_interval_ms = 100\n",
-    );
-    std::fs::write(
-        &path,
-        format!(
-            "{server}{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
-            fake_provider("first", &first.base_url()),
-            fake_provider("second", &second.base_url()),
-        ),
+    let gateway = two_routes_with(
+        "circuit_failures = 3\ncircuit_cooldown_ms = 60000\nhealth_check_interval_ms = 100\n",
+        "",
+        &first,
+        &second,
     )
-    .unwrap();
-    let gateway = TestGateway::start_with(dir, path).await;
+    .await;
     let key = gateway.key().await;
     for _ in 0..4 {
         assert_eq!(gateway.chat(&key, &ask()).await.headers()["x-llmux-provider"], "second");
@@ -505,22 +473,13 @@ async fn the_route_healthy_metric_follows_circuits_opened_by_health_checks() {
     let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
     first.always(Reply::chat("fine", 3, 2));
     second.always(Reply::chat("from second", 3, 2));
-    let dir = crate::temp_dir("metric-health");
-    let path = dir.join("llmux.toml");
-    let server = crate::base_config(&dir).replace(
-        "max_body_bytes = 65536\n",
-        "max_body_bytes = 65536\ncircuit_failures = 2\ncircuit_cooldown_ms = 60000\nhealth_check_interval_ms = 100\n",
-    );
-    std::fs::write(
-        &path,
-        format!(
-            "{server}{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
-            fake_provider("first", &first.base_url()),
-            fake_provider("second", &second.base_url()),
-        ),
+    let gateway = two_routes_with(
+        "circuit_failures = 2\ncircuit_cooldown_ms = 60000\nhealth_check_interval_ms = 100\n",
+        "",
+        &first,
+        &second,
     )
-    .unwrap();
-    let gateway = TestGateway::start_with(dir, path).await;
+    .await;
     let key = gateway.key().await;
     assert_eq!(gateway.chat(&key, &ask()).await.headers()["x-llmux-provider"], "first");
     let healthy = r#"llmux_route_healthy{model="chat",provider="first"} 1"#;
