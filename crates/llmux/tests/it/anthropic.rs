@@ -5,14 +5,10 @@ use std::time::Duration;
 use llmux_testkit::{FakeUpstream, Reply, chunk, usage_chunk};
 use serde_json::{Value, json};
 
-use crate::{TestGateway, fake_provider};
+use crate::TestGateway;
 
 async fn gateway_for(fake: &FakeUpstream) -> TestGateway {
-    TestGateway::start(&format!(
-        "{}[[models]]\nname = \"claude-ish\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\", price = {{ input = 1, output = 2 }} }}]\n",
-        fake_provider("fake", &fake.base_url())
-    ))
-    .await
+    crate::one_route(fake, "claude-ish", "").await
 }
 
 /// `(event, data)` pairs of an Anthropic SSE body.
@@ -170,11 +166,7 @@ async fn a_slow_upstream_gets_ping_keep_alives_without_tripping_the_idle_timeout
         cut_after: None,
     });
     // Idle timeout 800 ms: keep-alives every 200 ms, and 450 ms gaps are not idle.
-    let gateway = TestGateway::start(&format!(
-        "{}\nidle_timeout_ms = 800\n\n[[models]]\nname = \"claude-ish\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\" }}]\n",
-        fake_provider("fake", &fake.base_url()).trim_end()
-    ))
-    .await;
+    let gateway = crate::one_route(&fake, "claude-ish", "idle_timeout_ms = 800").await;
     let key = gateway.key().await;
     let body = json!({"model": "claude-ish", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let response = gateway.messages(&key, &body).await;
@@ -204,11 +196,7 @@ async fn an_upstream_silent_past_the_idle_timeout_mid_stream_is_an_anthropic_tim
         delay: Duration::from_millis(1500),
         cut_after: None,
     });
-    let gateway = TestGateway::start(&format!(
-        "{}\nidle_timeout_ms = 300\nfirst_byte_timeout_ms = 5000\n\n[[models]]\nname = \"claude-ish\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\" }}]\n",
-        fake_provider("fake", &fake.base_url()).trim_end()
-    ))
-    .await;
+    let gateway = crate::one_route(&fake, "claude-ish", "idle_timeout_ms = 300\nfirst_byte_timeout_ms = 5000").await;
     let key = gateway.key().await;
     let body = json!({"model": "claude-ish", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let response = gateway.messages(&key, &body).await;
@@ -557,11 +545,7 @@ async fn anthropic_upstream_errors_are_classified() {
 async fn a_stalled_upstream_is_an_anthropic_timeout_error() {
     let fake = FakeUpstream::start().await;
     fake.push(Reply::Stall);
-    let provider = fake_provider("fake", &fake.base_url()).replace("\n\n", "\nfirst_byte_timeout_ms = 200\n\n");
-    let gateway = TestGateway::start(&format!(
-        "{provider}[[models]]\nname = \"claude-ish\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\" }}]\n"
-    ))
-    .await;
+    let gateway = crate::one_route(&fake, "claude-ish", "first_byte_timeout_ms = 200").await;
     let key = gateway.key().await;
     let body = json!({"model": "claude-ish", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
     let response = gateway.messages(&key, &body).await;

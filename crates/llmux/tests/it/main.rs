@@ -74,6 +74,16 @@ pub fn fake_provider(name: &str, base_url: &str) -> String {
     )
 }
 
+/// A gateway with one model, `model`, routed to `fake` (priced 1 and 2 per million
+/// tokens); `provider_lines` are added to the provider's entry.
+pub async fn one_route(fake: &llmux_testkit::FakeUpstream, model: &str, provider_lines: &str) -> TestGateway {
+    let provider = fake_provider("fake", &fake.base_url()).replace("\n\n", &format!("\n{provider_lines}\n\n"));
+    TestGateway::start(&format!(
+        "{provider}[[models]]\nname = \"{model}\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\", price = {{ input = 1, output = 2 }} }}]\n"
+    ))
+    .await
+}
+
 impl TestGateway {
     /// Starts a gateway whose config is the base sections plus `rest`.
     pub async fn start(rest: &str) -> TestGateway {

@@ -3,14 +3,10 @@ use std::time::Duration;
 use llmux_testkit::{FakeUpstream, Reply, chunk, usage_chunk};
 use serde_json::{Value, json};
 
-use crate::{TestGateway, fake_provider, sse_data, user};
+use crate::{TestGateway, sse_data, user};
 
 async fn gateway_for(fake: &FakeUpstream, extra_provider_lines: &str) -> TestGateway {
-    let provider = fake_provider("fake", &fake.base_url()).replace("\n\n", &format!("\n{extra_provider_lines}\n\n"));
-    TestGateway::start(&format!(
-        "{provider}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\", price = {{ input = 1, output = 2 }} }}]\n"
-    ))
-    .await
+    crate::one_route(fake, "chat", extra_provider_lines).await
 }
 
 #[tokio::test]
