@@ -32,6 +32,7 @@ mod dialect;
 mod extensions;
 mod few;
 pub mod gemini;
+mod json;
 pub mod openai;
 pub mod sse;
 mod upstream;

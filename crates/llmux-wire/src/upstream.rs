@@ -73,3 +73,11 @@ pub(crate) fn owned_events<'d>(
     decode_with(&mut |event| events.push(event.into_owned()))?;
     Ok(events)
 }
+
+/// Usage counters as last reported: a field the provider reported replaces the previous
+/// value (stream usage is cumulative, never added); one it left out keeps it.
+pub(crate) fn replace(field: &mut u64, reported: Option<u64>) {
+    if let Some(value) = reported {
+        *field = value;
+    }
+}

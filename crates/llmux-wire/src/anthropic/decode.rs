@@ -27,6 +27,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use crate::json::{compact_json, first_byte};
+
 use crate::DecodeError;
 
 /// Anthropic Messages request body -> canonical. `max_tokens` is required.
@@ -127,11 +129,6 @@ fn at_borrowed<'a, T: Deserialize<'a>>(path: &str, raw: &'a RawValue) -> Result<
 
 fn to_raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).expect("strings and booleans serialize")
-}
-
-/// What kind of JSON value `raw` holds, by its first byte.
-pub(crate) fn first_byte(raw: &RawValue) -> u8 {
-    raw.get().trim_start().as_bytes().first().copied().unwrap_or(b' ')
 }
 
 #[derive(Deserialize)]
@@ -442,30 +439,4 @@ fn decode_tools(raw: &RawValue) -> Result<Vec<Tool>, DecodeError> {
         });
     }
     Ok(tools)
-}
-
-/// `json` (valid JSON) without insignificant whitespace; key order, number spelling and
-/// string escapes are kept as written.
-pub(crate) fn compact_json(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in json.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_ascii_whitespace() {
-            out.push(c);
-        }
-    }
-    out
 }

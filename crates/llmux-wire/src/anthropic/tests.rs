@@ -3,10 +3,11 @@ use llmux_types::chat::{ChatResponse, Choice, ContentPart, FinishReason, Role, S
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::decode::{compact_json, count_tokens_request, messages_request};
+use super::decode::{count_tokens_request, messages_request};
 use super::encode::{MessagesStreamEncoder, messages_response, ping, stop_reason};
 use super::error::error_body;
 use crate::UpstreamDecoder;
+use crate::json::compact_json;
 use crate::openai::upstream::ChunkDecoder;
 use crate::sse::{Framer, parse_event};
 

@@ -39,9 +39,9 @@ use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, ToolChoice, gem
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::anthropic::decode::first_byte;
 use crate::anthropic::encode::tool_input;
 use crate::extensions::report_dropped;
+use crate::json::first_byte;
 use crate::upstream::{base64_data, texts};
 
 /// Anthropic's upper bound for `temperature` (OpenAI's is 2).

@@ -7,10 +7,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::DecodeError;
-use crate::anthropic::decode::{
-    Head, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolUseBlock, compact_json, first_byte,
-};
-use crate::upstream::{malformed, non_null, parse, parse_body};
+use crate::anthropic::decode::{Head, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolUseBlock};
+use crate::json::{compact_json, first_byte};
+use crate::upstream::{malformed, non_null, parse, parse_body, replace};
 
 #[derive(Deserialize)]
 pub(super) struct UsageIn {
@@ -39,11 +38,6 @@ pub(super) struct UsageState {
 
 impl UsageState {
     pub(super) fn update(&mut self, wire: &UsageIn) {
-        let replace = |field: &mut u64, value: Option<u64>| {
-            if let Some(value) = value {
-                *field = value;
-            }
-        };
         replace(&mut self.input, wire.input_tokens);
         replace(&mut self.cache_read, wire.cache_read_input_tokens);
         replace(&mut self.cache_write, wire.cache_creation_input_tokens);

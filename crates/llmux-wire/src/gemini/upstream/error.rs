@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::anthropic::decode::first_byte;
+use crate::json::first_byte;
 use crate::upstream::non_null;
 
 #[derive(Deserialize)]

@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::contents::{ContentWire, PartWire, contents};
-use crate::anthropic::decode::first_byte;
 use crate::extensions::report_dropped;
+use crate::json::first_byte;
 use crate::upstream::texts;
 
 /// Canonical request -> Gemini `GenerateContentRequest` body, and the names of the

@@ -11,9 +11,9 @@ use serde_json::value::RawValue;
 
 use super::error::{ErrorIn, error_text};
 use crate::DecodeError;
-use crate::anthropic::decode::compact_json;
 use crate::few::{Few, Str};
-use crate::upstream::{non_null, parse, parse_body};
+use crate::json::compact_json;
+use crate::upstream::{non_null, parse, parse_body, replace};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -99,11 +99,6 @@ pub(super) struct UsageState {
 
 impl UsageState {
     pub(super) fn update(&mut self, wire: &UsageIn) {
-        let replace = |field: &mut u64, value: Option<u64>| {
-            if let Some(value) = value {
-                *field = value;
-            }
-        };
         replace(&mut self.prompt, wire.prompt_token_count);
         replace(&mut self.candidates, wire.candidates_token_count);
         replace(&mut self.thoughts, wire.thoughts_token_count);

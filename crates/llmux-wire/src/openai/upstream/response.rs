@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::DecodeError;
-use crate::anthropic::decode::compact_json;
+use crate::json::compact_json;
 use crate::openai::usage::UsageWire as UsageIn;
 use crate::upstream::parse_body;
 

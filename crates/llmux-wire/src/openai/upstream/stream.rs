@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::response::{THINK_CLOSE, THINK_OPEN, error_message, finish_reason};
-use crate::anthropic::decode::compact_json;
 use crate::few::{Few, Str};
+use crate::json::compact_json;
 use crate::openai::usage::UsageWire as UsageIn;
 use crate::upstream::{non_null, parse_payload};
 use crate::{DecodeError, UpstreamDecoder};
