@@ -84,6 +84,16 @@ async function collect(stream) {
   return chunks;
 }
 
+/** Sends `request` as a streamed chat (`stream: true`) and collects its chunks. */
+async function streamed(request) {
+  return collect(await client.chat.completions.create({ ...request, stream: true }));
+}
+
+/** The text content of streamed chunks (first choice). */
+function streamedText(chunks) {
+  return chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content ?? '').join('');
+}
+
 /** Reassembles streamed tool-call fragments by `index`. */
 function assembleToolCalls(chunks) {
   const calls = new Map();
@@ -177,7 +187,7 @@ describe('chat completions (openai-compatible upstream)', () => {
 
   test('streaming without include_usage: text chunks only, no usage chunk', async () => {
     const mark = marker();
-    const chunks = await collect(await client.chat.completions.create({ model: 'chat', messages: user(mark), stream: true }));
+    const chunks = await streamed({ model: 'chat', messages: user(mark) });
 
     assert.ok(chunks.length > 1, `expected several chunks, got ${chunks.length}`);
     assert.ok(chunks.every((chunk) => chunk.object === 'chat.completion.chunk'));
@@ -198,16 +208,13 @@ describe('chat completions (openai-compatible upstream)', () => {
 
   test('streaming with include_usage: exactly one final usage chunk', async () => {
     const mark = marker();
-    const chunks = await collect(
-      await client.chat.completions.create({
-        model: 'chat',
-        messages: user(mark),
-        stream: true,
-        stream_options: { include_usage: true },
-      }),
-    );
+    const chunks = await streamed({
+      model: 'chat',
+      messages: user(mark),
+      stream_options: { include_usage: true },
+    });
 
-    const text = chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content ?? '').join('');
+    const text = streamedText(chunks);
     assert.equal(text, CHAT_TEXT);
     assert.deepEqual(finishReasons(chunks), ['stop']);
     const final = chunks.at(-1);
@@ -272,14 +279,11 @@ describe('tool calls (openai-compatible upstream)', () => {
 
   test('single tool call, streamed: arguments reassembled from fragments', async () => {
     const mark = marker();
-    const chunks = await collect(
-      await client.chat.completions.create({
-        model: 'tools',
-        messages: user(`Weather in Paris? ${mark}`),
-        tools: WEATHER_TOOLS,
-        stream: true,
-      }),
-    );
+    const chunks = await streamed({
+      model: 'tools',
+      messages: user(`Weather in Paris? ${mark}`),
+      tools: WEATHER_TOOLS,
+    });
 
     const fragments = chunks.flatMap((chunk) => chunk.choices.flatMap((choice) => choice.delta?.tool_calls ?? []));
     assert.ok(fragments.length > 2, `expected the arguments in several fragments, got ${fragments.length}`);
@@ -295,15 +299,12 @@ describe('tool calls (openai-compatible upstream)', () => {
 
   test('two parallel tool calls, streamed in fragments: indexes 0 and 1', async () => {
     const mark = marker();
-    const chunks = await collect(
-      await client.chat.completions.create({
-        model: 'parallel',
-        messages: user(`Weather in Paris and time in Tokyo? ${mark}`),
-        tools: [...WEATHER_TOOLS, TIME_TOOL],
-        parallel_tool_calls: true,
-        stream: true,
-      }),
-    );
+    const chunks = await streamed({
+      model: 'parallel',
+      messages: user(`Weather in Paris and time in Tokyo? ${mark}`),
+      tools: [...WEATHER_TOOLS, TIME_TOOL],
+      parallel_tool_calls: true,
+    });
 
     const calls = assembleToolCalls(chunks);
     assert.deepEqual([...calls.keys()].sort(), [0, 1]);
@@ -370,15 +371,12 @@ describe('the openai SDK against an anthropic provider (translated)', () => {
 
   test('sonnet, streamed: text deltas and usage', async () => {
     const mark = marker();
-    const chunks = await collect(
-      await client.chat.completions.create({
-        model: 'sonnet',
-        messages: user(mark),
-        stream: true,
-        stream_options: { include_usage: true },
-      }),
-    );
-    const text = chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content ?? '').join('');
+    const chunks = await streamed({
+      model: 'sonnet',
+      messages: user(mark),
+      stream_options: { include_usage: true },
+    });
+    const text = streamedText(chunks);
     assert.equal(text, CHAT_TEXT);
     assert.deepEqual(finishReasons(chunks), ['stop']);
     const final = chunks.at(-1);
@@ -429,14 +427,11 @@ describe('the openai SDK against an anthropic provider (translated)', () => {
 
   test('sonnet-tools, streamed: tool_use blocks become tool calls 0 and 1', async () => {
     const mark = marker();
-    const chunks = await collect(
-      await client.chat.completions.create({
-        model: 'sonnet-tools',
-        messages: user(mark),
-        tools: WEATHER_TOOLS,
-        stream: true,
-      }),
-    );
+    const chunks = await streamed({
+      model: 'sonnet-tools',
+      messages: user(mark),
+      tools: WEATHER_TOOLS,
+    });
     // Upstream the tool_use blocks are content blocks 1 and 2 (after a thinking block).
     const calls = assembleToolCalls(chunks);
     assert.deepEqual([...calls.keys()].sort(), [0, 1]);
@@ -560,14 +555,11 @@ describe('the openai SDK against a gemini provider (translated)', () => {
 
   test('gemini, streamed with include_usage: deltas as they come, one final usage chunk', async () => {
     const mark = marker();
-    const chunks = await collect(
-      await client.chat.completions.create({
-        model: 'gemini',
-        messages: user(mark),
-        stream: true,
-        stream_options: { include_usage: true },
-      }),
-    );
+    const chunks = await streamed({
+      model: 'gemini',
+      messages: user(mark),
+      stream_options: { include_usage: true },
+    });
 
     assert.ok(chunks.every((chunk) => chunk.object === 'chat.completion.chunk'));
     const deltas = chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content).filter(Boolean);
@@ -586,7 +578,7 @@ describe('the openai SDK against a gemini provider (translated)', () => {
 
   test('gemini, streamed without include_usage: no usage chunk', async () => {
     const mark = marker();
-    const chunks = await collect(await client.chat.completions.create({ model: 'gemini', messages: user(mark), stream: true }));
+    const chunks = await streamed({ model: 'gemini', messages: user(mark) });
 
     assert.ok(chunks.length > 1);
     assert.ok(chunks.every((chunk) => chunk.choices.length > 0 && chunk.usage == null), 'usage leaked into chunks the client did not ask it for');
@@ -611,9 +603,7 @@ describe('the openai SDK against a gemini provider (translated)', () => {
 
   test('gemini-thinking, streamed: reasoning_content deltas come before the content', async () => {
     const mark = marker();
-    const chunks = await collect(
-      await client.chat.completions.create({ model: 'gemini-thinking', messages: user(mark), reasoning_effort: 'high', stream: true }),
-    );
+    const chunks = await streamed({ model: 'gemini-thinking', messages: user(mark), reasoning_effort: 'high' });
 
     const deltas = chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.delta));
     const reasoning = deltas.map((delta) => delta.reasoning_content ?? '').join('');
@@ -657,15 +647,12 @@ describe('the openai SDK against a gemini provider (translated)', () => {
 
   test('gemini-tools, streamed: the tool call delta carries extra_content', async () => {
     const mark = marker();
-    const chunks = await collect(
-      await client.chat.completions.create({
-        model: 'gemini-tools',
-        messages: user(`Weather in Paris? ${mark}`),
-        tools: WEATHER_TOOLS,
-        stream: true,
-        stream_options: { include_usage: true },
-      }),
-    );
+    const chunks = await streamed({
+      model: 'gemini-tools',
+      messages: user(`Weather in Paris? ${mark}`),
+      tools: WEATHER_TOOLS,
+      stream_options: { include_usage: true },
+    });
 
     const fragments = chunks.flatMap((chunk) => chunk.choices.flatMap((choice) => choice.delta?.tool_calls ?? []));
     assert.ok(fragments.length >= 1, 'no tool-call delta');
@@ -730,9 +717,7 @@ describe('the openai SDK against a gemini provider (translated)', () => {
     messages.push(message);
     messages.push({ role: 'tool', tool_call_id: call.id, content: TOOL_OUTPUT });
 
-    const chunks = await collect(
-      await client.chat.completions.create({ model: 'gemini-tools', messages, tools: WEATHER_TOOLS, stream: true }),
-    );
+    const chunks = await streamed({ model: 'gemini-tools', messages, tools: WEATHER_TOOLS });
     assert.equal(chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.delta.content ?? '')).join(''), GEMINI_TOOL_ANSWER + TOOL_OUTPUT);
     assert.deepEqual(finishReasons(chunks), ['stop']);
 
@@ -850,21 +835,18 @@ describe('mock provider and models', () => {
   test('mockchat echo, streamed (with and without usage), never hits the upstream', async () => {
     const mark = marker();
     const text = `Echo this back, please: ${mark}`;
-    const chunks = await collect(
-      await client.chat.completions.create({
-        model: 'mockchat',
-        messages: user(text),
-        stream: true,
-        stream_options: { include_usage: true },
-      }),
-    );
+    const chunks = await streamed({
+      model: 'mockchat',
+      messages: user(text),
+      stream_options: { include_usage: true },
+    });
     assert.ok(chunks.length > 2, 'the mock streams in several chunks');
-    assert.equal(chunks.filter((chunk) => chunk.choices.length).map((chunk) => chunk.choices[0].delta.content ?? '').join(''), text);
+    assert.equal(streamedText(chunks), text);
     assert.deepEqual(finishReasons(chunks), ['stop']);
     assert.deepEqual(chunks.at(-1).choices, []);
     assert.ok(chunks.at(-1).usage?.total_tokens > 0);
 
-    const plain = await collect(await client.chat.completions.create({ model: 'mockchat', messages: user(mark), stream: true }));
+    const plain = await streamed({ model: 'mockchat', messages: user(mark) });
     assert.ok(plain.every((chunk) => chunk.choices.length > 0 && chunk.usage == null), 'no usage chunk when not asked');
     assert.equal(plain.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), mark);
 
