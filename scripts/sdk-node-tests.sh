@@ -25,17 +25,9 @@ if (( NODE_MAJOR < 20 )); then
   exit 1
 fi
 
-LLMUX_BIN="${LLMUX_BIN:-target/debug/llmux}"
-case "$LLMUX_BIN" in
-  /*) ;;
-  *) LLMUX_BIN="$ROOT/$LLMUX_BIN" ;;
-esac
-if [[ ! -f "$LLMUX_BIN" || ! -x "$LLMUX_BIN" ]]; then
-  echo "sdk-node-tests: llmux binary not found or not executable: $LLMUX_BIN" >&2
-  echo "sdk-node-tests: build it with 'cargo build -p llmux' or set LLMUX_BIN" >&2
-  exit 1
-fi
-export LLMUX_BIN
+# shellcheck source=lib/llmux-bin.sh
+source "$ROOT/scripts/lib/llmux-bin.sh"
+resolve_llmux_bin sdk-node-tests
 
 # node_modules is current when the stamp written after the last `npm ci` matches the
 # hash of package.json + package-lock.json.

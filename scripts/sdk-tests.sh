@@ -9,17 +9,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-LLMUX_BIN="${LLMUX_BIN:-target/debug/llmux}"
-case "$LLMUX_BIN" in
-  /*) ;;
-  *) LLMUX_BIN="$ROOT/$LLMUX_BIN" ;;
-esac
-if [[ ! -f "$LLMUX_BIN" || ! -x "$LLMUX_BIN" ]]; then
-  echo "sdk-tests: llmux binary not found or not executable: $LLMUX_BIN" >&2
-  echo "sdk-tests: build it with 'cargo build -p llmux' or set LLMUX_BIN" >&2
-  exit 1
-fi
-export LLMUX_BIN
+# shellcheck source=lib/llmux-bin.sh
+source "$ROOT/scripts/lib/llmux-bin.sh"
+resolve_llmux_bin sdk-tests
 
 if [[ ! -x .venv/bin/python ]]; then
   echo "sdk-tests: creating .venv" >&2

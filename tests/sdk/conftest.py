@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import anthropic
 import httpx2
 import openai
 import pytest
@@ -455,6 +456,22 @@ ANTHROPIC_USAGE = {"input_tokens": 20, "cache_read_input_tokens": 8, "cache_crea
 THINKING_TEXT = "The user wants weather for two cities."
 THINKING_SIGNATURE = "sig-fake-0001"
 CLAUDE_TOOL_IDS = ["toolu_fake_01", "toolu_fake_02"]
+
+
+def assemble_tool_calls(chunks: Any) -> tuple[dict[int, dict], list[str]]:
+    """Streamed OpenAI chunks -> (tool calls by index as {id, name, arguments}, finish reasons)."""
+    calls: dict[int, dict] = {}
+    finishes: list[str] = []
+    for chunk in chunks:
+        for choice in chunk.choices:
+            if choice.finish_reason:
+                finishes.append(choice.finish_reason)
+            for call in choice.delta.tool_calls or []:
+                entry = calls.setdefault(call.index, {"id": None, "name": None, "arguments": ""})
+                entry["id"] = call.id or entry["id"]
+                entry["name"] = (call.function.name if call.function else None) or entry["name"]
+                entry["arguments"] += (call.function.arguments or "") if call.function else ""
+    return calls, finishes
 
 
 def anthropic_body_problems(body: dict, headers: Any) -> list[str]:
@@ -1028,3 +1045,20 @@ def limited_client(gateway: Gateway, limited_key: VirtualKey) -> Any:
 def marker() -> str:
     """A unique string to put in a request so the upstream's record of it can be found."""
     return f"marker-{uuid.uuid4().hex}"
+
+
+def make_anthropic(gateway: Gateway, api_key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        base_url=gateway.url,
+        api_key=api_key,
+        max_retries=0,
+        timeout=30,
+        http_client=httpx2.Client(trust_env=False),
+    )
+
+
+@pytest.fixture(scope="module")
+def claude(gateway: Gateway, sdk_key: VirtualKey) -> Any:
+    """The official Anthropic SDK on the SDK test key."""
+    with make_anthropic(gateway, sdk_key.key) as client:
+        yield client

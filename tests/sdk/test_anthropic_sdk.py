@@ -17,6 +17,7 @@ from conftest import (
     UPSTREAM_400_MESSAGE,
     UPSTREAM_KEY,
     create_key,
+    make_anthropic,
     usage_of,
     wait_until,
 )
@@ -30,22 +31,6 @@ WEATHER_TOOL = {
         "required": ["city"],
     },
 }
-
-
-def make_anthropic(gateway, api_key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=gateway.url,
-        api_key=api_key,
-        max_retries=0,
-        timeout=30,
-        http_client=httpx2.Client(trust_env=False),
-    )
-
-
-@pytest.fixture(scope="module")
-def claude(gateway, sdk_key):
-    with make_anthropic(gateway, sdk_key.key) as client:
-        yield client
 
 
 def user(text: str) -> list[dict]:

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 
-import anthropic
-import httpx2
-import pytest
-
 from conftest import (
     ANTHROPIC_USAGE,
     CHAT_PIECES,
@@ -21,6 +17,7 @@ from conftest import (
     THINKING_TEXT,
     TOOL_NAME,
     UPSTREAM_KEY,
+    assemble_tool_calls,
 )
 
 OPENAI_TOOLS = [
@@ -34,14 +31,6 @@ OPENAI_TOOLS = [
     }
 ]
 PROMPT_TOKENS = ANTHROPIC_USAGE["input_tokens"] + ANTHROPIC_USAGE["cache_read_input_tokens"] + ANTHROPIC_USAGE["cache_creation_input_tokens"]
-
-
-@pytest.fixture(scope="module")
-def claude(gateway, sdk_key):
-    with anthropic.Anthropic(
-        base_url=gateway.url, api_key=sdk_key.key, max_retries=0, timeout=30, http_client=httpx2.Client(trust_env=False)
-    ) as client:
-        yield client
 
 
 def messages_to(upstream, marker):
@@ -123,13 +112,7 @@ def test_openai_streamed_parallel_tool_calls_have_ordinal_indexes(client, marker
     stream = client.chat.completions.create(
         model="sonnet-tools", messages=[{"role": "user", "content": marker}], tools=OPENAI_TOOLS, stream=True
     )
-    calls: dict[int, dict] = {}
-    for chunk in stream:
-        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-            entry = calls.setdefault(call.index, {"id": None, "name": None, "arguments": ""})
-            entry["id"] = call.id or entry["id"]
-            entry["name"] = (call.function.name if call.function else None) or entry["name"]
-            entry["arguments"] += (call.function.arguments or "") if call.function else ""
+    calls, _ = assemble_tool_calls(stream)
     # Anthropic's tool_use blocks are at content indexes 1 and 2 (after thinking); OpenAI wants 0 and 1.
     assert sorted(calls) == [0, 1]
     assert [(calls[i]["id"], json.loads(calls[i]["arguments"])) for i in (0, 1)] == [

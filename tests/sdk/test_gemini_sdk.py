@@ -36,6 +36,7 @@ from conftest import (
     GEMINI_TOOL_ANSWER,
     TOOL_NAME,
     UPSTREAM_KEY,
+    assemble_tool_calls,
 )
 
 WEATHER_PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -56,14 +57,6 @@ TOOL_OUTPUT = "18C and sunny"
 # How llmux shows Gemini's signature on an OpenAI tool call (as Google's own
 # OpenAI-compatible endpoint does).
 EXTRA_CONTENT = {"google": {"thought_signature": GEMINI_SIGNATURE}}
-
-
-@pytest.fixture(scope="module")
-def claude(gateway, sdk_key):
-    with anthropic.Anthropic(
-        base_url=gateway.url, api_key=sdk_key.key, max_retries=0, timeout=30, http_client=httpx2.Client(trust_env=False)
-    ) as client:
-        yield client
 
 
 def gemini_requests(upstream, marker: str, count: int) -> list:
@@ -104,6 +97,20 @@ def assert_thinking_first(content) -> None:
 # The openai SDK -> Gemini
 # --------------------------------------------------------------------------------------
 
+
+
+def second_turn_parts(contents: list) -> tuple[dict, dict]:
+    """The Gemini contents of the turn after a tool call: the model's call to the weather
+    tool for Paris (with its thought signature) and the tool's answer. Returns both parts."""
+    assert [content["role"] for content in contents] == ["user", "model", "user"]
+    (model_part,) = contents[1]["parts"]
+    assert model_part["functionCall"]["name"] == TOOL_NAME
+    assert model_part["functionCall"]["args"] == {"city": "Paris"}
+    assert model_part["thoughtSignature"] == GEMINI_SIGNATURE
+    (response_part,) = contents[2]["parts"]
+    assert response_part["functionResponse"]["name"] == TOOL_NAME
+    assert response_part["functionResponse"]["response"] == {"output": TOOL_OUTPUT}
+    return model_part, response_part
 
 def test_openai_chat_reaches_gemini(client, upstream, sdk_key, marker):
     raw = client.chat.completions.with_raw_response.create(
@@ -239,17 +246,7 @@ def test_openai_streamed_parallel_tool_calls_from_gemini(client, upstream, marke
     stream = client.chat.completions.create(
         model="gemini-parallel", messages=[{"role": "user", "content": marker}], tools=OPENAI_TOOLS, stream=True
     )
-    calls: dict[int, dict] = {}
-    finishes = []
-    for chunk in stream:
-        for choice in chunk.choices:
-            if choice.finish_reason:
-                finishes.append(choice.finish_reason)
-            for call in choice.delta.tool_calls or []:
-                entry = calls.setdefault(call.index, {"id": None, "name": None, "arguments": ""})
-                entry["id"] = call.id or entry["id"]
-                entry["name"] = (call.function.name if call.function else None) or entry["name"]
-                entry["arguments"] += (call.function.arguments or "") if call.function else ""
+    calls, finishes = assemble_tool_calls(stream)
     assert sorted(calls) == [0, 1]
     assert [(calls[i]["name"], json.loads(calls[i]["arguments"])) for i in (0, 1)] == [
         (TOOL_NAME, {"city": "Paris"}),
@@ -274,16 +271,8 @@ def test_openai_tool_loop_round_trips_the_signature(client, upstream, marker):
     assert second.choices[0].message.content == GEMINI_TOOL_ANSWER + TOOL_OUTPUT
     assert second.choices[0].finish_reason == "stop"
 
-    contents = gemini_requests(upstream, marker, 2)[1].body["contents"]
-    assert [content["role"] for content in contents] == ["user", "model", "user"]
-    (model_part,) = contents[1]["parts"]
+    model_part, _ = second_turn_parts(gemini_requests(upstream, marker, 2)[1].body["contents"])
     assert "__gsig" not in model_part["functionCall"].get("id", "")
-    assert model_part["functionCall"]["name"] == TOOL_NAME
-    assert model_part["functionCall"]["args"] == {"city": "Paris"}
-    assert model_part["thoughtSignature"] == GEMINI_SIGNATURE
-    (response_part,) = contents[2]["parts"]
-    assert response_part["functionResponse"]["name"] == TOOL_NAME
-    assert response_part["functionResponse"]["response"] == {"output": TOOL_OUTPUT}
     # What the client saw: the signature where Google's OpenAI-compatible endpoint puts it.
     assert extra_of(call).get("extra_content") == EXTRA_CONTENT
 
@@ -447,15 +436,7 @@ def _anthropic_tool_loop(claude, upstream, marker, stream: bool):
 
     found = gemini_requests(upstream, marker, 2)
     assert found[0].path.endswith(":streamGenerateContent?alt=sse" if stream else ":generateContent")
-    contents = found[1].body["contents"]
-    assert [content["role"] for content in contents] == ["user", "model", "user"]
-    (model_part,) = contents[1]["parts"]
-    assert model_part["functionCall"]["name"] == TOOL_NAME
-    assert model_part["functionCall"]["args"] == {"city": "Paris"}
-    assert model_part["thoughtSignature"] == GEMINI_SIGNATURE
-    (response_part,) = contents[2]["parts"]
-    assert response_part["functionResponse"]["name"] == TOOL_NAME
-    assert response_part["functionResponse"]["response"] == {"output": TOOL_OUTPUT}
+    model_part, response_part = second_turn_parts(found[1].body["contents"])
     assert response_part["functionResponse"].get("id") == model_part["functionCall"].get("id")
     # The signature travelled in the tool_use id (opaque to the client, Anthropic's id
     # characters only), not in a thinking block.
