@@ -5,7 +5,9 @@
 //!
 //! Mapping notes:
 //! - `system` (a string or text blocks) becomes one leading `Role::System` message, one
-//!   text part per block (`cache_control` is dropped).
+//!   text part per block (`cache_control` is dropped). A message of role `system` among
+//!   `messages` (current Claude Code sends them, e.g. its environment notes after the
+//!   first user turn) becomes a `Role::System` message at its place.
 //! - A user turn's `tool_result` blocks become `Role::Tool` messages placed before a user
 //!   message holding the turn's remaining text and images (Anthropic requires tool results
 //!   to come first in a turn anyway). `is_error` becomes [`Message::tool_error`].
@@ -238,12 +240,18 @@ fn decode_system(raw: &RawValue) -> Result<Option<Message>, DecodeError> {
     if raw.get().trim() == "null" {
         return Ok(None);
     }
-    let content = match blocks("system", raw)? {
+    Ok(Some(system_turn("system", blocks("system", raw)?)?))
+}
+
+/// System text (the top-level `system`, or a `system` message among `messages`, as
+/// current Claude Code sends): a `Role::System` message, one text part per block.
+fn system_turn(path: &str, content: Blocks<'_>) -> Result<Message, DecodeError> {
+    let content = match content {
         Blocks::Text(text) => vec![ContentPart::Text(text)],
         Blocks::List(list) => {
             let mut parts = Vec::with_capacity(list.len());
             for (index, block) in list.into_iter().enumerate() {
-                let path = format!("system.{index}");
+                let path = format!("{path}.{index}");
                 match block_kind(&path, block)?.as_str() {
                     "text" => parts.push(ContentPart::Text(at::<TextBlock>(&path, block)?.text)),
                     other => return Err(error(&path, format!("system blocks must be text blocks, got `{other}`"))),
@@ -252,7 +260,7 @@ fn decode_system(raw: &RawValue) -> Result<Option<Message>, DecodeError> {
             parts
         }
     };
-    Ok(Some(message(Role::System, content)))
+    Ok(message(Role::System, content))
 }
 
 fn message(role: Role, content: Vec<ContentPart>) -> Message {
@@ -280,10 +288,11 @@ fn decode_messages(raw: &RawValue) -> Result<Vec<Message>, DecodeError> {
         match wire.role.as_str() {
             "user" => user_turn(&content_path, content, &mut out)?,
             "assistant" => out.push(assistant_turn(&content_path, content)?),
+            "system" => out.push(system_turn(&content_path, content)?),
             other => {
                 return Err(error(
                     &format!("{path}.role"),
-                    format!("invalid role `{other}`; expected user or assistant"),
+                    format!("invalid role `{other}`; expected user, assistant or system"),
                 ));
             }
         }

@@ -96,6 +96,22 @@ fn decodes_system_blocks_into_one_leading_system_message() {
 }
 
 #[test]
+fn a_system_message_among_the_messages_stays_at_its_place() {
+    // As current Claude Code sends it: the environment notes as a `system` message after
+    // the first user turn, the top-level `system` as blocks.
+    let body = br#"{"model":"m","max_tokens":8,"system":[{"type":"text","text":"top"}],"messages":[
+        {"role":"user","content":[{"type":"text","text":"hi"}]},
+        {"role":"system","content":[{"type":"text","text":"env","cache_control":{"type":"ephemeral"}},{"type":"text","text":"more"}]},
+        {"role":"assistant","content":"hello"},
+        {"role":"system","content":"late"}]}"#;
+    let request = messages_request(body).unwrap();
+    let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::System, Role::User, Role::System, Role::Assistant, Role::System]);
+    assert_eq!(request.messages[2].content, vec![text("env"), text("more")]);
+    assert_eq!(request.messages[4].content, vec![text("late")]);
+}
+
+#[test]
 fn decodes_base64_and_url_images() {
     let request = messages_request(fixture("request_images").as_bytes()).unwrap();
     assert_eq!(request.messages.len(), 1);
@@ -208,7 +224,11 @@ fn decode_errors_name_the_offending_path() {
         (r#"{"model":"m","max_tokens":5,"messages":{"role":"user"}}"#, Some("messages")),
         (r#"{"model":"m","max_tokens":5,"messages":[]}"#, Some("messages")),
         (r#"{"model":"m","max_tokens":5,"messages":[7]}"#, Some("messages.0")),
-        (r#"{"model":"m","max_tokens":5,"messages":[{"role":"system","content":"x"}]}"#, Some("messages.0.role")),
+        (r#"{"model":"m","max_tokens":5,"messages":[{"role":"tool","content":"x"}]}"#, Some("messages.0.role")),
+        (
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"system","content":[{"type":"image"}]}]}"#,
+            Some("messages.0.content.0"),
+        ),
         (r#"{"model":"m","max_tokens":5,"messages":[{"role":"user"}]}"#, Some("messages.0.content")),
         (r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":5}]}"#, Some("messages.0.content")),
         (
