@@ -51,7 +51,8 @@ pub trait Adapter: Send + Sync + fmt::Debug {
     /// A canonical chat request as this provider's body, with the request parameters
     /// its dialect cannot hold (dropped, and reported to the client).
     fn chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
-        (llmux_wire::openai::upstream::chat_request(request, upstream_model), Vec::new())
+        use llmux_wire::openai::upstream::{chat_request, dropped};
+        (chat_request(request, upstream_model), dropped(request))
     }
 
     /// A complete (non-streamed) chat answer, decoded.

@@ -1,5 +1,5 @@
-//! How the upstream encoders that cannot carry extensions (Anthropic, Gemini) report the
-//! extension keys (request fields without a canonical field) they drop.
+//! How the upstream encoders report the extension keys (request fields without a
+//! canonical field) they drop.
 
 /// Keys reported by their own name when dropped: those the client decoders are known to
 /// fill (OpenAI and Anthropic request fields). The keys an encoder maps are among them,

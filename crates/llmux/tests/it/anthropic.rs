@@ -65,6 +65,52 @@ async fn a_message_is_translated_to_chat_completions_and_back() {
 }
 
 #[tokio::test]
+async fn claude_codes_mid_conversation_system_message_reaches_an_openai_upstream_at_its_place() {
+    let fake = FakeUpstream::start().await;
+    fake.push(Reply::chat("Hi", 9, 1));
+    let gateway = gateway_for(&fake).await;
+    let key = gateway.key().await;
+    // The shape of current Claude Code's first request (trimmed): `?beta=true`, beta
+    // headers, a `system` message after the first user turn, adaptive thinking, effort.
+    let body = json!({
+        "model": "claude-ish", "max_tokens": 32000,
+        "system": [{"type": "text", "text": "You are an agent."}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Say hello"}]},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment", "cache_control": {"type": "ephemeral"}}]},
+        ],
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    });
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/messages?beta=true"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "claude-code-20250219,context-management-2025-06-27,effort-2025-11-24")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let dropped = response.headers()["x-llmux-dropped-params"].to_str().unwrap().to_owned();
+    for name in ["thinking", "output_config", "context_management"] {
+        assert!(dropped.contains(name), "{dropped}");
+    }
+    let message: Value = response.json().await.unwrap();
+    assert_eq!(message["content"], json!([{"type": "text", "text": "Hi"}]));
+    let sent: Value = fake.last().json();
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "system", "content": "You are an agent."},
+            {"role": "user", "content": "Say hello"},
+            {"role": "system", "content": "# Environment"},
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_streamed_message_is_the_exact_anthropic_event_sequence() {
     let fake = FakeUpstream::start().await;
     fake.push(Reply::chat_stream(&["Bon", "jour"], 9, 4));

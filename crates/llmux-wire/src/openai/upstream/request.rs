@@ -15,7 +15,7 @@
 //! - `top_k` is not an OpenAI parameter and is dropped. Extensions are not copied (they
 //!   may come from another dialect and mean something else there), except the two keys
 //!   both client decoders fill with the OpenAI meaning: `user` (a string) and
-//!   `parallel_tool_calls` (a boolean).
+//!   `parallel_tool_calls` (a boolean). [`dropped`] names what was left out.
 //! - When the request streams, `stream_options.include_usage` is always set: the gateway
 //!   meters streams.
 
@@ -80,6 +80,27 @@ pub fn chat_request_with(request: &ChatRequest, upstream_model: &str, options: &
         stream_options: request.stream.then_some(StreamOptionsWire { include_usage: true }),
     };
     serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// The request parameters [`chat_request`] leaves out: `top_k`, and every extension but
+/// a string `user` and a boolean `parallel_tool_calls` (named as the other encoders name
+/// them), for the `x-llmux-dropped-params` header.
+pub fn dropped(request: &ChatRequest) -> Vec<&'static str> {
+    let mut dropped = Vec::new();
+    if request.top_k.is_some() {
+        dropped.push("top_k");
+    }
+    for name in request.extensions.keys() {
+        let held = match name.as_str() {
+            "user" => extension(request, name, |first| first == b'"').is_some(),
+            "parallel_tool_calls" => extension(request, name, |first| first == b't' || first == b'f').is_some(),
+            _ => false,
+        };
+        if !held {
+            crate::extensions::report_dropped(&mut dropped, name);
+        }
+    }
+    dropped
 }
 
 /// The extension `name` if the first byte of its JSON value (its type) passes `accept`.

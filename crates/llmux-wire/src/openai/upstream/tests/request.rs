@@ -2,7 +2,7 @@ use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, ToolCall, ToolC
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::openai::upstream::{ReasoningField, RequestOptions, chat_request, chat_request_with};
+use crate::openai::upstream::{ReasoningField, RequestOptions, chat_request, chat_request_with, dropped};
 use crate::test_support::{arb_call, arb_system_message, arb_tool, arb_tool_choice, fixture, message, raw, text};
 
 #[test]
@@ -44,6 +44,11 @@ fn request_from_anthropic_client_golden() {
         "stream_options": {"include_usage": true}
     });
     assert_eq!(actual, expected);
+    // What the body left out is named (user and parallel_tool_calls were held).
+    assert_eq!(dropped(&request), ["top_k", "service_tier"]);
+    request.extensions.insert("user".into(), raw("7"));
+    request.extensions.insert("thinking".into(), raw(r#"{"type":"adaptive"}"#));
+    assert_eq!(dropped(&request), ["top_k", "service_tier", "thinking", "user"]);
 }
 
 #[test]
