@@ -28,6 +28,8 @@ const KNOWN: &[&str] = &[
     "service_tier",
     "store",
     "thinking",
+    "tool_choice",
+    "tools",
     "top_logprobs",
     "user",
     "verbosity",

@@ -1,6 +1,34 @@
-//! JSON helpers the dialects share.
+//! JSON helpers the dialects share: reading request bodies with errors that name the
+//! offending path (as the providers' own APIs do), and small value helpers.
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+
+use crate::DecodeError;
+
+/// A request error at `path` (`messages.2.content`), or about the whole body (`""`).
+pub(crate) fn error(path: &str, message: impl std::fmt::Display) -> DecodeError {
+    if path.is_empty() {
+        return DecodeError::new(None, message.to_string());
+    }
+    DecodeError::new(Some(path), format!("{path}: {message}"))
+}
+
+/// Deserializes the value at `path`, reporting failures against it.
+pub(crate) fn at<T: DeserializeOwned>(path: &str, raw: &RawValue) -> Result<T, DecodeError> {
+    serde_json::from_str(raw.get()).map_err(|e| error(path, e))
+}
+
+/// Deserializes a value that borrows from `raw`.
+pub(crate) fn at_borrowed<'a, T: Deserialize<'a>>(path: &str, raw: &'a RawValue) -> Result<T, DecodeError> {
+    serde_json::from_str(raw.get()).map_err(|e| error(path, e))
+}
+
+/// A value as raw JSON (the values built here always serialize; `null` otherwise).
+pub(crate) fn to_raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
+}
 
 /// What kind of JSON value `raw` holds, by its first byte.
 pub(crate) fn first_byte(raw: &RawValue) -> u8 {

@@ -16,6 +16,8 @@
 //!   canonical model; responses and stream events encode to Anthropic JSON and its exact
 //!   SSE event sequence; error bodies; the same-dialect fast path. Upstream side:
 //!   [`anthropic::upstream`].
+//! - [`responses`]: the OpenAI Responses API, client side: requests decode to the canonical
+//!   model; answers and streams encode to response objects and the API's event sequence.
 //! - [`gemini`]: the Google Gemini API (generativelanguage `v1beta`), upstream side only:
 //!   [`gemini::upstream`].
 //!
@@ -34,6 +36,7 @@ mod few;
 pub mod gemini;
 mod json;
 pub mod openai;
+pub mod responses;
 pub mod sse;
 mod upstream;
 

@@ -5,7 +5,9 @@
 
 use llmux_types::chat::{ChatRequest, ChatResponse, StreamEvent};
 use llmux_wire::openai::upstream::{ReasoningField, RequestOptions};
-use llmux_wire::{anthropic, openai, sse};
+use llmux_wire::responses::decode::ResponsesRequest;
+use llmux_wire::responses::encode::{Echo, ResponsesStreamEncoder};
+use llmux_wire::{anthropic, openai, responses, sse};
 
 /// The upstream model spliced in by encoders: needs escaping, and is not ASCII.
 pub const UPSTREAM_MODEL: &str = "up/\"m\"\\\u{e9}\u{1F600}\n";
@@ -62,10 +64,12 @@ pub fn encode_request(request: &ChatRequest) {
     json_with_model(&body, UPSTREAM_MODEL, "anthropic::upstream::messages_request");
 }
 
-/// A decoded response through both client-side response encoders.
+/// A decoded response through every client-side response encoder.
 pub fn encode_response(response: &ChatResponse) {
     json(&openai::encode::chat_response(response), "openai::encode::chat_response");
     json(&anthropic::encode::messages_response(response), "anthropic::encode::messages_response");
+    let echo = Echo::of(&ResponsesRequest::default());
+    json(&responses::encode::response("resp_f", 1, &echo, response), "responses::encode::response");
 }
 
 /// Canonical stream events through both client-side stream encoders, as the gateway's
@@ -87,6 +91,13 @@ pub fn encode_stream(events: &[StreamEvent<'_>]) {
     }
     encoder.finish(&mut out);
     sse_json(&out, "anthropic::MessagesStreamEncoder");
+    let mut encoder = ResponsesStreamEncoder::new("resp_f", 1, Echo::of(&ResponsesRequest::default()));
+    let mut out = Vec::new();
+    for event in events {
+        encoder.encode(event, &mut out);
+    }
+    encoder.finish(&mut out);
+    sse_json(&out, "responses::encode::ResponsesStreamEncoder");
 }
 
 /// The `data` payloads of an SSE stream, in order.

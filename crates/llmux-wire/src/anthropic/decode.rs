@@ -26,12 +26,10 @@ use std::collections::BTreeMap;
 
 use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, Tool, ToolCall, ToolChoice};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::json::{compact_json, first_byte};
-
 use crate::DecodeError;
+use crate::json::{at, at_borrowed, compact_json, error, first_byte, to_raw};
 
 /// Anthropic Messages request body -> canonical. `max_tokens` is required.
 pub fn messages_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
@@ -113,24 +111,6 @@ fn decode(body: &[u8], require_max_tokens: bool) -> Result<ChatRequest, DecodeEr
     }
     request.messages = system.into_iter().chain(messages).collect();
     Ok(request)
-}
-
-fn error(path: &str, message: impl std::fmt::Display) -> DecodeError {
-    DecodeError::new(Some(path), format!("{path}: {message}"))
-}
-
-/// Deserializes the value at `path`, reporting failures against it.
-fn at<T: DeserializeOwned>(path: &str, raw: &RawValue) -> Result<T, DecodeError> {
-    serde_json::from_str(raw.get()).map_err(|e| error(path, e))
-}
-
-/// Deserializes a value that borrows from `raw`.
-fn at_borrowed<'a, T: Deserialize<'a>>(path: &str, raw: &'a RawValue) -> Result<T, DecodeError> {
-    serde_json::from_str(raw.get()).map_err(|e| error(path, e))
-}
-
-fn to_raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value).expect("strings and booleans serialize")
 }
 
 #[derive(Deserialize)]
