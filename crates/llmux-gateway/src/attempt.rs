@@ -22,6 +22,9 @@ use crate::relay;
 use crate::runtime::Upstream;
 use crate::settle::Settlement;
 
+/// How one attempt ended.
+pub(crate) type Tried = Result<Success, UpstreamError>;
+
 /// What a successful attempt produced, before relaying.
 pub(crate) enum Success {
     /// A complete JSON body and the usage it reported.
@@ -91,7 +94,7 @@ impl Success {
 pub(crate) async fn translated(
     upstream: Upstream<'_>,
     request: &ChatRequest,
-    encoding: Encoding,
+    encoding: Encoding<'_>,
 ) -> Result<Success, UpstreamError> {
     let Upstream { route, provider, adapter, prepared, .. } = upstream;
     let (body, dropped) = adapter.chat_request(request, &route.model);
@@ -126,7 +129,7 @@ pub(crate) async fn local_chat(
     upstream: Upstream<'_>,
     local: &dyn Local,
     request: &ChatRequest,
-    encoding: Encoding,
+    encoding: Encoding<'_>,
 ) -> Result<Success, UpstreamError> {
     wait(local.latency(upstream.provider)).await;
     let call = local_call(upstream);

@@ -86,7 +86,7 @@ pub fn key_prefix(plain: &str) -> String {
     plain.chars().take(KEY_PREFIX.len() + 4).collect()
 }
 
-fn random_base62(length: usize) -> String {
+pub(crate) fn random_base62(length: usize) -> String {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut out = String::with_capacity(length);
     let mut buffer = [0u8; 64];

@@ -201,6 +201,11 @@ impl Gateway {
         self.serve(&dialect::Anthropic, meta, body).await
     }
 
+    /// An OpenAI Responses API request (`/v1/responses`).
+    pub async fn responses(&self, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
+        self.serve(&dialect::Responses, meta, body).await
+    }
+
     /// The lifecycle of a request in any client dialect, top to bottom.
     async fn serve<D: ClientDialect>(&self, dialect: &D, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
         let runtime = self.runtime.load_full();

@@ -244,6 +244,20 @@ impl Meter {
     }
 }
 
+impl EventEncoder for llmux_wire::responses::encode::ResponsesStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        llmux_wire::responses::encode::ResponsesStreamEncoder::encode(self, event, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        llmux_wire::responses::encode::ResponsesStreamEncoder::finish(self, out);
+    }
+
+    fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>) {
+        llmux_wire::responses::encode::ResponsesStreamEncoder::error(self, row.code, message, out);
+    }
+}
+
 /// Turns upstream SSE data payloads into the client's bytes.
 pub trait Translator: Send {
     /// One upstream event (`frame`, as framed, and its `data`): the client's bytes

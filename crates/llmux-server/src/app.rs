@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use llmux_gateway::Gateway;
 
 use crate::ConfigSource;
-use crate::api::{admin, anthropic, health, openai};
+use crate::api::{admin, anthropic, health, openai, responses};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -32,7 +32,8 @@ pub fn app(state: AppState) -> Router {
         .route("/models", get(openai::models))
         .route("/models/{id}", get(openai::model))
         .route("/messages", post(anthropic::messages))
-        .route("/messages/count_tokens", post(anthropic::count_tokens));
+        .route("/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/responses", post(responses::create));
     Router::new()
         .nest("/v1", client_routes.clone())
         // Clients whose base URL lacks `/v1` reach the same handlers.

@@ -4,12 +4,11 @@
 //! for metering); any other provider goes through the canonical path.
 
 use bytes::Bytes;
-use llmux_providers::UpstreamError;
 use llmux_types::chat::ChatRequest;
 use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
 
 use super::{ClientDialect, Encoding, estimate_input_tokens};
-use crate::attempt::{self, Success, bad_request, protocol_error};
+use crate::attempt::{self, Success, Tried, bad_request, protocol_error};
 use crate::error::ErrorRow;
 use crate::relay;
 use crate::router::{DEFAULT_OUTPUT_ESTIMATE, TokenEstimate};
@@ -36,12 +35,7 @@ impl ClientDialect for Anthropic {
         }
     }
 
-    async fn attempt<'a, 'b: 'a>(
-        &'a self,
-        request: &'a ChatRequest,
-        body: &'a Bytes,
-        upstream: Upstream<'a>,
-    ) -> Result<Success, UpstreamError> {
+    async fn attempt<'a, 'b: 'a>(&'a self, request: &'a ChatRequest, body: &'a Bytes, upstream: Upstream<'a>) -> Tried {
         if let Some(local) = upstream.adapter.local() {
             return attempt::local_chat(upstream, local, request, Encoding::Anthropic).await;
         }
@@ -54,7 +48,7 @@ impl ClientDialect for Anthropic {
 
 /// Same dialect: the client's body with only `model` rewritten, the answer's bytes
 /// forwarded (decoded on the side for metering).
-async fn forward(upstream: Upstream<'_>, request: &ChatRequest, body: &Bytes) -> Result<Success, UpstreamError> {
+async fn forward(upstream: Upstream<'_>, request: &ChatRequest, body: &Bytes) -> Tried {
     let Upstream { route, provider, adapter, prepared, .. } = upstream;
     let upstream_body = llmux_wire::anthropic::passthrough::rewrite_model(body, &route.model).map_err(bad_request)?;
     let http_request = prepared.build_chat_request(provider, &route.model, request.stream, upstream_body);

@@ -7,18 +7,20 @@
 
 mod anthropic;
 mod openai;
+mod responses;
 
 use std::future::Future;
 
 use bytes::Bytes;
-use llmux_providers::UpstreamError;
 use llmux_types::chat::{ChatRequest, ChatResponse, ContentPart};
 use llmux_wire::DecodeError;
 pub use llmux_wire::Dialect;
+use llmux_wire::responses::encode::Echo;
 
 pub(crate) use self::anthropic::Anthropic;
 pub(crate) use self::openai::OpenAi;
-use crate::attempt::Success;
+pub(crate) use self::responses::Responses;
+use crate::attempt::Tried;
 use crate::error::ErrorRow;
 use crate::failover::Attempts;
 use crate::relay::EventEncoder;
@@ -46,7 +48,7 @@ pub(crate) trait ClientDialect: Sync {
         request: &'a Self::Request<'b>,
         body: &'a Bytes,
         upstream: Upstream<'a>,
-    ) -> impl Future<Output = Result<Success, UpstreamError>> + Send + 'a;
+    ) -> impl Future<Output = Tried> + Send + 'a;
 }
 
 /// The attempts of one request in dialect `D`: what failover calls per route.
@@ -58,29 +60,38 @@ pub(crate) struct DialectAttempts<'r, 'b, D: ClientDialect> {
 }
 
 impl<D: ClientDialect> Attempts for DialectAttempts<'_, '_, D> {
-    fn run(&self, candidate: Candidate) -> impl Future<Output = Result<Success, UpstreamError>> + Send {
+    fn run(&self, candidate: Candidate) -> impl Future<Output = Tried> + Send {
         self.dialect.attempt(self.request, self.body, self.runtime.upstream(candidate))
     }
 }
 
 /// How canonical answers are encoded for a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Encoding<'a> {
     /// An OpenAI chat client; `include_usage` is whether it asked for the final usage
     /// chunk of a stream.
     OpenAi {
         include_usage: bool,
     },
     Anthropic,
+    /// A Responses API client: the response's own id and time, and what it echoes.
+    Responses {
+        id: &'a str,
+        created_at: u64,
+        echo: &'a Echo,
+    },
 }
 
-impl Encoding {
+impl Encoding<'_> {
     pub(crate) fn stream_encoder(self, model: &str) -> Box<dyn EventEncoder> {
         match self {
             Encoding::OpenAi { include_usage } => {
                 Box::new(llmux_wire::openai::encode::ChatStreamEncoder::new(include_usage))
             }
             Encoding::Anthropic => Box::new(llmux_wire::anthropic::encode::MessagesStreamEncoder::new(model)),
+            Encoding::Responses { id, created_at, echo } => {
+                Box::new(llmux_wire::responses::encode::ResponsesStreamEncoder::new(id, created_at, echo.clone()))
+            }
         }
     }
 
@@ -88,13 +99,16 @@ impl Encoding {
         match self {
             Encoding::OpenAi { .. } => llmux_wire::openai::encode::chat_response(response),
             Encoding::Anthropic => llmux_wire::anthropic::encode::messages_response(response),
+            Encoding::Responses { id, created_at, echo } => {
+                llmux_wire::responses::encode::response(id, created_at, echo, response)
+            }
         }
     }
 
     /// The id prefix of answers made inside llmux (the mock), as the dialect's own ids look.
     pub(crate) fn mock_id_prefix(self) -> &'static str {
         match self {
-            Encoding::OpenAi { .. } => "chatcmpl-mock",
+            Encoding::OpenAi { .. } | Encoding::Responses { .. } => "chatcmpl-mock",
             Encoding::Anthropic => "msg_mock",
         }
     }

@@ -74,7 +74,7 @@ fn canonical(body: &[u8]) -> Result<ChatRequest, UpstreamError> {
     llmux_wire::openai::decode::chat_request(body).map_err(bad_request)
 }
 
-fn encoding(request: &ChatRequest) -> Encoding {
+fn encoding(request: &ChatRequest) -> Encoding<'static> {
     Encoding::OpenAi { include_usage: request.stream_include_usage }
 }
 

@@ -8,16 +8,11 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 
 use crate::AppState;
-use crate::api::{json_response, read_request, respond};
+use crate::api::{Surface, json_response, read_request, serve};
 use crate::error::{Dialect, render_gateway};
 
 pub async fn messages(State(state): State<AppState>, request: Request) -> Response {
-    let incoming = match read_request(&state, request, Dialect::Anthropic).await {
-        Ok(incoming) => incoming,
-        Err(response) => return response,
-    };
-    let outcome = state.gateway.anthropic(incoming.meta, incoming.body).await;
-    respond(Dialect::Anthropic, outcome, &incoming.request_id)
+    serve(state, request, Surface::Anthropic).await
 }
 
 pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod anthropic;
 pub mod health;
 pub mod openai;
+pub mod responses;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +74,33 @@ pub fn json_response(body: Vec<u8>, dialect: Dialect, request_id: &str) -> Respo
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     request_id_headers(response.headers_mut(), dialect, request_id);
     response
+}
+
+/// The lifecycle a client route runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Surface {
+    OpenAi(llmux_wire::openai::peek::Endpoint),
+    Anthropic,
+    Responses,
+}
+
+/// A client route: reads the request, runs its lifecycle, answers in its dialect.
+pub async fn serve(state: crate::AppState, request: axum::extract::Request, surface: Surface) -> Response {
+    let dialect = match surface {
+        Surface::Anthropic => Dialect::Anthropic,
+        Surface::OpenAi(_) | Surface::Responses => Dialect::OpenAi,
+    };
+    let incoming = match read_request(&state, request, dialect).await {
+        Ok(incoming) => incoming,
+        Err(response) => return response,
+    };
+    let gateway = &state.gateway;
+    let outcome = match surface {
+        Surface::OpenAi(endpoint) => gateway.openai(incoming.meta, endpoint, incoming.body).await,
+        Surface::Anthropic => gateway.anthropic(incoming.meta, incoming.body).await,
+        Surface::Responses => gateway.responses(incoming.meta, incoming.body).await,
+    };
+    respond(dialect, outcome, &incoming.request_id)
 }
 
 /// What the gateway needs from a request's headers.

@@ -24,12 +24,7 @@ pub async fn embeddings(State(state): State<AppState>, request: Request) -> Resp
 }
 
 async fn handle(state: AppState, request: Request, endpoint: Endpoint) -> Response {
-    let incoming = match super::read_request(&state, request, Dialect::OpenAi).await {
-        Ok(incoming) => incoming,
-        Err(response) => return response,
-    };
-    let outcome = state.gateway.openai(incoming.meta, endpoint, incoming.body).await;
-    super::respond(Dialect::OpenAi, outcome, &incoming.request_id)
+    super::serve(state, request, super::Surface::OpenAi(endpoint)).await
 }
 
 /// `GET /v1/models` serves both SDKs: Anthropic's clients always send
