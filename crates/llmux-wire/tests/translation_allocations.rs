@@ -12,6 +12,8 @@ use llmux_wire::anthropic::upstream::EventDecoder;
 use llmux_wire::gemini::upstream::StreamDecoder;
 use llmux_wire::openai::encode::ChatStreamEncoder;
 use llmux_wire::openai::upstream::ChunkDecoder;
+use llmux_wire::responses::decode::ResponsesRequest;
+use llmux_wire::responses::encode::{Echo, ResponsesStreamEncoder};
 use llmux_wire::sse::{Framer, parse_event};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -80,7 +82,7 @@ fn per_chunk(stream: fn(usize) -> Vec<u8>, translate: &dyn Fn(&[u8]) -> usize) -
     (large as f64 - small as f64) / 200.0
 }
 
-/// A client's stream encoder (OpenAI's or Anthropic's).
+/// A client's stream encoder (OpenAI's, Anthropic's or the Responses API's).
 trait ClientEncoder {
     fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>);
 }
@@ -88,6 +90,12 @@ trait ClientEncoder {
 impl ClientEncoder for ChatStreamEncoder {
     fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
         ChatStreamEncoder::encode(self, event, out);
+    }
+}
+
+impl ClientEncoder for ResponsesStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        ResponsesStreamEncoder::encode(self, event, out);
     }
 }
 
@@ -116,7 +124,10 @@ fn per_chunk_translating<D: UpstreamDecoder, E: ClientEncoder>(
 fn translating_a_stream_allocates_nothing_per_chunk() {
     let anthropic = || MessagesStreamEncoder::new("m");
     let openai = || ChatStreamEncoder::new(true);
+    let responses = || ResponsesStreamEncoder::new("resp_1", 1, Echo::of(&ResponsesRequest::default()));
     let all = [
+        per_chunk_translating(openai_stream, ChunkDecoder::new, responses),
+        per_chunk_translating(anthropic_stream, EventDecoder::new, responses),
         per_chunk_translating(openai_stream, ChunkDecoder::new, anthropic),
         per_chunk_translating(anthropic_stream, EventDecoder::new, openai),
         per_chunk_translating(gemini_stream, StreamDecoder::new, openai),

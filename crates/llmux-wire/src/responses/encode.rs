@@ -22,6 +22,8 @@
 
 use super::decode::ResponsesRequest;
 use crate::json::compact_json;
+use std::io::Write;
+
 use llmux_types::Usage;
 use llmux_types::chat::{ChatResponse, FinishReason, StreamEvent};
 
@@ -35,7 +37,7 @@ impl Echo {
     /// for the others.
     pub fn of(request: &ResponsesRequest) -> Echo {
         let chat = &request.chat;
-        let number = |value: Option<f64>| value.map_or_else(|| "null".to_owned(), |value| value.to_string());
+        let float = |value: Option<f64>| value.map_or_else(|| "null".to_owned(), |value| value.to_string());
         let defaults: [(&str, String); 12] = [
             ("instructions", "null".to_owned()),
             ("max_output_tokens", chat.max_tokens.map_or_else(|| "null".to_owned(), |max| max.to_string())),
@@ -44,11 +46,11 @@ impl Echo {
             ("previous_response_id", serde_json::to_string(&request.previous_response_id).unwrap_or_default()),
             ("reasoning", r#"{"effort":null,"summary":null}"#.to_owned()),
             ("store", request.store.to_string()),
-            ("temperature", number(chat.temperature)),
+            ("temperature", float(chat.temperature)),
             ("text", r#"{"format":{"type":"text"}}"#.to_owned()),
             ("tool_choice", r#""auto""#.to_owned()),
             ("tools", "[]".to_owned()),
-            ("top_p", number(chat.top_p)),
+            ("top_p", float(chat.top_p)),
         ];
         let mut members = String::new();
         for (name, default) in defaults {
@@ -167,7 +169,13 @@ fn item_id(out: &mut Vec<u8>, response_id: &str, kind: &Kind, index: usize) {
     out.extend_from_slice(kind.prefix().as_bytes());
     out.push(b'_');
     out.extend_from_slice(suffix.as_bytes());
-    out.extend_from_slice(index.to_string().as_bytes());
+    number(out, index);
+}
+
+/// A number, written without an intermediate string.
+fn number(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{value}");
 }
 
 fn string(out: &mut Vec<u8>, text: &str) {
@@ -179,7 +187,7 @@ fn write_response(out: &mut Vec<u8>, head: &Head<'_>, now: &Final<'_>) {
     out.extend_from_slice(b"{\"id\":");
     string(out, head.id);
     out.extend_from_slice(b",\"object\":\"response\",\"created_at\":");
-    out.extend_from_slice(head.created_at.to_string().as_bytes());
+    number(out, head.created_at);
     out.extend_from_slice(b",\"status\":");
     let (status, incomplete) = match now.status {
         Status::InProgress => ("in_progress", None),
@@ -406,7 +414,7 @@ impl ResponsesStreamEncoder {
         let mut body = Vec::new();
         let head = Head { id: &self.id, created_at: self.created_at, model: &self.model, echo: &self.echo };
         write_response(&mut body, &head, &Final { items: &self.items, usage: self.usage.as_ref(), status, error });
-        self.event(out, kind, |out| {
+        emit(&mut self.sequence, out, kind, |out| {
             out.extend_from_slice(b",\"response\":");
             out.extend_from_slice(&body);
         });
@@ -422,7 +430,7 @@ impl ResponsesStreamEncoder {
         let head = Head { id: &self.id, created_at: self.created_at, model: &self.model, echo: &self.echo };
         write_response(&mut body, &head, &Final { items: &[], usage: None, status: Status::InProgress, error: None });
         for kind in ["response.created", "response.in_progress"] {
-            self.event(out, kind, |out| {
+            emit(&mut self.sequence, out, kind, |out| {
                 out.extend_from_slice(b",\"response\":");
                 out.extend_from_slice(&body);
             });
@@ -445,9 +453,9 @@ impl ResponsesStreamEncoder {
         } else {
             ("response.content_part.added", write_text_part)
         };
-        let id = self.id_of(index);
-        self.event(out, event, |out| {
-            write_item_ref(out, &id, index, if reasoning { None } else { Some(0) }, reasoning);
+        let (response_id, item) = (&self.id, &self.items[index]);
+        emit(&mut self.sequence, out, event, |out| {
+            write_item_ref(out, response_id, item, index, if reasoning { None } else { Some(0) });
             out.extend_from_slice(b",\"part\":");
             part(out, "");
         });
@@ -464,21 +472,19 @@ impl ResponsesStreamEncoder {
 
     /// `response.output_item.added` or `.done`: the item as it stands.
     fn item_event(&mut self, out: &mut Vec<u8>, kind: &str, index: usize) {
-        let mut item = Vec::new();
-        write_item(&mut item, &self.id, &self.items[index], index);
-        self.event(out, kind, |out| {
+        let (response_id, item) = (&self.id, &self.items[index]);
+        emit(&mut self.sequence, out, kind, |out| {
             out.extend_from_slice(b",\"output_index\":");
-            out.extend_from_slice(index.to_string().as_bytes());
+            number(out, index);
             out.extend_from_slice(b",\"item\":");
-            out.extend_from_slice(&item);
+            write_item(out, response_id, item, index);
         });
     }
 
     fn delta(&mut self, out: &mut Vec<u8>, kind: &str, index: usize, content_index: Option<u32>, delta: &str) {
-        let id = self.id_of(index);
-        let summary = matches!(self.items[index].kind, Kind::Reasoning(_));
-        self.event(out, kind, |out| {
-            write_item_ref(out, &id, index, content_index, summary);
+        let (response_id, item) = (&self.id, &self.items[index]);
+        emit(&mut self.sequence, out, kind, |out| {
+            write_item_ref(out, response_id, item, index, content_index);
             out.extend_from_slice(b",\"delta\":");
             string(out, delta);
             if content_index.is_some() {
@@ -489,11 +495,10 @@ impl ResponsesStreamEncoder {
 
     fn close_text(&mut self, out: &mut Vec<u8>) {
         let Some(index) = self.open_text.take() else { return };
-        let id = self.id_of(index);
-        let item = &self.items[index];
+        let (response_id, item) = (&self.id, &self.items[index]);
         let (text, reasoning) = match &item.kind {
-            Kind::Message(text) => (text.clone(), false),
-            Kind::Reasoning(text) => (text.clone(), true),
+            Kind::Message(text) => (text, false),
+            Kind::Reasoning(text) => (text, true),
             Kind::Call { .. } => return,
         };
         let content_index = if reasoning { None } else { Some(0) };
@@ -502,33 +507,32 @@ impl ResponsesStreamEncoder {
         } else {
             ("response.output_text.done", "response.content_part.done")
         };
-        self.event(out, text_done, |out| {
-            write_item_ref(out, &id, index, content_index, reasoning);
+        emit(&mut self.sequence, out, text_done, |out| {
+            write_item_ref(out, response_id, item, index, content_index);
             out.extend_from_slice(b",\"text\":");
-            string(out, &text);
+            string(out, text);
             if !reasoning {
                 out.extend_from_slice(b",\"logprobs\":[]");
             }
         });
-        self.event(out, part_done, |out| {
-            write_item_ref(out, &id, index, content_index, reasoning);
+        emit(&mut self.sequence, out, part_done, |out| {
+            write_item_ref(out, response_id, item, index, content_index);
             out.extend_from_slice(b",\"part\":");
-            if reasoning { write_summary_part(out, &text) } else { write_text_part(out, &text) }
+            if reasoning { write_summary_part(out, text) } else { write_text_part(out, text) }
         });
         self.item_done(out, index);
     }
 
     fn close_calls(&mut self, out: &mut Vec<u8>) {
         for (_, index) in std::mem::take(&mut self.open_calls) {
-            let id = self.id_of(index);
-            let Kind::Call { name, arguments, .. } = &self.items[index].kind else { continue };
-            let (name, arguments) = (name.clone(), arguments.clone());
-            self.event(out, "response.function_call_arguments.done", |out| {
-                write_item_ref(out, &id, index, None, false);
+            let (response_id, item) = (&self.id, &self.items[index]);
+            let Kind::Call { name, arguments, .. } = &item.kind else { continue };
+            emit(&mut self.sequence, out, "response.function_call_arguments.done", |out| {
+                write_item_ref(out, response_id, item, index, None);
                 out.extend_from_slice(b",\"name\":");
-                string(out, &name);
+                string(out, name);
                 out.extend_from_slice(b",\"arguments\":");
-                string(out, &arguments);
+                string(out, arguments);
             });
             self.item_done(out, index);
         }
@@ -543,39 +547,34 @@ impl ResponsesStreamEncoder {
         self.items[index].open = false;
         self.item_event(out, "response.output_item.done", index);
     }
-
-    fn id_of(&self, index: usize) -> String {
-        let mut id = Vec::new();
-        item_id(&mut id, &self.id, &self.items[index].kind, index);
-        String::from_utf8(id).unwrap_or_default()
-    }
-
-    /// One SSE event: `event: kind`, and its data `{"type":kind,"sequence_number":n` +
-    /// what `body` writes (members, each after a comma) + `}`.
-    fn event(&mut self, out: &mut Vec<u8>, kind: &str, body: impl FnOnce(&mut Vec<u8>)) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: {\"type\":\"");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\",\"sequence_number\":");
-        out.extend_from_slice(self.sequence.to_string().as_bytes());
-        body(out);
-        out.extend_from_slice(b"}\n\n");
-        self.sequence += 1;
-    }
 }
 
-/// `"item_id":…,"output_index":…` and, for message content, `"content_index":…`; for a
-/// reasoning summary, `"summary_index":0`.
-fn write_item_ref(out: &mut Vec<u8>, id: &str, index: usize, content_index: Option<u32>, summary: bool) {
-    out.extend_from_slice(b",\"item_id\":");
-    string(out, id);
-    out.extend_from_slice(b",\"output_index\":");
-    out.extend_from_slice(index.to_string().as_bytes());
+/// One SSE event: `event: kind`, and its data `{"type":kind,"sequence_number":n` + what
+/// `body` writes (members, each after a comma) + `}`; counts `sequence` on.
+fn emit(sequence: &mut u64, out: &mut Vec<u8>, kind: &str, body: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"sequence_number\":");
+    number(out, *sequence);
+    body(out);
+    out.extend_from_slice(b"}\n\n");
+    *sequence += 1;
+}
+
+/// `"item_id":…,"output_index":…` and, for message content, `"content_index":…`; for
+/// reasoning, `"summary_index":0`.
+fn write_item_ref(out: &mut Vec<u8>, response_id: &str, item: &Item, index: usize, content_index: Option<u32>) {
+    out.extend_from_slice(b",\"item_id\":\"");
+    item_id(out, response_id, &item.kind, index);
+    out.extend_from_slice(b"\",\"output_index\":");
+    number(out, index);
     if let Some(content_index) = content_index {
         out.extend_from_slice(b",\"content_index\":");
-        out.extend_from_slice(content_index.to_string().as_bytes());
+        number(out, content_index);
     }
+    let summary = matches!(item.kind, Kind::Reasoning(_));
     if summary {
         out.extend_from_slice(b",\"summary_index\":0");
     }
