@@ -73,8 +73,8 @@ pub fn chat_request_with(request: &ChatRequest, upstream_model: &str, options: &
             ToolChoice::Required => ToolChoiceWire::Mode("required"),
             ToolChoice::Function(name) => ToolChoiceWire::Named { kind: "function", function: NameWire { name } },
         }),
-        parallel_tool_calls: extension(request, "parallel_tool_calls", |first| first == b't' || first == b'f'),
-        user: extension(request, "user", |first| first == b'"'),
+        parallel_tool_calls: extension(request, "parallel_tool_calls"),
+        user: extension(request, "user"),
         response_format: request.response_format.as_deref(),
         stream: request.stream.then_some(true),
         stream_options: request.stream.then_some(StreamOptionsWire { include_usage: true }),
@@ -91,20 +91,24 @@ pub fn dropped(request: &ChatRequest) -> Vec<&'static str> {
         dropped.push("top_k");
     }
     for name in request.extensions.keys() {
-        let held = match name.as_str() {
-            "user" => extension(request, name, |first| first == b'"').is_some(),
-            "parallel_tool_calls" => extension(request, name, |first| first == b't' || first == b'f').is_some(),
-            _ => false,
-        };
-        if !held {
+        if extension(request, name).is_none() {
             crate::extensions::report_dropped(&mut dropped, name);
         }
     }
     dropped
 }
 
-/// The extension `name` if the first byte of its JSON value (its type) passes `accept`.
-fn extension<'a>(request: &'a ChatRequest, name: &str, accept: fn(u8) -> bool) -> Option<&'a RawValue> {
+/// The extensions the body carries, each with the JSON type it must have (by the first
+/// byte of its value): a string `user` and a boolean `parallel_tool_calls`.
+const HELD: &[(&str, JsonType)] =
+    &[("user", |first| first == b'"'), ("parallel_tool_calls", |first| first == b't' || first == b'f')];
+
+/// Whether a JSON value, by its first byte, is of the wanted type.
+type JsonType = fn(u8) -> bool;
+
+/// The extension `name` if the body carries it: one of [`HELD`], of its type.
+fn extension<'a>(request: &'a ChatRequest, name: &str) -> Option<&'a RawValue> {
+    let (_, accept) = HELD.iter().find(|(held, _)| *held == name)?;
     let raw = request.extensions.get(name)?;
     raw.get().trim_start().as_bytes().first().copied().filter(|first| accept(*first)).map(|_| &**raw)
 }
