@@ -48,6 +48,8 @@ pub struct ResponsesRequest {
     pub previous_response_id: Option<String>,
     pub include: Vec<String>,
     pub echoed: BTreeMap<&'static str, Box<RawValue>>,
+    /// The `input` as sent, kept only when the response is to be stored.
+    pub input: Option<Box<RawValue>>,
 }
 
 /// The request members a response object repeats as the client sent them.
@@ -113,11 +115,22 @@ pub fn responses_request(body: &[u8]) -> Result<ResponsesRequest, DecodeError> {
     }
     match input {
         None => return Err(error("input", "field required")),
-        Some(raw) => input_items(raw, &mut chat.messages)?,
+        Some(raw) => {
+            input_items(raw, &mut chat.messages)?;
+            if request.store {
+                request.input = Some(raw.to_owned());
+            }
+        }
     }
     // Streams always end with the usage, in `response.completed`.
     chat.stream_include_usage = chat.stream;
     Ok(request)
+}
+
+/// The items of a stored conversation (a JSON array of input and output items, as
+/// `input` takes them) appended to `out` as canonical messages.
+pub fn conversation(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError> {
+    input_items(raw, out)
 }
 
 fn input_items(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError> {

@@ -317,6 +317,8 @@ pub struct ResponsesStreamEncoder {
     started: bool,
     /// A terminal event was sent (`response.failed`).
     ended: bool,
+    /// The response object of `response.completed` or `response.incomplete`, once sent.
+    last: Option<Vec<u8>>,
 }
 
 impl ResponsesStreamEncoder {
@@ -397,6 +399,12 @@ impl ResponsesStreamEncoder {
         self.terminal(out, kind, status, None);
     }
 
+    /// The whole response object the stream ended with, when it completed (or ended
+    /// incomplete), to keep it; `None` before the end and after a failure.
+    pub fn take_final(&mut self) -> Option<Vec<u8>> {
+        self.last.take()
+    }
+
     /// An error raised mid-stream (`code` is the gateway's error code): `response.failed`.
     pub fn error(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
         if !self.ended {
@@ -418,6 +426,9 @@ impl ResponsesStreamEncoder {
             out.extend_from_slice(b",\"response\":");
             out.extend_from_slice(&body);
         });
+        if status != Status::Failed {
+            self.last = Some(body);
+        }
         self.ended = true;
     }
 

@@ -340,3 +340,32 @@ fn a_cut_answer_is_incomplete_and_an_upstream_failure_is_failed() {
     assert_eq!(errored.last().unwrap().0, "response.failed");
     assert_eq!(errored.iter().filter(|(name, _)| name.starts_with("response.failed")).count(), 1);
 }
+
+#[test]
+fn the_input_is_kept_as_sent_only_for_a_response_to_store() {
+    let kept = responses_request(br#"{"model":"m","input":[{"role":"user","content":"hi"}]}"#).unwrap();
+    assert_eq!(kept.input.unwrap().get(), r#"[{"role":"user","content":"hi"}]"#);
+    let unkept = responses_request(br#"{"model":"m","input":"hi","store":false}"#).unwrap();
+    assert!(unkept.input.is_none());
+}
+
+#[test]
+fn the_final_response_object_is_taken_once_after_completion_and_never_after_failure() {
+    let start = StreamEvent::Start { id: "c".into(), model: "m".into(), created: 1 };
+    let mut encoder = ResponsesStreamEncoder::new("resp_s", 1700, echo());
+    let mut out = Vec::new();
+    encoder.encode(&start, &mut out);
+    encoder.encode(&said("Hello"), &mut out);
+    assert!(encoder.take_final().is_none(), "not before the end");
+    encoder.finish(&mut out);
+    let taken: Value = serde_json::from_slice(&encoder.take_final().unwrap()).unwrap();
+    let (_, completed) = events(&out).pop().unwrap();
+    assert_eq!(taken, completed["response"]);
+    assert!(encoder.take_final().is_none(), "taken once");
+
+    let mut failing = ResponsesStreamEncoder::new("resp_f", 1700, echo());
+    failing.encode(&start, &mut out);
+    failing.error("upstream_error", "gone", &mut out);
+    failing.finish(&mut out);
+    assert!(failing.take_final().is_none());
+}
