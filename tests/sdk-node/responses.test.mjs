@@ -9,7 +9,17 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import OpenAI, { BadRequestError, NotFoundError } from 'openai';
 
-import { CHAT_TEXT, CHAT_USAGE, FakeUpstream, TOOL_ARGUMENTS, TOOL_CALL_ID, TOOL_NAME } from './fake-upstream.mjs';
+import {
+  CHAT_TEXT,
+  CHAT_USAGE,
+  CLAUDE_TOOL_IDS,
+  FakeUpstream,
+  THINKING_SIGNATURE,
+  THINKING_TEXT,
+  TOOL_ARGUMENTS,
+  TOOL_CALL_ID,
+  TOOL_NAME,
+} from './fake-upstream.mjs';
 import { createKey, startGateway, stopGateway, usageRecords } from './gateway.mjs';
 
 const TOOLS = [
@@ -170,6 +180,51 @@ describe('responses (translated to an anthropic upstream)', () => {
     assert.deepEqual(
       body.messages.map((message) => message.role),
       ['user', 'assistant', 'user'],
+    );
+  });
+});
+
+describe('reasoning signatures (store: false, as Codex sends its turns back)', () => {
+  test("Claude's signed thinking comes back as encrypted_content and returns to Claude in the thinking block", async () => {
+    const mark = marker();
+    const first = await client.responses.create({
+      model: 'sonnet-tools',
+      input: `Weather in Paris and Tokyo? ${mark}`,
+      tools: TOOLS,
+      reasoning: { effort: 'low' },
+      include: ['reasoning.encrypted_content'],
+      store: false,
+    });
+    const reasoning = first.output.find((item) => item.type === 'reasoning');
+    assert.equal(reasoning.summary[0].text, THINKING_TEXT);
+    assert.equal(reasoning.encrypted_content, `llmux:${THINKING_SIGNATURE}`);
+    const calls = first.output.filter((item) => item.type === 'function_call');
+    assert.deepEqual(
+      calls.map((call) => call.call_id),
+      CLAUDE_TOOL_IDS,
+    );
+
+    // The next turn replays the output items (reasoning first), then the results.
+    const next = marker();
+    await client.responses.create({
+      model: 'sonnet-tools',
+      input: [
+        { role: 'user', content: `Weather in Paris and Tokyo? ${mark}` },
+        ...first.output,
+        ...calls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: `sunny ${next}` })),
+      ],
+      tools: TOOLS,
+      reasoning: { effort: 'low' },
+      store: false,
+    });
+    const body = upstream.one(next).body;
+    assert.ok(body.thinking, 'thinking stays on: the tool turn carries its signed thinking block');
+    const assistant = body.messages[1];
+    assert.equal(assistant.role, 'assistant');
+    assert.deepEqual(assistant.content[0], { type: 'thinking', thinking: THINKING_TEXT, signature: THINKING_SIGNATURE });
+    assert.deepEqual(
+      assistant.content.filter((block) => block.type === 'tool_use').map((block) => block.id),
+      CLAUDE_TOOL_IDS,
     );
   });
 });
