@@ -620,8 +620,9 @@ async fn postgres_reopens_without_migrating_again() {
     drop(store);
     let store = llmux_store::open(&schema.url).await.unwrap();
     assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["r1"]);
-    let versions = schema.admin.query(&format!("SELECT version FROM {}.llmux_schema", schema.name), &[]).await.unwrap();
-    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1]);
+    let sql = format!("SELECT version FROM {}.llmux_schema ORDER BY version", schema.name);
+    let versions = schema.admin.query(&sql, &[]).await.unwrap();
+    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2]);
     drop(store);
     schema.drop().await;
 }
