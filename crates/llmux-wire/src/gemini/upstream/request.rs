@@ -24,7 +24,9 @@
 //!   meaning: `presence_penalty` / `frequency_penalty` (numbers, sent verbatim),
 //!   `logprobs: true` -> `responseLogprobs`, `top_logprobs` -> `logprobs`, and
 //!   `reasoning_effort` -> `thinkingConfig` (see `thinking_config`), and from the
-//!   Anthropic decoder `thinking` -> `thinkingConfig` (see `anthropic_thinking`).
+//!   Anthropic decoder `thinking` -> `thinkingConfig` (see `anthropic_thinking`) and
+//!   `output_config.effort` -> its `thinkingLevel` when no budget or effort set one
+//!   (see `anthropic_effort`).
 //! - Other extensions are not copied (they may come from another dialect and mean
 //!   something else there); `parallel_tool_calls: true` is Gemini's behaviour anyway, but
 //!   `false` cannot be held. Everything dropped is reported by name.
@@ -58,6 +60,7 @@ pub fn generate_content_request(request: &ChatRequest) -> (Vec<u8>, Vec<&'static
         candidate_count: request.n,
         ..GenerationConfigWire::default()
     };
+    let mut effort: Option<&'static str> = None;
     if let Some(seed) = request.seed {
         match i32::try_from(seed) {
             Ok(seed) => config.seed = Some(seed),
@@ -98,12 +101,26 @@ pub fn generate_content_request(request: &ChatRequest) -> (Vec<u8>, Vec<&'static
                     }
                 }) == Some(())
             }
+            // Anthropic's effort: how hard an adaptive thinker thinks (applied below).
+            "output_config" => anthropic_effort(value).map(|level| effort = Some(level)).is_some(),
             // Gemini may always answer with parallel calls: only `true` loses nothing.
             "parallel_tool_calls" => value == "true",
             _ => false,
         };
         if !held {
             report_dropped(&mut dropped, name);
+        }
+    }
+    // An effort sets the level of thinking left to the model (adaptive, or not asked
+    // for), never one a `reasoning_effort` or a budget chose, and never turns off thinking.
+    let disabled = request.extensions.get("thinking").and_then(|raw| anthropic_thinking(raw.get())) == Some(None);
+    if let Some(level) = effort.filter(|_| !disabled) {
+        match &mut config.thinking_config {
+            Some(thinking) if thinking.thinking_level.is_none() && thinking.thinking_budget.is_none() => {
+                thinking.thinking_level = Some(level);
+            }
+            Some(_) => {}
+            None => config.thinking_config = thinking_config(&level.to_ascii_lowercase()),
         }
     }
 
@@ -190,6 +207,24 @@ fn anthropic_thinking(value: &str) -> Option<Option<ThinkingConfigWire>> {
         ("enabled", Some(budget)) => Some(Some(include(Some(budget)))),
         ("adaptive", _) => Some(Some(include(None))),
         ("disabled", _) => Some(None),
+        _ => None,
+    }
+}
+
+/// Anthropic's `output_config` when all it holds is an `effort` Gemini can express: its
+/// `thinkingLevel` (`low` -> `LOW`, `medium` -> `MEDIUM`, `high` and `max` -> `HIGH`).
+fn anthropic_effort(value: &str) -> Option<&'static str> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OutputConfigIn<'a> {
+        #[serde(borrow)]
+        effort: Option<Cow<'a, str>>,
+    }
+    let config: OutputConfigIn<'_> = serde_json::from_str(value).ok()?;
+    match config.effort.as_deref()? {
+        "low" => Some("LOW"),
+        "medium" => Some("MEDIUM"),
+        "high" | "max" => Some("HIGH"),
         _ => None,
     }
 }

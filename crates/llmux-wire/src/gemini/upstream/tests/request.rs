@@ -245,6 +245,24 @@ fn extension_mapping_and_reporting() {
     // An effort wins over a budget.
     let (config_value, _) = config(&[("reasoning_effort", r#""low""#), ("thinking", r#"{"type":"adaptive"}"#)]);
     assert_eq!(config_value["thinkingConfig"]["thinkingLevel"], "LOW");
+
+    // Claude Code's adaptive thinking with an effort: the level of Gemini's thinking.
+    let adaptive = r#"{"type":"adaptive"}"#;
+    let (config_value, dropped) = config(&[("output_config", r#"{"effort":"max"}"#), ("thinking", adaptive)]);
+    assert_eq!(config_value, json!({"thinkingConfig": {"includeThoughts": true, "thinkingLevel": "HIGH"}}));
+    assert!(dropped.is_empty());
+    let (config_value, _) = config(&[("output_config", r#"{"effort":"low"}"#)]);
+    assert_eq!(config_value, json!({"thinkingConfig": {"includeThoughts": true, "thinkingLevel": "LOW"}}));
+    // Never over a budget, never turning thinking back on; what else `output_config`
+    // holds (a format) cannot be held, so it is named.
+    let budget = r#"{"type":"enabled","budget_tokens":2048}"#;
+    let (config_value, _) = config(&[("output_config", r#"{"effort":"high"}"#), ("thinking", budget)]);
+    assert_eq!(config_value, json!({"thinkingConfig": {"includeThoughts": true, "thinkingBudget": 2048}}));
+    let disabled = r#"{"type":"disabled"}"#;
+    let (config_value, _) = config(&[("output_config", r#"{"effort":"high"}"#), ("thinking", disabled)]);
+    assert_eq!(config_value, Value::Null);
+    let (_, dropped) = config(&[("output_config", r#"{"effort":"low","format":{"type":"json_schema"}}"#)]);
+    assert_eq!(dropped, ["output_config"]);
 }
 
 #[test]
