@@ -146,14 +146,14 @@ impl ProviderSpec {
 #[derive(Debug, Clone)]
 pub struct PreparedProvider {
     headers: http::HeaderMap,
-    /// The URL per endpoint (chat, completions, embeddings), where the adapter's URLs
-    /// depend on the endpoint alone.
-    urls: Option<[Option<http::Uri>; 3]>,
+    /// The URL per endpoint (chat, completions, embeddings, responses), where the
+    /// adapter's URLs depend on the endpoint alone.
+    urls: Option<[Option<http::Uri>; 4]>,
 }
 
-const ENDPOINTS: [llmux_wire::openai::peek::Endpoint; 3] = {
+const ENDPOINTS: [llmux_wire::openai::peek::Endpoint; 4] = {
     use llmux_wire::openai::peek::Endpoint;
-    [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings]
+    [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings, Endpoint::Responses]
 };
 
 fn endpoint_index(endpoint: llmux_wire::openai::peek::Endpoint) -> usize {

@@ -68,7 +68,9 @@ impl Local for MockAdapter {
     fn native(&self, call: LocalCall<'_>, endpoint: Endpoint, body: &[u8]) -> Result<LocalAnswer, DecodeError> {
         use llmux_wire::openai::{decode, encode};
         match endpoint {
-            Endpoint::ChatCompletions => Err(DecodeError::new(None, "the mock answers chat canonically")),
+            Endpoint::ChatCompletions | Endpoint::Responses => {
+                Err(DecodeError::new(None, "the mock answers chat and the Responses API canonically"))
+            }
             Endpoint::Embeddings => {
                 let request = decode::embeddings_request(body)?;
                 let response = embed(&request, call.upstream_model);
