@@ -2,16 +2,20 @@
 //! it: the request decodes to the canonical model and goes to any provider through the
 //! canonical path; the answer is a response object, or the API's event sequence.
 //!
+//! A provider that serves the Responses API itself gets a request llmux keeps no state
+//! for as it is (`responses_native`), and any other request through the canonical model
+//! as a Responses API body.
+//!
 //! Not yet: storing responses (`store` is answered as `false`, and a
-//! `previous_response_id` is refused with 400 rather than ignored), and forwarding the
-//! body as is to providers that speak the Responses API.
+//! `previous_response_id` is refused with 400 rather than ignored).
 
 use bytes::Bytes;
+use llmux_providers::Api;
 use llmux_wire::DecodeError;
 use llmux_wire::responses::decode::{ResponsesRequest, responses_request};
 use llmux_wire::responses::encode::Echo;
 
-use super::{ClientDialect, Encoding, estimate_input_tokens};
+use super::{ClientDialect, Encoding, estimate_input_tokens, responses_native};
 use crate::attempt::{self, Tried};
 use crate::router::{DEFAULT_OUTPUT_ESTIMATE, TokenEstimate};
 use crate::runtime::Upstream;
@@ -27,6 +31,17 @@ pub(crate) struct ResponsesCall {
     id: String,
     created_at: u64,
     echo: Echo,
+    /// The request needs no state kept by llmux (`store: false`, no
+    /// `previous_response_id`): see [`ResponsesCall::stateless`].
+    stateless: bool,
+}
+
+impl ResponsesCall {
+    /// Whether the request needs no state kept by llmux, so that a provider serving the
+    /// Responses API can take its body as it is (the same-dialect path).
+    pub(crate) fn stateless(&self) -> bool {
+        self.stateless
+    }
 }
 
 impl ClientDialect for Responses {
@@ -34,6 +49,7 @@ impl ClientDialect for Responses {
 
     fn parse(&self, body: &Bytes) -> Result<ResponsesCall, DecodeError> {
         let mut request = responses_request(body)?;
+        let stateless = !request.store && request.previous_response_id.is_none();
         if request.previous_response_id.is_some() {
             return Err(DecodeError::new(
                 Some("previous_response_id"),
@@ -49,6 +65,7 @@ impl ClientDialect for Responses {
             id: format!("resp_{}", auth::random_base62(24)),
             created_at: clock::wall_s(),
             echo,
+            stateless,
         })
     }
 
@@ -61,10 +78,20 @@ impl ClientDialect for Responses {
         TokenEstimate { input: estimate_input_tokens(chat), output: chat.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE) }
     }
 
-    async fn attempt<'a, 'b: 'a>(&'a self, call: &'a ResponsesCall, _: &'a Bytes, upstream: Upstream<'a>) -> Tried {
+    async fn attempt<'a, 'b: 'a>(&'a self, call: &'a ResponsesCall, body: &'a Bytes, upstream: Upstream<'a>) -> Tried {
         let encoding = Encoding::Responses { id: &call.id, created_at: call.created_at, echo: &call.echo };
         if let Some(local) = upstream.adapter.local() {
             return attempt::local_chat(upstream, local, &call.request.chat, encoding).await;
+        }
+        if upstream.adapter.responses_native(upstream.provider) {
+            if call.stateless()
+                && let Some(tried) = responses_native::forward(upstream, call.request.chat.stream, body).await
+            {
+                return tried;
+            }
+            // State kept by llmux (or a body whose model cannot be rewritten): the
+            // canonical path, still to the provider's Responses API.
+            return attempt::translated_via(upstream, Api::Responses, &call.request.chat, encoding).await;
         }
         attempt::translated(upstream, &call.request.chat, encoding).await
     }
