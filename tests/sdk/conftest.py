@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import anthropic
+import fake_responses
 import httpx2
 import openai
 import pytest
@@ -370,49 +371,8 @@ class FakeUpstream:
         handler._named_sse(events)
 
     def _responses(self, handler: Any, body: dict) -> None:
-        """An OpenAI Responses API server (`POST /v1/responses`): checks the body as OpenAI
-        would (`responses_body_problems`), then answers `CHAT_TEXT` as a response object or
-        as the API's event sequence, every event numbered."""
-        problems = responses_body_problems(body, handler.headers)
-        if problems:
-            handler._json(400, {"error": {"message": " ".join(problems), "type": "invalid_request_error", "param": None, "code": None}})
-            return
-        if body["model"] != "fake-responses":
-            handler._json(404, {"error": {"message": f"The model `{body['model']}` does not exist", "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
-            return
-
-        def response(status: str, output: list, usage: Optional[dict]) -> dict:
-            return {"id": RESPONSES_UPSTREAM_ID, "object": "response", "created_at": int(time.time()), "status": status,
-                    "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
-                    "max_output_tokens": body.get("max_output_tokens"), "model": body["model"], "output": output,
-                    "parallel_tool_calls": True, "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
-                    "store": body.get("store", True), "temperature": 1.0, "text": {"format": {"type": "text"}},
-                    "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled", "usage": usage, "metadata": {}}
-
-        item_id = "msg_fake" + uuid.uuid4().hex[:12]
-        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": CHAT_TEXT}
-        message = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
-        if not body.get("stream"):
-            handler._json(200, response("completed", [message], dict(RESPONSES_USAGE)))
-            return
-        at = {"item_id": item_id, "output_index": 0, "content_index": 0}
-        events: list[dict] = [
-            {"type": "response.created", "response": response("in_progress", [], None)},
-            {"type": "response.in_progress", "response": response("in_progress", [], None)},
-            {"type": "response.output_item.added", "output_index": 0,
-             "item": {**message, "status": "in_progress", "content": []}},
-            {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
-        ]
-        events += [{"type": "response.output_text.delta", **at, "delta": piece, "logprobs": []} for piece in CHAT_PIECES]
-        events += [
-            {"type": "response.output_text.done", **at, "text": CHAT_TEXT, "logprobs": []},
-            {"type": "response.content_part.done", **at, "part": part},
-            {"type": "response.output_item.done", "output_index": 0, "item": message},
-            {"type": "response.completed", "response": response("completed", [message], dict(RESPONSES_USAGE))},
-        ]
-        for number, event in enumerate(events):
-            event["sequence_number"] = number
-        handler._named_sse(events)
+        """An OpenAI Responses API server: see `fake_responses.answer`."""
+        fake_responses.answer(handler, body, UPSTREAM_KEY, CHAT_TEXT, CHAT_PIECES)
 
     def _embeddings(self, handler: Any, body: dict) -> None:
         inputs = body.get("input")
@@ -497,39 +457,6 @@ class FakeUpstream:
         handler._gemini_sse(
             [response(step, gemini_usage(number, len(steps)), number == len(steps)) for number, step in enumerate(steps, 1)]
         )
-
-
-RESPONSES_UPSTREAM_ID = "resp_fakeupstream0001"
-RESPONSES_USAGE = {"input_tokens": 13, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 6,
-                   "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 19}
-# Chat Completions parameters the Responses API does not know.
-CHAT_ONLY_PARAMETERS = ("messages", "max_tokens", "max_completion_tokens", "stop", "n", "seed", "response_format",
-                        "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "functions", "function_call")
-
-
-def responses_body_problems(body: dict, headers: Any) -> list[str]:
-    """What the real Responses API would reject in `body` (the subset the tests rely on)."""
-    problems = []
-    if headers.get("authorization") != f"Bearer {UPSTREAM_KEY}":
-        problems.append("Incorrect API key provided.")
-    for required in ("model", "input"):
-        if required not in body:
-            problems.append(f"Missing required parameter: '{required}'.")
-    problems += [f"Unknown parameter: '{name}'." for name in CHAT_ONLY_PARAMETERS if name in body]
-    for index, tool in enumerate(body.get("tools") or []):
-        if tool.get("type") == "function" and ("function" in tool or "name" not in tool):
-            problems.append(f"Missing required parameter: 'tools[{index}].name'.")
-    items = body.get("input") if isinstance(body.get("input"), list) else []
-    calls = set()
-    for index, item in enumerate(items):
-        kind = item.get("type", "message")
-        if kind == "message" and item.get("role") not in ("user", "assistant", "system", "developer"):
-            problems.append(f"Invalid value: '{item.get('role')}' (input[{index}].role).")
-        elif kind == "function_call":
-            calls.add(item.get("call_id"))
-        elif kind == "function_call_output" and item.get("call_id") not in calls:
-            problems.append(f"No tool call found for function call output with call_id {item.get('call_id')}.")
-    return problems
 
 
 ANTHROPIC_USAGE = {"input_tokens": 20, "cache_read_input_tokens": 8, "cache_creation_input_tokens": 2, "output_tokens": 9}

@@ -6,7 +6,8 @@ answers with its own response, translated through the canonical model."""
 
 from __future__ import annotations
 
-from conftest import CHAT_PIECES, CHAT_TEXT, RESPONSES_UPSTREAM_ID, RESPONSES_USAGE, wait_until
+from conftest import CHAT_PIECES, CHAT_TEXT, wait_until
+from fake_responses import RESPONSES_UPSTREAM_ID, RESPONSES_USAGE
 
 
 def ledger_record(gateway, request_id: str) -> dict:
