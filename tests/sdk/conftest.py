@@ -3,8 +3,8 @@
 The suite drives the real `llmux` binary (env `LLMUX_BIN`, default
 `target/debug/llmux`) with the official `openai` and `anthropic` Python SDKs.
 Upstream traffic goes to one fake server written here with the standard library
-that speaks OpenAI Chat Completions, Anthropic Messages and the Gemini API
-(`/v1beta/models/{model}:generateContent`), validates bodies the way those APIs
+that speaks OpenAI Chat Completions, the OpenAI Responses API, Anthropic Messages and the
+Gemini API (`/v1beta/models/{model}:generateContent`), validates bodies the way those APIs
 would, and records every request it receives so tests can assert on what the
 gateway actually sent.
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import anthropic
+import fake_responses
 import httpx2
 import openai
 import pytest
@@ -110,6 +111,8 @@ class FakeUpstream:
                     upstream._messages(self, body)
                 elif path == "/v1/embeddings":
                     upstream._embeddings(self, body)
+                elif path == "/v1/responses":
+                    upstream._responses(self, body)
                 elif GEMINI_PATH.fullmatch(path):
                     upstream._gemini(self, body)
                 else:
@@ -366,6 +369,10 @@ class FakeUpstream:
                        "usage": {"output_tokens": usage["output_tokens"]}})
         events.append({"type": "message_stop"})
         handler._named_sse(events)
+
+    def _responses(self, handler: Any, body: dict) -> None:
+        """An OpenAI Responses API server: see `fake_responses.answer`."""
+        fake_responses.answer(handler, body, UPSTREAM_KEY, CHAT_TEXT, CHAT_PIECES)
 
     def _embeddings(self, handler: Any, body: dict) -> None:
         inputs = body.get("input")
@@ -781,6 +788,13 @@ api_key = "{UPSTREAM_KEY}"
 timeout_ms = 15000
 
 [[providers]]
+name = "oai"
+kind = "openai"
+base_url = "{upstream.base_url}"
+api_key = "{UPSTREAM_KEY}"
+timeout_ms = 15000
+
+[[providers]]
 name = "claude"
 kind = "anthropic"
 base_url = "http://127.0.0.1:{upstream.port}"
@@ -852,6 +866,10 @@ name = "gemini-busy"
 routes = [{{ provider = "google", model = "gemini-fake-busy" }}]
 
 [[models]]
+name = "responses-native"
+routes = [{{ provider = "oai", model = "fake-responses" }}]
+
+[[models]]
 name = "priced"
 routes = [{{ provider = "fake", model = "fake-chat", price = {{ input = 1000, output = 1000 }} }}]
 """
@@ -859,7 +877,7 @@ routes = [{{ provider = "fake", model = "fake-chat", price = {{ input = 1000, ou
 
 CONFIGURED_MODELS = [
     "chat", "tools", "bad", "broken", "sonnet", "sonnet-tools", "mockchat", "embed",
-    "gemini", "gemini-thinking", "gemini-tools", "gemini-parallel", "gemini-busy", "priced",
+    "gemini", "gemini-thinking", "gemini-tools", "gemini-parallel", "gemini-busy", "responses-native", "priced",
 ]
 
 

@@ -12,7 +12,7 @@ mod resolve;
 use std::path::Path;
 use std::time::Duration;
 
-use llmux_providers::ProviderSpec;
+use llmux_providers::{Api, ProviderSpec};
 use llmux_types::{Price, Region, Secret};
 
 pub use resolve::default_config;
@@ -123,6 +123,9 @@ pub struct RouteConfig {
     /// Index into [`Config::providers`].
     pub provider: usize,
     pub model: String,
+    /// The upstream API the model is reached through by the canonical path (`Chat`
+    /// unless the route says `api = "responses"`).
+    pub api: Api,
     pub weight: u32,
     pub priority: u32,
     /// Whole attempt; with `first_byte_timeout` and `idle_timeout`, the route's own
@@ -232,11 +235,12 @@ impl Config {
         for provider in &self.providers {
             let _ = writeln!(
                 out,
-                "  {:<16} kind {:<18} regions {:<24} {}",
+                "  {:<16} kind {:<18} regions {:<24} {}{}",
                 provider.name,
                 provider.preset.kind,
                 provider.regions.to_entries().join(","),
-                provider.base_url
+                provider.base_url,
+                if provider.preset.adapter.responses_native(provider) { "  (+ Responses API)" } else { "" }
             );
         }
         let _ = writeln!(out, "models:");
@@ -279,9 +283,13 @@ impl Config {
                         tpm.map_or_else(|| "-".to_owned(), |tpm| tpm.to_string())
                     ),
                 };
+                let api = match route.api {
+                    Api::Chat => String::new(),
+                    api => format!(" (api {})", api.as_str()),
+                };
                 let _ = writeln!(
                     out,
-                    "    {}. {} -> {}  weight {} priority {}  regions {}  {}{}",
+                    "    {}. {} -> {}{api}  weight {} priority {}  regions {}  {}{}",
                     index + 1,
                     provider.name,
                     route.model,

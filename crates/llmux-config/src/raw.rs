@@ -76,6 +76,9 @@ pub struct RawProvider {
     pub idle_timeout_ms: Option<u64>,
     /// Azure only: the `api-version` query parameter.
     pub api_version: Option<String>,
+    /// Whether the provider serves OpenAI's Responses API (`{base_url}/responses`);
+    /// default: the preset's (`openai`, `azure`: yes; other OpenAI-compatible kinds: no).
+    pub responses_api: Option<bool>,
     /// Mock only: how the mock answers.
     pub mock: Option<RawMock>,
 }
@@ -124,6 +127,9 @@ pub enum RawHedge {
 pub struct RawRoute {
     pub provider: String,
     pub model: String,
+    /// The upstream API the model is reached through: `chat` (default) or `responses`
+    /// (a model that exists only on the Responses API).
+    pub api: Option<String>,
     pub weight: Option<u32>,
     pub priority: Option<u32>,
     pub timeout_ms: Option<u64>,

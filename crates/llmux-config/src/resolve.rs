@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use llmux_providers::mock::MockSettings;
-use llmux_providers::{ProviderSpec, Timeouts};
+use llmux_providers::{Api, ProviderSpec, Timeouts};
 use llmux_types::{Currency, Price, RegionSet, Secret};
 
 use crate::raw::{RawConfig, RawHedge, RawModel, RawProvider, RawRoute};
@@ -216,6 +216,12 @@ fn resolve_provider(
     if raw.api_version.is_some() && !preset.adapter.takes_api_version() {
         errors.push(format!("{path}.api_version"), "only providers of kind `azure` take an `api_version`");
     }
+    if raw.responses_api == Some(true) && !preset.adapter.speaks_responses() {
+        errors.push(
+            format!("{path}.responses_api"),
+            format!("providers of kind `{}` do not serve the OpenAI Responses API", raw.kind),
+        );
+    }
     let mock = match &raw.mock {
         Some(_) if preset.adapter.local().is_none() => {
             errors.push(format!("{path}.mock"), "only providers of kind `mock` take `mock` settings");
@@ -241,6 +247,7 @@ fn resolve_provider(
         headers,
         timeouts,
         api_version: raw.api_version.clone(),
+        responses_api: raw.responses_api.unwrap_or(preset.quirks.responses_api) && preset.adapter.speaks_responses(),
         mock,
     })
 }
@@ -339,6 +346,28 @@ fn resolve_route(
     if raw.weight == Some(0) {
         errors.push(format!("{path}.weight"), "must be at least 1");
     }
+    let spec = &providers[provider];
+    let api = match raw.api.as_deref() {
+        None | Some("chat") => Api::Chat,
+        Some("responses") => {
+            if !spec.preset.adapter.responses_native(spec) {
+                let hint = if spec.preset.adapter.speaks_responses() {
+                    " (set `responses_api = true` on it if it does)"
+                } else {
+                    ""
+                };
+                errors.push(
+                    format!("{path}.api"),
+                    format!("provider `{}` does not serve the OpenAI Responses API{hint}", spec.name),
+                );
+            }
+            Api::Responses
+        }
+        Some(other) => {
+            errors.push(format!("{path}.api"), format!("unknown api `{other}`; expected `chat` or `responses`"));
+            Api::Chat
+        }
+    };
     let price = match &raw.price {
         Some(price) => {
             let currency = match price.currency.as_deref() {
@@ -372,6 +401,7 @@ fn resolve_route(
     Some(RouteConfig {
         provider,
         model: raw.model.clone(),
+        api,
         weight: raw.weight.unwrap_or(1),
         priority: raw.priority.unwrap_or(0),
         // The route's own timeouts, else its model's; `None` leaves the provider's.
@@ -476,6 +506,7 @@ pub fn default_config(env: Env<'_>) -> Result<Config, ConfigErrors> {
     let route = |provider: &str, model: &str| RawRoute {
         provider: provider.into(),
         model: model.into(),
+        api: None,
         weight: None,
         priority: None,
         timeout_ms: None,

@@ -262,3 +262,94 @@ routes = [{ provider = "default", model = "c" }]
     let plain = &config.model("plain").unwrap().routes[0];
     assert_eq!((plain.first_byte_timeout, plain.idle_timeout, plain.timeout), (None, None, None));
 }
+
+#[test]
+fn providers_declare_the_responses_api_and_routes_may_need_it() {
+    let text = r#"
+[[providers]]
+name = "oa"
+kind = "openai"
+api_key = "sk-1"
+
+[[providers]]
+name = "ds"
+kind = "deepseek"
+api_key = "sk-2"
+
+[[providers]]
+name = "local"
+kind = "vllm"
+base_url = "http://127.0.0.1:8000/v1"
+responses_api = true
+
+[[providers]]
+name = "az"
+kind = "azure"
+base_url = "https://res.openai.azure.com/openai"
+api_key = "k"
+responses_api = false
+
+[[models]]
+name = "pro"
+routes = [{ provider = "oa", model = "o3-pro", api = "responses" }, { provider = "local", model = "gpt-oss", api = "responses" }]
+
+[[models]]
+name = "chat"
+routes = [{ provider = "ds", model = "deepseek-chat", api = "chat" }, { provider = "oa", model = "gpt-5" }]
+"#;
+    let config = Config::from_toml(text, &env_of(&[])).expect("valid");
+    let serves: Vec<bool> = config.providers.iter().map(|provider| provider.responses_api).collect();
+    assert_eq!(serves, [true, false, true, false]);
+    let apis = |model: &str| config.model(model).unwrap().routes.iter().map(|route| route.api).collect::<Vec<_>>();
+    assert_eq!(apis("pro"), [llmux_providers::Api::Responses, llmux_providers::Api::Responses]);
+    assert_eq!(apis("chat"), [llmux_providers::Api::Chat, llmux_providers::Api::Chat]);
+    let table = config.routing_table();
+    assert!(table.contains("1. oa -> o3-pro (api responses)  weight 1"), "{table}");
+    assert!(table.contains("1. ds -> deepseek-chat  weight 1"), "{table}");
+    assert!(table.contains("https://api.openai.com/v1  (+ Responses API)"), "{table}");
+    assert!(!table.contains("https://api.deepseek.com/v1  (+"), "{table}");
+
+    let bad = r#"
+[[providers]]
+name = "ds"
+kind = "deepseek"
+api_key = "sk-2"
+
+[[providers]]
+name = "claude"
+kind = "anthropic"
+api_key = "sk-3"
+responses_api = true
+
+[[models]]
+name = "m"
+routes = [
+  { provider = "ds", model = "x", api = "responses" },
+  { provider = "claude", model = "y", api = "responses" },
+  { provider = "ds", model = "z", api = "completions" },
+]
+"#;
+    let errors = Config::from_toml(bad, &env_of(&[])).unwrap_err().to_string();
+    assert!(
+        errors.contains(
+            "providers[1].responses_api: providers of kind `anthropic` do not serve the OpenAI Responses API"
+        ),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(
+            "models[0].routes[0].api: provider `ds` does not serve the OpenAI Responses API (set `responses_api = true` on it if it does)"
+        ),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("models[0].routes[1].api: provider `claude` does not serve the OpenAI Responses API\n"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("models[0].routes[2].api: unknown api `completions`; expected `chat` or `responses`"),
+        "{errors}"
+    );
+    let unknown = "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"k\"\nresponses = true\n";
+    assert!(Config::from_toml(unknown, &env_of(&[])).unwrap_err().to_string().contains("unknown field `responses`"));
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use llmux_providers::adapter::{Local, LocalCall};
 use llmux_providers::client::UpstreamResponse;
-use llmux_providers::{ErrorKind, UpstreamError};
+use llmux_providers::{Api, ErrorKind, UpstreamError};
 use llmux_types::chat::{ChatRequest, StreamEvent};
 use llmux_wire::UpstreamDecoder;
 use tokio::time::Instant;
@@ -89,23 +89,35 @@ impl Success {
     }
 }
 
-/// A chat request through the canonical model: encoded by the provider's adapter,
-/// sent, the answer decoded by the adapter and encoded for the client (`encoding`).
+/// A chat request through the canonical model, to the upstream API the route names
+/// (`route.api`): see [`translated_via`].
 pub(crate) async fn translated(
     upstream: Upstream<'_>,
     request: &ChatRequest,
     encoding: Encoding<'_>,
 ) -> Result<Success, UpstreamError> {
+    translated_via(upstream, upstream.route.api, request, encoding).await
+}
+
+/// A chat request through the canonical model to the provider's `api` (its chat API,
+/// or the Responses API): encoded by the provider's adapter, sent, the answer decoded
+/// by the adapter and encoded for the client (`encoding`).
+pub(crate) async fn translated_via(
+    upstream: Upstream<'_>,
+    api: Api,
+    request: &ChatRequest,
+    encoding: Encoding<'_>,
+) -> Result<Success, UpstreamError> {
     let Upstream { route, provider, adapter, prepared, .. } = upstream;
-    let (body, dropped) = adapter.chat_request(request, &route.model);
+    let (body, dropped) = adapter.request_for(api, request, &route.model);
     if !dropped.is_empty() {
         tracing::debug!(provider = %provider.name, ?dropped, "Parameters the provider cannot take were dropped.");
     }
-    let http_request = prepared.build_chat_request(provider, &route.model, request.stream, body);
+    let http_request = prepared.build_api_request(provider, api, &route.model, request.stream, body);
     let answered = send(upstream, http_request).await?;
     if request.stream {
         let translator = TranslatingEncoder {
-            decoder: adapter.stream_decoder(),
+            decoder: adapter.decoder_for(api),
             encoder: encoding.stream_encoder(&route.model),
             created: clock::wall_s(),
         };
@@ -114,7 +126,7 @@ pub(crate) async fn translated(
             Success::Translated { response: answered.response, idle, translator: Box::new(translator) }.lossy(dropped)
         );
     }
-    let mut decoded = adapter.chat_response(&answered.body().await?).map_err(protocol_error)?;
+    let mut decoded = adapter.response_for(api, &answered.body().await?).map_err(protocol_error)?;
     // Some dialects' answers carry no creation time; the client's dialect may.
     if decoded.created == 0 {
         decoded.created = clock::wall_s();

@@ -16,9 +16,29 @@ use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
 
 use crate::{ProviderSpec, UpstreamError};
 
+/// The upstream API a route's model is reached through by the canonical path: Chat
+/// Completions (or the kind's own chat API), or OpenAI's Responses API (for models that
+/// exist only there, such as o3-pro and the codex models).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Api {
+    #[default]
+    Chat,
+    Responses,
+}
+
+impl Api {
+    /// The config spelling (`api = "responses"` on a route).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Responses => "responses",
+        }
+    }
+}
+
 /// What a provider kind does. The defaults are the OpenAI dialect's, which most
 /// providers speak: `{base_url}{endpoint path}`, Chat Completions bodies and chunks,
-/// OpenAI-shaped errors.
+/// OpenAI-shaped errors, and the Responses API where an entry serves it.
 pub trait Adapter: Send + Sync + fmt::Debug {
     /// The client dialect this provider speaks itself, if any: such a client's body
     /// is forwarded with only `model` rewritten, and the answer's bytes come back as
@@ -65,6 +85,37 @@ pub trait Adapter: Send + Sync + fmt::Debug {
         Box::new(llmux_wire::openai::upstream::ChunkDecoder::new())
     }
 
+    /// Whether provider entries of this kind can serve OpenAI's Responses API at
+    /// `Endpoint::Responses` (an entry says whether it does: `responses_api`, defaulting
+    /// to the preset's `quirks.responses_api`).
+    fn speaks_responses(&self) -> bool {
+        true
+    }
+
+    /// Whether this provider entry takes Responses API bodies as they are: a Responses
+    /// client's body (one llmux keeps no state for) is forwarded with only `model`
+    /// rewritten, and a route declared `api = "responses"` is reached there.
+    fn responses_native(&self, spec: &ProviderSpec) -> bool {
+        self.speaks_responses() && spec.responses_api
+    }
+
+    /// A canonical chat request as a Responses API body, with the request parameters
+    /// that body cannot hold (dropped, and reported to the client).
+    fn responses_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+        use llmux_wire::responses::upstream::{dropped, request_body};
+        (request_body(request, upstream_model), dropped(request))
+    }
+
+    /// A complete (non-streamed) Responses API answer, decoded.
+    fn responses_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        llmux_wire::responses::upstream::decode_response(body)
+    }
+
+    /// The decoder of a streamed Responses API answer (SSE `data` payloads).
+    fn responses_decoder(&self) -> Box<dyn UpstreamDecoder> {
+        Box::new(llmux_wire::responses::upstream::EventDecoder::new())
+    }
+
     /// What an error answer (non-2xx `status`, the start of its body) means.
     fn classify(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
         UpstreamError::from_openai_response(status, retry_after, body)
@@ -79,6 +130,33 @@ pub trait Adapter: Send + Sync + fmt::Debug {
     /// For a provider that answers inside llmux (the mock): how it answers.
     fn local(&self) -> Option<&dyn Local> {
         None
+    }
+}
+
+impl dyn Adapter {
+    /// A canonical chat request as the body of `api` ([`Adapter::chat_request`] or
+    /// [`Adapter::responses_request`]).
+    pub fn request_for(&self, api: Api, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+        match api {
+            Api::Chat => self.chat_request(request, upstream_model),
+            Api::Responses => self.responses_request(request, upstream_model),
+        }
+    }
+
+    /// A complete answer of `api`, decoded.
+    pub fn response_for(&self, api: Api, body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        match api {
+            Api::Chat => self.chat_response(body),
+            Api::Responses => self.responses_response(body),
+        }
+    }
+
+    /// The stream decoder of `api`.
+    pub fn decoder_for(&self, api: Api) -> Box<dyn UpstreamDecoder> {
+        match api {
+            Api::Chat => self.stream_decoder(),
+            Api::Responses => self.responses_decoder(),
+        }
     }
 }
 

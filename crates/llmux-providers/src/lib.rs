@@ -21,7 +21,7 @@ pub mod registry;
 
 use llmux_types::Currency;
 
-pub use adapter::Adapter;
+pub use adapter::{Adapter, Api};
 pub use error::{ErrorKind, UpstreamError};
 pub use registry::{kinds, preset};
 
@@ -43,6 +43,9 @@ pub enum AuthStyle {
 pub struct Quirks {
     /// Accepts `stream_options.include_usage` (most do; some reject unknown fields).
     pub stream_usage: bool,
+    /// Serves OpenAI's Responses API (`POST {base_url}/responses`) unless an entry
+    /// says otherwise (`responses_api`).
+    pub responses_api: bool,
 }
 
 /// Static facts about a provider kind.
@@ -124,6 +127,9 @@ pub struct ProviderSpec {
     pub timeouts: Timeouts,
     /// Azure `api-version`.
     pub api_version: Option<String>,
+    /// Whether this entry serves OpenAI's Responses API (see
+    /// [`Adapter::responses_native`]).
+    pub responses_api: bool,
     /// Behaviour of the `mock` kind.
     pub mock: mock::MockSettings,
 }
@@ -146,14 +152,14 @@ impl ProviderSpec {
 #[derive(Debug, Clone)]
 pub struct PreparedProvider {
     headers: http::HeaderMap,
-    /// The URL per endpoint (chat, completions, embeddings), where the adapter's URLs
-    /// depend on the endpoint alone.
-    urls: Option<[Option<http::Uri>; 3]>,
+    /// The URL per endpoint (chat, completions, embeddings, responses), where the
+    /// adapter's URLs depend on the endpoint alone.
+    urls: Option<[Option<http::Uri>; 4]>,
 }
 
-const ENDPOINTS: [llmux_wire::openai::peek::Endpoint; 3] = {
+const ENDPOINTS: [llmux_wire::openai::peek::Endpoint; 4] = {
     use llmux_wire::openai::peek::Endpoint;
-    [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings]
+    [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings, Endpoint::Responses]
 };
 
 fn endpoint_index(endpoint: llmux_wire::openai::peek::Endpoint) -> usize {
@@ -222,6 +228,25 @@ impl PreparedProvider {
                 spec.preset.adapter.url(spec, Endpoint::ChatCompletions, upstream_model, stream).parse().ok(),
                 body,
             ),
+        }
+    }
+
+    /// The upstream request of a call made through the canonical model to `api`: a
+    /// chat call ([`build_chat_request`](Self::build_chat_request)) or a Responses API
+    /// call at `Endpoint::Responses`.
+    pub fn build_api_request(
+        &self,
+        spec: &ProviderSpec,
+        api: Api,
+        upstream_model: &str,
+        stream: bool,
+        body: Vec<u8>,
+    ) -> http::Request<bytes::Bytes> {
+        match api {
+            Api::Chat => self.build_chat_request(spec, upstream_model, stream, body),
+            Api::Responses => {
+                self.build_request(spec, llmux_wire::openai::peek::Endpoint::Responses, upstream_model, body)
+            }
         }
     }
 

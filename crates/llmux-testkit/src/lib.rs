@@ -1,8 +1,12 @@
 //! Test-only helpers. [`FakeUpstream`] is an OpenAI-dialect upstream on
 //! `127.0.0.1:0` that records every request and answers from a script: JSON bodies,
-//! SSE streams dribbled with delays, mid-stream disconnects, and stalls.
+//! SSE streams dribbled with delays, mid-stream disconnects, and stalls. A request to a
+//! path ending in `/responses` is checked as OpenAI's Responses API checks it first
+//! ([`responses::body_problems`]) and answered 400 without using the script if it fails;
+//! [`responses`] also builds the Responses API's answers.
 //! [`services`] finds the PostgreSQL and Redis that tests needing them run against.
 
+pub mod responses;
 pub mod services;
 
 use std::collections::VecDeque;
@@ -186,7 +190,20 @@ async fn handle(
     let request =
         Received { method, path: uri.path().to_owned(), query: uri.query().map(str::to_owned), headers, body };
     let wants_usage = request.json()["stream_options"]["include_usage"] == json!(true);
+    let problems = if request.method == Method::POST && request.path.ends_with("/responses") {
+        responses::body_problems(&request.body)
+    } else {
+        Vec::new()
+    };
     shared.received.lock().push(request);
+    if !problems.is_empty() {
+        let error = json!({"error": {"message": problems.join(" "), "type": "invalid_request_error", "param": null, "code": null}});
+        return Response::builder()
+            .status(400)
+            .header("content-type", "application/json")
+            .body(Body::from(error.to_string()))
+            .unwrap_or_default();
+    }
     let mut reply = shared.script.lock().pop_front().or_else(|| shared.fallback.lock().clone());
     while let Some(Reply::Delayed { delay, reply: inner }) = reply {
         tokio::time::sleep(delay).await;

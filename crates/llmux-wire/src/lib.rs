@@ -16,8 +16,11 @@
 //!   canonical model; responses and stream events encode to Anthropic JSON and its exact
 //!   SSE event sequence; error bodies; the same-dialect fast path. Upstream side:
 //!   [`anthropic::upstream`].
-//! - [`responses`]: the OpenAI Responses API, client side: requests decode to the canonical
-//!   model; answers and streams encode to response objects and the API's event sequence.
+//! - [`responses`]: the OpenAI Responses API. Client side: requests decode to the canonical
+//!   model; answers and streams encode to response objects and the API's event sequence;
+//!   the same-dialect path (`model` spliced in, streams metered from their terminal
+//!   event). Upstream side: [`responses::upstream`], for models reached through the
+//!   Responses API.
 //! - [`gemini`]: the Google Gemini API (generativelanguage `v1beta`), upstream side only:
 //!   [`gemini::upstream`].
 //!

@@ -14,6 +14,7 @@ use llmux_wire::openai::encode::ChatStreamEncoder;
 use llmux_wire::openai::upstream::ChunkDecoder;
 use llmux_wire::responses::decode::ResponsesRequest;
 use llmux_wire::responses::encode::{Echo, ResponsesStreamEncoder};
+use llmux_wire::responses::upstream::EventDecoder as ResponsesDecoder;
 use llmux_wire::sse::{Framer, parse_event};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -52,6 +53,38 @@ fn gemini_stream(chunks: usize) -> Vec<u8> {
             "data: {{\"candidates\":[{{\"content\":{{\"role\":\"model\",\"parts\":[{{\"text\":\"token{index} \"}}]}}{finish},\"index\":0}}],\"usageMetadata\":{{\"promptTokenCount\":3,\"candidatesTokenCount\":{index},\"totalTokenCount\":{index}}},\"modelVersion\":\"m\",\"responseId\":\"r1\"}}\r\n\r\n"
         ));
     }
+    body.into_bytes()
+}
+
+/// A Responses API stream as OpenAI sends it: text deltas, then a function call's
+/// argument deltas, then `response.completed` with the whole response.
+fn responses_stream(chunks: usize) -> Vec<u8> {
+    let response = |status: &str, usage: &str| {
+        format!(
+            "{{\"id\":\"resp_1\",\"object\":\"response\",\"created_at\":1,\"status\":\"{status}\",\"error\":null,\"incomplete_details\":null,\"model\":\"m\",\"output\":[],\"usage\":{usage},\"store\":false}}"
+        )
+    };
+    let mut body = format!(
+        "event: response.created\ndata: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{}}}\n\n\
+         event: response.output_item.added\ndata: {{\"type\":\"response.output_item.added\",\"sequence_number\":1,\"output_index\":0,\"item\":{{\"id\":\"msg_1\",\"type\":\"message\",\"status\":\"in_progress\",\"content\":[],\"role\":\"assistant\"}}}}\n\n",
+        response("in_progress", "null")
+    );
+    for index in 0..chunks {
+        body.push_str(&format!(
+            "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{},\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"token{index} \",\"logprobs\":[],\"obfuscation\":\"a1\"}}\n\n",
+            index + 2
+        ));
+    }
+    body.push_str("event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"sequence_number\":0,\"output_index\":1,\"item\":{\"id\":\"fc_1\",\"type\":\"function_call\",\"status\":\"in_progress\",\"arguments\":\"\",\"call_id\":\"call_1\",\"name\":\"f\"}}\n\n");
+    for index in 0..chunks {
+        body.push_str(&format!(
+            "event: response.function_call_arguments.delta\ndata: {{\"type\":\"response.function_call_arguments.delta\",\"sequence_number\":0,\"item_id\":\"fc_1\",\"output_index\":1,\"delta\":\"a{index}\"}}\n\n"
+        ));
+    }
+    body.push_str(&format!(
+        "event: response.completed\ndata: {{\"type\":\"response.completed\",\"sequence_number\":0,\"response\":{}}}\n\n",
+        response("completed", "{\"input_tokens\":3,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":9,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":12}")
+    ));
     body.into_bytes()
 }
 
@@ -132,6 +165,8 @@ fn translating_a_stream_allocates_nothing_per_chunk() {
         per_chunk_translating(anthropic_stream, EventDecoder::new, openai),
         per_chunk_translating(gemini_stream, StreamDecoder::new, openai),
         per_chunk_translating(gemini_stream, StreamDecoder::new, anthropic),
+        per_chunk_translating(responses_stream, ResponsesDecoder::new, openai),
+        per_chunk_translating(responses_stream, ResponsesDecoder::new, anthropic),
     ];
     assert!(all.iter().all(|per_chunk| *per_chunk < 0.05), "allocations per upstream chunk: {all:?}");
 }

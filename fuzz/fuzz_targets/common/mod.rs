@@ -51,7 +51,8 @@ pub fn sse_json(stream: &[u8], what: &str) {
     }
 }
 
-/// A decoded request through every request encoder (OpenAI-dialect and Anthropic upstreams).
+/// A decoded request through every request encoder (OpenAI-dialect, Responses API and
+/// Anthropic upstreams).
 pub fn encode_request(request: &ChatRequest) {
     let body = openai::upstream::chat_request(request, UPSTREAM_MODEL);
     json_with_model(&body, UPSTREAM_MODEL, "openai::upstream::chat_request");
@@ -60,6 +61,9 @@ pub fn encode_request(request: &ChatRequest) {
         let body = openai::upstream::chat_request_with(request, UPSTREAM_MODEL, &options);
         json_with_model(&body, UPSTREAM_MODEL, "openai::upstream::chat_request_with");
     }
+    let body = responses::upstream::request_body(request, UPSTREAM_MODEL);
+    json_with_model(&body, UPSTREAM_MODEL, "responses::upstream::request_body");
+    let _dropped = responses::upstream::dropped(request);
     let (body, _dropped) = anthropic::upstream::messages_request(request, UPSTREAM_MODEL, 1024);
     json_with_model(&body, UPSTREAM_MODEL, "anthropic::upstream::messages_request");
 }

@@ -1,13 +1,15 @@
 //! Client dialects: everything a wire format clients speak needs, one module each
-//! (`openai`, `anthropic`). A dialect reads its requests (what admission needs: the
-//! model and a size estimate), tries a route (its own fast path where the provider
-//! speaks it, else the canonical path of `attempt`), encodes canonical answers and
-//! streams, and renders errors, model lists and headers. The lifecycle
-//! ([`Gateway::serve`](crate::Gateway)) is the same for all of them.
+//! (`openai`, `anthropic`, `responses` with its same-dialect path in `responses_native`).
+//! A dialect reads its requests (what admission needs: the model and a size estimate),
+//! tries a route (its own fast path where the provider speaks it, else the canonical
+//! path of `attempt`), encodes canonical answers and streams, and renders errors, model
+//! lists and headers. The lifecycle ([`Gateway::serve`](crate::Gateway)) is the same
+//! for all of them.
 
 mod anthropic;
 mod openai;
 mod responses;
+mod responses_native;
 
 use std::future::Future;
 

@@ -1,12 +1,13 @@
 //! The OpenAI dialect: Chat Completions, legacy Completions and Embeddings. Requests
 //! are only peeked (model, stream, limits); a provider that speaks OpenAI gets the
 //! client's bytes with `model` spliced in and its answer relayed byte for byte. Any
-//! other provider gets the chat request decoded into the canonical model.
+//! other provider, and a route whose model exists only on the Responses API, gets the
+//! chat request decoded into the canonical model.
 
 use std::future::Future;
 
 use bytes::Bytes;
-use llmux_providers::{ErrorKind, UpstreamError};
+use llmux_providers::{Api, ErrorKind, UpstreamError};
 use llmux_types::chat::ChatRequest;
 use llmux_wire::openai::peek::{Endpoint, Peek, peek, rewrite};
 use llmux_wire::{DecodeError, Dialect};
@@ -52,13 +53,21 @@ impl ClientDialect for OpenAi {
                 let request = canonical(body)?;
                 return attempt::local_chat(upstream, local, &request, encoding(&request)).await;
             }
-            if upstream.adapter.native() == Some(Dialect::OpenAi) {
+            // A route to a model that exists only on the Responses API is reached
+            // through the canonical model, whatever the provider speaks.
+            let responses_only = upstream.route.api == Api::Responses;
+            if upstream.adapter.native() == Some(Dialect::OpenAi) && !responses_only {
                 return passthrough(upstream, endpoint, body, request).await;
             }
             if !chat {
                 // Another route of the model may serve it.
+                let serves = if responses_only {
+                    "this route serves only the Responses API, not"
+                } else {
+                    "this provider does not serve"
+                };
                 return Err(UpstreamError {
-                    message: Some(format!("this provider does not serve {}", endpoint.path())),
+                    message: Some(format!("{serves} {}", endpoint.path())),
                     ..UpstreamError::new(ErrorKind::NotFound)
                 });
             }

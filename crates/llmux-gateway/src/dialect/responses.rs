@@ -4,20 +4,23 @@
 //!
 //! With `store: true` (the API's default) the answer is kept (`stored`), and a later
 //! request may continue it with `previous_response_id`: the stored conversation is put
-//! before the new input, whichever provider answers. Not yet: forwarding the body as is
-//! to providers that speak the Responses API.
+//! before the new input, whichever provider answers. A provider that serves the
+//! Responses API itself gets a request llmux keeps no state for (`store: false`, no
+//! `previous_response_id`) as it is (`responses_native`), and any other request through
+//! the canonical model as a Responses API body.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use llmux_providers::Api;
 use llmux_store::Store;
 use llmux_types::chat::Role;
 use llmux_wire::DecodeError;
 use llmux_wire::responses::decode::{ResponsesRequest, responses_request};
 use llmux_wire::responses::encode::Echo;
 
-use super::{ClientDialect, Encoding, Resolving, estimate_input_tokens};
+use super::{ClientDialect, Encoding, Resolving, estimate_input_tokens, responses_native};
 use crate::attempt::{self, Success, Tried};
 use crate::auth::Caller;
 use crate::error::GatewayError;
@@ -42,6 +45,17 @@ pub(crate) struct ResponsesCall {
     echo: Echo,
     /// Where the answer is kept (`store: true`).
     keep: Option<Keep>,
+    /// The request needs no state kept by llmux (`store: false`, no
+    /// `previous_response_id`): see [`ResponsesCall::stateless`].
+    stateless: bool,
+}
+
+impl ResponsesCall {
+    /// Whether the request needs no state kept by llmux, so that a provider serving the
+    /// Responses API can take its body as it is (the same-dialect path).
+    pub(crate) fn stateless(&self) -> bool {
+        self.stateless
+    }
 }
 
 impl ClientDialect for Responses<'_> {
@@ -49,6 +63,7 @@ impl ClientDialect for Responses<'_> {
 
     fn parse(&self, body: &Bytes) -> Result<ResponsesCall, DecodeError> {
         let mut request = responses_request(body)?;
+        let stateless = !request.store && request.previous_response_id.is_none();
         if self.ttl.is_zero() {
             if request.previous_response_id.is_some() {
                 return Err(DecodeError::new(
@@ -68,6 +83,7 @@ impl ClientDialect for Responses<'_> {
             created_at: clock::wall_s(),
             echo,
             keep: None,
+            stateless,
         })
     }
 
@@ -88,16 +104,28 @@ impl ClientDialect for Responses<'_> {
         TokenEstimate { input: estimate_input_tokens(chat), output: chat.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE) }
     }
 
-    async fn attempt<'a, 'b: 'a>(&'a self, call: &'a ResponsesCall, _: &'a Bytes, upstream: Upstream<'a>) -> Tried {
+    async fn attempt<'a, 'b: 'a>(&'a self, call: &'a ResponsesCall, body: &'a Bytes, upstream: Upstream<'a>) -> Tried {
         let encoding = Encoding::Responses {
             id: &call.id,
             created_at: call.created_at,
             echo: &call.echo,
             keep: call.keep.as_ref(),
         };
-        let tried = match upstream.adapter.local() {
-            Some(local) => attempt::local_chat(upstream, local, &call.request.chat, encoding).await,
-            None => attempt::translated(upstream, &call.request.chat, encoding).await,
+        let tried = if let Some(local) = upstream.adapter.local() {
+            attempt::local_chat(upstream, local, &call.request.chat, encoding).await
+        } else if upstream.adapter.responses_native(upstream.provider) {
+            let forwarded = match call.stateless() {
+                true => responses_native::forward(upstream, call.request.chat.stream, body).await,
+                false => None,
+            };
+            match forwarded {
+                Some(tried) => tried,
+                // State kept by llmux (or a body whose model cannot be rewritten): the
+                // canonical path, still to the provider's Responses API.
+                None => attempt::translated_via(upstream, Api::Responses, &call.request.chat, encoding).await,
+            }
+        } else {
+            attempt::translated(upstream, &call.request.chat, encoding).await
         };
         // A whole answer is kept before it is returned (a stream, before its last event).
         if let (Ok(success), Some(keep)) = (&tried, &call.keep)

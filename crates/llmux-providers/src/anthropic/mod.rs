@@ -34,7 +34,7 @@ pub static PRESET: Preset = Preset {
         ("claude-sonnet-4-6", "3", "15", "0.3"),
         ("claude-haiku-4-5", "1", "5", "0.1"),
     ],
-    quirks: Quirks { stream_usage: false },
+    quirks: Quirks { stream_usage: false, responses_api: false },
     env_key: Some("ANTHROPIC_API_KEY"),
     cache_write_percent: 125,
 };
@@ -51,6 +51,10 @@ pub struct AnthropicAdapter;
 impl Adapter for AnthropicAdapter {
     fn native(&self) -> Option<Dialect> {
         Some(Dialect::Anthropic)
+    }
+
+    fn speaks_responses(&self) -> bool {
+        false
     }
 
     fn url(&self, spec: &ProviderSpec, _endpoint: Endpoint, _upstream_model: &str, _stream: bool) -> String {

@@ -36,7 +36,7 @@ pub static PRESET: Preset = Preset {
         ("gemini-2.5-flash", "0.3", "2.5", "0.03"),
         ("gemini-2.5-flash-lite", "0.1", "0.4", "0.01"),
     ],
-    quirks: Quirks { stream_usage: false },
+    quirks: Quirks { stream_usage: false, responses_api: false },
     env_key: Some("GEMINI_API_KEY"),
     cache_write_percent: 100,
 };
@@ -83,6 +83,10 @@ pub struct GeminiAdapter;
 impl Adapter for GeminiAdapter {
     fn native(&self) -> Option<Dialect> {
         None
+    }
+
+    fn speaks_responses(&self) -> bool {
+        false
     }
 
     fn url(&self, spec: &ProviderSpec, _endpoint: Endpoint, upstream_model: &str, stream: bool) -> String {

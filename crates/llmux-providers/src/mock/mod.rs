@@ -34,7 +34,7 @@ pub static PRESET: Preset = Preset {
     currency: Currency::USD,
     // Priced like a small model, so cost accounting is visible in demos.
     prices: &[("mock", "0.1", "0.2", "0.05"), ("echo", "0.1", "0.2", "0.05")],
-    quirks: Quirks { stream_usage: true },
+    quirks: Quirks { stream_usage: true, responses_api: false },
     env_key: None,
     cache_write_percent: 100,
 };
@@ -47,6 +47,11 @@ pub struct MockAdapter;
 impl Adapter for MockAdapter {
     fn local(&self) -> Option<&dyn Local> {
         Some(self)
+    }
+
+    /// The mock answers every dialect itself, canonically.
+    fn speaks_responses(&self) -> bool {
+        false
     }
 }
 
@@ -68,7 +73,9 @@ impl Local for MockAdapter {
     fn native(&self, call: LocalCall<'_>, endpoint: Endpoint, body: &[u8]) -> Result<LocalAnswer, DecodeError> {
         use llmux_wire::openai::{decode, encode};
         match endpoint {
-            Endpoint::ChatCompletions => Err(DecodeError::new(None, "the mock answers chat canonically")),
+            Endpoint::ChatCompletions | Endpoint::Responses => {
+                Err(DecodeError::new(None, "the mock answers chat and the Responses API canonically"))
+            }
             Endpoint::Embeddings => {
                 let request = decode::embeddings_request(body)?;
                 let response = embed(&request, call.upstream_model);

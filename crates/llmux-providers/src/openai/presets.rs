@@ -6,7 +6,9 @@ use llmux_types::Currency;
 
 use crate::{AuthStyle, Preset, Quirks};
 
-const USAGE: Quirks = Quirks { stream_usage: true };
+/// OpenAI-compatible vendors: stream usage on request; the Responses API only where an
+/// entry declares it (`responses_api = true`).
+const USAGE: Quirks = Quirks { stream_usage: true, responses_api: false };
 
 /// Regions OpenAI and similar US providers do not serve (their supported-countries
 /// pages). Operators can override per provider entry.
@@ -30,6 +32,7 @@ const fn openai_compatible(kind: &'static str, base_url: &'static str, currency:
 
 pub static OPENAI: Preset = Preset {
     regions: US_PROVIDER_REGIONS,
+    quirks: Quirks { stream_usage: true, responses_api: true },
     env_key: Some("OPENAI_API_KEY"),
     prices: &[
         ("gpt-5", "1.25", "10", "0.125"),

@@ -14,6 +14,8 @@ pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// The Responses API (`POST /responses`), which OpenAI-dialect providers may serve.
+    Responses,
 }
 
 impl Endpoint {
@@ -23,6 +25,7 @@ impl Endpoint {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
         }
     }
 }
@@ -150,7 +153,7 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek<'_>, DecodeError> {
                 return Err(DecodeError::new(Some("prompt"), "missing required parameter: `prompt`"));
             }
         }
-        Endpoint::Embeddings => {
+        Endpoint::Embeddings | Endpoint::Responses => {
             if raw.input.is_none() {
                 return Err(DecodeError::new(Some("input"), "missing required parameter: `input`"));
             }

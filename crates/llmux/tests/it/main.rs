@@ -12,6 +12,7 @@ mod ledger;
 mod limits;
 mod multi_instance;
 mod reload;
+mod responses_upstream;
 mod routing;
 mod streaming;
 mod teams;
