@@ -192,9 +192,11 @@ fn conversations_are_named_by_what_clients_already_send() {
 
     // Responses: `prompt_cache_key`, else `previous_response_id`; a stored response names
     // the next turn by its id.
-    let mut responses = llmux_wire::responses::decode::ResponsesRequest::default();
-    responses.previous_response_id = Some("resp_previous".into());
-    responses.store = true;
+    let mut responses = llmux_wire::responses::decode::ResponsesRequest {
+        previous_response_id: Some("resp_previous".into()),
+        store: true,
+        ..Default::default()
+    };
     let named = dialect::responses_conversation(&responses, "resp_this", &plain);
     assert_eq!(name(named), (Some("resp_previous".into()), Some("resp_this".into())));
     responses
