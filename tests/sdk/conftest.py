@@ -878,16 +878,12 @@ def upstream() -> Any:
     fake.stop()
 
 
-@pytest.fixture(scope="session")
-def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def launch_gateway(workdir: Path, config_path: Path, log_name: str = "llmux.log") -> Gateway:
+    """Starts `llmux serve` with `config_path` in `workdir`; returns once /health answers."""
     binary = _resolve_bin()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.exit(f"llmux binary not found or not executable: {binary} (build it with `cargo build -p llmux` or set LLMUX_BIN)", returncode=2)
-
-    workdir = tmp_path_factory.mktemp("llmux")
-    config_path = workdir / "llmux.toml"
-    config_path.write_text(_config_toml(workdir, upstream))
-    log_path = workdir / "llmux.log"
+    log_path = workdir / log_name
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("LLMUX_")}
     env["LLMUX_MASTER_KEY"] = MASTER_KEY
@@ -928,9 +924,12 @@ def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) ->
         process.kill()
         process.wait(timeout=10)
         raise
+    return gw
 
-    yield gw
 
+def stop_gateway(gw: Gateway) -> None:
+    """SIGTERM, and the exit must be clean."""
+    process = gw.process
     process.send_signal(signal.SIGTERM)
     try:
         code = process.wait(timeout=20)
@@ -939,6 +938,16 @@ def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) ->
         process.wait(timeout=10)
         raise AssertionError(f"llmux did not exit within 20s of SIGTERM:\n{gw.log()[-4000:]}")
     assert code == 0, f"llmux exited with code {code} after SIGTERM:\n{gw.log()[-4000:]}"
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    workdir = tmp_path_factory.mktemp("llmux")
+    config_path = workdir / "llmux.toml"
+    config_path.write_text(_config_toml(workdir, upstream))
+    gw = launch_gateway(workdir, config_path)
+    yield gw
+    stop_gateway(gw)
 
 
 @dataclass

@@ -72,6 +72,9 @@ pub struct StorageConfig {
     pub spill_dir: std::path::PathBuf,
     /// The most those files may hold together.
     pub spill_max_bytes: u64,
+    /// How long a Responses API response created with `store: true` is kept after its
+    /// creation; zero: responses are not stored (`store` is answered `false`).
+    pub responses_ttl: Duration,
 }
 
 /// How a model picks among its routes.

@@ -62,6 +62,7 @@ pub struct RawStorage {
     pub redis_prefix: Option<String>,
     pub spill_dir: Option<String>,
     pub spill_max_mb: Option<u64>,
+    pub responses_ttl_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

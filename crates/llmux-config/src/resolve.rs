@@ -39,6 +39,8 @@ pub(crate) fn resolve(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigErro
         redis_prefix: raw.storage.redis_prefix.clone().unwrap_or_else(|| "llmux:".to_owned()),
         spill_dir: raw.storage.spill_dir.as_deref().unwrap_or("llmux-spill").into(),
         spill_max_bytes: raw.storage.spill_max_mb.unwrap_or(1024).saturating_mul(1024 * 1024),
+        // 30 days, as OpenAI keeps them; at most ten years.
+        responses_ttl: Duration::from_secs(raw.storage.responses_ttl_s.unwrap_or(30 * 86_400).min(10 * 365 * 86_400)),
     };
     if !(storage.url.starts_with("sqlite:")
         || storage.url.starts_with("postgres://")

@@ -22,6 +22,7 @@ fn example_config_parses() {
     assert!(table.contains("1. mock -> mock"), "{table}");
     assert_eq!(config.server.budget_alert_thresholds, [80, 100]);
     assert_eq!(config.storage.spill_max_bytes, 1024 * 1024 * 1024);
+    assert_eq!(config.storage.responses_ttl, std::time::Duration::from_secs(30 * 86_400));
 }
 
 #[test]

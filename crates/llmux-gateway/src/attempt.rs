@@ -219,6 +219,10 @@ impl relay::Translator for TranslatingEncoder {
     fn keep_alive(&mut self, out: &mut Vec<u8>) {
         self.encoder.keep_alive(out);
     }
+
+    fn closing(&mut self) -> Option<crate::stored::Pending> {
+        self.encoder.closing()
+    }
 }
 
 /// An encoder that emits a pre-rendered body once.

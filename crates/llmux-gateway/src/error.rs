@@ -111,6 +111,8 @@ pub enum GatewayError {
     /// The key's budget for the period is spent.
     BudgetExceeded(Box<crate::budgets::Exhausted>),
     StoreUnavailable,
+    /// A stored object (a Responses API response) the caller does not have.
+    NotFound(String),
 }
 
 impl GatewayError {
@@ -121,6 +123,7 @@ impl GatewayError {
             }
             GatewayError::Auth(_) => ErrorCode::InvalidApiKey,
             GatewayError::BadRequest(_) => ErrorCode::InvalidRequest,
+            GatewayError::NotFound(_) => ErrorCode::NotFound,
             GatewayError::TooLarge { .. } => ErrorCode::RequestTooLarge,
             GatewayError::ModelNotFound(_) => ErrorCode::ModelNotFound,
             GatewayError::ModelNotAllowed(_) => ErrorCode::ModelNotAllowed,
@@ -160,6 +163,7 @@ impl GatewayError {
             }
             GatewayError::Auth(error) => format!("Incorrect API key provided: {error}."),
             GatewayError::BadRequest(error) => error.message.clone(),
+            GatewayError::NotFound(message) => message.clone(),
             GatewayError::TooLarge { limit } => format!("The request body exceeds the limit of {limit} bytes."),
             GatewayError::ModelNotFound(model) => format!("The model `{model}` does not exist."),
             GatewayError::ModelNotAllowed(model) => format!("This API key is not allowed to use the model `{model}`."),

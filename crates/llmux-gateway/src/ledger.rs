@@ -251,6 +251,18 @@ mod tests {
         async fn team_spend(&self, _: &str, _: &str, _: i64) -> Result<i64, StoreError> {
             Ok(0)
         }
+        async fn put_response(&self, _: &llmux_store::StoredResponse) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn response(&self, _: &str, _: i64) -> Result<Option<llmux_store::StoredResponse>, StoreError> {
+            Ok(None)
+        }
+        async fn delete_response(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn purge_responses(&self, _: i64) -> Result<u64, StoreError> {
+            Ok(0)
+        }
         async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError> {
             if self.failures.load(Ordering::SeqCst) > 0 {
                 self.failures.fetch_sub(1, Ordering::SeqCst);

@@ -37,6 +37,7 @@ pub mod router;
 mod runtime;
 pub mod settle;
 pub mod spill;
+pub mod stored;
 pub mod teams;
 pub mod telemetry;
 
@@ -126,6 +127,7 @@ impl Gateway {
             affinity,
         });
         tokio::spawn(probe::health_checks(Arc::downgrade(&gateway), stop.subscribe()));
+        tokio::spawn(stored::purge_loop(gateway.store.clone(), stop.subscribe()));
         let (alert_sink, crossings) = tokio::sync::mpsc::unbounded_channel();
         gateway.budgets.set_alerts(gateway.runtime().config.server.budget_alert_thresholds.clone(), alert_sink);
         tokio::spawn(alerts::deliver(Arc::downgrade(&gateway), crossings));
@@ -212,7 +214,8 @@ impl Gateway {
 
     /// An OpenAI Responses API request (`/v1/responses`).
     pub async fn responses(&self, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
-        self.serve(&dialect::Responses, meta, body).await
+        let ttl = self.runtime.load().config.storage.responses_ttl;
+        self.serve(&dialect::Responses { store: &self.store, ttl }, meta, body).await
     }
 
     /// The lifecycle of a request in any client dialect, top to bottom.
@@ -223,10 +226,15 @@ impl Gateway {
         let caller = self.authenticate(meta.api_key.as_deref()).await?;
         let mut settlement =
             Settlement::new(self.ledger.clone(), self.metrics.clone(), &meta.request_id, &caller, meta.started);
-        let request = match dialect.parse(&body) {
+        let mut request = match dialect.parse(&body) {
             Ok(request) => request,
             Err(error) => return Err(fail(settlement, GatewayError::BadRequest(error))),
         };
+        if let Some(resolving) = dialect.resolve(&mut request, &caller)
+            && let Err(error) = resolving.await
+        {
+            return Err(fail(settlement, error));
+        }
         let model = D::model(&request);
         settlement.set_model(model);
 

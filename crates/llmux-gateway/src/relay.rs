@@ -23,6 +23,7 @@ use llmux_wire::sse::{Framer, parse_event};
 
 use crate::error::{ErrorCode, ErrorRow};
 use crate::settle::Settlement;
+use crate::stored::{Keep, Pending};
 
 /// A response body produced incrementally.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -190,6 +191,10 @@ pub trait EventEncoder: Send {
     fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>);
     /// Something to send while the upstream is silent, if the dialect has one.
     fn keep_alive(&mut self, _out: &mut Vec<u8>) {}
+    /// After `finish`: work the stream's last bytes wait for (keeping the answer).
+    fn closing(&mut self) -> Option<Pending> {
+        None
+    }
 }
 
 impl EventEncoder for llmux_wire::openai::encode::ChatStreamEncoder {
@@ -258,6 +263,40 @@ impl EventEncoder for llmux_wire::responses::encode::ResponsesStreamEncoder {
     }
 }
 
+/// A Responses API stream whose answer is kept once complete (`store: true`).
+pub(crate) struct Keeping {
+    encoder: llmux_wire::responses::encode::ResponsesStreamEncoder,
+    keep: Keep,
+    pending: Option<Pending>,
+}
+
+impl Keeping {
+    pub(crate) fn new(encoder: llmux_wire::responses::encode::ResponsesStreamEncoder, keep: Keep) -> Keeping {
+        Keeping { encoder, keep, pending: None }
+    }
+}
+
+impl EventEncoder for Keeping {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        self.encoder.encode(event, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.encoder.finish(out);
+        if let Some(response) = self.encoder.take_final() {
+            self.pending = Some(self.keep.save(&response));
+        }
+    }
+
+    fn error(&mut self, row: &ErrorRow, message: &str, out: &mut Vec<u8>) {
+        EventEncoder::error(&mut self.encoder, row, message, out);
+    }
+
+    fn closing(&mut self) -> Option<Pending> {
+        self.pending.take()
+    }
+}
+
 /// Turns upstream SSE data payloads into the client's bytes.
 pub trait Translator: Send {
     /// One upstream event (`frame`, as framed, and its `data`): the client's bytes
@@ -270,6 +309,10 @@ pub trait Translator: Send {
     fn finish(&mut self, out: &mut Vec<u8>);
     /// Something to send while the upstream is silent (Anthropic's `ping`), if any.
     fn keep_alive(&mut self, _out: &mut Vec<u8>) {}
+    /// After `finish`: work the stream's last bytes wait for (keeping the answer).
+    fn closing(&mut self) -> Option<Pending> {
+        None
+    }
 }
 
 /// How long a translated stream may stay silent before the client gets a keep-alive:
@@ -394,6 +437,11 @@ pub fn translated(
                     state.settle(&mut out);
                 }
             }
+            if state.settlement.is_none()
+                && let Some(closing) = state.translator.closing()
+            {
+                closing.await;
+            }
             if !out.is_empty() {
                 if let Some(settlement) = state.settlement.as_mut() {
                     settlement.first_byte();
@@ -441,6 +489,9 @@ pub fn encoded(
         }
         state.encoder.finish(&mut out);
         settlement.finish(200, None);
+        if let Some(closing) = state.encoder.closing() {
+            closing.await;
+        }
         Some((Ok(Bytes::from(out)), state))
     }))
 }

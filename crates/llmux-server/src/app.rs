@@ -33,7 +33,10 @@ pub fn app(state: AppState) -> Router {
         .route("/models/{id}", get(openai::model))
         .route("/messages", post(anthropic::messages))
         .route("/messages/count_tokens", post(anthropic::count_tokens))
-        .route("/responses", post(responses::create));
+        .route("/responses", post(responses::create))
+        .route("/responses/input_tokens", post(responses::input_tokens))
+        .route("/responses/{id}", get(responses::retrieve).delete(responses::delete))
+        .route("/responses/{id}/input_items", get(responses::input_items));
     Router::new()
         .nest("/v1", client_routes.clone())
         // Clients whose base URL lacks `/v1` reach the same handlers.

@@ -97,6 +97,21 @@ pub struct UsageRecord {
     pub attempt_log: Option<String>,
 }
 
+/// A Responses API response kept for later turns (`store: true`); times in ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// `resp_…`, as the client saw it.
+    pub id: String,
+    /// The key that created it: the only one that may read or delete it.
+    pub key_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// The response object (JSON), as answered.
+    pub response: String,
+    /// Every item the response was made from, earlier turns included (a JSON array).
+    pub input_items: String,
+}
+
 /// A usage record read back, with its ledger id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredUsage {
@@ -203,6 +218,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// What the keys of `team` spent in `currency` since `since` (ms), by the team
     /// recorded with each request.
     async fn team_spend(&self, team: &str, currency: &str, since: i64) -> Result<i64, StoreError>;
+
+    /// Keeps a response (replacing one of the same id).
+    async fn put_response(&self, response: &StoredResponse) -> Result<(), StoreError>;
+    /// The response `id` unless it expired before `now` (ms).
+    async fn response(&self, id: &str, now: i64) -> Result<Option<StoredResponse>, StoreError>;
+    /// Deletes the response `id` of key `key_id`; `false` if it had none.
+    async fn delete_response(&self, id: &str, key_id: &str) -> Result<bool, StoreError>;
+    /// Deletes the responses that expired before `now` (ms); how many.
+    async fn purge_responses(&self, now: i64) -> Result<u64, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the store at `url`.

@@ -460,6 +460,36 @@ mod cases {
         assert_eq!(store.usage(&UsageFilter { limit: 1000, ..UsageFilter::default() }).await.unwrap().len(), 400);
     }
 
+    pub async fn responses(store: &dyn Store) {
+        let stored = |id: &str, key_id: &str, expires_at: i64| llmux_store::StoredResponse {
+            id: id.to_owned(),
+            key_id: key_id.to_owned(),
+            created_at: 1_000,
+            expires_at,
+            response: format!(r#"{{"id":"{id}","text":"caf\u00e9 \u0000 ok"}}"#),
+            input_items: r#"[{"type":"message","role":"user","content":"hi"}]"#.to_owned(),
+        };
+        store.put_response(&stored("resp_a", "k1", 5_000)).await.unwrap();
+        store.put_response(&stored("resp_b", "k2", 2_000)).await.unwrap();
+        assert_eq!(store.response("resp_a", 3_000).await.unwrap(), Some(stored("resp_a", "k1", 5_000)));
+        assert_eq!(store.response("resp_missing", 3_000).await.unwrap(), None);
+        // Expired: not read back, and purged.
+        assert_eq!(store.response("resp_b", 3_000).await.unwrap(), None);
+        assert_eq!(store.response("resp_b", 2_000).await.unwrap().map(|r| r.key_id), Some("k2".to_owned()));
+        assert_eq!(store.purge_responses(3_000).await.unwrap(), 1);
+        assert_eq!(store.response("resp_b", 0).await.unwrap(), None);
+        // Replaced by id.
+        let mut changed = stored("resp_a", "k1", 6_000);
+        changed.response = "{}".to_owned();
+        store.put_response(&changed).await.unwrap();
+        assert_eq!(store.response("resp_a", 0).await.unwrap(), Some(changed));
+        // Only the owner deletes.
+        assert!(!store.delete_response("resp_a", "k2").await.unwrap());
+        assert!(store.delete_response("resp_a", "k1").await.unwrap());
+        assert!(!store.delete_response("resp_a", "k1").await.unwrap());
+        assert_eq!(store.response("resp_a", 0).await.unwrap(), None);
+    }
+
     /// Runs the futures concurrently on this task; their outputs in order.
     async fn join_vec<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
         let mut futures: Vec<_> = futures.into_iter().map(|future| Some(Box::pin(future))).collect();
@@ -553,6 +583,7 @@ suite!(
     days_are_utc_calendar_days,
     large_batches_keep_every_column_and_their_order,
     concurrent_writers,
+    responses,
 );
 
 #[tokio::test]
@@ -589,8 +620,9 @@ async fn postgres_reopens_without_migrating_again() {
     drop(store);
     let store = llmux_store::open(&schema.url).await.unwrap();
     assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["r1"]);
-    let versions = schema.admin.query(&format!("SELECT version FROM {}.llmux_schema", schema.name), &[]).await.unwrap();
-    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1]);
+    let sql = format!("SELECT version FROM {}.llmux_schema ORDER BY version", schema.name);
+    let versions = schema.admin.query(&sql, &[]).await.unwrap();
+    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2]);
     drop(store);
     schema.drop().await;
 }

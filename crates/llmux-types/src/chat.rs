@@ -17,9 +17,25 @@ use crate::usage::Usage;
 /// Gemini's signature to Anthropic or Anthropic's to Gemini.
 pub const GEMINI_SIGNATURE_PREFIX: &str = "gemini:";
 
+/// OpenAI's `encrypted_content` of a reasoning item carries this prefix in the canonical
+/// model, for the same reason.
+pub const OPENAI_SIGNATURE_PREFIX: &str = "openai:";
+
 /// The Gemini `thoughtSignature` inside a canonical signature, if Gemini minted it.
 pub fn gemini_signature(signature: &str) -> Option<&str> {
     signature.strip_prefix(GEMINI_SIGNATURE_PREFIX).filter(|raw| !raw.is_empty())
+}
+
+/// OpenAI's `encrypted_content` inside a canonical signature, if OpenAI minted it.
+pub fn openai_signature(signature: &str) -> Option<&str> {
+    signature.strip_prefix(OPENAI_SIGNATURE_PREFIX).filter(|raw| !raw.is_empty())
+}
+
+/// A canonical signature Anthropic minted (any non-empty one without another
+/// provider's prefix).
+pub fn anthropic_signature(signature: &str) -> Option<&str> {
+    let foreign = signature.starts_with(GEMINI_SIGNATURE_PREFIX) || signature.starts_with(OPENAI_SIGNATURE_PREFIX);
+    (!signature.is_empty() && !foreign).then_some(signature)
 }
 
 /// A chat request after decoding from a client dialect.

@@ -11,6 +11,7 @@ use llmux_wire::anthropic::upstream::EventDecoder;
 use llmux_wire::gemini::upstream::StreamDecoder;
 use llmux_wire::openai::encode::ChatStreamEncoder;
 use llmux_wire::openai::upstream::ChunkDecoder;
+use llmux_wire::responses::encode::{Echo, ResponsesStreamEncoder};
 use llmux_wire::sse::{Framer, parse_event};
 
 const TEXT_EVENTS: usize = 200;
@@ -86,7 +87,7 @@ fn relay(stream: &[u8], out: &mut Vec<u8>, mut translate: impl FnMut(&[u8], &mut
     }
 }
 
-/// A client's stream encoder (OpenAI's or Anthropic's).
+/// A client's stream encoder (OpenAI's, Anthropic's or the Responses API's).
 trait ClientEncoder {
     fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>);
     fn finish(&mut self, out: &mut Vec<u8>);
@@ -98,6 +99,15 @@ impl ClientEncoder for ChatStreamEncoder {
     }
     fn finish(&mut self, out: &mut Vec<u8>) {
         ChatStreamEncoder::finish(self, out);
+    }
+}
+
+impl ClientEncoder for ResponsesStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        ResponsesStreamEncoder::encode(self, event, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        ResponsesStreamEncoder::finish(self, out);
     }
 }
 
@@ -147,6 +157,11 @@ fn benches(c: &mut Criterion) {
     bench_translation(&mut group, name, &gemini, StreamDecoder::new, openai);
     let name = "Gemini upstream -> Anthropic client (per stream of 402 events)";
     bench_translation(&mut group, name, &gemini, StreamDecoder::new, anthropic);
+    let responses = || ResponsesStreamEncoder::new("resp_0123456789abcdefghijklmn", 1, Echo::default());
+    let name = "OpenAI upstream -> Responses client (per stream of 204 events)";
+    bench_translation(&mut group, name, &openai_stream(), ChunkDecoder::new, responses);
+    let name = "Anthropic upstream -> Responses client (per stream of 205 events)";
+    bench_translation(&mut group, name, &anthropic_stream(), EventDecoder::new, responses);
     group.finish();
 }
 

@@ -26,13 +26,15 @@ pub(crate) use self::openai::OpenAi;
 pub(crate) use self::responses::Responses;
 pub(crate) use crate::affinity::ConversationName;
 use crate::attempt::Tried;
-use crate::error::ErrorRow;
+use crate::auth::Caller;
+use crate::error::{ErrorRow, GatewayError};
 use crate::failover::Attempts;
 use crate::outcome::RequestMeta;
 use crate::relay::EventEncoder;
 use crate::route::Candidate;
 use crate::router::TokenEstimate;
 use crate::runtime::{Runtime, Upstream};
+use crate::stored::Keep;
 
 /// How a client dialect's requests go through the lifecycle.
 pub(crate) trait ClientDialect: Sync {
@@ -41,6 +43,16 @@ pub(crate) trait ClientDialect: Sync {
 
     /// Reads a request body.
     fn parse<'b>(&self, body: &'b Bytes) -> Result<Self::Request<'b>, DecodeError>;
+
+    /// Completes a parsed request with what the store holds for it, once the caller
+    /// is known (the Responses API's `previous_response_id`); `None`: nothing to do.
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        _request: &'a mut Self::Request<'b>,
+        _caller: &'a Caller,
+    ) -> Option<Resolving<'a>> {
+        None
+    }
 
     /// The public model name the request asks for.
     fn model<'r>(request: &'r Self::Request<'_>) -> &'r str;
@@ -60,6 +72,9 @@ pub(crate) trait ClientDialect: Sync {
         upstream: Upstream<'a>,
     ) -> impl Future<Output = Tried> + Send + 'a;
 }
+
+/// A request being completed from the store (see [`ClientDialect::resolve`]).
+pub(crate) type Resolving<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), GatewayError>> + Send + 'a>>;
 
 /// The attempts of one request in dialect `D`: what failover calls per route.
 pub(crate) struct DialectAttempts<'r, 'b, D: ClientDialect> {
@@ -109,11 +124,13 @@ pub(crate) enum Encoding<'a> {
         include_usage: bool,
     },
     Anthropic,
-    /// A Responses API client: the response's own id and time, and what it echoes.
+    /// A Responses API client: the response's own id and time, what it echoes, and
+    /// where it is kept (`store: true`).
     Responses {
         id: &'a str,
         created_at: u64,
         echo: &'a Echo,
+        keep: Option<&'a Keep>,
     },
 }
 
@@ -124,8 +141,12 @@ impl Encoding<'_> {
                 Box::new(llmux_wire::openai::encode::ChatStreamEncoder::new(include_usage))
             }
             Encoding::Anthropic => Box::new(llmux_wire::anthropic::encode::MessagesStreamEncoder::new(model)),
-            Encoding::Responses { id, created_at, echo } => {
-                Box::new(llmux_wire::responses::encode::ResponsesStreamEncoder::new(id, created_at, echo.clone()))
+            Encoding::Responses { id, created_at, echo, keep } => {
+                let encoder = llmux_wire::responses::encode::ResponsesStreamEncoder::new(id, created_at, echo.clone());
+                match keep {
+                    Some(keep) => Box::new(crate::relay::Keeping::new(encoder, keep.clone())),
+                    None => Box::new(encoder),
+                }
             }
         }
     }
@@ -134,7 +155,7 @@ impl Encoding<'_> {
         match self {
             Encoding::OpenAi { .. } => llmux_wire::openai::encode::chat_response(response),
             Encoding::Anthropic => llmux_wire::anthropic::encode::messages_response(response),
-            Encoding::Responses { id, created_at, echo } => {
+            Encoding::Responses { id, created_at, echo, .. } => {
                 llmux_wire::responses::encode::response(id, created_at, echo, response)
             }
         }

@@ -2,23 +2,36 @@
 //! it: the request decodes to the canonical model and goes to any provider through the
 //! canonical path; the answer is a response object, or the API's event sequence.
 //!
-//! Not yet: storing responses (`store` is answered as `false`, and a
-//! `previous_response_id` is refused with 400 rather than ignored), and forwarding the
-//! body as is to providers that speak the Responses API.
+//! With `store: true` (the API's default) the answer is kept (`stored`), and a later
+//! request may continue it with `previous_response_id`: the stored conversation is put
+//! before the new input, whichever provider answers. Not yet: forwarding the body as is
+//! to providers that speak the Responses API.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use llmux_store::Store;
+use llmux_types::chat::Role;
 use llmux_wire::DecodeError;
 use llmux_wire::responses::decode::{ResponsesRequest, responses_request};
 use llmux_wire::responses::encode::Echo;
 
-use super::{ClientDialect, Encoding, estimate_input_tokens};
-use crate::attempt::{self, Tried};
+use super::{ClientDialect, Encoding, Resolving, estimate_input_tokens};
+use crate::attempt::{self, Success, Tried};
+use crate::auth::Caller;
+use crate::error::GatewayError;
 use crate::router::{DEFAULT_OUTPUT_ESTIMATE, TokenEstimate};
 use crate::runtime::Upstream;
+use crate::stored::{self, Keep};
 use crate::{auth, clock};
 
-/// A Responses API request.
-pub(crate) struct Responses;
+/// A Responses API request, and where its responses are kept.
+pub(crate) struct Responses<'g> {
+    pub store: &'g Arc<dyn Store>,
+    /// How long a stored response lives; zero: nothing is stored.
+    pub ttl: Duration,
+}
 
 /// A decoded request with the identity of the response it gets.
 pub(crate) struct ResponsesCall {
@@ -27,29 +40,43 @@ pub(crate) struct ResponsesCall {
     id: String,
     created_at: u64,
     echo: Echo,
+    /// Where the answer is kept (`store: true`).
+    keep: Option<Keep>,
 }
 
-impl ClientDialect for Responses {
+impl ClientDialect for Responses<'_> {
     type Request<'b> = ResponsesCall;
 
     fn parse(&self, body: &Bytes) -> Result<ResponsesCall, DecodeError> {
         let mut request = responses_request(body)?;
-        if request.previous_response_id.is_some() {
-            return Err(DecodeError::new(
-                Some("previous_response_id"),
-                "previous_response_id is not supported yet: llmux does not store responses; send the whole \
-                 conversation as `input`",
-            ));
+        if self.ttl.is_zero() {
+            if request.previous_response_id.is_some() {
+                return Err(DecodeError::new(
+                    Some("previous_response_id"),
+                    "previous_response_id is not available: this gateway stores no responses; send the whole \
+                     conversation as `input`",
+                ));
+            }
+            // Nothing is stored: the answer says so.
+            request.store = false;
+            request.input = None;
         }
-        // Nothing is stored (yet): the answer says so.
-        request.store = false;
         let echo = Echo::of(&request);
         Ok(ResponsesCall {
             request,
             id: format!("resp_{}", auth::random_base62(24)),
             created_at: clock::wall_s(),
             echo,
+            keep: None,
         })
+    }
+
+    fn resolve<'a, 'b: 'a>(&'a self, call: &'a mut ResponsesCall, caller: &'a Caller) -> Option<Resolving<'a>> {
+        let keeps = call.request.store && !self.ttl.is_zero();
+        if call.request.previous_response_id.is_none() && !keeps {
+            return None;
+        }
+        Some(Box::pin(self.continue_and_keep(call, caller)))
     }
 
     fn model(call: &ResponsesCall) -> &str {
@@ -66,10 +93,64 @@ impl ClientDialect for Responses {
     }
 
     async fn attempt<'a, 'b: 'a>(&'a self, call: &'a ResponsesCall, _: &'a Bytes, upstream: Upstream<'a>) -> Tried {
-        let encoding = Encoding::Responses { id: &call.id, created_at: call.created_at, echo: &call.echo };
-        if let Some(local) = upstream.adapter.local() {
-            return attempt::local_chat(upstream, local, &call.request.chat, encoding).await;
+        let encoding = Encoding::Responses {
+            id: &call.id,
+            created_at: call.created_at,
+            echo: &call.echo,
+            keep: call.keep.as_ref(),
+        };
+        let tried = match upstream.adapter.local() {
+            Some(local) => attempt::local_chat(upstream, local, &call.request.chat, encoding).await,
+            None => attempt::translated(upstream, &call.request.chat, encoding).await,
+        };
+        // A whole answer is kept before it is returned (a stream, before its last event).
+        if let (Ok(success), Some(keep)) = (&tried, &call.keep)
+            && let Some(body) = success.full_body()
+        {
+            keep.save(body).await;
         }
-        attempt::translated(upstream, &call.request.chat, encoding).await
+        tried
+    }
+}
+
+impl Responses<'_> {
+    /// Puts the conversation `call` continues before its input, and prepares the
+    /// record its answer is kept in.
+    async fn continue_and_keep(&self, call: &mut ResponsesCall, caller: &Caller) -> Result<(), GatewayError> {
+        let previous = match call.request.previous_response_id.as_deref() {
+            None => None,
+            Some(id) => Some(stored::load(self.store.as_ref(), caller, id).await.map_err(|error| match error {
+                GatewayError::NotFound(_) => GatewayError::BadRequest(DecodeError::new(
+                    Some("previous_response_id"),
+                    format!("Previous response with id '{id}' not found."),
+                )),
+                error => error,
+            })?),
+        };
+        if let Some(previous) = &previous {
+            let messages = &mut call.request.chat.messages;
+            // After the request's own instructions, which replace the earlier ones.
+            let at = usize::from(
+                call.request.echoed.contains_key("instructions")
+                    && messages.first().is_some_and(|first| first.role == Role::System),
+            );
+            messages.splice(at..at, stored::history(previous)?);
+        }
+        if call.request.store && !self.ttl.is_zero() {
+            let items = stored::items(previous.as_ref(), call.request.input.as_deref());
+            call.keep = Some(Keep::new(self.store.clone(), caller, &call.id, items, self.ttl));
+        }
+        Ok(())
+    }
+}
+
+impl Success {
+    /// The body of a complete (non-streamed) answer.
+    fn full_body(&self) -> Option<&Bytes> {
+        match self {
+            Success::Full { body, .. } => Some(body),
+            Success::Lossy { answer, .. } => answer.full_body(),
+            _ => None,
+        }
     }
 }

@@ -24,12 +24,14 @@ use tokio_postgres::{NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
-    Budget, GroupBy, KeyRecord, Store, StoreError, StoredUsage, TeamRecord, UsageFilter, UsageRecord, UsageSummaryRow,
+    Budget, GroupBy, KeyRecord, Store, StoreError, StoredResponse, StoredUsage, TeamRecord, UsageFilter, UsageRecord,
+    UsageSummaryRow,
 };
 
 /// Schema versions, applied in order; never edit one that has shipped. Version 1 is
 /// SQLite's versions 1 to 3 together.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("migrations/0001_init.sql")), (2, include_str!("migrations/0002_responses.sql"))];
 
 /// The advisory lock held while migrating, so that instances starting together
 /// migrate one after the other (`llmux` in ASCII, then 1).
@@ -681,5 +683,36 @@ impl Store for PostgresStore {
                    WHERE team = $1 AND currency = $2 AND created_at >= $3";
         let row = self.query_opt(sql, &[&team, &currency, &since]).await?;
         Ok(row.map_or(0, |row| row.get(0)))
+    }
+
+    async fn put_response(&self, response: &StoredResponse) -> Result<(), StoreError> {
+        let sql = "INSERT INTO responses (id, key_id, created_at, expires_at, response, input_items) \
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET key_id = EXCLUDED.key_id, \
+                   created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+                   response = EXCLUDED.response, input_items = EXCLUDED.input_items";
+        let StoredResponse { id, key_id, created_at, expires_at, response, input_items } = response;
+        self.execute(sql, &[id, key_id, created_at, expires_at, response, input_items], unavailable).await.map(drop)
+    }
+
+    async fn response(&self, id: &str, now: i64) -> Result<Option<StoredResponse>, StoreError> {
+        let sql = "SELECT id, key_id, created_at, expires_at, response, input_items FROM responses \
+                   WHERE id = $1 AND expires_at >= $2";
+        Ok(self.query_opt(sql, &[&id, &now]).await?.map(|row| StoredResponse {
+            id: row.get(0),
+            key_id: row.get(1),
+            created_at: row.get(2),
+            expires_at: row.get(3),
+            response: row.get(4),
+            input_items: row.get(5),
+        }))
+    }
+
+    async fn delete_response(&self, id: &str, key_id: &str) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM responses WHERE id = $1 AND key_id = $2";
+        Ok(self.execute(sql, &[&id, &key_id], unavailable).await? > 0)
+    }
+
+    async fn purge_responses(&self, now: i64) -> Result<u64, StoreError> {
+        self.execute("DELETE FROM responses WHERE expires_at < $1", &[&now], unavailable).await
     }
 }

@@ -14,7 +14,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::{
-    Budget, GroupBy, KeyRecord, Store, StoreError, StoredUsage, TeamRecord, UsageFilter, UsageRecord, UsageSummaryRow,
+    Budget, GroupBy, KeyRecord, Store, StoreError, StoredResponse, StoredUsage, TeamRecord, UsageFilter, UsageRecord,
+    UsageSummaryRow,
 };
 
 /// Schema versions, applied in order; never edit one that has shipped.
@@ -22,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_attempt_log.sql")),
     (3, include_str!("migrations/0003_teams.sql")),
+    (4, include_str!("migrations/0004_responses.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -503,6 +505,65 @@ impl Store for SqliteStore {
                     "SELECT COALESCE(SUM(cost_nanos), 0) FROM usage WHERE team = ?1 AND currency = ?2 AND created_at >= ?3",
                 )?
                 .query_row(params![team, currency, since], |row| row.get(0))
+        })
+        .await
+    }
+
+    async fn put_response(&self, response: &StoredResponse) -> Result<(), StoreError> {
+        let response = response.clone();
+        self.write(move |tx| {
+            let sql = "INSERT OR REPLACE INTO responses (id, key_id, created_at, expires_at, response, input_items) \
+                       VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+            let StoredResponse { id, key_id, created_at, expires_at, response, input_items } = response;
+            tx.prepare_cached(sql)
+                .and_then(|mut statement| {
+                    statement.execute(params![id, key_id, created_at, expires_at, response, input_items])
+                })
+                .map(drop)
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn response(&self, id: &str, now: i64) -> Result<Option<StoredResponse>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |connection| {
+            let sql = "SELECT id, key_id, created_at, expires_at, response, input_items FROM responses \
+                       WHERE id = ?1 AND expires_at >= ?2";
+            connection
+                .prepare_cached(sql)?
+                .query_row(params![id, now], |row| {
+                    Ok(StoredResponse {
+                        id: row.get(0)?,
+                        key_id: row.get(1)?,
+                        created_at: row.get(2)?,
+                        expires_at: row.get(3)?,
+                        response: row.get(4)?,
+                        input_items: row.get(5)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn delete_response(&self, id: &str, key_id: &str) -> Result<bool, StoreError> {
+        let (id, key_id) = (id.to_owned(), key_id.to_owned());
+        self.write(move |tx| {
+            let deleted = tx
+                .prepare_cached("DELETE FROM responses WHERE id = ?1 AND key_id = ?2")
+                .and_then(|mut statement| statement.execute([id, key_id]));
+            deleted.map(|deleted| deleted > 0).map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn purge_responses(&self, now: i64) -> Result<u64, StoreError> {
+        self.write(move |tx| {
+            let deleted = tx
+                .prepare_cached("DELETE FROM responses WHERE expires_at < ?1")
+                .and_then(|mut statement| statement.execute([now]));
+            deleted.map(|deleted| deleted as u64).map_err(unavailable)
         })
         .await
     }

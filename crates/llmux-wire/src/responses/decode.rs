@@ -9,8 +9,11 @@
 //!   - `function_call` joins the assistant message right before it (or starts one), as a
 //!     tool call whose id is its `call_id`;
 //!   - `function_call_output` becomes a `Role::Tool` message answering `call_id`;
-//!   - `reasoning` gives its summary texts to the next assistant message. Its
-//!     `encrypted_content` was minted by OpenAI and goes to no other provider: dropped.
+//!   - `reasoning` gives its summary texts to the next assistant message, and its
+//!     `encrypted_content` as that message's reasoning signature: one llmux made
+//!     (`llmux:` + the canonical signature, see `encode`) is the canonical signature
+//!     again; any other was minted by OpenAI (`openai:` + it), so it goes back to
+//!     OpenAI only.
 //! - Function tools become tools; other tool types (hosted tools, namespaces, custom
 //!   tools) are kept in `extensions["tools"]`, which no canonical encoder holds, so they
 //!   are dropped and named. `tool_choice` likewise: the four canonical forms map, any
@@ -48,6 +51,8 @@ pub struct ResponsesRequest {
     pub previous_response_id: Option<String>,
     pub include: Vec<String>,
     pub echoed: BTreeMap<&'static str, Box<RawValue>>,
+    /// The `input` as sent, kept only when the response is to be stored.
+    pub input: Option<Box<RawValue>>,
 }
 
 /// The request members a response object repeats as the client sent them.
@@ -113,11 +118,22 @@ pub fn responses_request(body: &[u8]) -> Result<ResponsesRequest, DecodeError> {
     }
     match input {
         None => return Err(error("input", "field required")),
-        Some(raw) => input_items(raw, &mut chat.messages)?,
+        Some(raw) => {
+            input_items(raw, &mut chat.messages)?;
+            if request.store {
+                request.input = Some(raw.to_owned());
+            }
+        }
     }
     // Streams always end with the usage, in `response.completed`.
     chat.stream_include_usage = chat.stream;
     Ok(request)
+}
+
+/// The items of a stored conversation (a JSON array of input and output items, as
+/// `input` takes them) appended to `out` as canonical messages.
+pub fn conversation(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError> {
+    input_items(raw, out)
 }
 
 fn input_items(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError> {
@@ -126,8 +142,9 @@ fn input_items(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError
         return Ok(());
     }
     let items: Vec<&RawValue> = at_borrowed("input", raw)?;
-    // Reasoning summaries waiting for the assistant message they belong to.
+    // Reasoning summaries and signature waiting for the assistant message they belong to.
     let mut reasoning: Option<String> = None;
+    let mut signature: Option<String> = None;
     for (index, raw) in items.into_iter().enumerate() {
         let path = format!("input.{index}");
         let item: ItemWire<'_> = at_borrowed(&path, raw)?;
@@ -153,6 +170,7 @@ fn input_items(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError
                 let mut message = Message::new(role, content_parts(&format!("{path}.content"), content)?);
                 if role == Role::Assistant {
                     message.reasoning = reasoning.take();
+                    message.reasoning_signature = signature.take();
                 }
                 out.push(message);
             }
@@ -163,10 +181,13 @@ fn input_items(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError
                     arguments: item.arguments.unwrap_or_default(),
                 };
                 match out.last_mut() {
-                    Some(last) if last.role == Role::Assistant && reasoning.is_none() => last.tool_calls.push(call),
+                    Some(last) if last.role == Role::Assistant && reasoning.is_none() && signature.is_none() => {
+                        last.tool_calls.push(call);
+                    }
                     _ => {
                         let mut message = Message::new(Role::Assistant, Vec::new());
                         message.reasoning = reasoning.take();
+                        message.reasoning_signature = signature.take();
                         message.tool_calls.push(call);
                         out.push(message);
                     }
@@ -187,6 +208,9 @@ fn input_items(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError
                         Some(before) => format!("{before}\n\n{joined}"),
                         None => joined,
                     });
+                }
+                if let Some(sealed) = item.encrypted_content.filter(|sealed| !sealed.is_empty()) {
+                    signature = Some(canonical_signature(&sealed));
                 }
             }
             "" => return Err(error(&format!("{path}.type"), "field required")),
@@ -319,6 +343,19 @@ struct ItemWire<'a> {
     #[serde(borrow)]
     output: Option<&'a RawValue>,
     summary: Option<Vec<SummaryWire>>,
+    encrypted_content: Option<String>,
+}
+
+/// What llmux puts before a canonical signature in a reasoning item's
+/// `encrypted_content`.
+pub(crate) const SEALED_PREFIX: &str = "llmux:";
+
+/// The canonical signature of a reasoning item's `encrypted_content`.
+fn canonical_signature(sealed: &str) -> String {
+    match sealed.strip_prefix(SEALED_PREFIX) {
+        Some(canonical) => canonical.to_owned(),
+        None => format!("{}{sealed}", llmux_types::chat::OPENAI_SIGNATURE_PREFIX),
+    }
 }
 
 #[derive(Deserialize)]

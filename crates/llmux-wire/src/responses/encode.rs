@@ -18,7 +18,10 @@
 //!
 //! Item ids are the response id's suffix behind the item kind's prefix and its output
 //! index (`msg_…0`, `rs_…1`, `fc_…2`); a function call's `call_id` is the upstream's call
-//! id. Reasoning signatures are not shown to the client.
+//! id. A reasoning signature is the reasoning item's `encrypted_content`: OpenAI's own
+//! as it minted it, any other provider's as `llmux:` + the canonical signature (opaque
+//! to the client, and read back by `decode` when the item is sent again). A signature
+//! without reasoning text is a reasoning item with an empty summary.
 
 use super::decode::ResponsesRequest;
 use crate::json::compact_json;
@@ -79,11 +82,17 @@ pub fn response(id: &str, created_at: u64, echo: &Echo, answer: &ChatResponse) -
     let mut finish = FinishReason::Stop;
     if let Some(choice) = answer.choices.first() {
         finish = choice.finish_reason.clone();
-        if let Some(reasoning) = choice.reasoning.as_deref().filter(|text| !text.is_empty()) {
-            items.push(Item { kind: Kind::Reasoning(reasoning.to_owned()), open: false });
+        let reasoning = choice.reasoning.as_deref().filter(|text| !text.is_empty());
+        let signature = choice.reasoning_signature.as_deref().filter(|signature| !signature.is_empty());
+        if reasoning.is_some() || signature.is_some() {
+            items.push(Item {
+                kind: Kind::Reasoning(reasoning.unwrap_or_default().to_owned()),
+                open: false,
+                signature: signature.map(str::to_owned),
+            });
         }
         if let Some(content) = choice.content.as_deref().filter(|text| !text.is_empty()) {
-            items.push(Item { kind: Kind::Message(content.to_owned()), open: false });
+            items.push(Item { kind: Kind::Message(content.to_owned()), open: false, signature: None });
         }
         for call in &choice.tool_calls {
             items.push(Item {
@@ -93,6 +102,7 @@ pub fn response(id: &str, created_at: u64, echo: &Echo, answer: &ChatResponse) -
                     arguments: call.arguments.clone(),
                 },
                 open: false,
+                signature: None,
             });
         }
     }
@@ -144,6 +154,8 @@ struct Item {
     kind: Kind,
     /// Still receiving deltas (its `done` events not sent yet).
     open: bool,
+    /// A reasoning item's canonical signature.
+    signature: Option<String>,
 }
 
 #[derive(Debug)]
@@ -267,10 +279,21 @@ fn write_item(out: &mut Vec<u8>, response_id: &str, item: &Item, index: usize) {
         }
         Kind::Reasoning(text) => {
             out.extend_from_slice(b",\"type\":\"reasoning\",\"summary\":[");
-            if !item.open {
+            if !item.open && !text.is_empty() {
                 write_summary_part(out, text);
             }
             out.push(b']');
+            if let Some(signature) = &item.signature {
+                out.extend_from_slice(b",\"encrypted_content\":\"");
+                match llmux_types::chat::openai_signature(signature) {
+                    Some(openai) => string_inner(out, openai),
+                    None => {
+                        out.extend_from_slice(super::decode::SEALED_PREFIX.as_bytes());
+                        string_inner(out, signature);
+                    }
+                }
+                out.push(b'"');
+            }
         }
         Kind::Call { call_id, name, arguments } => {
             out.extend_from_slice(b",\"type\":\"function_call\",\"status\":");
@@ -284,6 +307,15 @@ fn write_item(out: &mut Vec<u8>, response_id: &str, item: &Item, index: usize) {
         }
     }
     out.push(b'}');
+}
+
+/// `text` as the inside of a JSON string (without its quotes).
+fn string_inner(out: &mut Vec<u8>, text: &str) {
+    let start = out.len();
+    string(out, text);
+    // Drop the quotes `string` wrote around it.
+    out.pop();
+    out.remove(start);
 }
 
 fn write_text_part(out: &mut Vec<u8>, text: &str) {
@@ -317,6 +349,8 @@ pub struct ResponsesStreamEncoder {
     started: bool,
     /// A terminal event was sent (`response.failed`).
     ended: bool,
+    /// The response object of `response.completed` or `response.incomplete`, once sent.
+    last: Option<Vec<u8>>,
 }
 
 impl ResponsesStreamEncoder {
@@ -377,6 +411,10 @@ impl ResponsesStreamEncoder {
                     }
                 }
             }
+            StreamEvent::ReasoningSignature { choice: 0, signature } if !signature.is_empty() => {
+                self.start(out);
+                self.signed(out, signature);
+            }
             StreamEvent::Finish { choice: 0, reason } => self.finish = Some(reason.clone()),
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
             StreamEvent::Error { message } => self.fail("upstream_error", message, out),
@@ -395,6 +433,12 @@ impl ResponsesStreamEncoder {
         let status = self.finish.as_ref().map_or(Status::Completed, status_of);
         let kind = if status == Status::Completed { "response.completed" } else { "response.incomplete" };
         self.terminal(out, kind, status, None);
+    }
+
+    /// The whole response object the stream ended with, when it completed (or ended
+    /// incomplete), to keep it; `None` before the end and after a failure.
+    pub fn take_final(&mut self) -> Option<Vec<u8>> {
+        self.last.take()
     }
 
     /// An error raised mid-stream (`code` is the gateway's error code): `response.failed`.
@@ -418,6 +462,9 @@ impl ResponsesStreamEncoder {
             out.extend_from_slice(b",\"response\":");
             out.extend_from_slice(&body);
         });
+        if status != Status::Failed {
+            self.last = Some(body);
+        }
         self.ended = true;
     }
 
@@ -463,9 +510,23 @@ impl ResponsesStreamEncoder {
         index
     }
 
+    /// A reasoning signature: the open reasoning item's, else an item of its own
+    /// (added and done at once).
+    fn signed(&mut self, out: &mut Vec<u8>, signature: &str) {
+        if let Some(index) = self.open_text
+            && matches!(self.items[index].kind, Kind::Reasoning(_))
+        {
+            self.items[index].signature = Some(signature.to_owned());
+            return;
+        }
+        let index = self.add_item(out, Kind::Reasoning(String::new()));
+        self.items[index].signature = Some(signature.to_owned());
+        self.item_done(out, index);
+    }
+
     fn add_item(&mut self, out: &mut Vec<u8>, kind: Kind) -> usize {
         let index = self.items.len();
-        self.items.push(Item { kind, open: true });
+        self.items.push(Item { kind, open: true, signature: None });
         self.item_event(out, "response.output_item.added", index);
         index
     }

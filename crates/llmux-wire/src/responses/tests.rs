@@ -179,7 +179,8 @@ fn a_complete_answer_is_a_response_object() {
             "id": "resp_abc", "object": "response", "created_at": 1700, "status": "completed",
             "error": null, "incomplete_details": null, "model": "up-model",
             "output": [
-                {"id": "rs_abc0", "type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}]},
+                {"id": "rs_abc0", "type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}],
+                 "encrypted_content": "llmux:sig"},
                 {"id": "msg_abc1", "type": "message", "status": "completed", "role": "assistant",
                  "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": "Hello"}]},
                 {"id": "fc_abc2", "type": "function_call", "status": "completed", "call_id": "call_9", "name": "f",
@@ -304,7 +305,53 @@ fn a_streamed_answer_is_the_exact_event_sequence() {
     assert_eq!(done["output"][1]["content"][0]["text"], "Hello");
     assert_eq!(done["output"][2]["arguments"], "{\"a\":1}");
     assert_eq!(done["usage"]["total_tokens"], 14);
-    assert!(!events.iter().any(|(_, data)| data.to_string().contains("sig")), "signatures are not shown");
+    // The signature rides on the reasoning item once done, sealed as llmux's.
+    assert_eq!(events[8].1["item"]["encrypted_content"], "llmux:sig");
+    assert_eq!(done["output"][0]["encrypted_content"], "llmux:sig");
+}
+
+#[test]
+fn signatures_go_to_the_client_sealed_and_come_back_to_their_provider() {
+    // A Gemini signature arriving after the reasoning item closed: an item of its own.
+    let input = [
+        StreamEvent::Start { id: "c".into(), model: "m".into(), created: 1 },
+        said("Hi"),
+        StreamEvent::ReasoningSignature { choice: 0, signature: "gemini:g1".into() },
+        call_start(0, 0, "call_1", "f", "{}"),
+        StreamEvent::Finish { choice: 0, reason: FinishReason::ToolCalls },
+    ];
+    let events = stream(&input, |encoder, out| encoder.finish(out));
+    let output = events.last().unwrap().1["response"]["output"].clone();
+    assert_eq!(
+        output[1],
+        json!({"id": "rs_s1", "type": "reasoning", "summary": [], "encrypted_content": "llmux:gemini:g1"})
+    );
+
+    // OpenAI's own encrypted content is shown as OpenAI minted it.
+    let mut openai = answer(None, None, Vec::new(), FinishReason::Stop);
+    openai.choices[0].reasoning_signature = Some("openai:gAAAAB".into());
+    let body: Value = serde_json::from_slice(&response("resp_o", 1, &echo(), &openai)).unwrap();
+    assert_eq!(
+        body["output"][0],
+        json!({"id": "rs_o0", "type": "reasoning", "summary": [], "encrypted_content": "gAAAAB"})
+    );
+
+    // Sent back as input items: each signature is the canonical one again, on the
+    // assistant turn it belongs to.
+    let body = br#"{"model":"m","input":[
+        {"role":"user","content":"q"},
+        {"type":"reasoning","summary":[],"encrypted_content":"llmux:gemini:g1"},
+        {"type":"function_call","call_id":"call_1","name":"f","arguments":"{}"},
+        {"type":"function_call_output","call_id":"call_1","output":"r"},
+        {"type":"reasoning","summary":[{"type":"summary_text","text":"hm"}],"encrypted_content":"llmux:EqQB"},
+        {"type":"message","role":"assistant","content":[{"type":"output_text","text":"a"}]},
+        {"type":"reasoning","summary":[],"encrypted_content":"gAAAAB"},
+        {"type":"message","role":"assistant","content":"b"}]}"#;
+    let messages = responses_request(body).unwrap().chat.messages;
+    let signatures: Vec<Option<&str>> =
+        messages.iter().filter(|m| m.role == Role::Assistant).map(|m| m.reasoning_signature.as_deref()).collect();
+    assert_eq!(signatures, [Some("gemini:g1"), Some("EqQB"), Some("openai:gAAAAB")]);
+    assert_eq!(messages[3].reasoning.as_deref(), Some("hm"));
 }
 
 #[test]
@@ -339,4 +386,33 @@ fn a_cut_answer_is_incomplete_and_an_upstream_failure_is_failed() {
     let errored = stream(&[start, text, StreamEvent::Error { message: "overloaded".into() }], |e, out| e.finish(out));
     assert_eq!(errored.last().unwrap().0, "response.failed");
     assert_eq!(errored.iter().filter(|(name, _)| name.starts_with("response.failed")).count(), 1);
+}
+
+#[test]
+fn the_input_is_kept_as_sent_only_for_a_response_to_store() {
+    let kept = responses_request(br#"{"model":"m","input":[{"role":"user","content":"hi"}]}"#).unwrap();
+    assert_eq!(kept.input.unwrap().get(), r#"[{"role":"user","content":"hi"}]"#);
+    let unkept = responses_request(br#"{"model":"m","input":"hi","store":false}"#).unwrap();
+    assert!(unkept.input.is_none());
+}
+
+#[test]
+fn the_final_response_object_is_taken_once_after_completion_and_never_after_failure() {
+    let start = StreamEvent::Start { id: "c".into(), model: "m".into(), created: 1 };
+    let mut encoder = ResponsesStreamEncoder::new("resp_s", 1700, echo());
+    let mut out = Vec::new();
+    encoder.encode(&start, &mut out);
+    encoder.encode(&said("Hello"), &mut out);
+    assert!(encoder.take_final().is_none(), "not before the end");
+    encoder.finish(&mut out);
+    let taken: Value = serde_json::from_slice(&encoder.take_final().unwrap()).unwrap();
+    let (_, completed) = events(&out).pop().unwrap();
+    assert_eq!(taken, completed["response"]);
+    assert!(encoder.take_final().is_none(), "taken once");
+
+    let mut failing = ResponsesStreamEncoder::new("resp_f", 1700, echo());
+    failing.encode(&start, &mut out);
+    failing.error("upstream_error", "gone", &mut out);
+    failing.finish(&mut out);
+    assert!(failing.take_final().is_none());
 }

@@ -458,6 +458,60 @@ async fn a_conversation_pinned_on_one_instance_goes_to_the_same_route_on_another
     schema.drop().await;
 }
 
+#[tokio::test]
+async fn a_stored_response_is_continued_read_and_deleted_through_another_instance() {
+    let schema = Schema::create(&postgres_url()).await;
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat_stream(&["o", "k"], 9, 4));
+    let dir = temp_dir("responses-fleet");
+    let path = config_on(&dir, &format!("url = \"{}\"\n", schema.url), &fake, "");
+    let first = crate::TestGateway::start_with(dir.clone(), path.clone()).await;
+    let second = crate::TestGateway::start_with(dir.clone(), path).await;
+    let (key, _) = first.create_key(json!({"name": "agent"})).await;
+    wait_until_known(&second, &key).await;
+
+    // A streamed turn on the first instance...
+    let body = json!({"model": "chat", "input": "first turn", "stream": true});
+    let response = first.http.post(first.url("/v1/responses")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let events = response.text().await.unwrap();
+    assert!(events.contains("event: response.completed"), "{events}");
+    let created = events.lines().find_map(|line| line.strip_prefix("data: ")).unwrap();
+    let id = serde_json::from_str::<Value>(created).unwrap()["response"]["id"].as_str().unwrap().to_owned();
+
+    // ...continued at once on the second: the provider gets the whole conversation.
+    fake.always(Reply::chat("fine", 9, 4));
+    let body = json!({"model": "chat", "input": "second turn", "previous_response_id": id});
+    let response = second.http.post(second.url("/v1/responses")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let messages = fake.last().json()["messages"].clone();
+    assert_eq!(
+        messages,
+        json!([
+            {"role": "user", "content": "first turn"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "second turn"}
+        ])
+    );
+    let second_id = answer["id"].as_str().unwrap();
+
+    // Read through the other instance, deleted through one, gone from both.
+    let get = |gateway: &crate::TestGateway, id: &str| {
+        gateway.http.get(gateway.url(&format!("/v1/responses/{id}"))).bearer_auth(&key).send()
+    };
+    let read: Value = get(&first, second_id).await.unwrap().json().await.unwrap();
+    assert_eq!(read["output"][0]["content"][0]["text"], "fine");
+    assert_eq!(read["previous_response_id"], id.as_str());
+    let deleted = second.http.delete(second.url(&format!("/v1/responses/{id}"))).bearer_auth(&key).send().await;
+    assert_eq!(deleted.unwrap().status(), 200);
+    assert_eq!(get(&first, &id).await.unwrap().status(), 404);
+    assert_eq!(get(&second, &id).await.unwrap().status(), 404);
+    first.stop().await;
+    second.stop().await;
+    schema.drop().await;
+}
+
 /// Waits (at most two seconds) until `gateway` accepts `key`, created through another instance.
 async fn wait_until_known(gateway: &crate::TestGateway, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(2);

@@ -35,7 +35,7 @@
 
 use std::borrow::Cow;
 
-use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, ToolChoice, gemini_signature};
+use llmux_types::chat::{ChatRequest, ContentPart, Message, Role, ToolChoice, anthropic_signature};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -127,10 +127,7 @@ pub fn messages_request(
     let unsigned_tool_turn = request.messages.iter().any(|message| {
         message.role == Role::Assistant
             && !message.tool_calls.is_empty()
-            && !message
-                .reasoning_signature
-                .as_deref()
-                .is_some_and(|signature| !signature.is_empty() && gemini_signature(signature).is_none())
+            && message.reasoning_signature.as_deref().and_then(anthropic_signature).is_none()
     });
     let budget = budget.flatten();
     let budget = if unsigned_tool_turn && budget.is_some() {
@@ -412,8 +409,8 @@ fn assistant_blocks(message: &Message) -> Vec<BlockWire<'_>> {
     let mut blocks = Vec::new();
     // Gemini's signatures mean nothing to Anthropic (it would answer 400): such
     // reasoning counts as unsigned.
-    let signature = message.reasoning_signature.as_deref().filter(|signature| gemini_signature(signature).is_none());
-    if let Some(signature) = signature.filter(|signature| !signature.is_empty()) {
+    // Another provider's signature means nothing to Anthropic (it would answer 400).
+    if let Some(signature) = message.reasoning_signature.as_deref().and_then(anthropic_signature) {
         blocks.push(BlockWire::Thinking { thinking: message.reasoning.as_deref().unwrap_or(""), signature });
     }
     blocks.extend(message.redacted_reasoning.iter().map(|data| BlockWire::RedactedThinking { data }));
