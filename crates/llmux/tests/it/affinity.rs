@@ -256,3 +256,26 @@ async fn when_the_pinned_route_is_rate_limited_the_pin_moves_and_the_conversatio
     };
     pinned_route_fails(Surface::Anthropic, limited).await;
 }
+
+#[tokio::test]
+async fn a_responses_conversation_chained_by_previous_response_id_stays_on_its_route() {
+    let (gateway, _fakes) = gateway(Surface::OpenAi, "").await;
+    let key = gateway.key().await;
+    let mut previous = None;
+    let mut served = Vec::new();
+    for turn in 0..10 {
+        // No other name: each turn names the one before by its response id.
+        let mut body = json!({"model": "agent", "input": format!("step {turn}")});
+        if let Some(id) = &previous {
+            body["previous_response_id"] = json!(id);
+        }
+        let response = gateway.post("/v1/responses", &key, &body).await;
+        assert_eq!(response.status(), 200);
+        served.push(response.headers()["x-llmux-provider"].to_str().unwrap().to_owned());
+        let answer: Value = response.json().await.unwrap();
+        previous = Some(answer["id"].as_str().unwrap().to_owned());
+    }
+    assert!(served.iter().all(|provider| *provider == served[0]), "{served:?}");
+    let metrics = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"llmux_affinity_total{model="agent",outcome="hit"} 9"#), "{metrics}");
+}
