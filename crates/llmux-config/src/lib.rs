@@ -52,6 +52,11 @@ pub struct ServerConfig {
     pub budget_alert_thresholds: Vec<u8>,
     /// Where budget alerts are POSTed; may hold a token, so it is a secret.
     pub budget_alert_webhook: Option<Secret>,
+    /// How long a conversation stays pinned to the route that served its last turn,
+    /// after that turn (`None`: conversation affinity is off).
+    pub affinity_ttl: Option<Duration>,
+    /// The most conversations an instance keeps pinned in memory.
+    pub affinity_max_conversations: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -41,6 +41,11 @@ pub struct RawServer {
     pub budget_alert_thresholds: Option<Vec<u8>>,
     /// Where budget alerts are POSTed as JSON (optional).
     pub budget_alert_webhook: Option<String>,
+    /// Conversation affinity: how long a conversation stays pinned to the route that
+    /// served its last turn (default 3600; 0 turns affinity off).
+    pub affinity_ttl_s: Option<u64>,
+    /// The most conversations pinned in memory per instance (default 100000).
+    pub affinity_max_conversations: Option<u64>,
     /// Defaults for every provider's timeouts (a provider's own fields win).
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,

@@ -118,6 +118,10 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
     {
         errors.push("server.budget_alert_webhook", "must be an http:// or https:// URL");
     }
+    let affinity_max_conversations = server.affinity_max_conversations.unwrap_or(100_000);
+    if affinity_max_conversations == 0 {
+        errors.push("server.affinity_max_conversations", "must be at least 1 (affinity_ttl_s = 0 turns affinity off)");
+    }
     ServerConfig {
         listen,
         master_key: master_key.map(Secret::new),
@@ -135,6 +139,8 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
             .map(|ms| Duration::from_millis(ms.max(100))),
         budget_alert_thresholds,
         budget_alert_webhook: budget_alert_webhook.map(Secret::new),
+        affinity_ttl: Some(server.affinity_ttl_s.unwrap_or(3600)).filter(|s| *s > 0).map(Duration::from_secs),
+        affinity_max_conversations: usize::try_from(affinity_max_conversations).unwrap_or(usize::MAX),
     }
 }
 

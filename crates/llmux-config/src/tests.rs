@@ -353,3 +353,18 @@ routes = [
     let unknown = "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"k\"\nresponses = true\n";
     assert!(Config::from_toml(unknown, &env_of(&[])).unwrap_err().to_string().contains("unknown field `responses`"));
 }
+
+#[test]
+fn conversation_affinity_is_on_for_an_hour_by_default_and_zero_turns_it_off() {
+    let config = Config::from_toml("", &env_of(&[])).expect("valid");
+    assert_eq!(config.server.affinity_ttl, Some(std::time::Duration::from_secs(3600)));
+    assert_eq!(config.server.affinity_max_conversations, 100_000);
+    let text = "[server]\naffinity_ttl_s = 300\naffinity_max_conversations = 5000\n";
+    let config = Config::from_toml(text, &env_of(&[])).expect("valid");
+    assert_eq!(config.server.affinity_ttl, Some(std::time::Duration::from_secs(300)));
+    assert_eq!(config.server.affinity_max_conversations, 5000);
+    let off = Config::from_toml("[server]\naffinity_ttl_s = 0\n", &env_of(&[])).expect("valid");
+    assert_eq!(off.server.affinity_ttl, None);
+    let errors = Config::from_toml("[server]\naffinity_max_conversations = 0\n", &env_of(&[])).unwrap_err().to_string();
+    assert!(errors.contains("server.affinity_max_conversations: must be at least 1"), "{errors}");
+}

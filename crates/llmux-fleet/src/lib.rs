@@ -12,7 +12,9 @@
 //! Counters known only after the fact (tokens, money) are added in batches by a background
 //! tick with [`Fleet::add_many`], which also returns the fleet-wide totals; [`Fleet::get_many`]
 //! reads totals. A counter's window is in its name (e.g. `rpm:<key>:<minute>`) and its expiry
-//! (`ttl_ms`) is set when it is created. Values are plain `i64` in the caller's units.
+//! (`ttl_ms`) is set when it is created. Values are plain `i64` in the caller's units. Values
+//! one instance decides for all (a conversation's pinned route) are written with
+//! [`Fleet::set_many`], which sets the expiry anew, and read back with `get_many`.
 //!
 //! # Events
 //! [`Fleet::publish`] broadcasts a [`FleetEvent`] on the channel `<prefix>events`; every
@@ -400,6 +402,26 @@ impl Fleet {
         let values: Vec<Option<i64>> =
             self.run(async move { redis::cmd("MGET").arg(keys).query_async(&mut conn).await }).await?;
         Ok(values.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Sets `(counter, value, ttl_ms)` triples in one round trip, each counter replacing what
+    /// it held and expiring `ttl_ms` from now (0: never): for values one instance decides and
+    /// others read back with [`get_many`](Self::get_many), such as the route a conversation
+    /// is pinned to. Not atomic as a whole (a pipeline).
+    pub async fn set_many(&self, values: &[(String, i64, u64)]) -> Result<(), FleetError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (counter, value, ttl_ms) in values {
+            pipe.cmd("SET").arg(self.key(counter)).arg(*value);
+            if *ttl_ms > 0 {
+                pipe.arg("PX").arg(*ttl_ms);
+            }
+            pipe.ignore();
+        }
+        let mut conn = self.inner.shared.conn();
+        self.run(async move { pipe.query_async::<()>(&mut conn).await }).await
     }
 
     /// Broadcasts `event` to every instance, this one included (its message has

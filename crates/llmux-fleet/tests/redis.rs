@@ -222,6 +222,25 @@ async fn add_many_and_get_many() {
     cleanup(&url, &prefix).await;
 }
 
+#[tokio::test]
+async fn set_many_replaces_values_with_their_expiry() {
+    let url = redis_url();
+    let prefix = unique_prefix();
+    let fleet = Fleet::new(&url, options(&prefix)).unwrap();
+    let other = Fleet::new(&url, options(&prefix)).unwrap();
+    fleet.set_many(&[]).await.unwrap();
+    fleet.set_many(&[("pin:a".to_owned(), 41, 60_000), ("pin:b".to_owned(), -7, 60_000)]).await.unwrap();
+    other.set_many(&[("pin:a".to_owned(), 42, 30_000)]).await.unwrap();
+    let read = fleet.get_many(&["pin:a".to_owned(), "pin:b".to_owned(), "pin:c".to_owned()]).await.unwrap();
+    assert_eq!(read, vec![42, -7, 0]);
+    // The last write's expiry holds.
+    let ttl = pttl(&url, &format!("{prefix}pin:a")).await;
+    assert!(ttl > 0 && ttl <= 30_000, "ttl {ttl}");
+    fleet.set_many(&[("pin:forever".to_owned(), 1, 0)]).await.unwrap();
+    assert_eq!(pttl(&url, &format!("{prefix}pin:forever")).await, -1);
+    cleanup(&url, &prefix).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_every_instance_with_the_sender_id() {
     let url = redis_url();

@@ -1,16 +1,27 @@
 //! Step 2 of the lifecycle, admission: the model exists and the caller may use it,
-//! the routes to try are planned (step 3, `router`), and the request fits the rate
-//! limits and budgets of its key and team (all counted, or none).
+//! the routes to try are planned (step 3, `router`; a conversation's pinned route first,
+//! see `affinity`), and the request fits the rate limits and budgets of its key and team
+//! (all counted, or none).
 
 use llmux_types::Region;
 
 use crate::auth::Caller;
 use crate::error::GatewayError;
 use crate::outcome::{Failure, RequestMeta, fail};
-use crate::route::Candidate;
+use crate::route::{Candidate, RouteId};
 use crate::router::{self, TokenEstimate};
 use crate::settle::Settlement;
 use crate::{Gateway, Runtime, budgets, clock, limits};
+
+/// What a request asks admission for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask<'a> {
+    /// The public model name.
+    pub model: &'a str,
+    pub estimate: TokenEstimate,
+    /// The route the request's conversation is pinned to, if any.
+    pub pinned: Option<RouteId>,
+}
 
 /// A request admitted: the routes to try, the caller's region and rate-limit standing.
 pub(crate) struct Admitted {
@@ -41,20 +52,20 @@ impl From<GatewayError> for Refused {
 }
 
 impl Gateway {
-    /// Admits a request for `model` and plans its routes; reservations of rate limits
+    /// Admits a request for a model and plans its routes; reservations of rate limits
     /// and budgets go into `settlement`, which returns them if the request fails.
     pub(crate) async fn admit(
         &self,
         runtime: &Runtime,
         caller: &Caller,
         meta: &RequestMeta,
-        model: &str,
-        estimate: TokenEstimate,
+        ask: Ask<'_>,
         settlement: &mut Settlement,
     ) -> Result<Admitted, Refused> {
+        let Ask { model, estimate, pinned } = ask;
         let model = admit_model(runtime, caller, model)?;
         let region = caller_region(runtime, caller, meta.region_header.as_deref());
-        let candidates = router::plan(runtime, model, region, estimate)?;
+        let candidates = router::plan_pinned(runtime, model, region, estimate, pinned)?;
         let rate_limits = self.rate_limit(caller, settlement).await?;
         if let Err(error) = self.budget(runtime, caller, &candidates, estimate, settlement).await {
             return Err(Refused { error, rate_limits });

@@ -3,7 +3,8 @@
 //! fault is never retried elsewhere; a context-length error swaps in the model's
 //! `context_window_fallbacks` once; a hedged model races the next route after
 //! `hedge_after_ms`; `server.request_timeout_ms` bounds all attempts together. Every
-//! attempt updates its route's health and the usage record's attempt log.
+//! attempt updates its route's health and the usage record's attempt log; the route
+//! that answers becomes the pin of the request's conversation (`affinity`).
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use llmux_providers::{ErrorKind, UpstreamError};
 use llmux_types::Region;
 use tokio::time::Instant;
 
+use crate::affinity::Conversation;
 use crate::attempt::Success;
 use crate::error::{FailedAttempt, GatewayError};
 use crate::outcome::{Failure, Reply, RequestMeta};
@@ -19,6 +21,14 @@ use crate::route::Candidate;
 use crate::router::{self, TokenEstimate};
 use crate::settle::Settlement;
 use crate::{Gateway, Runtime, clock, fleet, limits};
+
+/// What step 4 tries: the planned routes, for the caller's region, and the conversation
+/// whose pin the route that answers becomes.
+pub(crate) struct Plan {
+    pub candidates: Vec<Candidate>,
+    pub region: Option<Region>,
+    pub conversation: Option<Conversation>,
+}
 
 /// How a request tries one route; [`Gateway::fail_over`] calls it per candidate.
 pub(crate) trait Attempts: Sync {
@@ -32,11 +42,11 @@ impl Gateway {
         &self,
         runtime: &Runtime,
         meta: &RequestMeta,
-        region: Option<Region>,
-        mut candidates: Vec<Candidate>,
+        plan: Plan,
         mut settlement: Settlement,
         attempts: &impl Attempts,
     ) -> Result<Reply, Failure> {
+        let Plan { mut candidates, region, conversation } = plan;
         let mut failures = Vec::new();
         let mut next = 0;
         let mut widened = false;
@@ -76,6 +86,9 @@ impl Gateway {
             };
             let error = match outcome {
                 Ok(success) => {
+                    if let Some(conversation) = &conversation {
+                        self.served(runtime, conversation, winner);
+                    }
                     let (route, provider) = (runtime.route(winner), runtime.provider(winner));
                     settlement.served_by(&provider.name, &route.model, route.price);
                     settlement.hold(runtime.health.route(winner).enter_owned());

@@ -2,8 +2,9 @@
 //! request's key, headers of interest and body, and renders what it returns.
 //!
 //! `Gateway::serve` reads top to bottom as the lifecycle, the same for every client
-//! dialect (`dialect`): authenticate -> admit (`admit`) -> plan (`router`) -> attempt
-//! with failover (`failover`, `attempt`) -> relay (`relay`) -> settle (`settle`). The
+//! dialect (`dialect`): authenticate -> admit (`admit`) -> plan (`router`, a
+//! conversation's pinned route first: `affinity`) -> attempt with failover (`failover`,
+//! `attempt`) -> relay (`relay`) -> settle (`settle`). The
 //! provider's side of an attempt is its adapter's (`llmux_providers::Adapter`); the
 //! gateway never asks which kind a provider is.
 //!
@@ -14,6 +15,7 @@
 
 mod accounts;
 mod admit;
+pub mod affinity;
 pub mod alerts;
 mod attempt;
 pub mod auth;
@@ -52,9 +54,11 @@ use llmux_config::Config;
 use llmux_store::Store;
 use llmux_wire::openai::peek::Endpoint;
 
+use crate::admit::Ask;
 use crate::auth::{Caller, KeyCache};
 use crate::dialect::{ClientDialect, DialectAttempts};
 use crate::error::GatewayError;
+use crate::failover::Plan;
 use crate::ledger::{Ledger, LedgerWriter};
 pub use crate::outcome::{Failure, Reply, ReplyBody, RequestMeta};
 use crate::outcome::{fail, with_rate_limits};
@@ -96,6 +100,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     limits: Arc<limits::Limits>,
     budgets: Arc<budgets::Budgets>,
+    /// Conversations' pinned routes.
+    affinity: affinity::Affinity,
 }
 
 impl Gateway {
@@ -107,6 +113,7 @@ impl Gateway {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(keys.clone().refresh_loop(store.clone(), config.server.key_refresh, stop_rx));
         let shared = fleet::connect(&config.storage)?;
+        let affinity = affinity::Affinity::start(&config.server, shared.as_ref());
         let runtime = Runtime::build(config)?;
         let gateway = Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
@@ -117,6 +124,7 @@ impl Gateway {
             metrics: Arc::new(Metrics::default()),
             limits: Arc::default(),
             budgets: Arc::default(),
+            affinity,
         });
         tokio::spawn(probe::health_checks(Arc::downgrade(&gateway), stop.subscribe()));
         tokio::spawn(stored::purge_loop(gateway.store.clone(), stop.subscribe()));
@@ -142,6 +150,7 @@ impl Gateway {
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let runtime = Runtime::build_after(config, Some(&self.runtime.load()))?;
         self.budgets.set_alert_thresholds(runtime.config.server.budget_alert_thresholds.clone());
+        self.affinity.reload(&runtime.config.server);
         self.runtime.store(Arc::new(runtime));
         Ok(())
     }
@@ -229,17 +238,21 @@ impl Gateway {
         let model = D::model(&request);
         settlement.set_model(model);
 
-        // 2. Admit (model, limits, budgets) and 3. plan the routes.
+        // 2. Admit (model, limits, budgets) and 3. plan the routes, the conversation's
+        // pinned route first.
         let estimate = D::estimate(&request, &body);
-        let admitted = match self.admit(&runtime, &caller, &meta, model, estimate, &mut settlement).await {
+        let conversation = self.conversation(&runtime, &caller, model, dialect.conversation(&request, &meta)).await;
+        let ask = Ask { model, estimate, pinned: conversation.as_ref().and_then(|conversation| conversation.pinned) };
+        let admitted = match self.admit(&runtime, &caller, &meta, ask, &mut settlement).await {
             Ok(admitted) => admitted,
             Err(refused) => return Err(refused.settle(settlement)),
         };
 
-        // 4. Attempt with failover; 5. relay and 6. settle happen in the reply.
+        // 4. Attempt with failover (what answers becomes the conversation's pin); 5. relay
+        // and 6. settle happen in the reply.
         let attempts = DialectAttempts { dialect, request: &request, body: &body, runtime: &runtime };
-        let outcome =
-            self.fail_over(&runtime, &meta, admitted.region, admitted.candidates, settlement, &attempts).await;
+        let plan = Plan { candidates: admitted.candidates, region: admitted.region, conversation };
+        let outcome = self.fail_over(&runtime, &meta, plan, settlement, &attempts).await;
         with_rate_limits(outcome, admitted.rate_limits)
     }
 

@@ -16,6 +16,11 @@ pub struct RequestMeta {
     pub api_key: Option<String>,
     /// The `x-llmux-region` header, if sent.
     pub region_header: Option<String>,
+    /// `x-claude-code-session-id` (Claude Code's session), if sent.
+    pub claude_code_session: Option<String>,
+    /// A session header any client may send (`x-session-id`, else Codex CLI's
+    /// `session_id`), if sent.
+    pub session: Option<String>,
     pub started: Instant,
 }
 

@@ -20,6 +20,11 @@
 //! Routes whose circuit is open or that are resting after a 429 (see `health`) come
 //! after every available route of the model and its fallbacks: tried only when nothing
 //! else is left.
+//!
+//! A conversation's pinned route (see `affinity`) goes first if it is available and in
+//! the group the plan starts with (the first priority tier of the first model with an
+//! available route): the pin overrides the strategy, never `priority` tiers, fallbacks
+//! or health. Under `strategy = "priority"` the listed order stands.
 
 use std::sync::Arc;
 
@@ -30,7 +35,7 @@ use crate::Runtime;
 use crate::clock;
 use crate::error::GatewayError;
 use crate::health::{Availability, RouteHealth};
-pub use crate::route::Candidate;
+pub use crate::route::{Candidate, RouteId};
 
 /// The request's size as far as planning cares (the `cost` strategy).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,6 +53,18 @@ pub fn plan(
     model: usize,
     region: Option<Region>,
     estimate: TokenEstimate,
+) -> Result<Vec<Candidate>, GatewayError> {
+    plan_pinned(runtime, model, region, estimate, None)
+}
+
+/// The routes for `model`, in try order, with the route `pinned` (a conversation's)
+/// first where the plan allows it (see the module's notes).
+pub fn plan_pinned(
+    runtime: &Runtime,
+    model: usize,
+    region: Option<Region>,
+    estimate: TokenEstimate,
+    pinned: Option<RouteId>,
 ) -> Result<Vec<Candidate>, GatewayError> {
     let config = &runtime.config;
     let now = clock::monotonic_ms();
@@ -86,6 +103,9 @@ pub fn plan(
         available.extend(up.iter().map(|route| Candidate { model: model_index, route: *route }));
         resting.extend(down.iter().map(|route| Candidate { model: model_index, route: *route }));
     }
+    if let Some(pinned) = pinned {
+        pin_first(runtime, &mut available, pinned);
+    }
     available.append(&mut resting);
     if available.is_empty() {
         return Err(GatewayError::RegionNotServed {
@@ -94,6 +114,24 @@ pub fn plan(
         });
     }
     Ok(available)
+}
+
+/// Moves the route `pinned` to the front of `available` if it is in the leading group:
+/// the first candidate's model and priority tier, unless that model's strategy is
+/// `priority`.
+fn pin_first(runtime: &Runtime, available: &mut [Candidate], pinned: RouteId) {
+    let Some(&first) = available.first() else { return };
+    let model = &runtime.config.models[first.model];
+    if model.strategy == Strategy::Priority {
+        return;
+    }
+    let tier = model.routes[first.route].priority;
+    let leading = available
+        .iter()
+        .take_while(|candidate| candidate.model == first.model && model.routes[candidate.route].priority == tier);
+    if let Some(at) = leading.map(|candidate| runtime.route_id(*candidate)).position(|id| id == pinned) {
+        available[..=at].rotate_right(1);
+    }
 }
 
 /// Orders `group` (route indices of one model): by priority, then by `strategy` within

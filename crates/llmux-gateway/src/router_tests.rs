@@ -196,3 +196,80 @@ routes = [{ provider = "b", model = "z" }]
         .collect();
     assert_eq!(for_de, [(0, 1), (1, 0), (0, 0)]);
 }
+
+/// The first route of `model`'s plans with `pinned` (provider, upstream model), `plans` times.
+fn pinned_first(runtime: &Runtime, model: &str, pinned: (&str, &str), plans: usize) -> Vec<usize> {
+    let index = runtime.model_index(model).unwrap();
+    let pinned = Some(RouteId::of(pinned.0, pinned.1));
+    let mut counts = vec![0; 8];
+    for _ in 0..plans {
+        let planned = plan_pinned(runtime, index, None, TokenEstimate::default(), pinned).unwrap();
+        assert_eq!(planned.len(), runtime.config.models[index].routes.len(), "every route is still planned");
+        counts[planned[0].route] += 1;
+    }
+    counts
+}
+
+#[test]
+fn a_pinned_route_goes_first_while_it_is_available() {
+    let runtime = runtime_with(&format!("[[models]]\nname = \"m\"\nstrategy = \"weighted\"\n{FOUR_ROUTES}\n"));
+    assert_eq!(pinned_first(&runtime, "m", ("a", "r2"), 200)[..4], [0, 0, 200, 0]);
+    // A pin naming no route of the model changes nothing.
+    assert!(pinned_first(&runtime, "m", ("a", "gone"), 400)[..4].iter().all(|count| *count > 50));
+    // Resting (a 429): the pin gives way, and the route comes last.
+    let limited =
+        UpstreamError { retry_after: Some(Duration::from_secs(60)), ..UpstreamError::new(ErrorKind::RateLimited) };
+    runtime.health.model(0)[2].failed(&limited, None, &runtime.health.policy, clock::monotonic_ms());
+    let index = runtime.model_index("m").unwrap();
+    let pinned = Some(RouteId::of("a", "r2"));
+    for _ in 0..50 {
+        let planned = plan_pinned(&runtime, index, None, TokenEstimate::default(), pinned).unwrap();
+        assert_eq!(planned.last().map(|candidate| candidate.route), Some(2));
+    }
+}
+
+#[test]
+fn a_pin_never_overrides_priority_tiers_fallbacks_or_the_priority_strategy() {
+    let runtime = runtime_with(
+        r#"
+[[models]]
+name = "main"
+strategy = "weighted"
+fallbacks = ["spare"]
+routes = [
+  { provider = "a", model = "x" },
+  { provider = "b", model = "y" },
+  { provider = "a", model = "backup", priority = 1 },
+]
+
+[[models]]
+name = "spare"
+routes = [{ provider = "b", model = "spare" }]
+
+[[models]]
+name = "listed"
+routes = [{ provider = "a", model = "x" }, { provider = "b", model = "y" }]
+"#,
+    );
+    let main = runtime.model_index("main").unwrap();
+    let first = |pinned: (&str, &str)| {
+        let pinned = Some(RouteId::of(pinned.0, pinned.1));
+        let planned = plan_pinned(&runtime, main, None, TokenEstimate::default(), pinned).unwrap();
+        (planned[0].model, planned[0].route)
+    };
+    for _ in 0..20 {
+        assert_eq!(first(("b", "y")), (0, 1), "within the first tier the pin wins");
+        assert_ne!(first(("a", "backup")), (0, 2), "a lower tier stays behind the first");
+        assert_ne!(first(("b", "spare")).0, 1, "a fallback model stays behind the model");
+    }
+    assert_eq!(pinned_first(&runtime, "listed", ("b", "y"), 20)[..2], [20, 0], "listed order stands");
+    // The first tier resting: the backup leads, and a pin to it holds.
+    let down = UpstreamError::new(ErrorKind::Server);
+    for route in 0..2 {
+        for _ in 0..runtime.health.policy.failures_to_open {
+            runtime.health.model(main)[route].failed(&down, None, &runtime.health.policy, clock::monotonic_ms());
+        }
+    }
+    assert_eq!(first(("a", "backup")), (0, 2));
+    assert_eq!(first(("b", "spare")), (0, 2), "the fallback still comes after the backup");
+}

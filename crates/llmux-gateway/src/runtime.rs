@@ -6,7 +6,7 @@ use llmux_config::{Config, RouteConfig};
 use llmux_providers::client::UpstreamClient;
 use llmux_providers::{Adapter, PreparedProvider, ProviderSpec};
 
-use crate::route::Candidate;
+use crate::route::{Candidate, RouteId};
 use crate::{FastMap, health};
 
 #[derive(Debug)]
@@ -18,6 +18,8 @@ pub struct Runtime {
     models: FastMap<String, usize>,
     /// What recent attempts say about each route (fresh with each configuration).
     pub health: health::Health,
+    /// Each route's identity (what conversations are pinned to), by model and route.
+    route_ids: Vec<Vec<RouteId>>,
 }
 
 impl Runtime {
@@ -36,7 +38,15 @@ impl Runtime {
         let prepared = config.providers.iter().map(PreparedProvider::new).collect();
         let models = config.models.iter().enumerate().map(|(index, model)| (model.name.clone(), index)).collect();
         let health = health::Health::new(&config, previous.map(|runtime| (&runtime.config, &runtime.health)));
-        Ok(Runtime { config, clients, prepared, models, health })
+        let route_ids = config
+            .models
+            .iter()
+            .map(|model| {
+                let id = |route: &RouteConfig| RouteId::of(&config.providers[route.provider].name, &route.model);
+                model.routes.iter().map(id).collect()
+            })
+            .collect();
+        Ok(Runtime { config, clients, prepared, models, health, route_ids })
     }
 
     pub fn model_index(&self, name: &str) -> Option<usize> {
@@ -46,6 +56,11 @@ impl Runtime {
     /// The route a candidate names.
     pub fn route(&self, candidate: Candidate) -> &RouteConfig {
         &self.config.models[candidate.model].routes[candidate.route]
+    }
+
+    /// The identity of a candidate's route (provider and upstream model).
+    pub fn route_id(&self, candidate: Candidate) -> RouteId {
+        self.route_ids[candidate.model][candidate.route]
     }
 
     /// The provider of a candidate's route.

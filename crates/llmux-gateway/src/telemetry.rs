@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use llmux_types::{Currency, Money, Usage};
 use parking_lot::{Mutex, RwLock};
 
+use crate::affinity::PinOutcome;
+
 /// Histogram buckets in seconds.
 const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -53,6 +55,8 @@ struct ModelSeries {
     duration: Histogram,
     ttft: Histogram,
     routes: RwLock<FastMap<String, Arc<RouteSeries>>>,
+    /// Requests naming a conversation, by how they stood to its pin (`PinOutcome::ALL` order).
+    affinity: [AtomicU64; 3],
 }
 
 /// Looks up `name` under a read lock; inserts under the write lock the first time.
@@ -133,6 +137,12 @@ impl Metrics {
         let healthy = matches!(outcome, "ok" | "bad_request" | "context_length" | "content_filtered");
         let route = series(&series(&self.models, model).routes, provider);
         route.health.store(if healthy { 1 } else { 2 }, Ordering::Relaxed);
+    }
+
+    /// A request naming a conversation was served: how it stood to the conversation's pin.
+    pub fn observe_affinity(&self, model: &str, outcome: PinOutcome) {
+        let at = PinOutcome::ALL.iter().position(|known| *known == outcome).unwrap_or(0);
+        series(&self.models, model).affinity[at].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the last attempt on a route succeeded (`None` if never tried).
@@ -259,6 +269,26 @@ impl Metrics {
                 );
             }
         });
+        header(
+            &mut out,
+            "llmux_affinity_total",
+            "counter",
+            "Served requests naming a conversation, by how they stood to its pinned route: hit (the pinned route \
+             served), miss (no pin known), moved (another route served; the pin moved to it).",
+        );
+        for (model, series) in &models {
+            for (outcome, counter) in PinOutcome::ALL.iter().zip(&series.affinity) {
+                let count = counter.load(Ordering::Relaxed);
+                if count > 0 {
+                    let _ = writeln!(
+                        out,
+                        "llmux_affinity_total{{model=\"{}\",outcome=\"{}\"}} {count}",
+                        escape(model),
+                        outcome.label()
+                    );
+                }
+            }
+        }
         header(&mut out, "llmux_usage_records_total", "counter", "Usage records handed to the ledger writer.");
         let _ = writeln!(out, "llmux_usage_records_total {}", self.ledger_records.load(Ordering::Relaxed));
         header(
@@ -360,6 +390,9 @@ mod tests {
         }
         metrics.observe_attempt("chat", "deepseek", "ok");
         metrics.observe_attempt("chat", "qwen", "server");
+        metrics.observe_affinity("chat", PinOutcome::Hit);
+        metrics.observe_affinity("chat", PinOutcome::Hit);
+        metrics.observe_affinity("chat", PinOutcome::Moved);
         let text = metrics.render();
         for line in [
             r#"llmux_requests_total{model="chat",provider="deepseek",status="200"} 2"#,
@@ -373,9 +406,12 @@ mod tests {
             r#"llmux_route_healthy{model="chat",provider="deepseek"} 1"#,
             r#"llmux_route_healthy{model="chat",provider="qwen"} 0"#,
             "llmux_usage_records_total 3",
+            r#"llmux_affinity_total{model="chat",outcome="hit"} 2"#,
+            r#"llmux_affinity_total{model="chat",outcome="moved"} 1"#,
         ] {
             assert!(text.contains(line), "missing `{line}` in\n{text}");
         }
+        assert!(!text.contains(r#"outcome="miss""#), "no zero series: {text}");
         assert_eq!(metrics.route_healthy("chat", "qwen"), Some(false));
         assert_eq!(metrics.route_healthy("chat", "nope"), None);
     }

@@ -1,11 +1,13 @@
 //! Test-only helpers. [`FakeUpstream`] is an OpenAI-dialect upstream on
 //! `127.0.0.1:0` that records every request and answers from a script: JSON bodies,
-//! SSE streams dribbled with delays, mid-stream disconnects, and stalls. A request to a
-//! path ending in `/responses` is checked as OpenAI's Responses API checks it first
+//! SSE streams dribbled with delays, mid-stream disconnects, stalls, and answers whose
+//! usage reports a simulated prompt cache ([`prompt_cache`]). A request to a path ending
+//! in `/responses` is checked as OpenAI's Responses API checks it first
 //! ([`responses::body_problems`]) and answered 400 without using the script if it fails;
 //! [`responses`] also builds the Responses API's answers.
 //! [`services`] finds the PostgreSQL and Redis that tests needing them run against.
 
+pub mod prompt_cache;
 pub mod responses;
 pub mod services;
 
@@ -58,6 +60,10 @@ pub enum Reply {
     Stall,
     /// `reply`, after waiting `delay` before the response head.
     Delayed { delay: Duration, reply: Box<Reply> },
+    /// A non-streamed answer with `text` whose usage reports as cached the longest prefix
+    /// of the prompt this fake answered before ([`prompt_cache`]): an OpenAI chat
+    /// completion, or with `anthropic` an Anthropic message.
+    PromptCached { text: String, anthropic: bool },
 }
 
 impl Reply {
@@ -76,6 +82,19 @@ impl Reply {
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
         });
         Reply::status(200, &body.to_string())
+    }
+
+    /// An OpenAI chat completion answering `text` whose
+    /// `usage.prompt_tokens_details.cached_tokens` is what this fake's simulated prompt
+    /// cache holds of the prompt ([`prompt_cache`]).
+    pub fn chat_with_prompt_cache(text: &str) -> Reply {
+        Reply::PromptCached { text: text.to_owned(), anthropic: false }
+    }
+
+    /// An Anthropic message answering `text` whose `cache_read_input_tokens` is what
+    /// this fake's simulated prompt cache holds of the prompt ([`prompt_cache`]).
+    pub fn message_with_prompt_cache(text: &str) -> Reply {
+        Reply::PromptCached { text: text.to_owned(), anthropic: true }
     }
 
     /// A streamed chat completion: one chunk per piece of text, then a finish chunk.
@@ -127,6 +146,7 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
     fallback: Mutex<Option<Reply>>,
+    prompt_cache: Mutex<prompt_cache::PromptCache>,
 }
 
 /// An in-process fake upstream. Dropping it stops the server.
@@ -189,7 +209,8 @@ async fn handle(
 ) -> Response {
     let request =
         Received { method, path: uri.path().to_owned(), query: uri.query().map(str::to_owned), headers, body };
-    let wants_usage = request.json()["stream_options"]["include_usage"] == json!(true);
+    let json = request.json();
+    let wants_usage = json["stream_options"]["include_usage"] == json!(true);
     let problems = if request.method == Method::POST && request.path.ends_with("/responses") {
         responses::body_problems(&request.body)
     } else {
@@ -222,6 +243,19 @@ async fn handle(
                 builder = builder.header(name, value);
             }
             builder.body(Body::from(body)).unwrap_or_default()
+        }
+        Some(Reply::PromptCached { text, anthropic }) => {
+            let tokens = shared.prompt_cache.lock().serve(&json);
+            let body = if anthropic {
+                prompt_cache::message_body(&text, tokens)
+            } else {
+                prompt_cache::chat_body(&text, tokens)
+            };
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap_or_default()
         }
         Some(Reply::RawSse(body)) => Response::builder()
             .status(200)

@@ -3,13 +3,17 @@
 //! only `model` rewritten and its stream forwarded frame by frame (decoded on the side
 //! for metering); any other provider goes through the canonical path.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use llmux_types::chat::ChatRequest;
 use llmux_wire::{DecodeError, Dialect, UpstreamDecoder};
 
-use super::{ClientDialect, Encoding, estimate_input_tokens};
+use super::{ClientDialect, Encoding, estimate_input_tokens, json_string};
+use crate::affinity::ConversationName;
 use crate::attempt::{self, Success, Tried, bad_request, protocol_error};
 use crate::error::ErrorRow;
+use crate::outcome::RequestMeta;
 use crate::relay;
 use crate::router::{DEFAULT_OUTPUT_ESTIMATE, TokenEstimate};
 use crate::runtime::Upstream;
@@ -33,6 +37,17 @@ impl ClientDialect for Anthropic {
             input: estimate_input_tokens(request),
             output: request.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE),
         }
+    }
+
+    /// Claude Code's session header, else a session header, else `metadata.user_id` (in
+    /// which Claude Code sends its session too), the whole string.
+    fn conversation<'r>(&self, request: &'r ChatRequest, meta: &'r RequestMeta) -> ConversationName<'r> {
+        let header = meta.claude_code_session.as_deref().or(meta.session.as_deref());
+        let this = match header {
+            Some(header) => Some(Cow::Borrowed(header)),
+            None => request.extensions.get("user").and_then(|raw| json_string(raw)),
+        };
+        ConversationName { this, next: None }
     }
 
     async fn attempt<'a, 'b: 'a>(&'a self, request: &'a ChatRequest, body: &'a Bytes, upstream: Upstream<'a>) -> Tried {

@@ -1,31 +1,36 @@
 //! Client dialects: everything a wire format clients speak needs, one module each
 //! (`openai`, `anthropic`, `responses` with its same-dialect path in `responses_native`).
-//! A dialect reads its requests (what admission needs: the model and a size estimate),
-//! tries a route (its own fast path where the provider speaks it, else the canonical
-//! path of `attempt`), encodes canonical answers and streams, and renders errors, model
-//! lists and headers. The lifecycle ([`Gateway::serve`](crate::Gateway)) is the same
-//! for all of them.
+//! A dialect reads its requests (what admission needs: the model and a size estimate;
+//! what names the conversation), tries a route (its own fast path where the provider
+//! speaks it, else the canonical path of `attempt`), encodes canonical answers and
+//! streams, and renders errors, model lists and headers. The lifecycle
+//! ([`Gateway::serve`](crate::Gateway)) is the same for all of them.
 
 mod anthropic;
 mod openai;
 mod responses;
 mod responses_native;
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use bytes::Bytes;
 use llmux_types::chat::{ChatRequest, ChatResponse, ContentPart};
 use llmux_wire::DecodeError;
 pub use llmux_wire::Dialect;
+use llmux_wire::responses::decode::ResponsesRequest;
 use llmux_wire::responses::encode::Echo;
+use serde_json::value::RawValue;
 
 pub(crate) use self::anthropic::Anthropic;
 pub(crate) use self::openai::OpenAi;
 pub(crate) use self::responses::Responses;
+pub(crate) use crate::affinity::ConversationName;
 use crate::attempt::Tried;
 use crate::auth::Caller;
 use crate::error::{ErrorRow, GatewayError};
 use crate::failover::Attempts;
+use crate::outcome::RequestMeta;
 use crate::relay::EventEncoder;
 use crate::route::Candidate;
 use crate::router::TokenEstimate;
@@ -56,6 +61,10 @@ pub(crate) trait ClientDialect: Sync {
     /// The request's size, for budget reservations and the `cost` strategy.
     fn estimate(request: &Self::Request<'_>, body: &Bytes) -> TokenEstimate;
 
+    /// What names the request's conversation, from what its clients already send (for
+    /// route affinity, `affinity`).
+    fn conversation<'r>(&self, request: &'r Self::Request<'_>, meta: &'r RequestMeta) -> ConversationName<'r>;
+
     /// One attempt at the route `upstream` leads to.
     fn attempt<'a, 'b: 'a>(
         &'a self,
@@ -79,6 +88,31 @@ pub(crate) struct DialectAttempts<'r, 'b, D: ClientDialect> {
 impl<D: ClientDialect> Attempts for DialectAttempts<'_, '_, D> {
     fn run(&self, candidate: Candidate) -> impl Future<Output = Tried> + Send {
         self.dialect.attempt(self.request, self.body, self.runtime.upstream(candidate))
+    }
+}
+
+/// A Responses API request's conversation: `prompt_cache_key` (Codex CLI sends its
+/// session id there), else `previous_response_id` (pinned by the previous turn under its
+/// response id), else a session header, else `user`. A response that is stored names the
+/// next turn too (its `id`, which the next turn sends as `previous_response_id`).
+pub(crate) fn responses_conversation<'r>(
+    request: &'r ResponsesRequest,
+    id: &'r str,
+    meta: &'r RequestMeta,
+) -> ConversationName<'r> {
+    let extension = |name| request.chat.extensions.get(name).and_then(|raw| json_string(raw));
+    let this = extension("prompt_cache_key")
+        .or_else(|| request.previous_response_id.as_deref().map(Cow::Borrowed))
+        .or_else(|| meta.session.as_deref().map(Cow::Borrowed))
+        .or_else(|| extension("user"));
+    ConversationName { this, next: request.store.then_some(id) }
+}
+
+/// A JSON string's text (borrowed where it has no escapes); `None` for other values.
+pub(crate) fn json_string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(text) => Some(Cow::Borrowed(text)),
+        Err(_) => serde_json::from_str::<String>(raw.get()).ok().map(Cow::Owned),
     }
 }
 

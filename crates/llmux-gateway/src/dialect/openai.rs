@@ -4,6 +4,7 @@
 //! other provider, and a route whose model exists only on the Responses API, gets the
 //! chat request decoded into the canonical model.
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use bytes::Bytes;
@@ -13,7 +14,9 @@ use llmux_wire::openai::peek::{Endpoint, Peek, peek, rewrite};
 use llmux_wire::{DecodeError, Dialect};
 
 use super::{ClientDialect, Encoding};
+use crate::affinity::ConversationName;
 use crate::attempt::{self, Success, bad_request};
+use crate::outcome::RequestMeta;
 use crate::router::{DEFAULT_OUTPUT_ESTIMATE, TokenEstimate};
 use crate::runtime::Upstream;
 
@@ -35,6 +38,16 @@ impl ClientDialect for OpenAi {
 
     fn estimate(request: &Peek<'_>, body: &Bytes) -> TokenEstimate {
         TokenEstimate { input: body.len() as u64 / 4, output: request.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE) }
+    }
+
+    /// `prompt_cache_key`, else a session header, else `user`; embeddings have no
+    /// conversation.
+    fn conversation<'r>(&self, request: &'r Peek<'_>, meta: &'r RequestMeta) -> ConversationName<'r> {
+        if self.endpoint == Endpoint::Embeddings {
+            return ConversationName::default();
+        }
+        let this = request.prompt_cache_key.as_deref().or(meta.session.as_deref()).or(request.user.as_deref());
+        ConversationName { this: this.map(Cow::Borrowed), next: None }
     }
 
     fn attempt<'a, 'b: 'a>(

@@ -99,6 +99,10 @@ impl ClientDialect for Responses<'_> {
         &call.request.chat.model
     }
 
+    fn conversation<'r>(&self, call: &'r ResponsesCall, meta: &'r crate::RequestMeta) -> super::ConversationName<'r> {
+        super::responses_conversation(&call.request, &call.id, meta)
+    }
+
     fn estimate(call: &ResponsesCall, _body: &Bytes) -> TokenEstimate {
         let chat = &call.request.chat;
         TokenEstimate { input: estimate_input_tokens(chat), output: chat.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE) }

@@ -5,7 +5,7 @@ use llmux_store::{Budget, KeyRecord};
 
 use super::{caller, gateway, key, meta, settlement};
 use crate::Gateway;
-use crate::admit::Admitted;
+use crate::admit::{Admitted, Ask};
 use crate::error::ErrorCode;
 use crate::outcome::Failure;
 use crate::router::TokenEstimate;
@@ -41,7 +41,8 @@ async fn admit(gateway: &Gateway, key: &KeyRecord, model: &str) -> Result<Admitt
     let runtime = gateway.runtime();
     let (caller, meta) = (caller(key.clone()), meta());
     let mut settlement = settlement(gateway, &caller, &meta);
-    let admitted = gateway.admit(&runtime, &caller, &meta, model, ESTIMATE, &mut settlement).await;
+    let admitted =
+        gateway.admit(&runtime, &caller, &meta, Ask { model, estimate: ESTIMATE, pinned: None }, &mut settlement).await;
     // Admitted requests settle later; here they end at once (their counts stay taken).
     admitted.map_err(|refused| refused.settle(settlement))
 }

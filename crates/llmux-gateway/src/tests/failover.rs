@@ -15,7 +15,7 @@ use super::{caller, gateway, key, meta, settlement};
 use crate::Gateway;
 use crate::attempt::Success;
 use crate::error::ErrorCode;
-use crate::failover::Attempts;
+use crate::failover::{Attempts, Plan};
 use crate::outcome::{Failure, Reply};
 use crate::route::Candidate;
 use crate::router::{self, TokenEstimate};
@@ -99,7 +99,8 @@ async fn run(gateway: &Gateway, model: &str, script: &Script) -> Result<Reply, F
     let index = runtime.model_index(model).expect("model exists");
     let candidates = router::plan(&runtime, index, None, TokenEstimate::default()).expect("routes");
     let settlement = settlement(gateway, &caller, &meta);
-    gateway.fail_over(&runtime, &meta, None, candidates, settlement, script).await
+    let plan = Plan { candidates, region: None, conversation: None };
+    gateway.fail_over(&runtime, &meta, plan, settlement, script).await
 }
 
 fn served_by(outcome: &Result<Reply, Failure>) -> (Option<&str>, u32) {

@@ -3,6 +3,7 @@
 //! of providers.
 
 mod admit;
+mod affinity;
 mod failover;
 
 use std::sync::Arc;
@@ -47,7 +48,14 @@ pub(super) fn key() -> KeyRecord {
 }
 
 pub(super) fn meta() -> RequestMeta {
-    RequestMeta { request_id: "req-test".into(), api_key: None, region_header: None, started: Instant::now() }
+    RequestMeta {
+        request_id: "req-test".into(),
+        api_key: None,
+        region_header: None,
+        claude_code_session: None,
+        session: None,
+        started: Instant::now(),
+    }
 }
 
 pub(super) fn settlement(gateway: &Gateway, caller: &Caller, meta: &RequestMeta) -> Settlement {

@@ -109,8 +109,16 @@ pub fn request_meta(headers: &HeaderMap, request_id: &str, started: Instant) -> 
         request_id: request_id.to_owned(),
         api_key: api_key(headers),
         region_header: headers.get("x-llmux-region").and_then(|value| value.to_str().ok()).map(str::to_owned),
+        claude_code_session: header_text(headers, "x-claude-code-session-id"),
+        session: header_text(headers, "x-session-id").or_else(|| header_text(headers, "session_id")),
         started,
     }
+}
+
+/// A header's value as text, if it is sent, printable and not blank.
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// The HTTP response for a lifecycle's outcome: the reply with llmux's headers, or the
@@ -232,6 +240,19 @@ mod tests {
         // A process-wide counter: other tests running at the same time take ids too.
         let number = |id: &str| u64::from_str_radix(&id[14..], 16).unwrap();
         assert!(number(&second) > number(&first));
+    }
+
+    #[test]
+    fn session_headers_reach_the_gateway() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-claude-code-session-id", "cc-1".parse().unwrap());
+        headers.insert("session_id", "codex-1".parse().unwrap());
+        let meta = super::request_meta(&headers, "req", tokio::time::Instant::now());
+        assert_eq!((meta.claude_code_session.as_deref(), meta.session.as_deref()), (Some("cc-1"), Some("codex-1")));
+        headers.insert("x-session-id", " generic ".parse().unwrap());
+        headers.insert("x-claude-code-session-id", " ".parse().unwrap());
+        let meta = super::request_meta(&headers, "req", tokio::time::Instant::now());
+        assert_eq!((meta.claude_code_session.as_deref(), meta.session.as_deref()), (None, Some("generic")));
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Peek<'a> {
     pub max_tokens: Option<u64>,
     /// Number of choices asked for.
     pub n: u32,
+    /// `prompt_cache_key` and `user` when they are strings: what names the client's
+    /// conversation (route affinity). Other types pass through unread.
+    pub prompt_cache_key: Option<Cow<'a, str>>,
+    pub user: Option<Cow<'a, str>>,
 }
 
 /// Fields named with a leading `_` are read only so their JSON type is checked.
@@ -78,6 +82,10 @@ struct RawPeek<'a> {
     _logprobs: Option<IgnoredAny>,
     #[serde(borrow)]
     tools: Option<Vec<ToolPeek<'a>>>,
+    #[serde(borrow)]
+    prompt_cache_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -186,7 +194,18 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek<'_>, DecodeError> {
         object_start,
         max_tokens: raw.max_completion_tokens.or(raw.max_tokens),
         n: raw.n.unwrap_or(1),
+        prompt_cache_key: string_of(raw.prompt_cache_key),
+        user: string_of(raw.user),
     })
+}
+
+/// A JSON string's text, borrowed where it has no escapes; `None` for other values.
+fn string_of(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    let raw = raw?.get();
+    match serde_json::from_str::<&str>(raw) {
+        Ok(text) => Some(Cow::Borrowed(text)),
+        Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+    }
 }
 
 /// The byte range of a borrowed `RawValue` inside `body`.

@@ -90,6 +90,20 @@ fn peek_other_endpoints_require_their_fields() {
 }
 
 #[test]
+fn peek_reads_the_conversation_names_when_they_are_strings() {
+    let body =
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"prompt_cache_key":"sess-1","user":"a\u00e9"}"#;
+    let peeked = peek(body, Endpoint::ChatCompletions).unwrap();
+    assert_eq!(peeked.prompt_cache_key.as_deref(), Some("sess-1"));
+    assert!(matches!(peeked.prompt_cache_key, Some(std::borrow::Cow::Borrowed(_))), "no escapes: borrowed");
+    assert_eq!(peeked.user.as_deref(), Some("a\u{e9}"));
+    // Other types are not names, and not errors: the body passes through as it is.
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"prompt_cache_key":7,"user":null}"#;
+    let peeked = peek(body, Endpoint::ChatCompletions).unwrap();
+    assert_eq!((peeked.prompt_cache_key, peeked.user), (None, None));
+}
+
+#[test]
 fn usage_from_openai_and_deepseek_bodies() {
     let openai = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":2}}}"#;
     assert_eq!(

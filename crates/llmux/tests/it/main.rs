@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP against in-process fake
 //! upstreams on port 0. One test binary (faster to link); modules by theme.
 
+mod affinity;
 mod anthropic;
 mod chat;
 mod cli;

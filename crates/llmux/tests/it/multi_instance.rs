@@ -2,7 +2,8 @@
 //! own) and Redis (a prefix of their own), as a fleet behind a load balancer would:
 //! one fleet-wide RPM limit and one budget, a revocation through one instance refused
 //! by the others within a second, and an instance stopped mid-load losing no usage
-//! record of a request that completed. Against the PostgreSQL and Redis of
+//! record of a request that completed. Two instances in process: a conversation pinned
+//! by one goes to the same route on the other. Against the PostgreSQL and Redis of
 //! `llmux_testkit::services` (`LLMUX_TEST_POSTGRES_URL` and `LLMUX_TEST_REDIS_URL`, else
 //! the local ones); they fail without them.
 
@@ -347,6 +348,111 @@ async fn while_postgres_is_away_a_budget_the_fleet_already_tracks_keeps_working_
     let response = second.chat(&fresh, &ask()).await;
     assert_eq!(response.status(), 503);
     proxy.restore();
+    first.stop().await;
+    second.stop().await;
+    schema.drop().await;
+}
+
+/// `url` (PostgreSQL or Redis) with its host and port replaced by `addr`, and the
+/// original `host:port`.
+fn through(url: &str, default_port: u16, addr: std::net::SocketAddr) -> (String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let target = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:{default_port}") };
+    (url.replacen(host_port, &addr.to_string(), 1), target)
+}
+
+#[tokio::test]
+async fn a_conversation_pinned_on_one_instance_goes_to_the_same_route_on_another() {
+    let (postgres, redis) = (postgres_url(), redis_url());
+    let schema = Schema::create(&postgres).await;
+    // Both instances reach Redis through a relay the test cuts at the end.
+    let (_, target) = through(&redis, 6379, "127.0.0.1:1".parse().unwrap());
+    let relay = llmux_testkit::FaultProxy::start(&target).await;
+    let (through_relay, _) = through(&redis, 6379, relay.addr());
+    let mut providers = String::new();
+    let mut fakes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let fake = FakeUpstream::start().await;
+        fake.always(Reply::chat("ok", 9, 4));
+        providers.push_str(&fake_provider(name, &fake.base_url()));
+        fakes.push(fake);
+    }
+    let dir = temp_dir("affinity-fleet");
+    let path = dir.join("llmux.toml");
+    let prefix = format!("llmux-it-{}:", schema.name);
+    let base = crate::base_config(&dir).replace(
+        &format!("url = \"sqlite://{}/llmux.db\"\n", dir.display()),
+        &format!("url = \"{}\"\nredis = \"{through_relay}\"\nredis_prefix = \"{prefix}\"\n", schema.url),
+    );
+    let model = "[[models]]\nname = \"agent\"\nstrategy = \"weighted\"\nroutes = [\n  { provider = \"a\", model = \"m\" },\n  \
+                 { provider = \"b\", model = \"m\" },\n  { provider = \"c\", model = \"m\" },\n]\n";
+    std::fs::write(&path, format!("{base}{providers}{model}")).unwrap();
+    let first = crate::TestGateway::start_with(dir.clone(), path.clone()).await;
+    let second = crate::TestGateway::start_with(dir.clone(), path).await;
+    for gateway in [&first, &second] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready: Value = gateway.http.get(gateway.url("/ready")).send().await.unwrap().json().await.unwrap();
+            if ready["redis"] == "up" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ready}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (key, _) = first.create_key(json!({"name": "agent"})).await;
+    wait_until_known(&second, &key).await;
+    // The route that served a turn of `conversation` on `gateway`.
+    let ask = |gateway: &crate::TestGateway, conversation: &str| {
+        let body = json!({"model": "agent", "prompt_cache_key": conversation, "messages": [{"role": "user", "content": "hi"}]});
+        let request = gateway.http.post(gateway.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send();
+        async move {
+            let response = request.await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.headers()["x-llmux-provider"].to_str().unwrap().to_owned()
+        }
+    };
+    let mut redis_admin =
+        redis::Client::open(redis.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let conversations = 5;
+    for n in 0..conversations {
+        let conversation = format!("session-{n}");
+        let pinned = ask(&first, &conversation).await;
+        // The pin reaches Redis in the background.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let pins: Vec<String> =
+                redis::cmd("KEYS").arg(format!("{prefix}pin:*")).query_async(&mut redis_admin).await.unwrap();
+            if pins.len() > n {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no pin in Redis for conversation {n}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(ask(&second, &conversation).await, pinned, "conversation {n} on the second instance");
+        assert_eq!(ask(&first, &conversation).await, pinned, "conversation {n} back on the first");
+    }
+    // Each of the second instance's turns found its pin in the fleet.
+    let metrics = second.http.get(second.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(&format!("llmux_affinity_total{{model=\"agent\",outcome=\"hit\"}} {conversations}")),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("outcome=\"miss\""), "{metrics}");
+
+    // Redis goes away: every turn is still answered, and each instance keeps pinning alone.
+    relay.cut();
+    for n in 0..3 {
+        let conversation = format!("offline-{n}");
+        let pinned = ask(&second, &conversation).await;
+        assert_eq!(ask(&second, &conversation).await, pinned);
+    }
+    let pins: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut redis_admin).await.unwrap();
+    if !pins.is_empty() {
+        let _: i64 = redis::cmd("DEL").arg(pins).query_async(&mut redis_admin).await.unwrap();
+    }
     first.stop().await;
     second.stop().await;
     schema.drop().await;
