@@ -73,6 +73,54 @@ fn gemini_stream() -> (Vec<u8>, usize) {
     (body.into_bytes(), 1 + 2 * TEXT_EVENTS + 1)
 }
 
+/// A Responses API stream with the same content, as OpenAI sends it: created, in
+/// progress, the message item and its part, 200 text deltas, the done events, completed
+/// with the usage.
+fn responses_stream() -> (Vec<u8>, usize) {
+    let mut body = String::new();
+    let mut sequence = 0;
+    let mut event = |name: &str, rest: String| {
+        body.push_str(&format!(
+            "event: {name}\ndata: {{\"type\":\"{name}\",\"sequence_number\":{sequence}{rest}}}\n\n"
+        ));
+        sequence += 1;
+    };
+    let response = |status: &str, output: &str, usage: &str| {
+        format!(
+            r#","response":{{"id":"resp_1","object":"response","created_at":1,"status":"{status}","model":"m","output":[{output}],"usage":{usage}}}"#
+        )
+    };
+    event("response.created", response("in_progress", "", "null"));
+    event("response.in_progress", response("in_progress", "", "null"));
+    let item = r#"{"id":"msg_1","type":"message","status":"in_progress","role":"assistant","content":[]}"#;
+    event("response.output_item.added", format!(r#","output_index":0,"item":{item}"#));
+    let part = r#"{"type":"output_text","annotations":[],"text":""}"#;
+    event(
+        "response.content_part.added",
+        format!(r#","item_id":"msg_1","output_index":0,"content_index":0,"part":{part}"#),
+    );
+    let mut text = String::new();
+    for index in 0..TEXT_EVENTS {
+        let delta = format!("token{index} ");
+        event(
+            "response.output_text.delta",
+            format!(r#","item_id":"msg_1","output_index":0,"content_index":0,"delta":"{delta}","logprobs":[]"#),
+        );
+        text.push_str(&delta);
+    }
+    event(
+        "response.output_text.done",
+        format!(r#","item_id":"msg_1","output_index":0,"content_index":0,"text":"{text}""#),
+    );
+    let done = format!(
+        r#"{{"id":"msg_1","type":"message","status":"completed","role":"assistant","content":[{{"type":"output_text","annotations":[],"text":"{text}"}}]}}"#
+    );
+    event("response.output_item.done", format!(r#","output_index":0,"item":{done}"#));
+    let usage = r#"{"input_tokens":12,"input_tokens_details":{"cached_tokens":0},"output_tokens":200,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":212}"#;
+    event("response.completed", response("completed", &done, usage));
+    (body.into_bytes(), TEXT_EVENTS + 8)
+}
+
 /// Frames `stream` as it would arrive (in 1 KiB reads) and hands each event's data to
 /// `translate`, which appends the client's bytes to `out`.
 fn relay(stream: &[u8], out: &mut Vec<u8>, mut translate: impl FnMut(&[u8], &mut Vec<u8>)) {
@@ -162,6 +210,12 @@ fn benches(c: &mut Criterion) {
     bench_translation(&mut group, name, &openai_stream(), ChunkDecoder::new, responses);
     let name = "Anthropic upstream -> Responses client (per stream of 205 events)";
     bench_translation(&mut group, name, &anthropic_stream(), EventDecoder::new, responses);
+    let from_responses = responses_stream();
+    let decoder = llmux_wire::responses::upstream::EventDecoder::new;
+    let name = "Responses upstream -> OpenAI client (per stream of 208 events)";
+    bench_translation(&mut group, name, &from_responses, decoder, openai);
+    let name = "Responses upstream -> Anthropic client (per stream of 208 events)";
+    bench_translation(&mut group, name, &from_responses, decoder, anthropic);
     group.finish();
 }
 
