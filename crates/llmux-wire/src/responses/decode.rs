@@ -12,8 +12,8 @@
 //!   - `reasoning` gives its summary texts to the next assistant message, and its
 //!     `encrypted_content` as that message's reasoning signature: one llmux made
 //!     (`llmux:` + the canonical signature, see `encode`) is the canonical signature
-//!     again; any other was minted by OpenAI (`openai:` + it), so it goes back to
-//!     OpenAI only.
+//!     again; any other was minted by OpenAI (`openai:<item id>:` + it), so it goes
+//!     back to OpenAI only.
 //! - Function tools become tools; other tool types (hosted tools, namespaces, custom
 //!   tools) are kept in `extensions["tools"]`, which no canonical encoder holds, so they
 //!   are dropped and named. `tool_choice` likewise: the four canonical forms map, any
@@ -210,7 +210,7 @@ fn input_items(raw: &RawValue, out: &mut Vec<Message>) -> Result<(), DecodeError
                     });
                 }
                 if let Some(sealed) = item.encrypted_content.filter(|sealed| !sealed.is_empty()) {
-                    signature = Some(canonical_signature(&sealed));
+                    signature = Some(canonical_signature(item.id.as_deref(), &sealed));
                 }
             }
             "" => return Err(error(&format!("{path}.type"), "field required")),
@@ -344,17 +344,20 @@ struct ItemWire<'a> {
     output: Option<&'a RawValue>,
     summary: Option<Vec<SummaryWire>>,
     encrypted_content: Option<String>,
+    id: Option<String>,
 }
 
 /// What llmux puts before a canonical signature in a reasoning item's
 /// `encrypted_content`.
 pub(crate) const SEALED_PREFIX: &str = "llmux:";
 
-/// The canonical signature of a reasoning item's `encrypted_content`.
-fn canonical_signature(sealed: &str) -> String {
+/// The canonical signature of reasoning item `id`'s `encrypted_content`: llmux's seal
+/// opened, or OpenAI's own as `openai:<item id>:<encrypted content>` (OpenAI takes its
+/// reasoning back only with the item's id).
+fn canonical_signature(id: Option<&str>, sealed: &str) -> String {
     match sealed.strip_prefix(SEALED_PREFIX) {
         Some(canonical) => canonical.to_owned(),
-        None => format!("{}{sealed}", llmux_types::chat::OPENAI_SIGNATURE_PREFIX),
+        None => format!("{}{}:{sealed}", llmux_types::chat::OPENAI_SIGNATURE_PREFIX, id.unwrap_or_default()),
     }
 }
 

@@ -18,10 +18,10 @@
 //!
 //! Item ids are the response id's suffix behind the item kind's prefix and its output
 //! index (`msg_…0`, `rs_…1`, `fc_…2`); a function call's `call_id` is the upstream's call
-//! id. A reasoning signature is the reasoning item's `encrypted_content`: OpenAI's own
-//! as it minted it, any other provider's as `llmux:` + the canonical signature (opaque
-//! to the client, and read back by `decode` when the item is sent again). A signature
-//! without reasoning text is a reasoning item with an empty summary.
+//! id. A reasoning signature is the reasoning item's `encrypted_content`: `llmux:` + the
+//! canonical signature (opaque to the client, and read back by `decode` when the item is
+//! sent again). A signature without reasoning text is a reasoning item with an empty
+//! summary.
 
 use super::decode::ResponsesRequest;
 use crate::json::compact_json;
@@ -285,13 +285,8 @@ fn write_item(out: &mut Vec<u8>, response_id: &str, item: &Item, index: usize) {
             out.push(b']');
             if let Some(signature) = &item.signature {
                 out.extend_from_slice(b",\"encrypted_content\":\"");
-                match llmux_types::chat::openai_signature(signature) {
-                    Some(openai) => string_inner(out, openai),
-                    None => {
-                        out.extend_from_slice(super::decode::SEALED_PREFIX.as_bytes());
-                        string_inner(out, signature);
-                    }
-                }
+                out.extend_from_slice(super::decode::SEALED_PREFIX.as_bytes());
+                string_inner(out, signature);
                 out.push(b'"');
             }
         }

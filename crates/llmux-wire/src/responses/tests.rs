@@ -327,13 +327,13 @@ fn signatures_go_to_the_client_sealed_and_come_back_to_their_provider() {
         json!({"id": "rs_s1", "type": "reasoning", "summary": [], "encrypted_content": "llmux:gemini:g1"})
     );
 
-    // OpenAI's own encrypted content is shown as OpenAI minted it.
+    // OpenAI's own (with the id of its item) is sealed the same way.
     let mut openai = answer(None, None, Vec::new(), FinishReason::Stop);
-    openai.choices[0].reasoning_signature = Some("openai:gAAAAB".into());
+    openai.choices[0].reasoning_signature = Some("openai:rs_9:gAAAAB".into());
     let body: Value = serde_json::from_slice(&response("resp_o", 1, &echo(), &openai)).unwrap();
     assert_eq!(
         body["output"][0],
-        json!({"id": "rs_o0", "type": "reasoning", "summary": [], "encrypted_content": "gAAAAB"})
+        json!({"id": "rs_o0", "type": "reasoning", "summary": [], "encrypted_content": "llmux:openai:rs_9:gAAAAB"})
     );
 
     // Sent back as input items: each signature is the canonical one again, on the
@@ -345,12 +345,12 @@ fn signatures_go_to_the_client_sealed_and_come_back_to_their_provider() {
         {"type":"function_call_output","call_id":"call_1","output":"r"},
         {"type":"reasoning","summary":[{"type":"summary_text","text":"hm"}],"encrypted_content":"llmux:EqQB"},
         {"type":"message","role":"assistant","content":[{"type":"output_text","text":"a"}]},
-        {"type":"reasoning","summary":[],"encrypted_content":"gAAAAB"},
+        {"type":"reasoning","id":"rs_9","summary":[],"encrypted_content":"gAAAAB"},
         {"type":"message","role":"assistant","content":"b"}]}"#;
     let messages = responses_request(body).unwrap().chat.messages;
     let signatures: Vec<Option<&str>> =
         messages.iter().filter(|m| m.role == Role::Assistant).map(|m| m.reasoning_signature.as_deref()).collect();
-    assert_eq!(signatures, [Some("gemini:g1"), Some("EqQB"), Some("openai:gAAAAB")]);
+    assert_eq!(signatures, [Some("gemini:g1"), Some("EqQB"), Some("openai:rs_9:gAAAAB")]);
     assert_eq!(messages[3].reasoning.as_deref(), Some("hm"));
 }
 
