@@ -8,9 +8,12 @@
 //!   item per tool call), tool messages (`function_call_output`, text as a string; with
 //!   images, `input_text` / `input_image` parts; `tool_error` prefixes the text with
 //!   `Error: ` as the Chat Completions encoder does).
-//! - Assistant reasoning is not sent back: OpenAI accepts a `reasoning` input item only
-//!   with the id (and, unstored, the `encrypted_content`) it minted itself, which the
-//!   canonical model does not carry; the model reasons again instead.
+//! - Assistant reasoning goes back only when OpenAI signed it (a canonical signature
+//!   `openai:<item id>:<encrypted content>`, see `response`): a `reasoning` item with
+//!   that id, summary and `encrypted_content` before the turn's message and calls. Other
+//!   reasoning is not sent (OpenAI accepts only reasoning items it minted); the model
+//!   reasons again. With a `reasoning_effort` the body asks for the encrypted content
+//!   (`include: ["reasoning.encrypted_content"]`), so that the next turn can send it back.
 //! - Function tools are flat with `strict: false` (the Responses API defaults to strict
 //!   schemas, which most clients' schemas are not) and `parameters` always present (an
 //!   empty object schema when the client gave none). `tool_choice` maps its four forms.
@@ -74,6 +77,7 @@ pub fn request_body(request: &ChatRequest, upstream_model: &str) -> Vec<u8> {
         tool_choice,
         text: (format.is_some() || verbosity.is_some()).then_some(TextWire { format, verbosity }),
         reasoning: extension(request, "reasoning_effort").map(|effort| ReasoningWire { effort }),
+        include: if extension(request, "reasoning_effort").is_some() { &["reasoning.encrypted_content"] } else { &[] },
         max_output_tokens: request.max_tokens.map(|max| max.max(MIN_OUTPUT_TOKENS)),
         temperature: request.temperature,
         top_p: request.top_p,
@@ -253,6 +257,20 @@ fn items(messages: &[Message]) -> Vec<ItemWire<'_>> {
                 items.push(ItemWire::Message { role: message.role.as_str(), content: input_content(&message.content) })
             }
             Role::Assistant => {
+                if let Some((id, encrypted_content)) = message
+                    .reasoning_signature
+                    .as_deref()
+                    .and_then(llmux_types::chat::openai_signature)
+                    .and_then(|signature| signature.split_once(':'))
+                    .filter(|(id, sealed)| !id.is_empty() && !sealed.is_empty())
+                {
+                    let summary = message.reasoning.as_deref().filter(|text| !text.is_empty());
+                    items.push(ItemWire::Reasoning {
+                        id,
+                        summary: summary.map(|text| SummaryWire { kind: "summary_text", text }).into_iter().collect(),
+                        encrypted_content,
+                    });
+                }
                 let text = joined_text(&message.content);
                 if !text.is_empty() {
                     items.push(ItemWire::Message {
@@ -309,6 +327,8 @@ struct RequestWire<'a> {
     text: Option<TextWire<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning: Option<ReasoningWire<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    include: &'static [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
     max_output_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -340,6 +360,14 @@ enum ItemWire<'a> {
     Message { role: &'static str, content: ContentWire<'a> },
     FunctionCall { call_id: &'a str, name: &'a str, arguments: &'a str },
     FunctionCallOutput { call_id: &'a str, output: ContentWire<'a> },
+    Reasoning { id: &'a str, summary: Vec<SummaryWire<'a>>, encrypted_content: &'a str },
+}
+
+#[derive(Serialize)]
+struct SummaryWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
 }
 
 #[derive(Serialize)]

@@ -113,6 +113,8 @@ struct ItemIn<'a> {
     name: Option<String>,
     #[serde(borrow)]
     arguments: Option<&'a RawValue>,
+    id: Option<String>,
+    encrypted_content: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +123,14 @@ struct PartIn {
     kind: Option<String>,
     text: Option<String>,
     refusal: Option<String>,
+}
+
+/// The canonical signature of OpenAI's reasoning item `id` with `encrypted_content`
+/// (`openai:<id>:<encrypted content>`: OpenAI takes its reasoning back only with the
+/// item's id), if it has both.
+pub(crate) fn openai_signature(id: Option<&str>, encrypted_content: Option<&str>) -> Option<String> {
+    let (id, sealed) = (id.filter(|id| !id.is_empty())?, encrypted_content.filter(|sealed| !sealed.is_empty())?);
+    Some(format!("{}{id}:{sealed}", llmux_types::chat::OPENAI_SIGNATURE_PREFIX))
 }
 
 /// Function arguments as a string: a JSON string's value, or (a server that sends an
@@ -163,6 +173,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
     };
     let mut content = String::new();
     let mut reasoning = None;
+    let mut reasoning_signature = None;
     let mut tool_calls = Vec::new();
     for item in output {
         match item.kind.as_str() {
@@ -175,6 +186,9 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
                 }
             }
             "reasoning" => {
+                if let Some(signature) = openai_signature(item.id.as_deref(), item.encrypted_content.as_deref()) {
+                    reasoning_signature = Some(signature);
+                }
                 let summary: Vec<PartIn> = item.summary.unwrap_or_default();
                 let texts = if summary.iter().any(|part| part.text.as_deref().is_some_and(|text| !text.is_empty())) {
                     summary
@@ -203,7 +217,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
             index: 0,
             content: Some(content).filter(|text| !text.is_empty() || tool_calls.is_empty()),
             reasoning,
-            reasoning_signature: None,
+            reasoning_signature,
             redacted_reasoning: Vec::new(),
             finish_reason,
             tool_calls,

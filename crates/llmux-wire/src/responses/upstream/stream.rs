@@ -74,6 +74,10 @@ struct ItemIn<'a> {
     name: Option<Str<'a>>,
     #[serde(borrow)]
     arguments: Option<Str<'a>>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    encrypted_content: Option<Str<'a>>,
 }
 
 /// A function call item of the stream: its output index, its canonical index, and
@@ -165,6 +169,16 @@ impl UpstreamDecoder for EventDecoder {
             }
             "response.output_item.added" | "response.output_item.done" => {
                 let item: ItemIn<'d> = parse(&event.kind, required(event.item, "item")?)?;
+                // A finished reasoning item's encrypted content (when `include` asked for
+                // it): OpenAI's signature of that reasoning.
+                if &*item.kind == "reasoning"
+                    && event.kind.ends_with(".done")
+                    && let Some(signature) =
+                        super::response::openai_signature(item.id.as_deref(), item.encrypted_content.as_deref())
+                {
+                    self.start(emit);
+                    emit(StreamEvent::ReasoningSignature { choice: 0, signature: signature.into() });
+                }
                 if &*item.kind == "function_call" {
                     let output_index = index(event.output_index, &event.kind)?;
                     let done = event.kind.ends_with(".done");

@@ -73,6 +73,7 @@ fn a_chat_conversation_becomes_input_items() {
     assert_eq!(
         body_of(&request, "o3-pro"),
         json!({
+            "include": ["reasoning.encrypted_content"],
             "model": "o3-pro",
             "instructions": "Be brief.\nBe kind.",
             "input": [
@@ -211,4 +212,35 @@ fn extensions_of_the_wrong_type_are_dropped_not_sent() {
     request.tool_choice = Some(ToolChoice::Required);
     assert_eq!(body_of(&request, "m")["tool_choice"], "required");
     assert!(dropped(&request).contains(&"tool_choice"));
+}
+
+#[test]
+fn openai_signed_reasoning_goes_back_as_its_reasoning_item_and_no_other() {
+    let mut signed = Message::new(Role::Assistant, vec![ContentPart::Text("Sure.".into())]);
+    signed.reasoning = Some("Thinking.".into());
+    signed.reasoning_signature = Some("openai:rs_42:gAAAAB".into());
+    let mut anthropic = Message::new(Role::Assistant, vec![ContentPart::Text("Again.".into())]);
+    anthropic.reasoning = Some("Hm.".into());
+    anthropic.reasoning_signature = Some("EqQB".into());
+    let request = ChatRequest {
+        model: "m".into(),
+        messages: vec![
+            Message::new(Role::User, vec![ContentPart::Text("q".into())]),
+            signed,
+            Message::new(Role::User, vec![ContentPart::Text("q2".into())]),
+            anthropic,
+            Message::new(Role::User, vec![ContentPart::Text("q3".into())]),
+        ],
+        ..ChatRequest::default()
+    };
+    let body = body_of(&request, "o3");
+    let input = body["input"].as_array().unwrap();
+    assert_eq!(
+        input[1],
+        json!({"type": "reasoning", "id": "rs_42", "summary": [{"type": "summary_text", "text": "Thinking."}],
+               "encrypted_content": "gAAAAB"})
+    );
+    assert_eq!(input[2]["role"], "assistant");
+    assert_eq!(input.iter().filter(|item| item["type"] == "reasoning").count(), 1, "Anthropic's stays out");
+    assert!(body.get("include").is_none(), "no effort asked: no encrypted content asked for");
 }

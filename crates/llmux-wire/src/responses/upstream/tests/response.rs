@@ -70,3 +70,13 @@ fn failures_and_malformed_bodies_are_errors() {
     assert_eq!(usage(b"not json"), None);
     assert_eq!(usage(br#"{"usage":null}"#), None);
 }
+
+#[test]
+fn openai_encrypted_reasoning_becomes_its_signature_with_the_item_id() {
+    let body = br#"{"id":"resp_1","object":"response","created_at":1,"status":"completed","model":"o3",
+        "output":[{"id":"rs_42","type":"reasoning","summary":[],"encrypted_content":"gAAAAB"},
+                  {"id":"msg_1","type":"message","role":"assistant","content":[{"type":"output_text","text":"Hi"}]}],
+        "usage":{"input_tokens":1,"output_tokens":1}}"#;
+    let response = decode_response(body).unwrap();
+    assert_eq!(response.choices[0].reasoning_signature.as_deref(), Some("openai:rs_42:gAAAAB"));
+}

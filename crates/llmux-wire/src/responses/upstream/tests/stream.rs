@@ -161,3 +161,24 @@ fn unknown_events_are_skipped_and_malformed_ones_are_errors() {
         assert!(error.message.starts_with("invalid upstream"), "{malformed}: {}", error.message);
     }
 }
+
+#[test]
+fn a_finished_reasoning_item_with_encrypted_content_is_openais_signature() {
+    let mut decoder = EventDecoder::new();
+    let mut events = Vec::new();
+    let payloads: [&[u8]; 2] = [
+        br#"{"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"id":"rs_42","type":"reasoning","summary":[]}}"#,
+        br#"{"type":"response.output_item.done","sequence_number":3,"output_index":0,"item":{"id":"rs_42","type":"reasoning","summary":[],"encrypted_content":"gAAAAB"}}"#,
+    ];
+    for payload in payloads {
+        decoder.decode_with(payload, &mut |event| events.push(event.into_owned())).unwrap();
+    }
+    let signatures: Vec<&str> = events
+        .iter()
+        .filter_map(|event| match event {
+            StreamEvent::ReasoningSignature { signature, .. } => Some(signature.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signatures, ["openai:rs_42:gAAAAB"]);
+}
