@@ -12,6 +12,8 @@
 // Every request is recorded (method, path, lower-cased headers, parsed body, raw body)
 // so tests can assert on what the gateway actually sent; each test puts a unique
 // marker string in its request and finds its record with `one(marker)`.
+// Other suites (tests/agents) add models with scripted behaviour through `script()`,
+// answering with the exported writers (`sendJson`, `sendSse`, `sendGeminiSse`).
 
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -55,8 +57,14 @@ function openaiError(message, type = 'invalid_request_error', param = null, code
   return { error: { message, type, param, code } };
 }
 
-/** What the real Messages API would reject in `body` (the subset the tests rely on). */
-export function anthropicBodyProblems(body, headers) {
+/**
+ * What the real Messages API would reject in `body` (the subset the tests rely on).
+ * With `claudeCodeBetas`, also what the API takes from current Claude Code under the
+ * beta headers it sends (its body reaches an anthropic upstream unchanged): `system`
+ * messages among `messages` (checked as text, and left out of the role order) and
+ * `defer_loading` on tools.
+ */
+export function anthropicBodyProblems(body, headers, { claudeCodeBetas = false } = {}) {
   const problems = [];
   if (headers['x-api-key'] !== UPSTREAM_KEY) problems.push('x-api-key is not the provider key');
   if (headers['anthropic-version'] !== '2023-06-01') problems.push('anthropic-version: header must be 2023-06-01');
@@ -67,12 +75,21 @@ export function anthropicBodyProblems(body, headers) {
     problems.push('messages: at least one message is required');
     return problems;
   }
-  if (messages[0]?.role !== 'user') problems.push('messages: the first message must use the user role');
+  const turns = messages.filter((message) => !(claudeCodeBetas && message?.role === 'system'));
+  if (turns[0]?.role !== 'user') problems.push('messages: the first message must use the user role');
   messages.forEach((message, index) => {
     const role = message?.role;
+    if (role === 'system' && claudeCodeBetas) {
+      const blocks = typeof message.content === 'string' ? [{ type: 'text', text: message.content }] : message.content;
+      if (!Array.isArray(blocks) || !blocks.length || blocks.some((block) => block?.type !== 'text' || !block.text)) {
+        problems.push(`messages.${index}: a system message holds non-empty text only`);
+      }
+      return;
+    }
     if (role === 'system') problems.push(`messages.${index}.role: "system" is not a message role; use the top-level system parameter`);
     else if (role !== 'user' && role !== 'assistant') problems.push(`messages.${index}.role: must be user or assistant`);
-    if (index > 0 && role === messages[index - 1]?.role) problems.push(`messages.${index}: roles must alternate between user and assistant`);
+    const turn = turns.indexOf(message);
+    if (turn > 0 && role === turns[turn - 1]?.role) problems.push(`messages.${index}: roles must alternate between user and assistant`);
     const content = message?.content;
     if (typeof content === 'string') {
       if (!content) problems.push(`messages.${index}.content: must be non-empty`);
@@ -92,7 +109,7 @@ export function anthropicBodyProblems(body, headers) {
     if (!Array.isArray(body.tools)) problems.push('tools: must be an array');
     else {
       for (const tool of body.tools) {
-        const allowed = new Set(['name', 'description', 'input_schema', 'cache_control', 'type']);
+        const allowed = new Set(['name', 'description', 'input_schema', 'cache_control', 'type', ...(claudeCodeBetas ? ['defer_loading'] : [])]);
         const extra = Object.keys(tool ?? {}).filter((key) => !allowed.has(key));
         const typeOk = tool?.type === undefined || tool.type === 'custom';
         if (extra.length || !typeOk || typeof tool?.name !== 'string' || typeof tool?.input_schema !== 'object' || tool.input_schema === null) {
@@ -103,6 +120,148 @@ export function anthropicBodyProblems(body, headers) {
   }
   for (const field of ['stream_options', 'n', 'seed', 'response_format']) {
     if (field in body) problems.push(`${field}: Extra inputs are not permitted`);
+  }
+  return problems;
+}
+
+/**
+ * What the real Messages API would reject in a conversation with tool use: every
+ * `tool_use` of an assistant turn answered by a `tool_result` (same id) in the next
+ * user turn, and no `tool_result` without its `tool_use` (`system` messages, which only
+ * current Claude Code sends, are skipped when looking for the next turn).
+ */
+export function anthropicToolProblems(body) {
+  const problems = [];
+  const turns = (Array.isArray(body.messages) ? body.messages : [])
+    .map((message, index) => ({ message, index }))
+    .filter(({ message }) => message?.role !== 'system');
+  const blocksOf = (message) => (Array.isArray(message?.content) ? message.content : []);
+  turns.forEach(({ message, index }, turn) => {
+    const previous = turns[turn - 1]?.message;
+    const asked = new Set(previous?.role === 'assistant' ? blocksOf(previous).filter((b) => b?.type === 'tool_use').map((b) => b.id) : []);
+    const answered = new Set();
+    for (const block of blocksOf(message)) {
+      if (block?.type !== 'tool_result') continue;
+      if (message.role !== 'user') problems.push(`messages.${index}: tool_result blocks belong in a user message`);
+      if (!asked.has(block.tool_use_id)) {
+        problems.push(`messages.${index}: unexpected \`tool_use_id\` found in \`tool_result\` blocks: ${block.tool_use_id}. Each \`tool_result\` block must have a corresponding \`tool_use\` block in the previous message.`);
+      }
+      answered.add(block.tool_use_id);
+      const content = block.content;
+      const textOk = typeof content === 'string' || (Array.isArray(content) && content.every((part) => ['text', 'image'].includes(part?.type)));
+      if (content !== undefined && !textOk) problems.push(`messages.${index}: tool_result content must be a string or text/image blocks`);
+    }
+    if (message.role === 'assistant') {
+      const next = turns[turn + 1]?.message;
+      const ids = blocksOf(message).filter((b) => b?.type === 'tool_use').map((b) => b.id);
+      const results = new Set(next ? blocksOf(next).filter((b) => b?.type === 'tool_result').map((b) => b.tool_use_id) : []);
+      const missing = next ? ids.filter((id) => !results.has(id)) : [];
+      if (missing.length) {
+        problems.push(`messages.${index}: \`tool_use\` ids were found without \`tool_result\` blocks immediately after: ${missing.join(', ')}. Each \`tool_use\` block must have a corresponding \`tool_result\` block in the next message.`);
+      }
+    }
+  });
+  return problems;
+}
+
+// ---------------------------------------------------------------- OpenAI chat dialect
+
+// Chat Completions request fields OpenAI knows; others are refused ("Unrecognized request argument").
+const OPENAI_CHAT_FIELDS = new Set([
+  'model', 'messages', 'audio', 'frequency_penalty', 'function_call', 'functions', 'logit_bias', 'logprobs',
+  'max_completion_tokens', 'max_tokens', 'metadata', 'modalities', 'n', 'parallel_tool_calls', 'prediction',
+  'presence_penalty', 'prompt_cache_key', 'prompt_cache_retention', 'reasoning_effort', 'response_format',
+  'safety_identifier', 'seed', 'service_tier', 'stop', 'store', 'stream', 'stream_options', 'temperature',
+  'tool_choice', 'tools', 'top_logprobs', 'top_p', 'user', 'verbosity', 'web_search_options',
+]);
+const OPENAI_TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/** What OpenAI's Chat Completions API would reject in `body` (roles, tool calls and their results, tools). */
+export function openaiChatBodyProblems(body, headers) {
+  const problems = [];
+  if (headers.authorization !== `Bearer ${UPSTREAM_KEY}`) problems.push('Incorrect API key provided (Authorization: Bearer)');
+  for (const name of Object.keys(body)) {
+    if (!OPENAI_CHAT_FIELDS.has(name)) problems.push(`Unrecognized request argument supplied: ${name}`);
+  }
+  if (typeof body.model !== 'string' || !body.model) problems.push("you must provide a model parameter");
+  if ('max_tokens' in body && 'max_completion_tokens' in body) problems.push('max_tokens and max_completion_tokens cannot both be set');
+  if ('stream_options' in body && body.stream !== true) problems.push("The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+  const isText = (content) =>
+    (typeof content === 'string') || (Array.isArray(content) && content.length > 0 && content.every((part) => part?.type === 'text' && typeof part.text === 'string'));
+  const messages = body.messages;
+  if (!Array.isArray(messages) || messages.length === 0) {
+    problems.push("'messages' must be a non-empty array");
+    return problems;
+  }
+  let pending = null; // tool_call ids of the last assistant message still awaiting a `tool` message
+  messages.forEach((message, index) => {
+    const at = `messages[${index}]`;
+    const role = message?.role;
+    if (pending && pending.size && role !== 'tool') {
+      problems.push(`An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...pending].join(', ')} (${at})`);
+      pending = null;
+    }
+    if (role === 'system' || role === 'developer' || role === 'user') {
+      const partsOk = role === 'user'
+        ? typeof message.content === 'string' || (Array.isArray(message.content) && message.content.every((part) => ['text', 'image_url', 'input_audio', 'file'].includes(part?.type)))
+        : isText(message.content);
+      if (!partsOk) problems.push(`Invalid value for '${at}.content': ${JSON.stringify(message.content)?.slice(0, 200)}`);
+    } else if (role === 'assistant') {
+      const calls = message.tool_calls;
+      if (calls !== undefined) {
+        if (!Array.isArray(calls) || !calls.length) problems.push(`${at}.tool_calls: must be a non-empty array`);
+        for (const call of Array.isArray(calls) ? calls : []) {
+          const argumentsOk = typeof call?.function?.arguments === 'string' && (() => {
+            try {
+              JSON.parse(call.function.arguments);
+              return true;
+            } catch {
+              return false;
+            }
+          })();
+          if (typeof call?.id !== 'string' || call.type !== 'function' || typeof call.function?.name !== 'string' || !argumentsOk) {
+            problems.push(`Invalid value for '${at}.tool_calls': ${JSON.stringify(call)} (id, type function, function.name, function.arguments as a JSON string)`);
+          }
+        }
+        pending = new Set((Array.isArray(calls) ? calls : []).map((call) => call?.id));
+      }
+      const content = message.content;
+      if (!(content === null || content === undefined || isText(content) || (typeof content === 'string'))) {
+        problems.push(`Invalid value for '${at}.content': ${JSON.stringify(content)?.slice(0, 200)}`);
+      }
+      if ((content === null || content === undefined || content === '') && !calls?.length) {
+        problems.push(`${at}: an assistant message needs content or tool_calls`);
+      }
+    } else if (role === 'tool') {
+      if (typeof message.tool_call_id !== 'string' || !pending?.has(message.tool_call_id)) {
+        problems.push(`Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls' (${at}.tool_call_id ${JSON.stringify(message.tool_call_id)})`);
+      } else {
+        pending.delete(message.tool_call_id);
+      }
+      if (!isText(message.content)) problems.push(`Invalid value for '${at}.content': a tool message holds text`);
+    } else {
+      problems.push(`Invalid value: '${role}'. Supported values are: 'system', 'assistant', 'user', 'tool', 'developer' (${at}.role)`);
+    }
+  });
+  if (pending && pending.size) {
+    problems.push(`An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...pending].join(', ')}`);
+  }
+  if (body.tools !== undefined) {
+    if (!Array.isArray(body.tools)) problems.push("'tools' must be an array");
+    for (const tool of Array.isArray(body.tools) ? body.tools : []) {
+      const fn = tool?.function;
+      const extra = Object.keys(fn ?? {}).filter((key) => !['name', 'description', 'parameters', 'strict'].includes(key));
+      if (tool?.type !== 'function' || !isObject(fn) || !OPENAI_TOOL_NAME.test(String(fn.name)) || extra.length
+        || (fn.parameters !== undefined && !isObject(fn.parameters)) || Object.keys(tool).some((key) => key !== 'type' && key !== 'function')) {
+        problems.push(`Invalid tools: ${JSON.stringify(tool).slice(0, 200)} is not {type: function, function: {name, description?, parameters?, strict?}}`);
+      }
+    }
+  }
+  if ('parallel_tool_calls' in body && !body.tools?.length) problems.push("Invalid value for 'parallel_tool_calls': only allowed when 'tools' are specified.");
+  const choice = body.tool_choice;
+  if (choice !== undefined && !['none', 'auto', 'required'].includes(choice)
+    && !(choice?.type === 'function' && typeof choice.function?.name === 'string')) {
+    problems.push(`Invalid value for 'tool_choice': ${JSON.stringify(choice)}`);
   }
   return problems;
 }
@@ -384,9 +543,57 @@ export function geminiBodyProblems(body, headers, url) {
   return problems;
 }
 
+/** Writes a whole JSON answer. */
+export function sendJson(res, status, payload) {
+  const data = Buffer.from(JSON.stringify(payload));
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': data.length });
+  res.end(data);
+}
+
+/**
+ * Writes an SSE answer: OpenAI style (`data:` lines, then `data: [DONE]`) or, with
+ * `named`, Anthropic style (`event: <type>` + `data:`, no terminator).
+ */
+export async function sendSse(res, events, { named }) {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.flushHeaders();
+  for (const event of events) {
+    res.write(named ? `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n` : `data: ${JSON.stringify(event)}\n\n`);
+    await sleep(EVENT_GAP_MS);
+  }
+  if (!named) res.write('data: [DONE]\n\n');
+  res.end();
+}
+
+/** Google-style SSE: CRLF framing, `data:` lines only, no terminator (the end is the close). */
+export async function sendGeminiSse(res, chunks) {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.flushHeaders();
+  for (const chunk of chunks) {
+    res.write(`data: ${JSON.stringify(chunk)}\r\n\r\n`);
+    await sleep(EVENT_GAP_MS);
+  }
+  res.end();
+}
+
+/**
+ * The dialect of a request path: `chat` (POST /v1/chat/completions), `messages`
+ * (POST /v1/messages) or `gemini` (generateContent / streamGenerateContent), else null.
+ * TODO(responses upstream): `responses` for POST /v1/responses once llmux forwards to
+ * providers that speak OpenAI's Responses API themselves.
+ */
+export function dialectOf(path) {
+  if (path === '/v1/chat/completions') return 'chat';
+  if (path === '/v1/messages') return 'messages';
+  if (GEMINI_PATH.test(path)) return 'gemini';
+  return null;
+}
+
 export class FakeUpstream {
   constructor() {
     this.requests = [];
+    // `${dialect} ${model}` -> handler (see `script`).
+    this.scripted = new Map();
     this.server = http.createServer((req, res) => {
       this.#handle(req, res).catch((error) => {
         if (!res.headersSent) this.#json(res, 500, openaiError(`fake upstream crashed: ${error?.stack ?? error}`, 'server_error'));
@@ -434,6 +641,18 @@ export class FakeUpstream {
     return found[0];
   }
 
+  /**
+   * Serves upstream model `model` of `dialect` (see `dialectOf`; for Gemini the model in
+   * the URL) with `handler` instead of the built-in behaviour. The handler gets
+   * `{ req, res, body, raw, url, path, model, dialect }` once the body parsed as a JSON
+   * object, and writes the whole answer itself (`sendJson` / `sendSse` / `sendGeminiSse`),
+   * validating the body first with this module's `*BodyProblems` functions.
+   */
+  script(dialect, model, handler) {
+    this.scripted.set(`${dialect} ${model}`, handler);
+    return this;
+  }
+
   async #handle(req, res) {
     const chunks = [];
     for await (const chunk of req) chunks.push(chunk);
@@ -455,27 +674,22 @@ export class FakeUpstream {
       this.#json(res, 400, openaiError('body is not a JSON object'));
       return;
     }
-    if (path === '/v1/chat/completions') await this.#chat(req, res, body);
+    const dialect = dialectOf(path);
+    const model = dialect === 'gemini' ? GEMINI_PATH.exec(path)[1] : body.model;
+    const handler = this.scripted.get(`${dialect} ${model}`);
+    if (handler) await handler({ req, res, body, raw, url: req.url, path, model, dialect });
+    else if (path === '/v1/chat/completions') await this.#chat(req, res, body);
     else if (path === '/v1/messages') await this.#messages(req, res, body);
     else if (GEMINI_PATH.test(path)) await this.#gemini(req, res, body);
     else this.#json(res, 404, openaiError(`no route ${path}`));
   }
 
   #json(res, status, payload) {
-    const data = Buffer.from(JSON.stringify(payload));
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': data.length });
-    res.end(data);
+    sendJson(res, status, payload);
   }
 
   async #sse(res, events, { named }) {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    res.flushHeaders();
-    for (const event of events) {
-      res.write(named ? `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n` : `data: ${JSON.stringify(event)}\n\n`);
-      await sleep(EVENT_GAP_MS);
-    }
-    if (!named) res.write('data: [DONE]\n\n');
-    res.end();
+    await sendSse(res, events, { named });
   }
 
   // ---------------------------------------------------------------- OpenAI dialect
@@ -619,15 +833,8 @@ export class FakeUpstream {
 
   // ---------------------------------------------------------------- Gemini dialect
 
-  /** Google-style SSE: CRLF framing, `data:` lines only, no terminator (the end is the close). */
   async #geminiSse(res, chunks) {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    res.flushHeaders();
-    for (const chunk of chunks) {
-      res.write(`data: ${JSON.stringify(chunk)}\r\n\r\n`);
-      await sleep(EVENT_GAP_MS);
-    }
-    res.end();
+    await sendGeminiSse(res, chunks);
   }
 
   /**

@@ -38,8 +38,8 @@ export function resolveBinary() {
   return isAbsolute(value) ? value : resolve(REPO_ROOT, value);
 }
 
-function configToml(workdir, upstream) {
-  const models = Object.entries(MODELS)
+function configToml(workdir, upstream, extraModels) {
+  const models = Object.entries({ ...MODELS, ...extraModels })
     .map(([name, [provider, model, extra]]) => {
       const route = `provider = "${provider}", model = "${model}"${extra ? `, ${extra}` : ''}`;
       return `[[models]]\nname = "${name}"\nroutes = [{ ${route} }]\n`;
@@ -88,8 +88,11 @@ ${models}`;
 /**
  * Starts `llmux serve` against `upstream` (a started FakeUpstream) and waits for
  * GET /health == 200. Returns { url, addr, workdir, logPath, log(), child, exited }.
+ * `models` adds public models to `MODELS` (same shape: name -> [provider, upstream
+ * model, extra route fields]); the providers are `fake` (openai-compatible), `claude`
+ * (anthropic), `google` (gemini) and `mock`.
  */
-export async function startGateway(upstream) {
+export async function startGateway(upstream, { models = {} } = {}) {
   const binary = resolveBinary();
   try {
     accessSync(binary, constants.X_OK);
@@ -98,7 +101,7 @@ export async function startGateway(upstream) {
   }
   const workdir = mkdtempSync(join(tmpdir(), 'llmux-sdk-node-'));
   const configPath = join(workdir, 'llmux.toml');
-  writeFileSync(configPath, configToml(workdir, upstream));
+  writeFileSync(configPath, configToml(workdir, upstream, models));
   const logPath = join(workdir, 'llmux.log');
   const logFd = openSync(logPath, 'w');
 
