@@ -15,10 +15,9 @@
 // tasks) get a short text answer. Every call is recorded in `calls`.
 //
 // A dialect is a codec: how to validate, read (user text, tools, tool results) and
-// answer (text or one tool call, streamed or whole). TODO(responses upstream): a
-// `responses` codec (POST /v1/responses, `function_call` / `function_call_output`
-// items) once llmux forwards to providers that speak the Responses API themselves;
-// FakeUpstream's `dialectOf` names the path.
+// answer (text or one tool call, streamed or whole): OpenAI chat, OpenAI's Responses
+// API (POST /v1/responses, `function_call` / `function_call_output` items), Anthropic
+// Messages, Gemini.
 
 import { randomUUID } from 'node:crypto';
 
@@ -230,7 +229,98 @@ const gemini = {
   },
 };
 
-export const CODECS = { chat, messages, gemini };
+
+/** What OpenAI's Responses API refuses of a body, as far as these tests go. */
+function responsesBodyProblems(body, headers) {
+  const problems = [];
+  if (headers.authorization !== 'Bearer sk-upstream-secret') problems.push('authorization: not the provider key');
+  if (typeof body.model !== 'string' || !body.model) problems.push("Missing required parameter: 'model'.");
+  if (!(typeof body.input === 'string' || Array.isArray(body.input))) problems.push("Missing required parameter: 'input'.");
+  for (const field of ['messages', 'max_tokens', 'stream_options', 'n', 'stop']) {
+    if (field in body) problems.push(`Unsupported parameter: '${field}'.`);
+  }
+  const calls = new Set();
+  (Array.isArray(body.input) ? body.input : []).forEach((item, index) => {
+    const type = item?.type ?? (item?.role ? 'message' : undefined);
+    if (type === 'message' && !['user', 'assistant', 'system', 'developer'].includes(item.role)) {
+      problems.push(`Invalid value: '${item.role}'. Supported values are: 'assistant', 'system', 'developer', and 'user'. (input[${index}].role)`);
+    } else if (type === 'function_call') {
+      if (typeof item.call_id !== 'string' || typeof item.name !== 'string' || typeof item.arguments !== 'string') {
+        problems.push(`input[${index}]: a function_call needs call_id, name and arguments (a string)`);
+      }
+      calls.add(item.call_id);
+    } else if (type === 'function_call_output') {
+      if (!calls.has(item.call_id)) problems.push(`No tool call found for function call output with call_id ${item.call_id}. (input[${index}])`);
+    } else if (type === 'reasoning') {
+      if (typeof item.id !== 'string' || !Array.isArray(item.summary)) problems.push(`input[${index}]: a reasoning item needs id and summary`);
+    } else if (!['message', 'function_call', 'function_call_output', 'reasoning'].includes(type)) {
+      problems.push(`Invalid value: '${type}'. (input[${index}].type)`);
+    }
+  });
+  for (const [index, tool] of (body.tools ?? []).entries()) {
+    if (tool?.type === 'function' && (typeof tool.name !== 'string' || 'function' in tool)) {
+      problems.push(`tools[${index}]: a Responses function tool is flat ({type, name, parameters}), not Chat Completions' {type, function}`);
+    }
+  }
+  return problems;
+}
+
+const responses = {
+  label: 'OpenAI Responses',
+  problems: (body, req) => responsesBodyProblems(body, req.headers),
+  streamed: (body) => body.stream === true,
+  userTexts: (body) =>
+    typeof body.input === 'string'
+      ? [body.input]
+      : body.input.filter((item) => (item.type ?? 'message') === 'message' && item.role === 'user').map((item) => textOf(item.content)),
+  declaredTools: (body) => (body.tools ?? []).filter((tool) => tool.type === 'function').map((tool) => ({ name: tool.name, parameters: tool.parameters })),
+  toolResults: (body) =>
+    (Array.isArray(body.input) ? body.input : [])
+      .filter((item) => item.type === 'function_call_output')
+      .map((item) => ({ id: item.call_id, text: typeof item.output === 'string' ? item.output : textOf(item.output) })),
+  error: (res, message) => sendJson(res, 400, { error: { message, type: 'invalid_request_error', param: null, code: null } }),
+  async answer(res, body, { text, call }) {
+    const id = `resp_llmux${randomUUID().slice(0, 8)}`;
+    const usage = {
+      input_tokens: USAGE.input,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: USAGE.output,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: USAGE.input + USAGE.output,
+    };
+    const item = call
+      ? { id: `fc_${id}`, type: 'function_call', status: 'completed', call_id: call.id, name: call.name, arguments: JSON.stringify(call.args) }
+      : { id: `msg_${id}`, type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', annotations: [], text }] };
+    const response = (status, output, withUsage) => ({
+      id, object: 'response', created_at: Math.floor(Date.now() / 1000), status, model: body.model, output, usage: withUsage ? usage : null, store: false,
+    });
+    if (!body.stream) {
+      sendJson(res, 200, response('completed', [item], true));
+      return;
+    }
+    let sequence = 0;
+    const events = [];
+    const push = (type, rest) => events.push({ type, sequence_number: sequence++, ...rest });
+    push('response.created', { response: response('in_progress', [], false) });
+    push('response.in_progress', { response: response('in_progress', [], false) });
+    if (call) {
+      push('response.output_item.added', { output_index: 0, item: { ...item, status: 'in_progress', arguments: '' } });
+      for (const piece of pieces(item.arguments)) push('response.function_call_arguments.delta', { item_id: item.id, output_index: 0, delta: piece });
+      push('response.function_call_arguments.done', { item_id: item.id, output_index: 0, arguments: item.arguments });
+    } else {
+      push('response.output_item.added', { output_index: 0, item: { ...item, status: 'in_progress', content: [] } });
+      push('response.content_part.added', { item_id: item.id, output_index: 0, content_index: 0, part: { type: 'output_text', annotations: [], text: '' } });
+      for (const piece of pieces(text)) push('response.output_text.delta', { item_id: item.id, output_index: 0, content_index: 0, delta: piece, logprobs: [] });
+      push('response.output_text.done', { item_id: item.id, output_index: 0, content_index: 0, text, logprobs: [] });
+      push('response.content_part.done', { item_id: item.id, output_index: 0, content_index: 0, part: item.content[0] });
+    }
+    push('response.output_item.done', { output_index: 0, item });
+    push('response.completed', { response: response('completed', [item], true) });
+    await sendSse(res, events, { named: true });
+  },
+};
+
+export const CODECS = { chat, responses, messages, gemini };
 
 /** A tool result answers the fake's call: same id (chat, Anthropic), same function name (Gemini). */
 const answersCall = (dialect, result, call) => (dialect === 'gemini' ? result.name === call.name : result.id === call.id);

@@ -1,8 +1,9 @@
 // The real coding agents through llmux: pinned Codex CLI (`codex exec`, Responses API)
 // and Claude Code (`claude -p`, Anthropic Messages), run headless against the real
-// binary, with in-process fake upstreams of each dialect llmux translates to: OpenAI
-// chat (an openai-compatible provider), Anthropic (kind anthropic) and Gemini (kind
-// gemini). For each agent and dialect: a plain answer, and a task that needs the
+// binary, with in-process fake upstreams of each dialect llmux speaks to providers:
+// OpenAI chat (an openai-compatible provider), OpenAI's Responses API (a provider with
+// `responses_api`: Codex's body is forwarded as it is, Claude Code's translated for a
+// route with `api = "responses"`), Anthropic (kind anthropic) and Gemini (kind gemini). For each agent and dialect: a plain answer, and a task that needs the
 // agent's shell tool and its result sent back. The fake validates every body as the
 // real provider would (400 naming the problem otherwise); the tests assert the agent's
 // printed answer, the tool result's shape upstream, exactly one ledger record per
@@ -33,6 +34,9 @@ import { PINNED, Sinkhole, claudeRun, codexRun, versionRun } from './agents.mjs'
 // Upstream dialect -> the gateway provider of that kind (tests/sdk-node/gateway.mjs) and a short name.
 const DIALECTS = {
   chat: { provider: 'fake', short: 'chat' },
+  // Routes on the Responses API: Codex's requests are forwarded as they are (same
+  // dialect), Claude Code's translated.
+  responses: { provider: 'oai', short: 'responses', route: 'api = "responses"' },
   messages: { provider: 'claude', short: 'anthropic' },
   gemini: { provider: 'google', short: 'gemini' },
 };
@@ -53,11 +57,11 @@ before(async () => {
   models = new AgentModels(upstream);
   const gatewayModels = {};
   for (const [agent, spec] of Object.entries(AGENTS)) {
-    for (const [dialect, { provider, short }] of Object.entries(DIALECTS)) {
+    for (const [dialect, { provider, short, route }] of Object.entries(DIALECTS)) {
       const names = [[spec.model(short), 'main'], ...(spec.smallModel ? [[spec.smallModel(short), 'side']] : [])];
       for (const [name, role] of names) {
         models.add(agent, dialect, name, role);
-        gatewayModels[name] = [provider, name];
+        gatewayModels[name] = [provider, name, route];
       }
     }
   }
@@ -110,6 +114,20 @@ function assertToolResultShape(dialect, body, agent, nonce) {
     const text = typeof message.content === 'string' ? message.content : message.content.map((p) => p.text).join('');
     assert.ok(text.includes(output), `the tool message does not hold ${output}: ${JSON.stringify(message)}`);
     return message;
+  }
+  if (dialect === 'responses') {
+    const index = body.input.findIndex((item) => item.type === 'function_call_output' && item.call_id === callId('responses', nonce));
+    assert.ok(index > 0, `no {type: function_call_output, call_id: ${callId('responses', nonce)}} item`);
+    const call = body.input.slice(0, index).findLast((item) => item.type === 'function_call');
+    assert.deepEqual([call.call_id, call.name, JSON.parse(call.arguments)[shell.argument]], [
+      callId('responses', nonce),
+      shell.name,
+      shell.args(nonce)[shell.argument],
+    ]);
+    const item = body.input[index];
+    const text = typeof item.output === 'string' ? item.output : item.output.map((p) => p.text ?? '').join('');
+    assert.ok(text.includes(output), `the function_call_output does not hold ${output}: ${JSON.stringify(item)}`);
+    return item;
   }
   if (dialect === 'messages') {
     const index = body.messages.findIndex((m) => Array.isArray(m.content) && m.content.some((b) => b.type === 'tool_result'));

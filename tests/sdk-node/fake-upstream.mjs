@@ -577,13 +577,13 @@ export async function sendGeminiSse(res, chunks) {
 }
 
 /**
- * The dialect of a request path: `chat` (POST /v1/chat/completions), `messages`
- * (POST /v1/messages) or `gemini` (generateContent / streamGenerateContent), else null.
- * TODO(responses upstream): `responses` for POST /v1/responses once llmux forwards to
- * providers that speak OpenAI's Responses API themselves.
+ * The dialect of a request path: `chat` (POST /v1/chat/completions), `responses` (POST
+ * /v1/responses), `messages` (POST /v1/messages) or `gemini` (generateContent /
+ * streamGenerateContent), else null.
  */
 export function dialectOf(path) {
   if (path === '/v1/chat/completions') return 'chat';
+  if (path === '/v1/responses') return 'responses';
   if (path === '/v1/messages') return 'messages';
   if (GEMINI_PATH.test(path)) return 'gemini';
   return null;

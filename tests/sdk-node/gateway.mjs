@@ -64,6 +64,14 @@ api_key = "sk-upstream-secret"
 timeout_ms = 15000
 
 [[providers]]
+name = "oai"
+kind = "openai-compatible"
+base_url = "${upstream.baseURL}"
+api_key = "sk-upstream-secret"
+responses_api = true
+timeout_ms = 15000
+
+[[providers]]
 name = "claude"
 kind = "anthropic"
 base_url = "${upstream.hostURL}"

@@ -235,6 +235,10 @@ pub struct Meter {
     pub usage: Option<Usage>,
     pub finished: bool,
     pub error: Option<ErrorCode>,
+    /// The upstream sent its last event, usage included (a Responses API terminal
+    /// event): the request is settled at once, not when the upstream closes, so that a
+    /// client that hangs up as soon as it has the end (Codex does) is billed.
+    pub ended: bool,
 }
 
 impl Meter {
@@ -405,7 +409,7 @@ pub fn translated(
                 Ok(Some(Ok(chunk))) => {
                     state.framer.push(&chunk);
                     state.take_events(&mut out);
-                    if state.meter.error.is_some() {
+                    if state.meter.error.is_some() || state.meter.ended {
                         state.settle(&mut out);
                     }
                 }

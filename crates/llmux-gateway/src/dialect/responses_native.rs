@@ -52,6 +52,7 @@ impl relay::Translator for Passthrough {
                     meter.usage = usage;
                 }
                 meter.finished = true;
+                meter.ended = true;
                 if failed {
                     meter.error = Some(ErrorCode::UpstreamError);
                 }

@@ -99,6 +99,38 @@ async fn a_stateless_responses_request_is_forwarded_and_answered_byte_for_byte()
 }
 
 #[tokio::test]
+async fn a_client_that_hangs_up_at_response_completed_is_billed_in_full() {
+    // Codex reads until `response.completed` and closes at once, while the provider's
+    // connection may still be open: the request is settled at that event.
+    let fake = FakeUpstream::start().await;
+    let head = r#"{"id":"resp_up","object":"response","created_at":1,"model":"gpt-5-codex""#;
+    let events = vec![
+        format!(r#"{{"type":"response.created","sequence_number":0,"response":{head},"status":"in_progress","output":[]}}}}"#),
+        r#"{"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi"}"#.to_owned(),
+        format!(
+            r#"{{"type":"response.completed","sequence_number":2,"response":{head},"status":"completed","output":[],"usage":{{"input_tokens":12,"output_tokens":3,"total_tokens":15}}}}}}"#
+        ),
+        // Something the provider would still send (or a connection it keeps open).
+        r#"{"type":"response.output_text.annotation.added","sequence_number":3}"#.to_owned(),
+    ];
+    fake.push(Reply::Sse { events, usage: None, delay: std::time::Duration::from_millis(300), cut_after: None });
+    let gateway = gateway_for(&fake).await;
+    let key = gateway.key().await;
+    let streamed = STATELESS.replace(r#""stream": false"#, r#""stream": true"#);
+    let mut response = post_raw(&gateway, "/v1/responses", &key, &streamed).await;
+    let mut seen = String::new();
+    while !seen.contains("response.completed") {
+        let chunk = response.chunk().await.unwrap().expect("the stream reaches response.completed");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(response);
+    let records = gateway.wait_usage(1).await;
+    let record = &records[0];
+    assert_eq!(record["status"], 200, "{record}");
+    assert_eq!((record["input_tokens"].as_u64(), record["output_tokens"].as_u64()), (Some(12), Some(3)), "{record}");
+}
+
+#[tokio::test]
 async fn a_forwarded_stream_cut_short_ends_with_an_error_event_that_continues_the_sequence() {
     let fake = FakeUpstream::start().await;
     let Reply::RawSse(whole) = Reply::responses_stream(&["Two", " files."], usage(1, 1, 0, 0)) else { unreachable!() };
