@@ -131,6 +131,10 @@ pub struct RouteConfig {
     /// The upstream API the model is reached through by the canonical path (`Chat`
     /// unless the route says `api = "responses"`).
     pub api: Api,
+    /// The route's model takes reasoning controls (`reasoning = true`): a chat request
+    /// carries `reasoning_effort`, from the client's own or from Anthropic's thinking
+    /// and effort; otherwise they are dropped and named.
+    pub reasoning: bool,
     pub weight: u32,
     pub priority: u32,
     /// Whole attempt; with `first_byte_timeout` and `idle_timeout`, the route's own

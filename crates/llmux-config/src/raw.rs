@@ -135,6 +135,9 @@ pub struct RawRoute {
     /// The upstream API the model is reached through: `chat` (default) or `responses`
     /// (a model that exists only on the Responses API).
     pub api: Option<String>,
+    /// Whether the route's model takes reasoning controls (`reasoning_effort` on a chat
+    /// route); OpenAI-dialect providers only.
+    pub reasoning: Option<bool>,
     pub weight: Option<u32>,
     pub priority: Option<u32>,
     pub timeout_ms: Option<u64>,

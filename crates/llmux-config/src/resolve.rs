@@ -374,6 +374,16 @@ fn resolve_route(
             Api::Chat
         }
     };
+    let reasoning = raw.reasoning.unwrap_or(false);
+    if reasoning && !spec.preset.adapter.speaks_responses() {
+        errors.push(
+            format!("{path}.reasoning"),
+            format!(
+                "provider `{}` does not speak the OpenAI dialect; its adapter maps reasoning controls itself",
+                spec.name
+            ),
+        );
+    }
     let price = match &raw.price {
         Some(price) => {
             let currency = match price.currency.as_deref() {
@@ -408,6 +418,7 @@ fn resolve_route(
         provider,
         model: raw.model.clone(),
         api,
+        reasoning,
         weight: raw.weight.unwrap_or(1),
         priority: raw.priority.unwrap_or(0),
         // The route's own timeouts, else its model's; `None` leaves the provider's.
@@ -513,6 +524,7 @@ pub fn default_config(env: Env<'_>) -> Result<Config, ConfigErrors> {
         provider: provider.into(),
         model: model.into(),
         api: None,
+        reasoning: None,
         weight: None,
         priority: None,
         timeout_ms: None,

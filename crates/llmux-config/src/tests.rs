@@ -368,3 +368,28 @@ fn conversation_affinity_is_on_for_an_hour_by_default_and_zero_turns_it_off() {
     let errors = Config::from_toml("[server]\naffinity_max_conversations = 0\n", &env_of(&[])).unwrap_err().to_string();
     assert!(errors.contains("server.affinity_max_conversations: must be at least 1"), "{errors}");
 }
+
+#[test]
+fn routes_may_declare_reasoning_models_on_openai_dialect_providers_only() {
+    let text = r#"
+[[providers]]
+name = "oa"
+kind = "openai"
+api_key = "sk-1"
+
+[[providers]]
+name = "claude"
+kind = "anthropic"
+api_key = "sk-2"
+
+[[models]]
+name = "think"
+routes = [{ provider = "oa", model = "o4-mini", reasoning = true }, { provider = "oa", model = "gpt-4.1" }]
+"#;
+    let config = Config::from_toml(text, &env_of(&[])).expect("valid");
+    let reasoning: Vec<bool> = config.model("think").unwrap().routes.iter().map(|route| route.reasoning).collect();
+    assert_eq!(reasoning, [true, false]);
+    let bad = text.replace("name = \"think\"", "name = \"think\"\n[[models]]\nname = \"c\"\nroutes = [{ provider = \"claude\", model = \"x\", reasoning = true }]\n[[models]]\nname = \"t2\"");
+    let errors = Config::from_toml(&bad, &env_of(&[])).unwrap_err().to_string();
+    assert!(errors.contains(".reasoning: provider `claude` does not speak the OpenAI dialect"), "{errors}");
+}

@@ -109,7 +109,7 @@ pub(crate) async fn translated_via(
     encoding: Encoding<'_>,
 ) -> Result<Success, UpstreamError> {
     let Upstream { route, provider, adapter, prepared, .. } = upstream;
-    let (body, dropped) = adapter.request_for(api, request, &route.model);
+    let (body, dropped) = adapter.request_for(api, route.reasoning, request, &route.model);
     if !dropped.is_empty() {
         tracing::debug!(provider = %provider.name, ?dropped, "Parameters the provider cannot take were dropped.");
     }

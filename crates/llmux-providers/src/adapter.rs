@@ -75,6 +75,15 @@ pub trait Adapter: Send + Sync + fmt::Debug {
         (chat_request(request, upstream_model), dropped(request))
     }
 
+    /// [`chat_request`](Self::chat_request) for a route whose model takes reasoning
+    /// controls (`reasoning = true`, allowed only on OpenAI-dialect providers): the body
+    /// carries `reasoning_effort`.
+    fn reasoning_chat_request(&self, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+        use llmux_wire::openai::upstream::{RequestOptions, chat_request_with, dropped_with};
+        let options = RequestOptions { reasoning_effort: true, ..RequestOptions::default() };
+        (chat_request_with(request, upstream_model, &options), dropped_with(request, &options))
+    }
+
     /// A complete (non-streamed) chat answer, decoded.
     fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
         llmux_wire::openai::upstream::chat_response(body)
@@ -136,8 +145,15 @@ pub trait Adapter: Send + Sync + fmt::Debug {
 impl dyn Adapter {
     /// A canonical chat request as the body of `api` ([`Adapter::chat_request`] or
     /// [`Adapter::responses_request`]).
-    pub fn request_for(&self, api: Api, request: &ChatRequest, upstream_model: &str) -> (Vec<u8>, Vec<&'static str>) {
+    pub fn request_for(
+        &self,
+        api: Api,
+        reasoning: bool,
+        request: &ChatRequest,
+        upstream_model: &str,
+    ) -> (Vec<u8>, Vec<&'static str>) {
         match api {
+            Api::Chat if reasoning => self.reasoning_chat_request(request, upstream_model),
             Api::Chat => self.chat_request(request, upstream_model),
             Api::Responses => self.responses_request(request, upstream_model),
         }

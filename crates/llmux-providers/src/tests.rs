@@ -149,11 +149,11 @@ fn each_api_has_its_body_answer_and_stream() {
         stop: vec!["END".into()],
         ..ChatRequest::default()
     };
-    let (chat, dropped) = adapter.request_for(Api::Chat, &request, "gpt-5");
+    let (chat, dropped) = adapter.request_for(Api::Chat, false, &request, "gpt-5");
     let chat = String::from_utf8(chat).unwrap();
     assert!(chat.contains(r#""messages":[{"role":"user","content":"hi"}]"#), "{chat}");
     assert!(chat.contains(r#""stop":["END"]"#) && dropped.is_empty(), "{chat}");
-    let (responses, dropped) = adapter.request_for(Api::Responses, &request, "o3-pro");
+    let (responses, dropped) = adapter.request_for(Api::Responses, false, &request, "o3-pro");
     let responses = String::from_utf8(responses).unwrap();
     assert!(responses.contains(r#""input":[{"type":"message","role":"user","content":"hi"}]"#), "{responses}");
     assert!(responses.contains(r#""store":false"#) && !responses.contains("END"), "{responses}");

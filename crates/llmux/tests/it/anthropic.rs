@@ -111,6 +111,29 @@ async fn claude_codes_mid_conversation_system_message_reaches_an_openai_upstream
 }
 
 #[tokio::test]
+async fn claude_codes_thinking_and_effort_become_reasoning_effort_on_a_reasoning_route() {
+    let fake = FakeUpstream::start().await;
+    fake.push(Reply::chat("Hi", 9, 1));
+    let provider = crate::fake_provider("fake", &fake.base_url());
+    let gateway = TestGateway::start(&format!(
+        "{provider}[[models]]\nname = \"thinker\"\nroutes = [{{ provider = \"fake\", model = \"o4-mini\", reasoning = true }}]\n"
+    ))
+    .await;
+    let key = gateway.key().await;
+    let body = json!({
+        "model": "thinker", "max_tokens": 32000,
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "max"},
+        "context_management": {"edits": []},
+    });
+    let response = gateway.messages(&key, &body).await;
+    assert_eq!(response.status(), 200);
+    // The effort is held; what has no place in a chat body still is named.
+    assert_eq!(response.headers()["x-llmux-dropped-params"], "context_management");
+    assert_eq!(fake.last().json()["reasoning_effort"], "high");
+}
+
+#[tokio::test]
 async fn a_streamed_message_is_the_exact_anthropic_event_sequence() {
     let fake = FakeUpstream::start().await;
     fake.push(Reply::chat_stream(&["Bon", "jour"], 9, 4));

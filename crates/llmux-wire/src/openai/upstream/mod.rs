@@ -15,7 +15,7 @@ mod request;
 mod response;
 mod stream;
 
-pub use request::{ReasoningField, RequestOptions, chat_request, chat_request_with, dropped};
+pub use request::{ReasoningField, RequestOptions, chat_request, chat_request_with, dropped, dropped_with};
 pub use response::{chat_response, split_think};
 pub use stream::ChunkDecoder;
 

@@ -37,6 +37,11 @@ pub enum ReasoningField {
 pub struct RequestOptions {
     /// Send assistant reasoning back under this field; `None`: do not send it.
     pub reasoning_field: Option<ReasoningField>,
+    /// The model takes `reasoning_effort` (a reasoning model): the client's own is sent,
+    /// or one derived from Anthropic's `output_config.effort` or `thinking` (see
+    /// [`effort`]). Otherwise all three are dropped and named: a model that does not
+    /// reason would refuse the parameter.
+    pub reasoning_effort: bool,
 }
 
 /// Canonical request -> OpenAI Chat Completions request body with `model` = `upstream_model`.
@@ -75,6 +80,7 @@ pub fn chat_request_with(request: &ChatRequest, upstream_model: &str, options: &
         }),
         parallel_tool_calls: extension(request, "parallel_tool_calls"),
         user: extension(request, "user"),
+        reasoning_effort: if options.reasoning_effort { effort(request) } else { None },
         response_format: request.response_format.as_deref(),
         stream: request.stream.then_some(true),
         stream_options: request.stream.then_some(StreamOptionsWire { include_usage: true }),
@@ -86,16 +92,76 @@ pub fn chat_request_with(request: &ChatRequest, upstream_model: &str, options: &
 /// a string `user` and a boolean `parallel_tool_calls` (named as the other encoders name
 /// them), for the `x-llmux-dropped-params` header.
 pub fn dropped(request: &ChatRequest) -> Vec<&'static str> {
+    dropped_with(request, &RequestOptions::default())
+}
+
+/// [`dropped`] for [`chat_request_with`]: with `reasoning_effort`, the extensions an
+/// effort is read from are held.
+pub fn dropped_with(request: &ChatRequest, options: &RequestOptions) -> Vec<&'static str> {
     let mut dropped = Vec::new();
     if request.top_k.is_some() {
         dropped.push("top_k");
     }
-    for name in request.extensions.keys() {
-        if extension(request, name).is_none() {
+    for (name, raw) in &request.extensions {
+        let held = extension(request, name).is_some()
+            || (options.reasoning_effort && effort_source(name, raw.get()).is_some());
+        if !held {
             crate::extensions::report_dropped(&mut dropped, name);
         }
     }
     dropped
+}
+
+/// The `reasoning_effort` of a request for a reasoning model: the client's own (OpenAI
+/// spelling, a string), else Anthropic's `output_config.effort` (`max` -> `high`), else
+/// Anthropic's `thinking` (a budget below 4096 tokens -> `low`, below 16384 -> `medium`,
+/// more -> `high`; `adaptive` -> `medium`, the model's default; `disabled` -> none).
+pub(crate) fn effort(request: &ChatRequest) -> Option<&'static str> {
+    ["reasoning_effort", "output_config", "thinking"]
+        .into_iter()
+        .find_map(|name| request.extensions.get(name).and_then(|raw| effort_source(name, raw.get())))
+        .flatten()
+}
+
+/// The effort extension `name` (with JSON `value`) gives, `Some(None)` for one that asks
+/// for no reasoning, `None` when it is not such an extension.
+fn effort_source(name: &str, value: &str) -> Option<Option<&'static str>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OutputConfigIn<'a> {
+        #[serde(borrow)]
+        effort: std::borrow::Cow<'a, str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ThinkingIn<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+        budget_tokens: Option<u64>,
+    }
+    let level = |effort: &str| match effort {
+        "none" | "minimal" | "low" | "medium" | "high" | "xhigh" => {
+            ["none", "minimal", "low", "medium", "high", "xhigh"].into_iter().find(|known| *known == effort)
+        }
+        "max" => Some("high"),
+        _ => None,
+    };
+    match name {
+        "reasoning_effort" => serde_json::from_str::<&str>(value).ok().and_then(level).map(Some),
+        "output_config" => {
+            serde_json::from_str::<OutputConfigIn<'_>>(value).ok().and_then(|c| level(&c.effort)).map(Some)
+        }
+        "thinking" => match serde_json::from_str::<ThinkingIn<'_>>(value).ok()? {
+            ThinkingIn { kind, budget_tokens: Some(budget) } if kind == "enabled" => Some(Some(match budget {
+                0..4096 => "low",
+                4096..16384 => "medium",
+                _ => "high",
+            })),
+            ThinkingIn { kind, .. } if kind == "adaptive" => Some(Some("medium")),
+            ThinkingIn { kind, .. } if kind == "disabled" => Some(None),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The extensions the body carries, each with the JSON type it must have (by the first
@@ -137,6 +203,8 @@ struct RequestWire<'a> {
     parallel_tool_calls: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -119,7 +119,11 @@ fn request_images_system_reasoning_and_choices() {
     }
 
     let with = |field| {
-        let body = chat_request_with(&request, "up", &RequestOptions { reasoning_field: Some(field) });
+        let body = chat_request_with(
+            &request,
+            "up",
+            &RequestOptions { reasoning_field: Some(field), ..RequestOptions::default() },
+        );
         serde_json::from_slice::<Value>(&body).unwrap()["messages"][3].clone()
     };
     assert_eq!(with(ReasoningField::ReasoningContent)["reasoning_content"], "because");
@@ -242,4 +246,45 @@ fn arb_request() -> impl Strategy<Value = ChatRequest> {
             extensions: [("top_k".to_owned(), raw("3"))].into(),
             ..ChatRequest::default()
         })
+}
+
+#[test]
+fn a_reasoning_model_gets_an_effort_from_the_client_or_from_anthropic_thinking() {
+    use crate::openai::upstream::dropped_with;
+    let options = RequestOptions { reasoning_effort: true, ..RequestOptions::default() };
+    let with = |pairs: &[(&str, &str)]| {
+        let mut request = ChatRequest {
+            model: "m".into(),
+            messages: vec![llmux_types::chat::Message::new(
+                llmux_types::chat::Role::User,
+                vec![llmux_types::chat::ContentPart::Text("hi".into())],
+            )],
+            ..ChatRequest::default()
+        };
+        for (name, value) in pairs {
+            request
+                .extensions
+                .insert((*name).into(), serde_json::value::RawValue::from_string((*value).into()).unwrap());
+        }
+        let body: Value = serde_json::from_slice(&chat_request_with(&request, "o4-mini", &options)).unwrap();
+        (body.get("reasoning_effort").cloned(), dropped_with(&request, &options), dropped(&request))
+    };
+    // Claude Code: adaptive thinking with an effort.
+    let (effort, held, plain) =
+        with(&[("thinking", r#"{"type":"adaptive"}"#), ("output_config", r#"{"effort":"max"}"#)]);
+    assert_eq!(effort, Some(json!("high")));
+    assert!(held.is_empty(), "{held:?}");
+    assert_eq!(plain, ["output_config", "thinking"], "a model not declared as reasoning gets none of it");
+    // A client's own effort wins; budgets map by size; adaptive alone is the default.
+    let own = with(&[("reasoning_effort", r#""low""#), ("output_config", r#"{"effort":"high"}"#)]);
+    assert_eq!(own.0, Some(json!("low")));
+    assert_eq!(with(&[("thinking", r#"{"type":"enabled","budget_tokens":2048}"#)]).0, Some(json!("low")));
+    assert_eq!(with(&[("thinking", r#"{"type":"enabled","budget_tokens":8000}"#)]).0, Some(json!("medium")));
+    assert_eq!(with(&[("thinking", r#"{"type":"enabled","budget_tokens":32000}"#)]).0, Some(json!("high")));
+    assert_eq!(with(&[("thinking", r#"{"type":"adaptive"}"#)]).0, Some(json!("medium")));
+    let (off, held, _) = with(&[("thinking", r#"{"type":"disabled"}"#)]);
+    assert_eq!((off, held.is_empty()), (None, true));
+    // What cannot be read as an effort is still named.
+    let (none, held, _) = with(&[("output_config", r#"{"effort":"high","format":{"type":"json_schema"}}"#)]);
+    assert_eq!((none, held), (None, vec!["output_config"]));
 }
