@@ -214,8 +214,11 @@ impl Gateway {
 
     /// An OpenAI Responses API request (`/v1/responses`).
     pub async fn responses(&self, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
-        let ttl = self.runtime.load().config.storage.responses_ttl;
-        self.serve(&dialect::Responses { store: &self.store, ttl }, meta, body).await
+        let (ttl, max_bytes) = {
+            let runtime = self.runtime.load();
+            (runtime.config.storage.responses_ttl, runtime.config.server.max_body_bytes)
+        };
+        self.serve(&dialect::Responses { store: &self.store, ttl, max_bytes }, meta, body).await
     }
 
     /// The lifecycle of a request in any client dialect, top to bottom.

@@ -229,8 +229,10 @@ impl crate::Gateway {
         let runtime = self.runtime.load_full();
         let caller = self.authenticate(meta.api_key.as_deref()).await?;
         // Nothing is kept for a count.
-        let dialect = crate::dialect::Responses { store: &self.store, ttl: Duration::ZERO };
-        let reading = crate::dialect::Responses { store: &self.store, ttl: runtime.config.storage.responses_ttl };
+        let max_bytes = runtime.config.server.max_body_bytes;
+        let dialect = crate::dialect::Responses { store: &self.store, ttl: Duration::ZERO, max_bytes };
+        let ttl = runtime.config.storage.responses_ttl;
+        let reading = crate::dialect::Responses { store: &self.store, ttl, max_bytes };
         let mut request = reading.parse(&body).map_err(GatewayError::BadRequest)?;
         if let Some(resolving) = dialect.resolve(&mut request, &caller) {
             resolving.await?;

@@ -34,6 +34,10 @@ pub(crate) struct Responses<'g> {
     pub store: &'g Arc<dyn Store>,
     /// How long a stored response lives; zero: nothing is stored.
     pub ttl: Duration,
+    /// The most a stored conversation may hold (bytes of its items and last response):
+    /// what one request may carry (`server.max_body_bytes`), so that a chain of
+    /// `previous_response_id` never grows past what a client could send itself.
+    pub max_bytes: usize,
 }
 
 /// A decoded request with the identity of the response it gets.
@@ -155,7 +159,20 @@ impl Responses<'_> {
                 error => error,
             })?),
         };
+        let too_large = |id: &str| {
+            GatewayError::BadRequest(DecodeError::new(
+                Some("previous_response_id"),
+                format!(
+                    "The conversation of response '{id}' would exceed this gateway's request limit of {} bytes; \
+                     start a new conversation (or send the items you need as `input`).",
+                    self.max_bytes
+                ),
+            ))
+        };
         if let Some(previous) = &previous {
+            if previous.input_items.len() + previous.response.len() > self.max_bytes {
+                return Err(too_large(&previous.id));
+            }
             let messages = &mut call.request.chat.messages;
             // After the request's own instructions, which replace the earlier ones.
             let at = usize::from(
@@ -166,6 +183,9 @@ impl Responses<'_> {
         }
         if call.request.store && !self.ttl.is_zero() {
             let items = stored::items(previous.as_ref(), call.request.input.as_deref());
+            if items.len() > self.max_bytes {
+                return Err(too_large(previous.as_ref().map_or(call.id.as_str(), |previous| previous.id.as_str())));
+            }
             call.keep = Some(Keep::new(self.store.clone(), caller, &call.id, items, self.ttl));
         }
         Ok(())

@@ -430,3 +430,35 @@ async fn the_fake_refuses_what_the_responses_api_refuses() {
     assert_eq!(post(json!({"input": "x"})).await.unwrap().status(), 400);
     assert_eq!(post(json!({"model": "m", "input": "x", "max_output_tokens": 16})).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_stored_conversation_cannot_outgrow_the_request_limit() {
+    // The test gateway's max_body_bytes is 65536: each turn adds 20 000 bytes of input.
+    let fake = FakeUpstream::start().await;
+    fake.always(Reply::chat("ok", 9, 1));
+    let gateway = TestGateway::start(&format!(
+        "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"m\" }}]\n",
+        crate::fake_provider("fake", &fake.base_url())
+    ))
+    .await;
+    let key = gateway.key().await;
+    let filler = "x".repeat(20_000);
+    let mut previous: Option<String> = None;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let mut body = json!({"model": "chat", "input": filler});
+        if let Some(id) = &previous {
+            body["previous_response_id"] = json!(id);
+        }
+        let response = post_raw(&gateway, "/v1/responses", &key, &body.to_string()).await;
+        statuses.push(response.status().as_u16());
+        let answer: Value = response.json().await.unwrap();
+        if statuses.last() != Some(&200) {
+            assert_eq!(answer["error"]["param"], "previous_response_id", "{answer}");
+            assert!(answer["error"]["message"].as_str().unwrap().contains("65536 bytes"), "{answer}");
+            break;
+        }
+        previous = answer["id"].as_str().map(str::to_owned);
+    }
+    assert_eq!(statuses, [200, 200, 200, 400], "the fourth turn would hold more than one request may");
+}
