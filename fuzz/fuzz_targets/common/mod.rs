@@ -57,9 +57,11 @@ pub fn encode_request(request: &ChatRequest) {
     let body = openai::upstream::chat_request(request, UPSTREAM_MODEL);
     json_with_model(&body, UPSTREAM_MODEL, "openai::upstream::chat_request");
     for field in [ReasoningField::ReasoningContent, ReasoningField::Reasoning] {
-        let options = RequestOptions { reasoning_field: Some(field) };
+        // A reasoning model's body too (`reasoning_effort` read from the extensions).
+        let options = RequestOptions { reasoning_field: Some(field), reasoning_effort: true };
         let body = openai::upstream::chat_request_with(request, UPSTREAM_MODEL, &options);
         json_with_model(&body, UPSTREAM_MODEL, "openai::upstream::chat_request_with");
+        let _dropped = openai::upstream::dropped_with(request, &options);
     }
     let body = responses::upstream::request_body(request, UPSTREAM_MODEL);
     json_with_model(&body, UPSTREAM_MODEL, "responses::upstream::request_body");
