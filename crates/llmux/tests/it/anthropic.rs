@@ -5,22 +5,10 @@ use std::time::Duration;
 use llmux_testkit::{FakeUpstream, Reply, chunk, usage_chunk};
 use serde_json::{Value, json};
 
-use crate::TestGateway;
+use crate::{TestGateway, sse_events as events};
 
 async fn gateway_for(fake: &FakeUpstream) -> TestGateway {
     crate::one_route(fake, "claude-ish", "").await
-}
-
-/// `(event, data)` pairs of an Anthropic SSE body.
-fn events(body: &str) -> Vec<(String, Value)> {
-    body.split("\n\n")
-        .filter(|event| !event.trim().is_empty())
-        .map(|event| {
-            let name = event.lines().find_map(|line| line.strip_prefix("event: ")).unwrap_or_default().to_owned();
-            let data = event.lines().find_map(|line| line.strip_prefix("data: ")).unwrap_or("null");
-            (name, serde_json::from_str(data).unwrap())
-        })
-        .collect()
 }
 
 #[tokio::test]

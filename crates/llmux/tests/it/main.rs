@@ -217,6 +217,19 @@ pub fn user(text: &str) -> Value {
     json!([{"role": "user", "content": text}])
 }
 
+/// `(event name, data)` of each event of an SSE body with named events (Anthropic,
+/// the Responses API).
+pub fn sse_events(body: &str) -> Vec<(String, serde_json::Value)> {
+    body.split("\n\n")
+        .filter(|event| !event.trim().is_empty())
+        .map(|event| {
+            let name = event.lines().find_map(|line| line.strip_prefix("event: ")).unwrap_or_default().to_owned();
+            let data = event.lines().find_map(|line| line.strip_prefix("data: ")).unwrap_or("null");
+            (name, serde_json::from_str(data).unwrap())
+        })
+        .collect()
+}
+
 /// The `data:` payloads of an SSE body.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")

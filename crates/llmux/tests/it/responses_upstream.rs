@@ -7,7 +7,7 @@ use llmux_testkit::responses::usage;
 use llmux_testkit::{FakeUpstream, Reply};
 use serde_json::{Value, json};
 
-use crate::{TestGateway, sse_data};
+use crate::{TestGateway, sse_data, sse_events as events};
 
 /// A provider entry of kind `openai` at `fake`.
 fn openai(name: &str, fake: &FakeUpstream) -> String {
@@ -31,18 +31,6 @@ async fn gateway_for(fake: &FakeUpstream) -> TestGateway {
 async fn post_raw(gateway: &TestGateway, path: &str, key: &str, body: &str) -> reqwest::Response {
     let request = gateway.http.post(gateway.url(path)).bearer_auth(key).header("content-type", "application/json");
     request.body(body.to_owned()).send().await.expect("request")
-}
-
-/// `(event name, data)` of an SSE body.
-fn events(body: &str) -> Vec<(String, Value)> {
-    body.split("\n\n")
-        .filter(|event| !event.trim().is_empty())
-        .map(|event| {
-            let name = event.lines().find_map(|line| line.strip_prefix("event: ")).unwrap_or_default().to_owned();
-            let data = event.lines().find_map(|line| line.strip_prefix("data: ")).unwrap_or("null");
-            (name, serde_json::from_str(data).unwrap())
-        })
-        .collect()
 }
 
 /// A Codex-like request llmux keeps no state for: fields llmux does not model must
