@@ -42,6 +42,10 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // Registered before anything is served: a SIGHUP during start-up must reload (or
+    // be a no-op), never take the default action and end the process.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let store = llmux_store::open(&config.storage.url).await.map_err(|error| error.to_string())?;
     let grace = config.server.shutdown_grace;
     let (gateway, background) = Gateway::start(config, store).await?;
@@ -49,7 +53,9 @@ pub async fn serve(
     let router = app(state.clone());
 
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(state.clone()));
+    if let Some(hangups) = hangups {
+        tokio::spawn(reload_on_sighup(state.clone(), hangups));
+    }
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     // Small SSE frames must leave at once, not wait for Nagle's algorithm.
@@ -100,9 +106,7 @@ pub fn reload(state: &AppState) -> Result<(), String> {
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(state: AppState) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+async fn reload_on_sighup(state: AppState, mut hangups: tokio::signal::unix::Signal) {
     while hangups.recv().await.is_some() {
         if let Err(error) = reload(&state) {
             tracing::error!(%error, "Reload refused; the previous configuration keeps serving.");
