@@ -32,6 +32,9 @@ pub struct ServerConfig {
     /// Admin API is disabled when absent.
     pub master_key: Option<Secret>,
     pub max_body_bytes: usize,
+    /// The most messages (Responses API: input items) and tools one request may hold.
+    pub max_messages: usize,
+    pub max_tools: usize,
     pub trust_region_header: bool,
     pub region_refusal_ttl: Duration,
     /// How long shutdown waits for in-flight requests and streams.

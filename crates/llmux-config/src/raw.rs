@@ -24,6 +24,10 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub master_key: Option<String>,
     pub max_body_bytes: Option<u64>,
+    /// The most messages (or Responses API input items) one request may hold (default 10000).
+    pub max_messages: Option<u64>,
+    /// The most tools one request may offer (default 1000).
+    pub max_tools: Option<u64>,
     pub trust_region_header: Option<bool>,
     pub region_refusal_ttl_s: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,

@@ -126,6 +126,8 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
         listen,
         master_key: master_key.map(Secret::new),
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+        max_messages: count_limit(server.max_messages, 10_000, "server.max_messages", errors),
+        max_tools: count_limit(server.max_tools, 1_000, "server.max_tools", errors),
         trust_region_header: server.trust_region_header.unwrap_or(false),
         region_refusal_ttl: Duration::from_secs(server.region_refusal_ttl_s.unwrap_or(3600)),
         shutdown_grace: Duration::from_millis(server.shutdown_grace_ms.unwrap_or(30_000)),
@@ -142,6 +144,15 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
         affinity_ttl: Some(server.affinity_ttl_s.unwrap_or(3600)).filter(|s| *s > 0).map(Duration::from_secs),
         affinity_max_conversations: usize::try_from(affinity_max_conversations).unwrap_or(usize::MAX),
     }
+}
+
+/// A count limit: at least 1.
+fn count_limit(value: Option<u64>, default: u64, path: &str, errors: &mut Errors) -> usize {
+    let value = value.unwrap_or(default);
+    if value == 0 {
+        errors.push(path, "must be at least 1");
+    }
+    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 fn resolve_provider(

@@ -63,14 +63,30 @@ impl Gateway {
         settlement: &mut Settlement,
     ) -> Result<Admitted, Refused> {
         let Ask { model, estimate, pinned } = ask;
-        let model = admit_model(runtime, caller, model)?;
         let region = caller_region(runtime, caller, meta.region_header.as_deref());
-        let candidates = router::plan_pinned(runtime, model, region, estimate, pinned)?;
+        let planned = admit_model(runtime, caller, model).and_then(|model| {
+            router::plan_for(runtime, model, region, estimate, pinned, &|name| caller.may_use(name))
+        });
+        let candidates = match planned {
+            Ok(candidates) => candidates,
+            Err(error) => return Err(self.refuse(caller, settlement, error).await),
+        };
         let rate_limits = self.rate_limit(caller, settlement).await?;
         if let Err(error) = self.budget(runtime, caller, &candidates, estimate, settlement).await {
             return Err(Refused { error, rate_limits });
         }
         Ok(Admitted { candidates, region, rate_limits })
+    }
+
+    /// A request refused before admission (unreadable body, unknown or forbidden model,
+    /// region not served) still counts against the request rate of its key and team:
+    /// a key that keeps sending what is refused is rate-limited like any other
+    /// (429 instead of the refusal once its window is full).
+    pub(crate) async fn refuse(&self, caller: &Caller, settlement: &mut Settlement, error: GatewayError) -> Refused {
+        match self.rate_limit(caller, settlement).await {
+            Ok(rate_limits) => Refused { error, rate_limits },
+            Err(limited) => Refused::from(limited),
+        }
     }
 
     /// Step 2, continued: the rate limits of the key and its team.

@@ -18,6 +18,7 @@ mod admit;
 pub mod affinity;
 pub mod alerts;
 mod attempt;
+pub mod bounds;
 pub mod auth;
 pub mod budgets;
 pub mod clock;
@@ -61,7 +62,7 @@ use crate::error::GatewayError;
 use crate::failover::Plan;
 use crate::ledger::{Ledger, LedgerWriter};
 pub use crate::outcome::{Failure, Reply, ReplyBody, RequestMeta};
-use crate::outcome::{fail, with_rate_limits};
+use crate::outcome::with_rate_limits;
 pub use crate::runtime::{Runtime, Upstream};
 use crate::settle::Settlement;
 use crate::telemetry::Metrics;
@@ -229,17 +230,23 @@ impl Gateway {
         let caller = self.authenticate(meta.api_key.as_deref()).await?;
         let mut settlement =
             Settlement::new(self.ledger.clone(), self.metrics.clone(), &meta.request_id, &caller, meta.started);
-        let mut request = match dialect.parse(&body) {
+        let request = dialect.parse(&body).and_then(|request| {
+            bounds::check(&runtime.config.server, D::model(&request), D::shape(&request)).map(|()| request)
+        });
+        let mut request = match request {
             Ok(request) => request,
-            Err(error) => return Err(fail(settlement, GatewayError::BadRequest(error))),
+            Err(error) => {
+                let refused = self.refuse(&caller, &mut settlement, GatewayError::BadRequest(error)).await;
+                return Err(refused.settle(settlement));
+            }
         };
         if let Some(resolving) = dialect.resolve(&mut request, &caller)
             && let Err(error) = resolving.await
         {
-            return Err(fail(settlement, error));
+            return Err(self.refuse(&caller, &mut settlement, error).await.settle(settlement));
         }
         let model = D::model(&request);
-        settlement.set_model(model);
+        settlement.set_model(if runtime.model_index(model).is_some() { model } else { bounds::UNKNOWN_MODEL });
 
         // 2. Admit (model, limits, budgets) and 3. plan the routes, the conversation's
         // pinned route first.
@@ -265,6 +272,7 @@ impl Gateway {
         let runtime = self.runtime.load_full();
         let caller = self.authenticate(meta.api_key.as_deref()).await?;
         let request = llmux_wire::anthropic::decode::count_tokens_request(&body).map_err(GatewayError::BadRequest)?;
+        bounds::check_model(&request.model).map_err(GatewayError::BadRequest)?;
         admit::admit_model(&runtime, &caller, &request.model)?;
         Ok(dialect::estimate_input_tokens(&request))
     }

@@ -66,6 +66,19 @@ pub fn plan_pinned(
     estimate: TokenEstimate,
     pinned: Option<RouteId>,
 ) -> Result<Vec<Candidate>, GatewayError> {
+    plan_for(runtime, model, region, estimate, pinned, &|_| true)
+}
+
+/// [`plan_pinned`] for a caller: a `fallbacks` model the caller may not use
+/// (`may_use` says no to its name) is not planned.
+pub fn plan_for(
+    runtime: &Runtime,
+    model: usize,
+    region: Option<Region>,
+    estimate: TokenEstimate,
+    pinned: Option<RouteId>,
+    may_use: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Candidate>, GatewayError> {
     let config = &runtime.config;
     let now = clock::monotonic_ms();
     let mut available = Vec::with_capacity(config.models[model].routes.len());
@@ -74,6 +87,7 @@ pub fn plan_pinned(
     let mut model_count = 1;
     for fallback in &config.models[model].fallbacks {
         if let Some(index) = runtime.model_index(fallback)
+            && may_use(fallback)
             && !models[..model_count].contains(&index)
             && model_count < models.len()
         {

@@ -273,3 +273,34 @@ routes = [{ provider = "a", model = "x" }, { provider = "b", model = "y" }]
     assert_eq!(first(("a", "backup")), (0, 2));
     assert_eq!(first(("b", "spare")), (0, 2), "the fallback still comes after the backup");
 }
+
+#[test]
+fn fallback_models_the_caller_may_not_use_are_not_planned() {
+    let runtime = runtime_with(
+        r#"
+[[models]]
+name = "main"
+routes = [{ provider = "a", model = "x" }]
+fallbacks = ["spare", "other"]
+
+[[models]]
+name = "spare"
+routes = [{ provider = "b", model = "spare" }]
+
+[[models]]
+name = "other"
+routes = [{ provider = "b", model = "other" }]
+"#,
+    );
+    let main = runtime.model_index("main").unwrap();
+    let planned = |may_use: &dyn Fn(&str) -> bool| {
+        plan_for(&runtime, main, None, TokenEstimate::default(), None, may_use)
+            .unwrap()
+            .iter()
+            .map(|candidate| runtime.route(*candidate).model.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(planned(&|_| true), ["x", "spare", "other"]);
+    assert_eq!(planned(&|name| name != "spare"), ["x", "other"], "a model the key may not use is skipped");
+    assert_eq!(planned(&|name| name == "main"), ["x"]);
+}

@@ -32,6 +32,10 @@ impl ClientDialect for Anthropic {
         &request.model
     }
 
+    fn shape(request: &ChatRequest) -> crate::bounds::Shape {
+        crate::bounds::Shape { messages: request.messages.len(), tools: request.tools.len() }
+    }
+
     fn estimate(request: &ChatRequest, _body: &Bytes) -> TokenEstimate {
         TokenEstimate {
             input: estimate_input_tokens(request),

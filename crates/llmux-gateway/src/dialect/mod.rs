@@ -58,6 +58,10 @@ pub(crate) trait ClientDialect: Sync {
     /// The public model name the request asks for.
     fn model<'r>(request: &'r Self::Request<'_>) -> &'r str;
 
+    /// How many messages and tools the request holds (checked against the server's
+    /// limits, `bounds`).
+    fn shape(request: &Self::Request<'_>) -> crate::bounds::Shape;
+
     /// The request's size, for budget reservations and the `cost` strategy.
     fn estimate(request: &Self::Request<'_>, body: &Bytes) -> TokenEstimate;
 

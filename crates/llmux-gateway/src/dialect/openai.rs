@@ -36,8 +36,14 @@ impl ClientDialect for OpenAi {
         &request.model
     }
 
+    fn shape(request: &Peek<'_>) -> crate::bounds::Shape {
+        crate::bounds::Shape { messages: request.messages, tools: request.tools }
+    }
+
     fn estimate(request: &Peek<'_>, body: &Bytes) -> TokenEstimate {
-        TokenEstimate { input: body.len() as u64 / 4, output: request.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE) }
+        // Each of the `n` choices may use the whole output allowance.
+        let output = request.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE).saturating_mul(u64::from(request.n.max(1)));
+        TokenEstimate { input: body.len() as u64 / 4, output }
     }
 
     /// `prompt_cache_key`, else a session header, else `user`; embeddings have no

@@ -107,6 +107,10 @@ impl ClientDialect for Responses<'_> {
         super::responses_conversation(&call.request, &call.id, meta)
     }
 
+    fn shape(call: &ResponsesCall) -> crate::bounds::Shape {
+        crate::bounds::Shape { messages: call.request.chat.messages.len(), tools: call.request.chat.tools.len() }
+    }
+
     fn estimate(call: &ResponsesCall, _body: &Bytes) -> TokenEstimate {
         let chat = &call.request.chat;
         TokenEstimate { input: estimate_input_tokens(chat), output: chat.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE) }

@@ -78,6 +78,18 @@ impl Local for MockAdapter {
             }
             Endpoint::Embeddings => {
                 let request = decode::embeddings_request(body)?;
+                let values = request.inputs.len().saturating_mul(dimensions(&request));
+                if values > MAX_EMBEDDING_VALUES {
+                    return Err(DecodeError::new(
+                        Some("input"),
+                        format!(
+                            "the mock answers at most {MAX_EMBEDDING_VALUES} embedding values per request \
+                             ({} inputs x {} dimensions asked)",
+                            request.inputs.len(),
+                            dimensions(&request)
+                        ),
+                    ));
+                }
                 let response = embed(&request, call.upstream_model);
                 let body = Bytes::from(encode::embeddings_response(&response));
                 Ok(LocalAnswer { body, usage: response.usage, streamed: false })
@@ -157,7 +169,8 @@ pub fn respond(
     created: u64,
 ) -> ChatResponse {
     let usage_in = input_tokens(request);
-    let choices: Vec<Choice> = (0..request.n.unwrap_or(1).max(1))
+    let (text, finish_reason) = reply_text(request, upstream_model, settings);
+    let choices: Vec<Choice> = (0..request.n.unwrap_or(1).clamp(1, MAX_CHOICES))
         .map(|index| {
             if let Some(call) = tool_call(request, index) {
                 return Choice {
@@ -170,15 +183,14 @@ pub fn respond(
                     finish_reason: FinishReason::ToolCalls,
                 };
             }
-            let (text, finish_reason) = reply_text(request, upstream_model, settings);
             Choice {
                 index,
-                content: Some(text),
+                content: Some(text.clone()),
                 reasoning: None,
                 reasoning_signature: None,
                 redacted_reasoning: Vec::new(),
                 tool_calls: Vec::new(),
-                finish_reason,
+                finish_reason: finish_reason.clone(),
             }
         })
         .collect();
@@ -229,9 +241,33 @@ pub fn stream_events(response: &ChatResponse, settings: &MockSettings) -> Vec<St
     events
 }
 
+/// The most embedding values (inputs x dimensions) the mock computes for one request.
+pub const MAX_EMBEDDING_VALUES: usize = 1 << 20;
+/// The longest text the mock answers in one choice (an echo or a tool result is cut
+/// there), so that its answers stay bounded whatever the request holds.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// The most choices the mock answers (OpenAI's own limit on `n`).
+const MAX_CHOICES: u32 = 128;
+
+fn dimensions(request: &EmbeddingsRequest) -> usize {
+    request.dimensions.unwrap_or(16).clamp(1, 4096) as usize
+}
+
+/// `text` cut to at most [`MAX_REPLY_BYTES`], at a character boundary.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_REPLY_BYTES {
+        let mut end = MAX_REPLY_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// Deterministic embeddings: each vector derives from a hash of its input.
 pub fn embed(request: &EmbeddingsRequest, upstream_model: &str) -> EmbeddingsResponse {
-    let dimensions = request.dimensions.unwrap_or(16).clamp(1, 4096) as usize;
+    let dimensions = dimensions(request);
     let embeddings = request
         .inputs
         .iter()
@@ -261,7 +297,7 @@ pub fn embed(request: &EmbeddingsRequest, upstream_model: &str) -> EmbeddingsRes
 /// The text a legacy completion gets.
 pub fn complete(prompt: &str, upstream_model: &str, settings: &MockSettings) -> String {
     if upstream_model == "echo" {
-        return prompt.to_owned();
+        return bounded(prompt.to_owned());
     }
     settings.reply.clone().unwrap_or_else(|| DEFAULT_REPLY.to_owned())
 }
@@ -294,6 +330,7 @@ fn reply_text(request: &ChatRequest, upstream_model: &str, settings: &MockSettin
     } else {
         settings.reply.clone().unwrap_or_else(|| DEFAULT_REPLY.to_owned())
     };
+    let text = bounded(text);
     match request.max_tokens {
         Some(max) if (count_words(&text)) > max => {
             let truncated: Vec<&str> = text.split_whitespace().take(max.max(1) as usize).collect();

@@ -51,7 +51,16 @@ pub struct Peek<'a> {
     /// conversation (route affinity). Other types pass through unread.
     pub prompt_cache_key: Option<Cow<'a, str>>,
     pub user: Option<Cow<'a, str>>,
+    /// How many messages (chat) and tools the request holds.
+    pub messages: usize,
+    pub tools: usize,
 }
+
+/// OpenAI's own limit on `n` (choices per request).
+pub const MAX_CHOICES: u32 = 128;
+/// OpenAI's own limit on the inputs of one embeddings request; llmux applies it to a
+/// legacy completion's prompts too.
+pub const MAX_INPUTS: usize = 2048;
 
 /// Fields named with a leading `_` are read only so their JSON type is checked.
 #[derive(Deserialize)]
@@ -60,8 +69,8 @@ struct RawPeek<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow)]
     messages: Option<Vec<MessagePeek<'a>>>,
-    prompt: Option<IgnoredAny>,
-    input: Option<IgnoredAny>,
+    prompt: Option<InputCount>,
+    input: Option<InputCount>,
     stream: Option<bool>,
     #[serde(borrow)]
     stream_options: Option<&'a RawValue>,
@@ -167,10 +176,26 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek<'_>, DecodeError> {
             }
         }
     }
-    if let Some(n) = raw.n
-        && n == 0
-    {
-        return Err(DecodeError::new(Some("n"), "`n` must be at least 1"));
+    match raw.n {
+        Some(0) => return Err(DecodeError::new(Some("n"), "`n` must be at least 1")),
+        Some(n) if n > MAX_CHOICES => {
+            return Err(DecodeError::new(Some("n"), format!("`n` must be at most {MAX_CHOICES}, got {n}")));
+        }
+        _ => {}
+    }
+    if matches!(endpoint, Endpoint::Embeddings | Endpoint::Completions) {
+        let (field, count) = match endpoint {
+            Endpoint::Embeddings => ("input", raw.input.as_ref()),
+            _ => ("prompt", raw.prompt.as_ref()),
+        };
+        if let Some(InputCount(count)) = count
+            && *count > MAX_INPUTS
+        {
+            return Err(DecodeError::new(
+                Some(field),
+                format!("`{field}` may hold at most {MAX_INPUTS} inputs per request, got {count}"),
+            ));
+        }
     }
     let stream = raw.stream.unwrap_or(false);
     let mut include_usage = false;
@@ -196,7 +221,100 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek<'_>, DecodeError> {
         n: raw.n.unwrap_or(1),
         prompt_cache_key: string_of(raw.prompt_cache_key),
         user: string_of(raw.user),
+        messages: raw.messages.as_ref().map_or(0, Vec::len),
+        tools: raw.tools.as_ref().map_or(0, Vec::len),
     })
+}
+
+/// How many inputs an `input` or `prompt` value holds: a string or one list of token
+/// ids is one input, an array of strings or of token lists one per element. Other
+/// values are counted as one (the endpoint's own decoding judges them).
+struct InputCount(usize);
+
+impl<'de> Deserialize<'de> for InputCount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<InputCount, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = InputCount;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a string or an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<InputCount, A::Error> {
+                let mut count = 0usize;
+                let mut numbers = true;
+                while let Some(element) = seq.next_element::<Element>()? {
+                    count += 1;
+                    numbers &= element.0;
+                }
+                Ok(InputCount(if numbers && count > 0 { 1 } else { count }))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<InputCount, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(InputCount(1))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<InputCount, E> {
+                Ok(InputCount(1))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<InputCount, E> {
+                Ok(InputCount(1))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<InputCount, E> {
+                Ok(InputCount(1))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<InputCount, E> {
+                Ok(InputCount(1))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<InputCount, E> {
+                Ok(InputCount(1))
+            }
+            fn visit_unit<E>(self) -> Result<InputCount, E> {
+                Ok(InputCount(0))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// One element of an input array: whether it is a number (a token id).
+struct Element(bool);
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Element, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Element;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Element, E> {
+                Ok(Element(true))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Element, E> {
+                Ok(Element(true))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Element, E> {
+                Ok(Element(true))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Element, E> {
+                Ok(Element(false))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
+                Ok(Element(false))
+            }
+            fn visit_unit<E>(self) -> Result<Element, E> {
+                Ok(Element(false))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Element(false))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Element(false))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// A JSON string's text, borrowed where it has no escapes; `None` for other values.

@@ -195,3 +195,32 @@ fn stream_encoder_emits_openai_chunks() {
     assert!(frames[4].contains(r#""choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}"#));
     assert_eq!(frames[5], "data: [DONE]");
 }
+
+#[test]
+fn peek_bounds_choices_and_inputs() {
+    let chat = |n: u64| format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"n":{n}}}"#);
+    assert_eq!(peek(chat(128).as_bytes(), Endpoint::ChatCompletions).unwrap().n, 128);
+    for n in [129, 4_000_000_000] {
+        let error = peek(chat(n).as_bytes(), Endpoint::ChatCompletions).unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("n"));
+        assert!(error.message.contains("at most 128"), "{}", error.message);
+    }
+    let strings = |count: usize| format!(r#"{{"model":"m","input":[{}]}}"#, vec![r#""a""#; count].join(","));
+    assert!(peek(strings(2048).as_bytes(), Endpoint::Embeddings).is_ok());
+    let error = peek(strings(2049).as_bytes(), Endpoint::Embeddings).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("input"));
+    assert!(error.message.contains("2049"), "{}", error.message);
+    // One list of token ids is one input, however long; a list of lists is one per list.
+    let tokens = format!(r#"{{"model":"m","input":[{}]}}"#, vec!["7"; 5000].join(","));
+    assert!(peek(tokens.as_bytes(), Endpoint::Embeddings).is_ok());
+    let batches = format!(r#"{{"model":"m","input":[{}]}}"#, vec!["[1,2]"; 2049].join(","));
+    assert!(peek(batches.as_bytes(), Endpoint::Embeddings).is_err());
+    let prompts = format!(r#"{{"model":"m","prompt":[{}]}}"#, vec![r#""p""#; 2049].join(","));
+    assert_eq!(peek(prompts.as_bytes(), Endpoint::Completions).unwrap_err().param.as_deref(), Some("prompt"));
+    let counted = peek(
+        br#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}],"tools":[{"type":"function"}]}"#,
+        Endpoint::ChatCompletions,
+    )
+    .unwrap();
+    assert_eq!((counted.messages, counted.tools), (2, 1));
+}

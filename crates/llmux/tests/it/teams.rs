@@ -93,7 +93,14 @@ async fn a_team_shares_its_rate_limit_budget_and_model_list_among_its_keys() {
     let (second, _) = gateway.create_key(json!({"name": "b", "team": "search"})).await;
     crate::early_in_a_minute().await;
 
-    // Three requests between both keys, then the team's window is full for both.
+    // The team's model list applies to its keys, even one allowed every model itself
+    // (and the refusal counts against the team's requests per minute).
+    let response = gateway.chat(&first, &ask("other")).await;
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_not_allowed");
+
+    // Two more requests between both keys, then the team's window is full for both.
     let mut statuses = Vec::new();
     for key in [&first, &second, &first, &second] {
         let response = gateway.chat(key, &ask("chat")).await;
@@ -104,14 +111,9 @@ async fn a_team_shares_its_rate_limit_budget_and_model_list_among_its_keys() {
             assert_eq!(body["error"]["message"], "Rate limit reached: 3 requests per minute for team search.");
         }
     }
-    assert_eq!(statuses, [200, 200, 200, 429]);
-    assert_eq!(fake.received().len(), 3);
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    assert_eq!(fake.received().len(), 2);
 
-    // The team's model list applies to its keys, even one allowed every model itself.
-    let response = gateway.chat(&first, &ask("other")).await;
-    assert_eq!(response.status(), 403);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "model_not_allowed");
 
     // Records carry the team; usage can be summed by team.
     let records = gateway.wait_usage(5).await;
