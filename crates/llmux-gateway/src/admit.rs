@@ -64,9 +64,8 @@ impl Gateway {
     ) -> Result<Admitted, Refused> {
         let Ask { model, estimate, pinned } = ask;
         let region = caller_region(runtime, caller, meta.region_header.as_deref());
-        let planned = admit_model(runtime, caller, model).and_then(|model| {
-            router::plan_for(runtime, model, region, estimate, pinned, &|name| caller.may_use(name))
-        });
+        let planned = admit_model(runtime, caller, model)
+            .and_then(|model| router::plan_for(runtime, model, region, estimate, pinned, &|name| caller.may_use(name)));
         let candidates = match planned {
             Ok(candidates) => candidates,
             Err(error) => return Err(self.refuse(caller, settlement, error).await),

@@ -234,8 +234,12 @@ impl crate::Gateway {
         let ttl = runtime.config.storage.responses_ttl;
         let reading = crate::dialect::Responses { store: &self.store, ttl, max_bytes };
         let mut request = reading.parse(&body).map_err(GatewayError::BadRequest)?;
-        crate::bounds::check(&runtime.config.server, crate::dialect::Responses::model(&request), crate::dialect::Responses::shape(&request))
-            .map_err(GatewayError::BadRequest)?;
+        crate::bounds::check(
+            &runtime.config.server,
+            crate::dialect::Responses::model(&request),
+            crate::dialect::Responses::shape(&request),
+        )
+        .map_err(GatewayError::BadRequest)?;
         if let Some(resolving) = dialect.resolve(&mut request, &caller) {
             resolving.await?;
         }

@@ -127,10 +127,39 @@ pub async fn create_key(State(state): State<AppState>, Admin { request_id, body:
     }
 }
 
-pub async fn list_keys(State(state): State<AppState>, Master(request_id): Master) -> Response {
+/// `?limit=` (default 1000, at most 10000) and `?after=` (the `last_id` of the previous
+/// page): keys in creation order, a page at a time.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+pub async fn list_keys(
+    State(state): State<AppState>,
+    Master(request_id): Master,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(page)) = page else {
+        return bad_request("invalid query parameters", None, &request_id);
+    };
+    let limit = page.limit.unwrap_or(1000).clamp(1, 10_000) as usize;
     match state.gateway.store().list_keys().await {
         Ok(list) => {
-            json(StatusCode::OK, &json!({"keys": list.iter().map(keys::view).collect::<Vec<_>>()}), &request_id)
+            let start = match page.after.as_deref() {
+                None => 0,
+                Some(after) => match list.iter().position(|key| key.id == after) {
+                    Some(index) => index + 1,
+                    None => return bad_request("`after` names no key", Some("after"), &request_id),
+                },
+            };
+            let shown = &list[start..list.len().min(start.saturating_add(limit))];
+            let body = json!({
+                "keys": shown.iter().map(keys::view).collect::<Vec<_>>(),
+                "has_more": start + shown.len() < list.len(),
+                "last_id": shown.last().map(|key| key.id.as_str()),
+            });
+            json(StatusCode::OK, &body, &request_id)
         }
         Err(error) => key_error(error.into(), &request_id),
     }
@@ -244,6 +273,8 @@ pub struct UsageQuery {
     until: Option<String>,
     limit: Option<u32>,
     group_by: Option<String>,
+    /// Summary rows to skip (pagination, with `limit`).
+    offset: Option<u32>,
 }
 
 fn time_param(value: Option<&str>, name: &str, request_id: &str) -> Result<Option<i64>, Response> {
@@ -341,10 +372,15 @@ pub async fn usage_summary(
         Ok(range) => range,
         Err(response) => return response,
     };
+    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000) as usize;
+    let offset = query.offset.unwrap_or(0) as usize;
     match state.gateway.store().usage_summary(group_by, since, until).await {
         Ok(rows) => {
+            let has_more = rows.len() > offset.saturating_add(limit);
             let rows: Vec<Value> = rows
                 .iter()
+                .skip(offset)
+                .take(limit)
                 .map(|row| {
                     json!({
                         "group": row.group,
@@ -359,7 +395,7 @@ pub async fn usage_summary(
                     })
                 })
                 .collect();
-            json(StatusCode::OK, &json!({"group_by": group_text, "rows": rows}), &request_id)
+            json(StatusCode::OK, &json!({"group_by": group_text, "rows": rows, "has_more": has_more}), &request_id)
         }
         Err(error) => key_error(error.into(), &request_id),
     }

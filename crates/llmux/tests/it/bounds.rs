@@ -23,7 +23,9 @@ async fn refused(response: reqwest::Response) -> Value {
 async fn choices_and_embedding_inputs_are_bounded_and_the_gateway_keeps_serving() {
     let gateway = mock_gateway().await;
     let key = gateway.key().await;
-    let body = refused(gateway.chat(&key, &json!({"model": "echo", "n": 4_000_000_000u64, "messages": user("hi")})).await).await;
+    let body =
+        refused(gateway.chat(&key, &json!({"model": "echo", "n": 4_000_000_000u64, "messages": user("hi")})).await)
+            .await;
     assert_eq!(body["error"]["param"], "n");
     assert!(body["error"]["message"].as_str().unwrap().contains("at most 128"), "{body}");
     let inputs: Vec<&str> = vec!["x"; 2049];
@@ -55,7 +57,8 @@ async fn message_and_tool_counts_are_bounded_in_every_dialect() {
     assert_eq!(body["error"]["param"], "messages");
     assert!(body["error"]["message"].as_str().unwrap().contains("server.max_messages"), "{body}");
     // Anthropic's envelope.
-    let body = refused(gateway.messages(&key, &json!({"model": "echo", "max_tokens": 10, "messages": five})).await).await;
+    let body =
+        refused(gateway.messages(&key, &json!({"model": "echo", "max_tokens": 10, "messages": five})).await).await;
     assert_eq!(body["type"], "error");
     assert_eq!(body["error"]["type"], "invalid_request_error");
     assert!(body["error"]["message"].as_str().unwrap().contains("at most 4"), "{body}");

@@ -114,3 +114,55 @@ async fn expired_keys_and_admin_auth() {
     assert_eq!(created["region"], "CN");
     assert!(created["key"].as_str().unwrap().starts_with("sk-llmux-"));
 }
+
+#[tokio::test]
+async fn key_lists_and_usage_summaries_come_a_page_at_a_time() {
+    let gateway = TestGateway::start(
+        "[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\n\
+         [[models]]\nname = \"a\"\nroutes = [{ provider = \"mock\", model = \"mock\" }]\n\n\
+         [[models]]\nname = \"b\"\nroutes = [{ provider = \"mock\", model = \"mock\" }]\n\n\
+         [[models]]\nname = \"c\"\nroutes = [{ provider = \"mock\", model = \"mock\" }]\n",
+    )
+    .await;
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        ids.push(gateway.create_key(json!({"name": format!("k{index}")})).await.1);
+    }
+    let mut seen = Vec::new();
+    let mut query = "/admin/keys?limit=2".to_owned();
+    loop {
+        let page = gateway.admin_get(&query).await;
+        let keys = page["keys"].as_array().unwrap();
+        assert!(keys.len() <= 2);
+        seen.extend(keys.iter().map(|key| key["id"].as_str().unwrap().to_owned()));
+        if page["has_more"] == false {
+            break;
+        }
+        query = format!("/admin/keys?limit=2&after={}", page["last_id"].as_str().unwrap());
+    }
+    let all = gateway.admin_get("/admin/keys").await;
+    assert_eq!(all["has_more"], false);
+    let listed: Vec<String> =
+        all["keys"].as_array().unwrap().iter().map(|key| key["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(seen, listed, "the pages hold the whole list, in its order");
+    let (mut seen, mut ids) = (seen, ids);
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "every key once");
+    let unknown =
+        gateway.http.get(gateway.url("/admin/keys?after=nope")).bearer_auth(crate::MASTER).send().await.unwrap();
+    assert_eq!(unknown.status(), 400);
+
+    let key = gateway.key().await;
+    for model in ["a", "b", "c"] {
+        assert_eq!(gateway.chat(&key, &json!({"model": model, "messages": crate::user("x")})).await.status(), 200);
+    }
+    gateway.wait_usage(3).await;
+    let first = gateway.admin_get("/admin/usage/summary?group_by=model&limit=2").await;
+    let groups =
+        |page: &Value| page["rows"].as_array().unwrap().iter().map(|row| row["group"].clone()).collect::<Vec<_>>();
+    assert_eq!((groups(&first), &first["has_more"]), (vec![json!("a"), json!("b")], &json!(true)));
+    let second = gateway.admin_get("/admin/usage/summary?group_by=model&limit=2&offset=2").await;
+    assert_eq!((groups(&second), &second["has_more"]), (vec![json!("c")], &json!(false)));
+    gateway.stop().await;
+}

@@ -114,7 +114,6 @@ async fn a_team_shares_its_rate_limit_budget_and_model_list_among_its_keys() {
     assert_eq!(statuses, [200, 200, 429, 429]);
     assert_eq!(fake.received().len(), 2);
 
-
     // Records carry the team; usage can be summed by team.
     let records = gateway.wait_usage(5).await;
     assert!(records.iter().all(|record| record["team"] == "search"), "{records:#?}");
