@@ -3,6 +3,10 @@
 //! is a JSON object whose `model` is the new one, with `stream_options.include_usage`
 //! true when forced, and it peeks again.
 //!
+//! Bounds: an accepted request asks for at most `MAX_CHOICES` choices and, for
+//! embeddings and legacy completions, at most `MAX_INPUTS` inputs; its message and tool
+//! counts are those of the body.
+//!
 //! `peek` must also reject every body that is not a JSON object: this target found two it
 //! accepted (a top-level array in serde's sequence form, and invalid UTF-8 inside a value
 //! it skips; both kept as seeds `regression_*`), since fixed. `LLMUX_FUZZ_STRICT=0`
@@ -15,7 +19,7 @@ mod common;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use llmux_wire::openai::peek::{Endpoint, peek, rewrite};
+use llmux_wire::openai::peek::{Endpoint, MAX_CHOICES, MAX_INPUTS, peek, rewrite};
 
 fn strict() -> bool {
     static STRICT: OnceLock<bool> = OnceLock::new();
@@ -37,10 +41,22 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         assert!(!peeked.model.is_empty());
-        assert!(peeked.n >= 1);
+        assert!((1..=MAX_CHOICES).contains(&peeked.n));
         let is_object = *is_object.get_or_insert_with(|| {
             serde_json::from_slice::<serde_json::Value>(data).is_ok_and(|value| value.is_object())
         });
+        if is_object {
+            let value: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+            let count = |field: &str| value.get(field).and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+            assert_eq!((peeked.messages, peeked.tools), (count("messages"), count("tools")));
+            let field = if endpoint == Endpoint::Completions { "prompt" } else { "input" };
+            if endpoint != Endpoint::ChatCompletions
+                && let Some(items) = value.get(field).and_then(serde_json::Value::as_array)
+                && !items.iter().all(serde_json::Value::is_number)
+            {
+                assert!(items.len() <= MAX_INPUTS, "{endpoint:?} accepted {} inputs", items.len());
+            }
+        }
         if !is_object {
             assert!(
                 !strict() || is_object_syntax(data),
