@@ -67,6 +67,7 @@ fn record(request_id: &str, key_id: &str, model: &str, created_at: i64, cost: i6
         ttft_ms: Some(3),
         created_at,
         attempt_log: None,
+        usage_estimated: false,
     }
 }
 
@@ -429,6 +430,9 @@ mod cases {
                     record.status = 502;
                     record.attempts = 3;
                     record.attempt_log = Some(format!(r#"[{{"outcome":"server","n":{i}}}]"#));
+                }
+                if i % 4 == 0 {
+                    record.usage_estimated = true;
                 }
                 if i % 5 == 0 {
                     record.team = Some(format!("team-{}", i % 2));
