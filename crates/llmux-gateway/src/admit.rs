@@ -63,6 +63,8 @@ impl Gateway {
         settlement: &mut Settlement,
     ) -> Result<Admitted, Refused> {
         let Ask { model, estimate, pinned } = ask;
+        // What the request is billed for its input if no upstream reports it.
+        settlement.estimate_input(estimate.input);
         let model = admit_model(runtime, caller, model)?;
         let region = caller_region(runtime, caller, meta.region_header.as_deref());
         let candidates = router::plan_pinned(runtime, model, region, estimate, pinned)?;

@@ -3,6 +3,7 @@
 
 mod affinity;
 mod anthropic;
+mod billing;
 mod chat;
 mod cli;
 mod errors;
