@@ -560,3 +560,54 @@ pub fn encoded(
         Some((Ok(Bytes::from(out)), state))
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use llmux_types::Usage;
+    use llmux_types::chat::{FinishReason, StreamEvent};
+
+    use super::{Meter, OPENAI_OUTPUT, json_strings, meter_openai_chunk};
+
+    #[test]
+    fn json_strings_measures_the_named_string_members_only() {
+        let chunk = br#"{"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi \"you\""},"finish_reason":null}]}"#;
+        assert_eq!(json_strings(chunk, OPENAI_OUTPUT, b"finish_reason"), (r#"Hi \"you\""#.len(), false));
+        let spaced = br#"{ "choices" : [ { "delta" : { "tool_calls" : [ { "function" : { "name" : "get", "arguments" : "{\"a\":1}" } } ] }, "finish_reason" : "tool_calls" } ] }"#;
+        assert_eq!(json_strings(spaced, OPENAI_OUTPUT, b"finish_reason"), (3 + r#"{\"a\":1}"#.len(), true));
+        // A member whose value is not a string, and names that only look like keys.
+        let other = br#"{"content":null,"text":{"format":"content"},"x":"content: no"}"#;
+        assert_eq!(json_strings(other, OPENAI_OUTPUT, b""), (0, false));
+        // Cut short: no panic, what was complete counts.
+        assert_eq!(json_strings(br#"{"content":"abc","text":"de"#, OPENAI_OUTPUT, b""), (3, false));
+        assert_eq!(json_strings(br#"{"content":"a\"#, OPENAI_OUTPUT, b""), (0, false));
+    }
+
+    #[test]
+    fn an_openai_chunk_meters_its_output_and_its_finish() {
+        let mut meter = Meter::default();
+        meter_openai_chunk(br#"{"choices":[{"delta":{"content":"Hello"},"finish_reason":null}]}"#, &mut meter);
+        assert_eq!((meter.output_bytes, meter.finished), (5, false));
+        meter_openai_chunk(br#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#, &mut meter);
+        assert!(meter.finished);
+    }
+
+    #[test]
+    fn usage_is_final_only_after_the_finish_with_no_output_since() {
+        let usage = Usage { input_tokens: 3, output_tokens: 2, ..Usage::default() };
+        let mut meter = Meter::default();
+        meter.observe(&StreamEvent::Usage(usage));
+        assert!(!meter.usage_final, "usage before the finish (Anthropic's message_start) is partial");
+        meter.observe(&StreamEvent::Text { choice: 0, text: "abcd".into() });
+        meter.observe(&StreamEvent::Finish { choice: 0, reason: FinishReason::Stop });
+        meter.observe(&StreamEvent::Usage(usage));
+        assert!(meter.usage_final);
+        meter.observe(&StreamEvent::Text { choice: 1, text: "more".into() });
+        assert!(!meter.usage_final, "another choice still streams");
+        assert_eq!(meter.output_bytes, 8);
+        // An all-zero usage is no usage.
+        let mut empty = Meter::default();
+        empty.observe(&StreamEvent::Finish { choice: 0, reason: FinishReason::Stop });
+        empty.observe(&StreamEvent::Usage(Usage::default()));
+        assert_eq!((empty.usage, empty.usage_final), (None, false));
+    }
+}

@@ -276,9 +276,8 @@ async fn anthropic_stream_abandoned_after_its_final_usage_bills_the_upstream_fig
         let upstream = Stalling::start(anthropic_stream(true)).await;
         let gateway = gateway("anthropic", &upstream.base_url()).await;
         let key = gateway.key().await;
+        // The relay forwards an event only after metering it.
         abandon(&gateway, client, &key, until).await;
-        // Wait for the relay to have read the final usage.
-        tokio::time::sleep(Duration::from_millis(100)).await;
         let record = record(&gateway).await;
         assert_eq!(record["status"], 499, "{record:#}");
         assert_eq!(tokens(&record), (25, 9), "{client:?}: {record:#}");
@@ -472,4 +471,22 @@ async fn an_abandoned_stream_is_recorded_estimated_on_postgres() {
     assert_estimated(&record);
     gateway.stop().await;
     let _ = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+#[tokio::test]
+async fn abandoned_streams_count_against_the_key_tokens_per_minute() {
+    crate::early_in_a_minute().await;
+    let upstream = Stalling::start(openai_stream(true)).await;
+    let gateway = gateway("openai-compatible", &upstream.base_url()).await;
+    // One abandoned request bills about 44 tokens (30 input, 14 output), estimated.
+    let (key, _) = gateway.create_key(json!({"name": "tpm", "tpm_limit": 100})).await;
+    for round in 0..3 {
+        abandon(&gateway, Client::OpenAi, &key, "finish_reason").await;
+        gateway.wait_usage(round + 1).await;
+    }
+    let refused = gateway.chat(&key, &Client::OpenAi.body(true)).await;
+    assert_eq!(refused.status(), 429, "the window holds the abandoned requests' tokens");
+    let records = gateway.wait_usage(4).await;
+    let billed: u64 = records.iter().map(|record| tokens(record).0 + tokens(record).1).sum();
+    assert!(billed >= 100, "{billed} tokens billed");
 }
