@@ -395,6 +395,17 @@ async fn a_complete_stream_with_usage_is_not_estimated() {
 
 #[tokio::test]
 async fn a_key_with_a_small_budget_cannot_outspend_it_by_disconnecting() {
+    spend_by_disconnecting(false).await;
+}
+
+#[tokio::test]
+async fn a_team_with_a_small_budget_cannot_be_outspent_by_disconnecting() {
+    spend_by_disconnecting(true).await;
+}
+
+/// Streams abandoned after the finish, until the budget (the key's, or with `team` its
+/// team's) refuses.
+async fn spend_by_disconnecting(team: bool) {
     let upstream = Stalling::start(openai_stream(true)).await;
     // 1000 per million tokens: one abandoned request costs a few cents.
     let gateway = TestGateway::start(&format!(
@@ -404,8 +415,21 @@ async fn a_key_with_a_small_budget_cannot_outspend_it_by_disconnecting() {
     ))
     .await;
     let budget = 0.2;
-    let (key, _) =
-        gateway.create_key(json!({"name": "small", "budget": {"amount": budget, "period": "monthly"}})).await;
+    let small = json!({"amount": budget, "period": "monthly"});
+    let (key, _) = if team {
+        let response = gateway
+            .http
+            .post(gateway.url("/admin/teams"))
+            .bearer_auth(crate::MASTER)
+            .json(&json!({"name": "small", "budget": small}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        gateway.create_key(json!({"name": "member", "team": "small"})).await
+    } else {
+        gateway.create_key(json!({"name": "small", "budget": small})).await
+    };
     let mut refused = None;
     for round in 0..40 {
         let mut body = Client::OpenAi.body(true);
@@ -489,4 +513,23 @@ async fn abandoned_streams_count_against_the_key_tokens_per_minute() {
     let records = gateway.wait_usage(4).await;
     let billed: u64 = records.iter().map(|record| tokens(record).0 + tokens(record).1).sum();
     assert!(billed >= 100, "{billed} tokens billed");
+}
+
+#[tokio::test]
+async fn an_abandoned_stream_of_the_in_process_provider_is_billed_estimated() {
+    let gateway = TestGateway::start(
+        "[[providers]]\nname = \"mock\"\nkind = \"mock\"\nmock = { chunk_chars = 4, chunk_delay_ms = 5000 }\n\n\
+         [[models]]\nname = \"m\"\nroutes = [{ provider = \"mock\", model = \"echo\", price = { input = 1, output = 2 } }]\n",
+    )
+    .await;
+    let key = gateway.key().await;
+    // The echo's first chunk is the prompt's first four characters; the next one would
+    // come five seconds later.
+    abandon(&gateway, Client::OpenAi, &key, "Tell").await;
+    let record = record(&gateway).await;
+    assert_eq!(record["status"], 499, "{record:#}");
+    assert_eq!(tokens(&record).1, 1, "four bytes relayed: one token");
+    assert!(tokens(&record).0 > 0);
+    assert_eq!(record["usage_estimated"], true);
+    assert!(record["ttft_ms"].is_u64());
 }
