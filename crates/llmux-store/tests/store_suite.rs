@@ -626,7 +626,7 @@ async fn postgres_reopens_without_migrating_again() {
     assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["r1"]);
     let sql = format!("SELECT version FROM {}.llmux_schema ORDER BY version", schema.name);
     let versions = schema.admin.query(&sql, &[]).await.unwrap();
-    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2, 3]);
     drop(store);
     schema.drop().await;
 }
