@@ -63,6 +63,8 @@ impl Gateway {
         settlement: &mut Settlement,
     ) -> Result<Admitted, Refused> {
         let Ask { model, estimate, pinned } = ask;
+        // What the request is billed for its input if no upstream reports it.
+        settlement.estimate_input(estimate.input);
         let region = caller_region(runtime, caller, meta.region_header.as_deref());
         let planned = admit_model(runtime, caller, model)
             .and_then(|model| router::plan_for(runtime, model, region, estimate, pinned, &|name| caller.may_use(name)));

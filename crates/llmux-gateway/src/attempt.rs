@@ -27,8 +27,9 @@ pub(crate) type Tried = Result<Success, UpstreamError>;
 
 /// What a successful attempt produced, before relaying.
 pub(crate) enum Success {
-    /// A complete JSON body and the usage it reported.
-    Full { body: Bytes, usage: Option<llmux_types::Usage> },
+    /// A complete JSON body, the usage it reported and, for an answer without usage,
+    /// the bytes of output it holds (what it is billed for).
+    Full { body: Bytes, usage: Option<llmux_types::Usage>, output: u64 },
     /// An upstream OpenAI-dialect SSE response relayed to an OpenAI client byte for
     /// byte; `strip_usage` drops the usage chunk llmux asked for when the client did not.
     Upstream { response: UpstreamResponse, idle: Duration, strip_usage: bool },
@@ -52,10 +53,8 @@ impl Success {
         }
         let attempts = settlement.attempts();
         let (content_type, body) = match self {
-            Success::Full { body, usage } => {
-                if let Some(usage) = usage {
-                    settlement.set_usage(usage);
-                }
+            Success::Full { body, usage, output } => {
+                settlement.answered(usage, output);
                 settlement.first_byte();
                 settlement.finish(200, None);
                 ("application/json", ReplyBody::Full(body))
@@ -132,7 +131,8 @@ pub(crate) async fn translated_via(
         decoded.created = clock::wall_s();
     }
     let body = Bytes::from(encoding.response(&decoded));
-    Ok(Success::Full { body, usage: Some(decoded.usage) }.lossy(dropped))
+    let output = relay::response_output(&decoded);
+    Ok(Success::Full { body, usage: Some(decoded.usage), output }.lossy(dropped))
 }
 
 /// A chat request answered by an in-process provider (the mock), in the canonical
@@ -154,6 +154,7 @@ pub(crate) async fn local_chat(
         None => Ok(Success::Full {
             body: Bytes::from(encoding.response(&answer.response)),
             usage: Some(answer.response.usage),
+            output: relay::response_output(&answer.response),
         }),
     }
 }
@@ -168,7 +169,7 @@ pub(crate) async fn local_native(
     wait(local.latency(upstream.provider)).await;
     let answer = local.native(local_call(upstream), endpoint, body).map_err(bad_request)?;
     if !answer.streamed {
-        return Ok(Success::Full { body: answer.body, usage: Some(answer.usage) });
+        return Ok(Success::Full { body: answer.body, usage: Some(answer.usage), output: 0 });
     }
     Ok(Success::Events {
         events: vec![StreamEvent::Usage(answer.usage)],
@@ -206,7 +207,13 @@ struct TranslatingEncoder {
 }
 
 impl relay::Translator for TranslatingEncoder {
-    fn data(&mut self, _frame: &[u8], data: &[u8], out: &mut Vec<u8>, meter: &mut relay::Meter) -> Result<(), String> {
+    fn data(
+        &mut self,
+        _frame: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+        meter: &mut crate::settle::Meter,
+    ) -> Result<(), String> {
         // Each event is encoded and metered as it is decoded, borrowing from `data`.
         let (encoder, created) = (&mut self.encoder, self.created);
         let mut emit = |event: StreamEvent<'_>| {

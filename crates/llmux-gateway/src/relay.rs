@@ -9,19 +9,22 @@
 //! - [`translated`]: an upstream stream in another dialect than the client's: each
 //!   SSE event decoded to canonical events and encoded for the client.
 //!
-//! Both settle the request when the stream ends, fails, or is dropped by the client.
+//! Each feeds the request's settlement as events arrive (the upstream's usage figures,
+//! the bytes of output relayed: [`Meter`]) and settles it when the stream ends or
+//! fails; a stream the client drops is settled by the settlement's `Drop` with what
+//! its meter holds by then.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use llmux_types::Usage;
 use llmux_types::chat::StreamEvent;
 use llmux_wire::openai::usage::{Chunk, classify_chunk};
 use llmux_wire::sse::{Framer, parse_event};
 
 use crate::error::{ErrorCode, ErrorRow};
+pub use crate::settle::Meter;
 use crate::settle::Settlement;
 use crate::stored::{Keep, Pending};
 
@@ -31,11 +34,10 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 struct Passthrough {
     upstream: http_body_util::BodyDataStream<llmux_providers::client::UpstreamBody>,
     framer: Framer,
-    settlement: Option<Settlement>,
+    settlement: Settlement,
     /// Drop the usage-only chunk (the client did not ask for it).
     strip_usage: bool,
     idle: Duration,
-    usage: Option<Usage>,
     saw_done: bool,
     error: Option<ErrorCode>,
 }
@@ -81,17 +83,18 @@ impl Passthrough {
     }
 
     fn route_event(&mut self, event: Bytes, out: &mut Out) {
-        let chunk = match parse_event(&event).data {
-            Some(data) => classify_chunk(&data),
-            // Comments and keep-alives pass through.
-            None => return out.push(event),
-        };
-        match chunk {
+        // Comments and keep-alives pass through.
+        let Some(data) = parse_event(&event).data else { return out.push(event) };
+        match classify_chunk(&data) {
             Chunk::Done => self.saw_done = true,
             Chunk::Error => self.error = Some(ErrorCode::UpstreamError),
             Chunk::Data { usage, usage_only } => {
-                if usage.is_some() {
-                    self.usage = usage;
+                let meter = self.settlement.meter();
+                if !usage_only {
+                    meter_openai_chunk(&data, meter);
+                }
+                if let Some(usage) = usage {
+                    meter.observe(&StreamEvent::Usage(usage));
                 }
                 if usage_only && self.strip_usage {
                     return;
@@ -109,13 +112,98 @@ impl Passthrough {
     }
 
     fn settle(&mut self) {
-        if let Some(mut settlement) = self.settlement.take() {
-            if let Some(usage) = self.usage {
-                settlement.set_usage(usage);
-            }
-            settlement.finish(200, self.error);
+        self.settlement.end(200, self.error);
+    }
+}
+
+/// The string members of an OpenAI chunk or body that hold output (text, reasoning,
+/// refusals, tool names and arguments; `text` of the legacy completions).
+const OPENAI_OUTPUT: &[&[u8]] =
+    &[b"content", b"reasoning_content", b"reasoning", b"refusal", b"name", b"arguments", b"text"];
+
+/// Meters one OpenAI chunk passed through: the bytes of output it holds, and whether a
+/// choice finished (a `finish_reason` with a value).
+fn meter_openai_chunk(data: &[u8], meter: &mut Meter) {
+    let (bytes, finished) = json_strings(from_choices(data), OPENAI_OUTPUT, b"finish_reason");
+    meter.relayed(bytes);
+    meter.finished |= finished;
+}
+
+/// Bytes of output in a complete OpenAI-dialect body (chat or legacy completion;
+/// none in embeddings), for an answer without usage.
+pub(crate) fn openai_body_output(body: &[u8]) -> u64 {
+    json_strings(from_choices(body), OPENAI_OUTPUT, b"").0 as u64
+}
+
+/// An OpenAI chunk or body from its `choices` on (the output is there; what comes
+/// before, the id, model and fingerprint, need not be scanned): about half the work.
+fn from_choices(json: &[u8]) -> &[u8] {
+    &json[memchr::memmem::find(json, br#""choices""#).unwrap_or(0)..]
+}
+
+/// Bytes of output in a complete answer in the canonical model.
+pub(crate) fn response_output(response: &llmux_types::chat::ChatResponse) -> u64 {
+    let mut bytes = 0usize;
+    for choice in &response.choices {
+        bytes += choice.content.as_ref().map_or(0, String::len) + choice.reasoning.as_ref().map_or(0, String::len);
+        for call in &choice.tool_calls {
+            bytes += call.name.len() + call.arguments.len();
         }
     }
+    bytes as u64
+}
+
+/// In a JSON text, the bytes of the string values of members named one of `keys` (as
+/// written, escapes included), and whether a member named `flag` has a string value.
+/// One pass over the bytes, no parsing into values and no allocation: cheap enough to
+/// run on every chunk relayed.
+pub(crate) fn json_strings(json: &[u8], keys: &[&[u8]], flag: &[u8]) -> (usize, bool) {
+    let (mut bytes, mut flagged) = (0, false);
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'"', &json[at..]) {
+        let start = at + found + 1;
+        let Some(end) = string_end(json, start) else { break };
+        let after = skip_space(json, end + 1);
+        if json.get(after) != Some(&b':') {
+            at = end + 1;
+            continue;
+        }
+        // A member name: is its value a string?
+        let value = skip_space(json, after + 1);
+        if json.get(value) != Some(&b'"') {
+            at = value;
+            continue;
+        }
+        let Some(value_end) = string_end(json, value + 1) else { break };
+        let name = &json[start..end];
+        if keys.contains(&name) {
+            bytes += value_end - value - 1;
+        } else if name == flag {
+            flagged = true;
+        }
+        at = value_end + 1;
+    }
+    (bytes, flagged)
+}
+
+/// The index of the quote closing the JSON string that starts at `from` (a plain loop:
+/// the strings of a chunk are short, shorter than a `memchr` call pays off).
+fn string_end(json: &[u8], mut from: usize) -> Option<usize> {
+    while let Some(&byte) = json.get(from) {
+        match byte {
+            b'"' => return Some(from),
+            b'\\' => from += 2,
+            _ => from += 1,
+        }
+    }
+    None
+}
+
+fn skip_space(json: &[u8], mut at: usize) -> usize {
+    while json.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    at
 }
 
 /// Relays an OpenAI-dialect SSE response.
@@ -128,15 +216,16 @@ pub fn openai_passthrough(
     let state = Passthrough {
         upstream: http_body_util::BodyExt::into_data_stream(response.into_body()),
         framer: Framer::new(),
-        settlement: Some(settlement),
+        settlement,
         strip_usage,
         idle,
-        usage: None,
         saw_done: false,
         error: None,
     };
     Box::pin(futures_util::stream::unfold(state, |mut state| async move {
-        state.settlement.as_ref()?;
+        if state.settlement.is_settled() {
+            return None;
+        }
         loop {
             let mut out = Out::Empty;
             match tokio::time::timeout(state.idle, state.upstream.next()).await {
@@ -170,12 +259,10 @@ pub fn openai_passthrough(
             }
             match out.into_bytes() {
                 Some(bytes) => {
-                    if let Some(settlement) = state.settlement.as_mut() {
-                        settlement.first_byte();
-                    }
+                    state.settlement.first_byte();
                     return Some((Ok(bytes), state));
                 }
-                None if state.settlement.is_none() => return None,
+                None if state.settlement.is_settled() => return None,
                 None => continue,
             }
         }
@@ -226,30 +313,6 @@ impl EventEncoder for llmux_wire::anthropic::encode::MessagesStreamEncoder {
 
     fn keep_alive(&mut self, out: &mut Vec<u8>) {
         llmux_wire::anthropic::encode::MessagesStreamEncoder::keep_alive(self, out);
-    }
-}
-
-/// What a translated stream's events said, for settling it.
-#[derive(Debug, Default)]
-pub struct Meter {
-    pub usage: Option<Usage>,
-    pub finished: bool,
-    pub error: Option<ErrorCode>,
-    /// The upstream sent its last event, usage included (a Responses API terminal
-    /// event): the request is settled at once, not when the upstream closes, so that a
-    /// client that hangs up as soon as it has the end (Codex does) is billed.
-    pub ended: bool,
-}
-
-impl Meter {
-    /// Takes note of one canonical event.
-    pub fn observe(&mut self, event: &StreamEvent<'_>) {
-        match event {
-            StreamEvent::Usage(seen) => self.usage = Some(*seen),
-            StreamEvent::Finish { .. } => self.finished = true,
-            StreamEvent::Error { .. } => self.error = Some(ErrorCode::UpstreamError),
-            _ => {}
-        }
     }
 }
 
@@ -337,16 +400,20 @@ pub fn translated(
         upstream: http_body_util::BodyDataStream<llmux_providers::client::UpstreamBody>,
         framer: Framer,
         translator: Box<dyn Translator>,
-        settlement: Option<Settlement>,
+        /// Its meter is what the translator reports to.
+        settlement: Settlement,
         idle: Duration,
         /// When the upstream last sent something.
         heard: tokio::time::Instant,
-        meter: Meter,
     }
 
     impl State {
+        fn meter(&self) -> &Meter {
+            self.settlement.metered()
+        }
+
         fn take_events(&mut self, out: &mut Vec<u8>) {
-            while self.meter.error.is_none()
+            while self.meter().error.is_none()
                 && let Some(event) = self.framer.next_event()
             {
                 self.route_event(&event, out);
@@ -355,26 +422,25 @@ pub fn translated(
 
         fn route_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
             let Some(data) = parse_event(event).data else { return };
-            if self.translator.data(event, &data, out, &mut self.meter).is_err() {
+            if self.translator.data(event, &data, out, self.settlement.meter()).is_err() {
                 self.fail(ErrorCode::UpstreamError, "The upstream sent an event llmux could not read.", out);
             }
         }
 
         fn fail(&mut self, code: ErrorCode, message: &str, out: &mut Vec<u8>) {
-            self.meter.error = Some(code);
+            self.settlement.meter().error = Some(code);
             self.translator.error(&code.row(), message, out);
         }
 
         fn settle(&mut self, out: &mut Vec<u8>) {
-            if self.meter.error.is_none() {
+            if self.settlement.is_settled() {
+                return;
+            }
+            let error = self.meter().error;
+            if error.is_none() {
                 self.translator.finish(out);
             }
-            if let Some(mut settlement) = self.settlement.take() {
-                if let Some(usage) = self.meter.usage {
-                    settlement.set_usage(usage);
-                }
-                settlement.finish(200, self.meter.error);
-            }
+            self.settlement.end(200, error);
         }
     }
 
@@ -382,13 +448,14 @@ pub fn translated(
         upstream: http_body_util::BodyExt::into_data_stream(response.into_body()),
         framer: Framer::new(),
         translator,
-        settlement: Some(settlement),
+        settlement,
         idle,
         heard: tokio::time::Instant::now(),
-        meter: Meter::default(),
     };
     Box::pin(futures_util::stream::unfold(state, |mut state| async move {
-        state.settlement.as_ref()?;
+        if state.settlement.is_settled() {
+            return None;
+        }
         loop {
             let mut out = Vec::new();
             let silent_until = state.heard + state.idle;
@@ -409,13 +476,13 @@ pub fn translated(
                 Ok(Some(Ok(chunk))) => {
                     state.framer.push(&chunk);
                     state.take_events(&mut out);
-                    if state.meter.error.is_some() || state.meter.ended {
+                    if state.meter().error.is_some() || state.meter().ended {
                         state.settle(&mut out);
                     }
                 }
                 Ok(Some(Err(_))) => {
                     state.take_events(&mut out);
-                    if state.meter.error.is_none() {
+                    if state.meter().error.is_none() {
                         state.fail(ErrorCode::UpstreamError, "The upstream connection failed mid-stream.", &mut out);
                     }
                     state.settle(&mut out);
@@ -423,11 +490,11 @@ pub fn translated(
                 Ok(None) => {
                     state.take_events(&mut out);
                     if let Some(tail) = state.framer.finish()
-                        && state.meter.error.is_none()
+                        && state.meter().error.is_none()
                     {
                         state.route_event(&tail, &mut out);
                     }
-                    if !state.meter.finished && state.meter.error.is_none() {
+                    if !state.meter().finished && state.meter().error.is_none() {
                         state.fail(
                             ErrorCode::UpstreamError,
                             "The upstream closed the stream before it finished.",
@@ -441,18 +508,18 @@ pub fn translated(
                     state.settle(&mut out);
                 }
             }
-            if state.settlement.is_none()
+            if state.settlement.is_settled()
                 && let Some(closing) = state.translator.closing()
             {
                 closing.await;
             }
             if !out.is_empty() {
-                if let Some(settlement) = state.settlement.as_mut() {
-                    settlement.first_byte();
-                }
+                state.settlement.first_byte();
                 return Some((Ok(Bytes::from(out)), state));
             }
-            state.settlement.as_ref()?;
+            if state.settlement.is_settled() {
+                return None;
+            }
         }
     }))
 }
@@ -476,14 +543,12 @@ pub fn encoded(
         let mut settlement = state.settlement.take()?;
         let mut out = Vec::new();
         for event in state.events.by_ref() {
-            if let StreamEvent::Usage(usage) = &event {
-                settlement.set_usage(*usage);
-            }
             let pause = matches!(event, StreamEvent::Text { .. } | StreamEvent::ToolCall { .. });
             if pause && state.started && !state.delay.is_zero() {
                 tokio::time::sleep(state.delay).await;
             }
             state.encoder.encode(&event, &mut out);
+            settlement.meter().observe(&event);
             if !out.is_empty() {
                 state.started = true;
                 settlement.first_byte();
@@ -492,10 +557,65 @@ pub fn encoded(
             }
         }
         state.encoder.finish(&mut out);
+        // The in-process provider's usage is the whole answer's.
+        if let Some(usage) = settlement.metered().usage {
+            settlement.meter().complete(usage);
+        }
         settlement.finish(200, None);
         if let Some(closing) = state.encoder.closing() {
             closing.await;
         }
         Some((Ok(Bytes::from(out)), state))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use llmux_types::Usage;
+    use llmux_types::chat::{FinishReason, StreamEvent};
+
+    use super::{Meter, OPENAI_OUTPUT, json_strings, meter_openai_chunk};
+
+    #[test]
+    fn json_strings_measures_the_named_string_members_only() {
+        let chunk = br#"{"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi \"you\""},"finish_reason":null}]}"#;
+        assert_eq!(json_strings(chunk, OPENAI_OUTPUT, b"finish_reason"), (r#"Hi \"you\""#.len(), false));
+        let spaced = br#"{ "choices" : [ { "delta" : { "tool_calls" : [ { "function" : { "name" : "get", "arguments" : "{\"a\":1}" } } ] }, "finish_reason" : "tool_calls" } ] }"#;
+        assert_eq!(json_strings(spaced, OPENAI_OUTPUT, b"finish_reason"), (3 + r#"{\"a\":1}"#.len(), true));
+        // A member whose value is not a string, and names that only look like keys.
+        let other = br#"{"content":null,"text":{"format":"content"},"x":"content: no"}"#;
+        assert_eq!(json_strings(other, OPENAI_OUTPUT, b""), (0, false));
+        // Cut short: no panic, what was complete counts.
+        assert_eq!(json_strings(br#"{"content":"abc","text":"de"#, OPENAI_OUTPUT, b""), (3, false));
+        assert_eq!(json_strings(br#"{"content":"a\"#, OPENAI_OUTPUT, b""), (0, false));
+    }
+
+    #[test]
+    fn an_openai_chunk_meters_its_output_and_its_finish() {
+        let mut meter = Meter::default();
+        meter_openai_chunk(br#"{"choices":[{"delta":{"content":"Hello"},"finish_reason":null}]}"#, &mut meter);
+        assert_eq!((meter.output_bytes, meter.finished), (5, false));
+        meter_openai_chunk(br#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#, &mut meter);
+        assert!(meter.finished);
+    }
+
+    #[test]
+    fn usage_is_final_only_after_the_finish_with_no_output_since() {
+        let usage = Usage { input_tokens: 3, output_tokens: 2, ..Usage::default() };
+        let mut meter = Meter::default();
+        meter.observe(&StreamEvent::Usage(usage));
+        assert!(!meter.usage_final, "usage before the finish (Anthropic's message_start) is partial");
+        meter.observe(&StreamEvent::Text { choice: 0, text: "abcd".into() });
+        meter.observe(&StreamEvent::Finish { choice: 0, reason: FinishReason::Stop });
+        meter.observe(&StreamEvent::Usage(usage));
+        assert!(meter.usage_final);
+        meter.observe(&StreamEvent::Text { choice: 1, text: "more".into() });
+        assert!(!meter.usage_final, "another choice still streams");
+        assert_eq!(meter.output_bytes, 8);
+        // An all-zero usage is no usage.
+        let mut empty = Meter::default();
+        empty.observe(&StreamEvent::Finish { choice: 0, reason: FinishReason::Stop });
+        empty.observe(&StreamEvent::Usage(Usage::default()));
+        assert_eq!((empty.usage, empty.usage_final), (None, false));
+    }
 }

@@ -71,6 +71,7 @@ fn record(rng: &mut Rng, index: u64, created_at: i64) -> UsageRecord {
         ttft_ms: (!error).then(|| 100 + rng.below(900)),
         created_at,
         attempt_log: error.then(|| r#"[{"provider":"openai","outcome":"server","latency_ms":120}]"#.to_owned()),
+        usage_estimated: false,
     }
 }
 

@@ -95,6 +95,10 @@ pub struct UsageRecord {
     /// JSON `[{"provider", "model", "outcome", "latency_ms"}]` (`outcome` is `ok`, an
     /// error class such as `rate_limited`, or `cancelled` for a hedge that lost).
     pub attempt_log: Option<String>,
+    /// Some of the tokens are llmux's estimate, not the upstream's figures: the request
+    /// ended before the upstream reported its usage (client gone, upstream cut, timeout)
+    /// or the upstream's answer had none.
+    pub usage_estimated: bool,
 }
 
 /// A Responses API response kept for later turns (`store: true`); times in ms.

@@ -67,6 +67,7 @@ fn record(request_id: &str, key_id: &str, model: &str, created_at: i64, cost: i6
         ttft_ms: Some(3),
         created_at,
         attempt_log: None,
+        usage_estimated: false,
     }
 }
 
@@ -430,6 +431,9 @@ mod cases {
                     record.attempts = 3;
                     record.attempt_log = Some(format!(r#"[{{"outcome":"server","n":{i}}}]"#));
                 }
+                if i % 4 == 0 {
+                    record.usage_estimated = true;
+                }
                 if i % 5 == 0 {
                     record.team = Some(format!("team-{}", i % 2));
                     record.provider = None;
@@ -622,7 +626,7 @@ async fn postgres_reopens_without_migrating_again() {
     assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["r1"]);
     let sql = format!("SELECT version FROM {}.llmux_schema ORDER BY version", schema.name);
     let versions = schema.admin.query(&sql, &[]).await.unwrap();
-    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2, 3]);
     drop(store);
     schema.drop().await;
 }

@@ -80,8 +80,8 @@ async fn forward(upstream: Upstream<'_>, request: &ChatRequest, body: &Bytes) ->
         });
     }
     let body = answered.body().await?;
-    let usage = adapter.chat_response(&body).map_err(protocol_error)?.usage;
-    Ok(Success::Full { body, usage: Some(usage) })
+    let decoded = adapter.chat_response(&body).map_err(protocol_error)?;
+    Ok(Success::Full { usage: Some(decoded.usage), output: relay::response_output(&decoded), body })
 }
 
 /// Anthropic SSE forwarded frame by frame to an Anthropic client, decoded only to meter
@@ -91,7 +91,13 @@ struct Passthrough {
 }
 
 impl relay::Translator for Passthrough {
-    fn data(&mut self, frame: &[u8], data: &[u8], out: &mut Vec<u8>, meter: &mut relay::Meter) -> Result<(), String> {
+    fn data(
+        &mut self,
+        frame: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+        meter: &mut crate::settle::Meter,
+    ) -> Result<(), String> {
         self.decoder.decode_with(data, &mut |event| meter.observe(&event)).map_err(|error| error.message)?;
         out.extend_from_slice(frame);
         Ok(())

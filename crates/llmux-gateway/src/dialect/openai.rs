@@ -127,5 +127,10 @@ async fn passthrough(
     }
     let body = answered.body().await?;
     let usage = llmux_wire::openai::usage::from_response(&body);
-    Ok(Success::Full { body, usage })
+    // Without usage, the answer is billed for the output it holds (embeddings hold none).
+    let output = match usage {
+        None if endpoint != Endpoint::Embeddings => crate::relay::openai_body_output(&body),
+        _ => 0,
+    };
+    Ok(Success::Full { body, usage, output })
 }

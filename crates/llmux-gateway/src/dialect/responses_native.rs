@@ -33,8 +33,21 @@ async fn answer(upstream: Upstream<'_>, stream: bool, request: http::Request<Byt
     }
     let body = answered.body().await?;
     let usage = llmux_wire::responses::upstream::usage(&body);
-    Ok(Success::Full { body, usage })
+    // Without usage, the answer is billed for the output it holds.
+    let output = match usage {
+        None => relay::json_strings(&body, RESPONSES_OUTPUT, b"").0 as u64,
+        Some(_) => 0,
+    };
+    Ok(Success::Full { body, usage, output })
 }
+
+/// The string members of a Responses API object that hold output (message text,
+/// function names and arguments, reasoning summaries).
+const RESPONSES_OUTPUT: &[&[u8]] = &[b"text", b"name", b"arguments"];
+
+/// The string member of a Responses API stream event that holds output (text, function
+/// call arguments and reasoning deltas).
+const DELTA: &[&[u8]] = &[b"delta"];
 
 /// Responses API events forwarded frame by frame; only the terminal event
 /// (`response.completed`, `.incomplete`, `.failed`) is parsed, for the usage.
@@ -45,11 +58,19 @@ struct Passthrough {
 }
 
 impl relay::Translator for Passthrough {
-    fn data(&mut self, frame: &[u8], data: &[u8], out: &mut Vec<u8>, meter: &mut relay::Meter) -> Result<(), String> {
+    fn data(
+        &mut self,
+        frame: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+        meter: &mut crate::settle::Meter,
+    ) -> Result<(), String> {
         match classify_event(data) {
             Event::End { usage, failed } => {
-                if usage.is_some() {
-                    meter.usage = usage;
+                match usage {
+                    Some(usage) if !failed => meter.complete(usage),
+                    Some(usage) => meter.observe(&llmux_types::chat::StreamEvent::Usage(usage)),
+                    None => {}
                 }
                 meter.finished = true;
                 meter.ended = true;
@@ -58,7 +79,7 @@ impl relay::Translator for Passthrough {
                 }
             }
             Event::Error => meter.error = Some(ErrorCode::UpstreamError),
-            Event::Other => {}
+            Event::Other => meter.relayed(relay::json_strings(data, DELTA, b"").0),
         }
         out.extend_from_slice(frame);
         self.events += 1;

@@ -57,7 +57,7 @@ impl Attempts for Failing {
         let outcome = if self.routes.contains(&candidate.route) {
             Err(UpstreamError::new(self.kind))
         } else {
-            Ok(Success::Full { body: Bytes::from_static(b"{}"), usage: None })
+            Ok(Success::Full { body: Bytes::from_static(b"{}"), usage: None, output: 0 })
         };
         std::future::ready(outcome)
     }

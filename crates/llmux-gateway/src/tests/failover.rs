@@ -85,7 +85,7 @@ impl Attempts for Script {
         async move {
             tokio::time::sleep(Duration::from_millis(step.after_ms)).await;
             match step.fails {
-                None => Ok(Success::Full { body: Bytes::from_static(b"{}"), usage: None }),
+                None => Ok(Success::Full { body: Bytes::from_static(b"{}"), usage: None, output: 0 }),
                 Some(kind) => Err(UpstreamError::new(kind)),
             }
         }

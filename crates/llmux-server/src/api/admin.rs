@@ -319,6 +319,7 @@ pub fn usage_view(stored: &StoredUsage) -> Value {
         "attempts": record.attempts,
         "latency_ms": record.latency_ms,
         "ttft_ms": record.ttft_ms,
+        "usage_estimated": record.usage_estimated,
         "created_at": clock::rfc3339(record.created_at),
         "attempt_log": record
             .attempt_log

@@ -30,8 +30,11 @@ use crate::{
 
 /// Schema versions, applied in order; never edit one that has shipped. Version 1 is
 /// SQLite's versions 1 to 3 together.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("migrations/0001_init.sql")), (2, include_str!("migrations/0002_responses.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_responses.sql")),
+    (3, include_str!("migrations/0003_usage_estimated.sql")),
+];
 
 /// The advisory lock held while migrating, so that instances starting together
 /// migrate one after the other (`llmux` in ASCII, then 1).
@@ -272,7 +275,7 @@ const TEAM_COLUMNS: &str = "name, models, region, budget_nanos, budget_currency,
      tpm_limit, metadata, created_at, updated_at";
 const USAGE_COLUMNS: &str = "request_id, key_id, team, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at, attempt_log";
+     latency_ms, ttft_ms, created_at, attempt_log, usage_estimated";
 
 const INSERT_KEY: &str = "INSERT INTO keys (id, name, key_hash, key_prefix, team, models, region, budget_nanos, \
      budget_currency, budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at) \
@@ -289,10 +292,10 @@ const UPDATE_TEAM: &str = "UPDATE teams SET models = $2, region = $3, budget_nan
 /// the batch's order.
 const INSERT_USAGE: &str = "INSERT INTO usage (request_id, key_id, team, model, provider, upstream_model, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, \
-     attempts, latency_ms, ttft_ms, created_at, attempt_log) \
+     attempts, latency_ms, ttft_ms, created_at, attempt_log, usage_estimated) \
      SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], \
      $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::TEXT[], $13::BIGINT[], $14::TEXT[], \
-     $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::TEXT[])";
+     $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::TEXT[], $20::BOOLEAN[])";
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -372,6 +375,7 @@ fn usage_from_row(row: &Row) -> StoredUsage {
             ttft_ms: row.get::<_, Option<i64>>("ttft_ms").map(|v| v.max(0) as u64),
             created_at: row.get("created_at"),
             attempt_log: row.get("attempt_log"),
+            usage_estimated: row.get("usage_estimated"),
         },
     }
 }
@@ -597,7 +601,8 @@ impl Store for PostgresStore {
         let ttft_ms = column(records, |r| r.ttft_ms.map(to_i64));
         let created_at = column(records, |r| r.created_at);
         let attempt_log = column(records, |r| r.attempt_log.as_deref());
-        let params: [&(dyn ToSql + Sync); 19] = [
+        let usage_estimated = column(records, |r| r.usage_estimated);
+        let params: [&(dyn ToSql + Sync); 20] = [
             &request_id,
             &key_id,
             &team,
@@ -617,6 +622,7 @@ impl Store for PostgresStore {
             &ttft_ms,
             &created_at,
             &attempt_log,
+            &usage_estimated,
         ];
         self.execute(INSERT_USAGE, &params, unavailable).await.map(drop)
     }

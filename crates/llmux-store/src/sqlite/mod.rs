@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_attempt_log.sql")),
     (3, include_str!("migrations/0003_teams.sql")),
     (4, include_str!("migrations/0004_responses.sql")),
+    (5, include_str!("migrations/0005_usage_estimated.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -155,14 +156,14 @@ fn migrate(connection: &mut Connection) -> Result<(), rusqlite::Error> {
     tx.commit()
 }
 
-const USAGE_COLUMNS: usize = 19;
-/// Records per multi-row INSERT (19 × 32 = 608 parameters, far below SQLite's limit).
+const USAGE_COLUMNS: usize = 20;
+/// Records per multi-row INSERT (20 × 32 = 640 parameters, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 32;
 
 const INSERT_USAGE_HEAD: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at, attempt_log, team) VALUES ";
-const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     latency_ms, ttft_ms, created_at, attempt_log, team, usage_estimated) VALUES ";
+const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// `INSERT ... VALUES (...), (...)` for `rows` rows, built from constants only: no value
 /// is ever formatted into SQL.
 fn insert_usage_sql(rows: usize) -> String {
@@ -278,6 +279,7 @@ fn usage_from_row(row: &Row<'_>) -> Result<StoredUsage, rusqlite::Error> {
             ttft_ms: row.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
             created_at: row.get("created_at")?,
             attempt_log: row.get("attempt_log")?,
+            usage_estimated: row.get::<_, Option<bool>>("usage_estimated")?.unwrap_or(false),
         },
     })
 }
@@ -342,7 +344,7 @@ fn insert_usage(tx: &Transaction<'_>, records: &[UsageRecord]) -> Result<(), rus
     Ok(())
 }
 
-/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 19`.
+/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 20`.
 fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &UsageRecord) -> rusqlite::Result<()> {
     let values: [&dyn rusqlite::ToSql; USAGE_COLUMNS] = [
         &record.request_id,
@@ -364,6 +366,7 @@ fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &U
         &record.created_at,
         &record.attempt_log,
         &record.team,
+        &record.usage_estimated,
     ];
     for (index, value) in values.iter().enumerate() {
         statement.raw_bind_parameter(offset + index + 1, value)?;

@@ -3,6 +3,7 @@
 
 mod affinity;
 mod anthropic;
+mod billing;
 mod bounds;
 mod chat;
 mod cli;
