@@ -335,3 +335,62 @@ async fn a_region_refusal_without_a_caller_region_closes_the_route_for_the_deplo
     assert!((before + 595_000..=before + 601_000).contains(&reopens_at), "{reopens_at} vs {before}");
     assert_eq!(providers["providers"][1]["routes"][0]["region_refusals"], json!([]));
 }
+
+#[tokio::test]
+async fn an_oversized_embeddings_answer_fails_over_and_one_within_the_cap_passes() {
+    let (huge, requests) = hostile_upstream(Hostile::HugeBody).await;
+    let second = FakeUpstream::start().await;
+    let embedding = |values: usize| {
+        let vector: Vec<f64> = (0..values).map(|i| i as f64 / 1000.0).collect();
+        json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+            "model": "m2", "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        .to_string()
+    };
+    let fits = embedding(2000);
+    assert!(fits.len() < 65536);
+    second.always(Reply::status(200, &fits));
+    let gateway = TestGateway::start_with_server(
+        "max_upstream_body_bytes = 65536\n",
+        &format!(
+            "{}{}[[models]]\nname = \"embed\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
+            fake_provider("first", &huge),
+            fake_provider("second", &second.base_url()),
+        ),
+    )
+    .await;
+    let key = gateway.key().await;
+    let response = gateway.post("/v1/embeddings", &key, &json!({"model": "embed", "input": "x"})).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-llmux-provider"], "second");
+    assert_eq!(response.headers()["x-llmux-attempts"], "2");
+    assert_eq!(response.text().await.unwrap(), fits, "an answer within the cap passes as it is");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_anthropic_client_gets_its_error_event_when_a_translated_stream_event_is_too_large() {
+    let (endless, _) = hostile_upstream(Hostile::EndlessLine).await;
+    let gateway = TestGateway::start_with_server(
+        "max_upstream_event_bytes = 65536\n",
+        &format!(
+            "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}]\n",
+            fake_provider("first", &endless),
+        ),
+    )
+    .await;
+    let key = gateway.key().await;
+    let response = gateway
+        .messages(&key, &json!({"model": "chat", "max_tokens": 50, "stream": true, "messages": user("hi")}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    let events = crate::sse_events(&body);
+    assert!(
+        events.iter().any(|(name, data)| name == "content_block_delta" && data["delta"]["text"] == "Hel"),
+        "{body}"
+    );
+    let (name, error) = events.last().unwrap();
+    assert_eq!(name, "error", "{body}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("max_upstream_event_bytes"), "{body}");
+    assert!(!events.iter().any(|(name, _)| name == "message_stop"), "{body}");
+}
