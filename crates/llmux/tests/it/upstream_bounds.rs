@@ -334,6 +334,30 @@ async fn a_region_refusal_without_a_caller_region_closes_the_route_for_the_deplo
     let reopens_at = refusals[0]["reopens_at_ms"].as_i64().unwrap();
     assert!((before + 595_000..=before + 601_000).contains(&reopens_at), "{reopens_at} vs {before}");
     assert_eq!(providers["providers"][1]["routes"][0]["region_refusals"], json!([]));
+    // `llmux check` shows it too.
+    let listen = gateway.url("").trim_start_matches("http://").to_owned();
+    let config = gateway.dir.join("check.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{listen}\"\nmaster_key = \"{MASTER}\"\n\n{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
+            fake_provider("first", &first.base_url()),
+            fake_provider("second", &second.base_url()),
+        ),
+    )
+    .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_llmux"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("chat via first -> m1: REFUSED for the deployment ("), "{stdout}");
+    assert!(stdout.contains("chat via second -> m2: available"), "{stdout}");
 }
 
 #[tokio::test]
