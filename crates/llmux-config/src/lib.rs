@@ -37,6 +37,13 @@ pub struct ServerConfig {
     pub max_tools: usize,
     pub trust_region_header: bool,
     pub region_refusal_ttl: Duration,
+    /// The largest non-streamed upstream answer read (larger: the attempt fails as an
+    /// upstream protocol error).
+    pub max_upstream_body_bytes: usize,
+    /// The largest single SSE event (or line) read from an upstream stream.
+    pub max_upstream_event_bytes: usize,
+    /// The longest an upstream's `Retry-After` rests a route.
+    pub max_retry_after: Duration,
     /// How long shutdown waits for in-flight requests and streams.
     pub shutdown_grace: Duration,
     /// How often key changes made by other processes (CLI, other instances) are

@@ -30,6 +30,12 @@ pub struct RawServer {
     pub max_tools: Option<u64>,
     pub trust_region_header: Option<bool>,
     pub region_refusal_ttl_s: Option<u64>,
+    /// The largest non-streamed upstream answer read (default 128 MiB).
+    pub max_upstream_body_bytes: Option<u64>,
+    /// The largest SSE event read from an upstream stream (default 16 MiB).
+    pub max_upstream_event_bytes: Option<u64>,
+    /// The longest an upstream's `Retry-After` rests a route (default 300).
+    pub max_retry_after_s: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub key_refresh_ms: Option<u64>,
     /// Overall deadline of a request before its first byte, across all attempts.

@@ -105,6 +105,14 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
     if max_body_bytes < 1024 {
         errors.push("server.max_body_bytes", "must be at least 1024");
     }
+    let max_upstream_body_bytes = server.max_upstream_body_bytes.unwrap_or(128 * 1024 * 1024);
+    if max_upstream_body_bytes < 1024 {
+        errors.push("server.max_upstream_body_bytes", "must be at least 1024");
+    }
+    let max_upstream_event_bytes = server.max_upstream_event_bytes.unwrap_or(16 * 1024 * 1024);
+    if max_upstream_event_bytes < 1024 {
+        errors.push("server.max_upstream_event_bytes", "must be at least 1024");
+    }
     let mut budget_alert_thresholds = server.budget_alert_thresholds.clone().unwrap_or_else(|| vec![80, 100]);
     if budget_alert_thresholds.iter().any(|percent| !(1..=100).contains(percent)) {
         errors.push("server.budget_alert_thresholds", "percentages must be between 1 and 100");
@@ -130,6 +138,9 @@ fn resolve_server(raw: &RawConfig, env: Env<'_>, errors: &mut Errors) -> ServerC
         max_tools: count_limit(server.max_tools, 1_000, "server.max_tools", errors),
         trust_region_header: server.trust_region_header.unwrap_or(false),
         region_refusal_ttl: Duration::from_secs(server.region_refusal_ttl_s.unwrap_or(3600)),
+        max_upstream_body_bytes: usize::try_from(max_upstream_body_bytes).unwrap_or(usize::MAX),
+        max_upstream_event_bytes: usize::try_from(max_upstream_event_bytes).unwrap_or(usize::MAX),
+        max_retry_after: Duration::from_secs(server.max_retry_after_s.unwrap_or(300).max(1)),
         shutdown_grace: Duration::from_millis(server.shutdown_grace_ms.unwrap_or(30_000)),
         key_refresh: Duration::from_millis(server.key_refresh_ms.unwrap_or(1_000).clamp(100, 60_000)),
         request_timeout: server.request_timeout_ms.filter(|ms| *ms > 0).map(Duration::from_millis),

@@ -261,32 +261,43 @@ impl relay::EventEncoder for Prerendered {
 }
 
 /// An upstream response that arrived (2xx) within the attempt's first-byte deadline;
-/// its body must be read within the attempt's total deadline.
+/// its body must be read within the attempt's total deadline, and at most
+/// `server.max_upstream_body_bytes` of it (a stream's events are bounded by the relay).
 pub(crate) struct Answered {
     pub response: UpstreamResponse,
     deadline: Instant,
+    max_body: usize,
 }
 
 impl Answered {
     pub(crate) async fn body(self) -> Result<Bytes, UpstreamError> {
-        match tokio::time::timeout_at(self.deadline, http_body_util::BodyExt::collect(self.response.into_body())).await
-        {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(_)) => Err(UpstreamError::new(ErrorKind::Protocol)),
+        use llmux_providers::client::ReadError;
+        match tokio::time::timeout_at(self.deadline, self.response.into_body().read_capped(self.max_body)).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(ReadError::TooLarge)) => Err(too_large(self.max_body)),
+            Ok(Err(ReadError::Failed(_))) => Err(UpstreamError::new(ErrorKind::Protocol)),
             Err(_) => Err(UpstreamError::new(ErrorKind::Timeout)),
         }
     }
 }
 
+/// An answer over `server.max_upstream_body_bytes`: the upstream's fault (a protocol
+/// error, so another route is tried).
+fn too_large(max_body: usize) -> UpstreamError {
+    let message = format!("The upstream answer is larger than server.max_upstream_body_bytes ({max_body} bytes).");
+    tracing::warn!(max_body, "An upstream answer exceeded server.max_upstream_body_bytes; the attempt failed.");
+    UpstreamError { message: Some(message), ..UpstreamError::new(ErrorKind::Protocol) }
+}
+
 /// Sends with the route's first-byte deadline; a non-2xx answer is classified by the
-/// provider's adapter.
+/// provider's adapter (its `Retry-After` capped by `server.max_retry_after_s`).
 pub(crate) async fn send(upstream: Upstream<'_>, request: http::Request<Bytes>) -> Result<Answered, UpstreamError> {
-    let Upstream { route, provider, adapter, client, .. } = upstream;
+    let Upstream { route, provider, adapter, client, server, .. } = upstream;
     let total = route.timeout.unwrap_or(provider.timeouts.total);
     let first_byte = route.first_byte_timeout.unwrap_or(provider.timeouts.first_byte);
     let started = Instant::now();
     let deadline = started + total;
-    let response = match tokio::time::timeout_at(
+    let mut response = match tokio::time::timeout_at(
         started + first_byte.min(total),
         client.send_with(request, route.connect_timeout),
     )
@@ -297,13 +308,14 @@ pub(crate) async fn send(upstream: Upstream<'_>, request: http::Request<Bytes>) 
     };
     let status = response.status().as_u16();
     if !(200..300).contains(&status) {
-        let retry_after = llmux_providers::error::parse_retry_after(
-            response.headers().get(http::header::RETRY_AFTER).and_then(|value| value.to_str().ok()),
-        );
+        let retry_after = llmux_providers::error::retry_after(response.headers(), clock::wall_ms());
         let body = read_error_body(response, deadline).await;
-        return Err(adapter.classify(status, retry_after, &body));
+        let mut error = adapter.classify(status, retry_after, &body);
+        error.retry_after = error.retry_after.map(|delay| delay.min(server.max_retry_after));
+        return Err(error);
     }
-    Ok(Answered { response, deadline })
+    response.body_mut().set_max_event(server.max_upstream_event_bytes);
+    Ok(Answered { response, deadline, max_body: server.max_upstream_body_bytes })
 }
 
 /// Reads the start of an error body (at most 64 KiB) before `deadline`.

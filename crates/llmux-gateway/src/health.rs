@@ -3,14 +3,19 @@
 //! deadlines are atomics; only a region refusal (rare) takes a lock.
 //!
 //! - **Circuit breaking**: `server.circuit_failures` (default 5) consecutive upstream
-//!   failures (connect errors, timeouts, 5xx, overload, unreadable answers) open a
+//!   failures (connect errors, timeouts, 5xx, overload, unreadable or oversized answers,
+//!   refused credentials) open a
 //!   route's circuit for `server.circuit_cooldown_ms` (default 30 s). After the cooldown
 //!   one request (the first to plan with it) probes the route; success closes the
 //!   circuit, failure opens it again.
 //! - **Rate limits**: a 429 rests the route for its `Retry-After` (at least
-//!   [`MIN_RATE_LIMIT_REST`] when the provider gave none); it is not a failure.
-//! - **Region refusals**: a provider's refusal to serve the caller's region closes the
-//!   route for that region for `server.region_refusal_ttl_s`; other regions keep it.
+//!   [`MIN_RATE_LIMIT_REST`] when the provider gave none, at most
+//!   `server.max_retry_after_s`); it is not a failure.
+//! - **Region refusals**: a provider's refusal closes the route for
+//!   `server.region_refusal_ttl_s`: for a caller with a declared region, for that region
+//!   (other regions keep it); for a caller without one, for the deployment (every
+//!   caller, with a region or not: the provider judged this gateway's egress, which
+//!   they all share). A refused route is not planned at all, not even last.
 //! - **Latency**: an EWMA of time to the response head, for the `latency` strategy.
 //! - **In flight**: attempts waiting for their response head, and answers being relayed
 //!   (a stream counts until it ends), for `least-busy`.
@@ -40,6 +45,8 @@ pub struct Policy {
     pub cooldown: Duration,
     /// How long a region refusal closes a route for that region.
     pub refusal_ttl: Duration,
+    /// The longest a 429's `Retry-After` rests a route.
+    pub max_rate_limit_rest: Duration,
 }
 
 impl Policy {
@@ -48,13 +55,19 @@ impl Policy {
             failures_to_open: server.circuit_failures,
             cooldown: server.circuit_cooldown,
             refusal_ttl: server.region_refusal_ttl,
+            max_rate_limit_rest: server.max_retry_after,
         }
     }
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { failures_to_open: 5, cooldown: Duration::from_secs(30), refusal_ttl: Duration::from_secs(3600) }
+        Policy {
+            failures_to_open: 5,
+            cooldown: Duration::from_secs(30),
+            refusal_ttl: Duration::from_secs(3600),
+            max_rate_limit_rest: Duration::from_secs(300),
+        }
     }
 }
 /// The rest after a 429 that named no `Retry-After`.
@@ -128,8 +141,11 @@ pub struct RouteHealth {
     failures: AtomicU32,
     /// Until when (`now_ms`) the route rests; 0 when it does not.
     resting_until: AtomicU64,
-    /// Regions that refused, with until when.
-    refused: Mutex<Vec<(Region, u64)>>,
+    /// Refusals, with until when: for a region, or (`None`) for the deployment.
+    refused: Mutex<Vec<(Option<Region>, u64)>>,
+    /// The latest `until` in `refused` (0: none yet): past it, nothing is refused and
+    /// the lock is not taken.
+    refused_until: AtomicU64,
     /// The last [`SAMPLES`] times to the response head, ms (0: empty slot).
     samples: [AtomicU32; SAMPLES],
     next_sample: AtomicUsize,
@@ -143,6 +159,7 @@ impl Default for RouteHealth {
             failures: AtomicU32::new(0),
             resting_until: AtomicU64::new(0),
             refused: Mutex::new(Vec::new()),
+            refused_until: AtomicU64::new(0),
             samples: std::array::from_fn(|_| AtomicU32::new(0)),
             next_sample: AtomicUsize::new(0),
         }
@@ -155,7 +172,7 @@ pub enum Availability {
     Available,
     /// Resting (open circuit, rate-limit cooldown): tried only after the others.
     Resting,
-    /// Refused the caller's region recently: never tried for it.
+    /// Refused the caller's region (or this deployment) recently: never tried for it.
     Refused,
 }
 
@@ -164,9 +181,7 @@ impl RouteHealth {
     /// whose cooldown has passed: the first caller to see it gets `Available`, the next
     /// ones `Resting` until the probe's outcome is known.
     pub fn availability(&self, region: Option<Region>, now: u64, policy: &Policy) -> Availability {
-        if let Some(region) = region
-            && self.refuses(region, now)
-        {
+        if self.refuses(region, now) {
             return Availability::Refused;
         }
         let until = self.resting_until.load(Ordering::Relaxed);
@@ -189,9 +204,24 @@ impl RouteHealth {
         }
     }
 
-    fn refuses(&self, region: Region, now: u64) -> bool {
+    /// Whether a refusal closes the route for a caller in `region` at `now`: one for
+    /// the deployment, or one for that region.
+    fn refuses(&self, region: Option<Region>, now: u64) -> bool {
+        if now >= self.refused_until.load(Ordering::Relaxed) {
+            return false;
+        }
         let refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
-        refused.iter().any(|(refusing, until)| *refusing == region && now < *until)
+        refused.iter().any(|(refusing, until)| (refusing.is_none() || *refusing == region) && now < *until)
+    }
+
+    /// The refusals in force at `now`: the region (`None`: the deployment) and until
+    /// when (`now_ms` time), for `GET /admin/providers`.
+    pub fn refusals(&self, now: u64) -> Vec<(Option<Region>, u64)> {
+        if now >= self.refused_until.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        refused.iter().filter(|(_, until)| now < *until).copied().collect()
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -275,22 +305,29 @@ impl RouteHealth {
             ErrorKind::BadRequest
             | ErrorKind::ContextLength
             | ErrorKind::ContentFiltered
-            | ErrorKind::Auth
             | ErrorKind::NotFound
             | ErrorKind::QuotaExhausted => None,
             ErrorKind::RateLimited => {
-                let rest = error.retry_after.unwrap_or(MIN_RATE_LIMIT_REST).max(MIN_RATE_LIMIT_REST);
+                let rest = error
+                    .retry_after
+                    .unwrap_or(MIN_RATE_LIMIT_REST)
+                    .min(policy.max_rate_limit_rest)
+                    .max(MIN_RATE_LIMIT_REST);
                 self.rest_until(now + millis(rest))
             }
             ErrorKind::RegionDenied => {
-                if let Some(region) = region {
-                    let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
-                    refused.retain(|(refusing, until)| *refusing != region && now < *until);
-                    refused.push((region, now + millis(policy.refusal_ttl)));
-                }
+                let until = now + millis(policy.refusal_ttl);
+                let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+                refused.retain(|(refusing, old)| *refusing != region && now < *old);
+                refused.push((region, until));
+                self.refused_until.fetch_max(until, Ordering::Relaxed);
                 None
             }
-            ErrorKind::Connect
+            // Refused credentials fail every request sent there until the operator
+            // fixes them: counted like an outage, so the circuit spares requests the
+            // doomed first attempt.
+            ErrorKind::Auth
+            | ErrorKind::Connect
             | ErrorKind::Timeout
             | ErrorKind::Overloaded
             | ErrorKind::Server
@@ -337,8 +374,12 @@ impl Drop for Busy {
 mod tests {
     use super::*;
 
-    const POLICY: Policy =
-        Policy { failures_to_open: 5, cooldown: Duration::from_secs(30), refusal_ttl: Duration::from_secs(60) };
+    const POLICY: Policy = Policy {
+        failures_to_open: 5,
+        cooldown: Duration::from_secs(30),
+        refusal_ttl: Duration::from_secs(60),
+        max_rate_limit_rest: Duration::from_secs(300),
+    };
 
     fn error(kind: ErrorKind, retry_after: Option<Duration>) -> UpstreamError {
         UpstreamError { retry_after, ..UpstreamError::new(kind) }
@@ -374,13 +415,32 @@ mod tests {
     #[test]
     fn client_and_operator_faults_leave_health_alone() {
         let health = RouteHealth::default();
-        for kind in [ErrorKind::Auth, ErrorKind::NotFound, ErrorKind::QuotaExhausted] {
+        for kind in [ErrorKind::BadRequest, ErrorKind::NotFound, ErrorKind::QuotaExhausted] {
             for _ in 0..10 {
                 health.failed(&error(kind, None), None, &POLICY, 5);
             }
         }
         assert_eq!(health.availability(None, 5, &POLICY), Availability::Available);
         assert_eq!(health.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn refused_credentials_count_towards_the_circuit() {
+        let health = RouteHealth::default();
+        for _ in 0..POLICY.failures_to_open {
+            health.failed(&error(ErrorKind::Auth, None), None, &POLICY, 5);
+        }
+        assert_eq!(health.consecutive_failures(), POLICY.failures_to_open);
+        assert_eq!(health.availability(None, 6, &POLICY), Availability::Resting);
+    }
+
+    #[test]
+    fn a_retry_after_rests_at_most_the_cap() {
+        let health = RouteHealth::default();
+        let day = Some(Duration::from_secs(86_400));
+        assert_eq!(health.failed(&error(ErrorKind::RateLimited, day), None, &POLICY, 100), Some(100 + 300_000));
+        assert_eq!(health.availability(None, 100 + 299_999, &POLICY), Availability::Resting);
+        assert_eq!(health.availability(None, 100 + 300_000, &POLICY), Availability::Available);
     }
 
     #[test]
@@ -405,6 +465,28 @@ mod tests {
         assert_eq!(health.availability(de, 2, &POLICY), Availability::Available);
         assert_eq!(health.availability(None, 2, &POLICY), Availability::Available);
         assert_eq!(health.availability(cn, 1 + 60_000, &POLICY), Availability::Available);
+        assert_eq!(health.refusals(2), [(cn, 60_001)]);
+        assert!(health.refusals(60_001).is_empty());
+    }
+
+    #[test]
+    fn a_refusal_without_a_caller_region_closes_the_route_for_the_deployment() {
+        let health = RouteHealth::default();
+        let cn = Region::parse("CN");
+        assert_eq!(health.refusals(1), []);
+        health.failed(&error(ErrorKind::RegionDenied, None), None, &POLICY, 1_000);
+        for region in [None, cn] {
+            assert_eq!(health.availability(region, 1_001, &POLICY), Availability::Refused);
+            assert_eq!(health.availability(region, 60_999, &POLICY), Availability::Refused);
+            assert_eq!(health.availability(region, 61_000, &POLICY), Availability::Available);
+        }
+        assert_eq!(health.refusals(2_000), [(None, 61_000)]);
+        // A later refusal for a region and the deployment's own are both remembered.
+        health.failed(&error(ErrorKind::RegionDenied, None), cn, &POLICY, 2_000);
+        assert_eq!(health.refusals(2_000), [(None, 61_000), (cn, 62_000)]);
+        assert_eq!(health.availability(cn, 61_500, &POLICY), Availability::Refused);
+        assert_eq!(health.availability(None, 61_500, &POLICY), Availability::Available);
+        assert_eq!(health.consecutive_failures(), 0, "a refusal is not a failure");
     }
 
     #[test]

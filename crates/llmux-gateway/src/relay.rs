@@ -213,9 +213,10 @@ pub fn openai_passthrough(
     strip_usage: bool,
     idle: Duration,
 ) -> BodyStream {
+    let framer = Framer::with_max_event(response.body().max_event());
     let state = Passthrough {
         upstream: http_body_util::BodyExt::into_data_stream(response.into_body()),
-        framer: Framer::new(),
+        framer,
         settlement,
         strip_usage,
         idle,
@@ -232,6 +233,10 @@ pub fn openai_passthrough(
                 Ok(Some(Ok(chunk))) => {
                     state.framer.push(&chunk);
                     state.take_events(&mut out);
+                    if state.framer.overflowed() {
+                        state.fail(ErrorCode::UpstreamError, EVENT_TOO_LARGE, &mut out);
+                        state.settle();
+                    }
                 }
                 Ok(Some(Err(_))) => {
                     state.take_events(&mut out);
@@ -268,6 +273,10 @@ pub fn openai_passthrough(
         }
     }))
 }
+
+/// The in-stream error when an upstream event exceeds `server.max_upstream_event_bytes`
+/// (the framer has dropped it and reads no further).
+const EVENT_TOO_LARGE: &str = "The upstream sent an event larger than server.max_upstream_event_bytes.";
 
 /// Encodes canonical events for the client dialect.
 pub trait EventEncoder: Send {
@@ -418,6 +427,9 @@ pub fn translated(
             {
                 self.route_event(&event, out);
             }
+            if self.framer.overflowed() && self.meter().error.is_none() {
+                self.fail(ErrorCode::UpstreamError, EVENT_TOO_LARGE, out);
+            }
         }
 
         fn route_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
@@ -444,9 +456,10 @@ pub fn translated(
         }
     }
 
+    let framer = Framer::with_max_event(response.body().max_event());
     let state = State {
         upstream: http_body_util::BodyExt::into_data_stream(response.into_body()),
-        framer: Framer::new(),
+        framer,
         translator,
         settlement,
         idle,

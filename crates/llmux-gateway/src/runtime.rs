@@ -78,6 +78,7 @@ impl Runtime {
             adapter: provider.preset.adapter,
             prepared: &self.prepared[route.provider],
             client: &self.clients[route.provider],
+            server: &self.config.server,
         }
     }
 
@@ -95,4 +96,7 @@ pub struct Upstream<'a> {
     pub adapter: &'static dyn Adapter,
     pub prepared: &'a PreparedProvider,
     pub client: &'a UpstreamClient,
+    /// What bounds reading the answer (`max_upstream_body_bytes`,
+    /// `max_upstream_event_bytes`, `max_retry_after_s`).
+    pub server: &'a llmux_config::ServerConfig,
 }

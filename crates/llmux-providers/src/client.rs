@@ -235,7 +235,7 @@ impl UpstreamClient {
 
 fn h1_response(response: h1::Response, pool: Arc<HostPool>) -> UpstreamResponse {
     let h1::Response { status, version, headers, body } = response;
-    let mut body = UpstreamBody { inner: Inner::H1 { body, pool } };
+    let mut body = UpstreamBody { inner: Inner::H1 { body, pool }, max_event: usize::MAX };
     body.check_in();
     let mut response = http::Response::new(body);
     *response.status_mut() = status;
@@ -246,9 +246,26 @@ fn h1_response(response: h1::Response, pool: Arc<HostPool>) -> UpstreamResponse 
 
 /// An upstream response body. Read to its end, it returns its HTTP/1.1 connection to
 /// the pool; dropped before that, the connection is closed (it cannot be reused).
+///
+/// Reading is bounded by whoever reads: [`read_capped`](Self::read_capped) for a whole
+/// answer; a stream's reader frames events within [`max_event`](Self::max_event). Data
+/// arrives in pieces of at most one read (HTTP/1.1, 8 KiB) or one frame (HTTP/2,
+/// 16 KiB), so nothing here holds more than that.
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: Inner,
+    /// The longest SSE event a reader of this body should accept (`usize::MAX`: no
+    /// bound set).
+    max_event: usize,
+}
+
+/// Why [`UpstreamBody::read_capped`] failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The body is (or says it will be) longer than the cap.
+    TooLarge,
+    /// The connection failed while reading.
+    Failed(UpstreamError),
 }
 
 #[derive(Debug)]
@@ -259,7 +276,53 @@ enum Inner {
 
 impl UpstreamBody {
     fn h2(body: Incoming) -> UpstreamBody {
-        UpstreamBody { inner: Inner::H2(body) }
+        UpstreamBody { inner: Inner::H2(body), max_event: usize::MAX }
+    }
+
+    /// Sets the longest SSE event a reader of this body should accept.
+    pub fn set_max_event(&mut self, max_event: usize) {
+        self.max_event = max_event;
+    }
+
+    /// The longest SSE event a reader of this body should accept.
+    pub fn max_event(&self) -> usize {
+        self.max_event
+    }
+
+    /// Reads the whole body, refusing it as soon as it is known to exceed `cap` bytes: a
+    /// `Content-Length` over it is refused before any byte is read, and otherwise
+    /// reading stops at the piece that crosses it. Never holds more than `cap` plus one
+    /// piece; a body of known length is read into one allocation of that size, one of
+    /// unknown length is kept as received and joined at the end.
+    pub async fn read_capped(mut self, cap: usize) -> Result<Bytes, ReadError> {
+        use http_body_util::BodyExt;
+        let exact = self.size_hint().exact();
+        if exact.is_some_and(|length| length > cap as u64) {
+            return Err(ReadError::TooLarge);
+        }
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = self.frame().await {
+            let Ok(data) = frame.map_err(ReadError::Failed)?.into_data() else { continue };
+            total = total.saturating_add(data.len());
+            if total > cap {
+                return Err(ReadError::TooLarge);
+            }
+            if !data.is_empty() {
+                pieces.push(data);
+            }
+        }
+        Ok(match pieces.len() {
+            0 => Bytes::new(),
+            1 => pieces.pop().unwrap_or_default(),
+            _ => {
+                let mut joined = bytes::BytesMut::with_capacity(total);
+                for piece in pieces {
+                    joined.extend_from_slice(&piece);
+                }
+                joined.freeze()
+            }
+        })
     }
 
     /// Returns the connection to the pool as soon as the body has been read.

@@ -126,6 +126,54 @@ pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
+/// How long an error answer asks the caller to wait: `retry-after-ms` (OpenAI, Azure)
+/// when present and readable, else `Retry-After` in seconds or as an HTTP date
+/// (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past is no wait).
+/// `now_unix_ms` is the wall clock (this crate reads none). At most 24 h; callers cap
+/// further (`server.max_retry_after_s`).
+pub fn retry_after(headers: &http::HeaderMap, now_unix_ms: i64) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let ms = text("retry-after-ms").and_then(|value| value.trim().parse::<f64>().ok());
+    if let Some(ms) = ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
+        return Some(Duration::from_secs_f64(ms.min(86_400_000.0) / 1000.0));
+    }
+    let value = text("retry-after")?;
+    parse_retry_after(Some(value)).or_else(|| {
+        let at_ms = http_date_unix_s(value.trim())?.checked_mul(1000)?;
+        let wait = u64::try_from(at_ms.saturating_sub(now_unix_ms)).unwrap_or(0);
+        Some(Duration::from_millis(wait.min(86_400_000)))
+    })
+}
+
+/// Unix seconds of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date_unix_s(text: &str) -> Option<i64> {
+    let rest = text.split_once(", ")?.1;
+    let mut parts = rest.split(' ');
+    let (day, month, year, clock, zone) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if zone != "GMT" || parts.next().is_some() || day.len() != 2 || year.len() != 4 {
+        return None;
+    }
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = i64::try_from(MONTHS.iter().position(|name| *name == month)?).ok()? + 1;
+    let number = |digits: &str| -> Option<i64> {
+        digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse().ok()).flatten()
+    };
+    let (day, year) = (number(day)?, number(year)?);
+    let mut hms = clock.split(':');
+    let (h, m, s) = (number(hms.next()?)?, number(hms.next()?)?, number(hms.next()?)?);
+    if hms.next().is_some() || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +204,33 @@ mod tests {
         }
         assert!(ErrorKind::BadRequest.is_client_fault());
         assert!(ErrorKind::RegionDenied.may_fail_over());
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, http::HeaderValue::from_static(value));
+            }
+            map
+        };
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777.
+        let now = 784_111_777_000;
+        assert_eq!(http_date_unix_s("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(http_date_unix_s("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(http_date_unix_s("Tue, 29 Feb 2028 12:00:00 GMT"), Some(1_835_438_400));
+        for bad in ["Sun, 06 Nov 1994 08:49:37 PST", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun, 6 Nov 1994 08:49:37 GMT"] {
+            assert_eq!(http_date_unix_s(bad), None, "{bad}");
+        }
+        let wait = |pairs| retry_after(&headers(pairs), now);
+        assert_eq!(wait(&[("retry-after", "Sun, 06 Nov 1994 08:51:07 GMT")]), Some(Duration::from_secs(90)));
+        assert_eq!(wait(&[("retry-after", "Sun, 06 Nov 1994 08:00:00 GMT")]), Some(Duration::ZERO));
+        assert_eq!(wait(&[("retry-after", "Mon, 06 Nov 1995 08:49:37 GMT")]), Some(Duration::from_secs(86_400)));
+        assert_eq!(wait(&[("retry-after", "7")]), Some(Duration::from_secs(7)));
+        assert_eq!(wait(&[("retry-after", "7"), ("retry-after-ms", "1500")]), Some(Duration::from_millis(1500)));
+        assert_eq!(wait(&[("retry-after", "soon")]), None);
+        assert_eq!(wait(&[]), None);
     }
 
     #[test]

@@ -8,38 +8,71 @@
 //! Rules followed (WHATWG): lines end in `\n`, `\r\n` or `\r`; a blank line ends an
 //! event; lines starting with `:` are comments; `data:` may or may not be followed by
 //! one space; several `data:` lines join with `\n`.
+//!
+//! A framer may be bounded ([`Framer::with_max_event`]): an event (so also a line)
+//! longer than the bound is never returned; the framer stops there, drops what it
+//! holds and says so ([`Framer::overflowed`]). It then holds at most the bound plus
+//! the last chunk pushed.
 
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 
 /// Splits a byte stream into raw SSE events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Framer {
     buf: BytesMut,
     /// Where scanning resumes (everything before has been looked at).
     scan: usize,
     /// Start of the line being scanned.
     line_start: usize,
+    /// The longest event (terminator included) this framer returns.
+    max_event: usize,
+    /// An event longer than `max_event` came: nothing more is returned.
+    overflowed: bool,
+}
+
+impl Default for Framer {
+    fn default() -> Framer {
+        Framer::with_max_event(usize::MAX)
+    }
 }
 
 impl Framer {
+    /// An unbounded framer.
     pub fn new() -> Framer {
         Framer::default()
     }
 
-    /// Appends a received chunk.
+    /// A framer that refuses events longer than `max_event` bytes (terminator
+    /// included): see [`overflowed`](Self::overflowed).
+    pub fn with_max_event(max_event: usize) -> Framer {
+        Framer { buf: BytesMut::new(), scan: 0, line_start: 0, max_event, overflowed: false }
+    }
+
+    /// Appends a received chunk (ignored once the framer has overflowed).
     pub fn push(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
+        if !self.overflowed {
+            self.buf.extend_from_slice(chunk);
+        }
+    }
+
+    /// Whether an event longer than the bound arrived (complete or not): the framer
+    /// dropped it and returns nothing more.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// The next complete event, terminator included, if one has fully arrived.
     pub fn next_event(&mut self) -> Option<Bytes> {
+        if self.overflowed {
+            return None;
+        }
         let mut pos = self.scan;
         loop {
             let Some(offset) = memchr::memchr2(b'\n', b'\r', &self.buf[pos..]) else {
                 self.scan = self.buf.len();
-                return None;
+                return self.incomplete();
             };
             let term = pos + offset;
             let mut next = term + 1;
@@ -47,7 +80,7 @@ impl Framer {
                 if next == self.buf.len() {
                     // A `\r` at the end may be the first half of `\r\n`: wait for more.
                     self.scan = term;
-                    return None;
+                    return self.incomplete();
                 }
                 if self.buf[next] == b'\n' {
                     next += 1;
@@ -55,6 +88,9 @@ impl Framer {
             }
             if term == self.line_start {
                 // A blank line: the event ends here.
+                if next > self.max_event {
+                    return self.overflow();
+                }
                 let event = self.buf.split_to(next).freeze();
                 self.scan = 0;
                 self.line_start = 0;
@@ -65,10 +101,31 @@ impl Framer {
         }
     }
 
+    /// No complete event buffered: `None`, and the end of the framer if the partial
+    /// event is already over the bound.
+    fn incomplete(&mut self) -> Option<Bytes> {
+        if self.buf.len() > self.max_event {
+            return self.overflow();
+        }
+        None
+    }
+
+    fn overflow(&mut self) -> Option<Bytes> {
+        self.overflowed = true;
+        self.buf = BytesMut::new();
+        self.scan = 0;
+        self.line_start = 0;
+        None
+    }
+
     /// At end of stream: whatever is left, as a final (unterminated) event.
     pub fn finish(&mut self) -> Option<Bytes> {
         self.scan = 0;
         self.line_start = 0;
+        if self.overflowed || self.buf.len() > self.max_event {
+            self.overflow();
+            return None;
+        }
         if self.buf.iter().all(|b| b.is_ascii_whitespace()) {
             self.buf.clear();
             return None;

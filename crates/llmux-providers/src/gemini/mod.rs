@@ -53,10 +53,21 @@ pub fn url(base_url: &str, model: &str, stream: bool) -> String {
 
 /// Classifies a Gemini error answer. `retry_after` (the header) wins over the body's
 /// `RetryInfo.retryDelay`.
+///
+/// Google answers a key it does not accept (invalid, expired, deleted) with 400
+/// `INVALID_ARGUMENT`, `ErrorInfo.reason` `API_KEY_INVALID` and "API key not valid.
+/// Please pass a valid API key." (or "API key expired", "API Key not found"): that is
+/// the route's credentials failing, not the caller's request (another route is tried,
+/// and Google's message is not passed on as the caller's fault).
 pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
     let (code, message) = llmux_wire::gemini::upstream::error_message(body).unwrap_or_default();
     let lower = message.to_ascii_lowercase();
+    let key_refused = || {
+        llmux_wire::gemini::upstream::error_reason(body).is_some_and(|reason| reason.starts_with("API_KEY_"))
+            || ["api key not valid", "api key expired", "api key not found"].iter().any(|text| lower.contains(text))
+    };
     let kind = match status {
+        400 if key_refused() => ErrorKind::Auth,
         // "User location is not supported for the API use."
         400 if code == "FAILED_PRECONDITION" && lower.contains("location") => ErrorKind::RegionDenied,
         // "The input token count (…) exceeds the maximum number of tokens allowed (…)."
@@ -163,6 +174,24 @@ mod tests {
                 ErrorKind::QuotaExhausted,
             ),
             (403, body("PERMISSION_DENIED", "Method doesn't allow unregistered callers."), ErrorKind::Auth),
+            (400, body("INVALID_ARGUMENT", "API key expired. Please renew the API key."), ErrorKind::Auth),
+            // As Google answers an invalid key (the message alone decides too).
+            (
+                400,
+                br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.",
+                    "status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason":"API_KEY_INVALID","domain":"googleapis.com",
+                    "metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#
+                    .to_vec(),
+                ErrorKind::Auth,
+            ),
+            (
+                400,
+                br#"{"error":{"code":400,"message":"Bad key","status":"INVALID_ARGUMENT",
+                    "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#
+                    .to_vec(),
+                ErrorKind::Auth,
+            ),
             (404, body("NOT_FOUND", "models/x is not found"), ErrorKind::NotFound),
             (500, body("INTERNAL", "An internal error has occurred."), ErrorKind::Server),
             (503, body("UNAVAILABLE", "The model is overloaded."), ErrorKind::Overloaded),

@@ -411,6 +411,7 @@ pub async fn providers(State(state): State<AppState>, Master(request_id): Master
         .enumerate()
         .map(|(index, provider)| {
             let now = llmux_gateway::clock::monotonic_ms();
+            let wall_now = llmux_gateway::clock::wall_ms();
             let routes: Vec<Value> = config
                 .models
                 .iter()
@@ -425,6 +426,19 @@ pub async fn providers(State(state): State<AppState>, Master(request_id): Master
                 .filter(|(_, _, _, route)| route.provider == index)
                 .map(|(model_index, model, route_index, route)| {
                     let health = &runtime.health.model(model_index)[route_index];
+                    let refusals: Vec<Value> = health
+                        .refusals(now)
+                        .into_iter()
+                        .map(|(region, until)| {
+                            let remaining_ms = until.saturating_sub(now);
+                            json!({
+                                "region": region.map(|region| region.to_string()),
+                                "scope": if region.is_some() { "region" } else { "deployment" },
+                                "reopens_at_ms": wall_now.saturating_add(i64::try_from(remaining_ms).unwrap_or(i64::MAX)),
+                                "reopens_in_s": remaining_ms.div_ceil(1000),
+                            })
+                        })
+                        .collect();
                     json!({
                         "model": model.name,
                         "upstream_model": route.model,
@@ -433,6 +447,7 @@ pub async fn providers(State(state): State<AppState>, Master(request_id): Master
                         "consecutive_failures": health.consecutive_failures(),
                         "latency_ms": health.latency_us() as f64 / 1000.0,
                         "in_flight": health.in_flight(),
+                        "region_refusals": refusals,
                     })
                 })
                 .collect();

@@ -62,6 +62,181 @@ fn leading_blank_lines_are_empty_events() {
     assert_eq!(data_of(events.last().unwrap()).unwrap(), b"x");
 }
 
+/// Feeds `chunks` to a framer bounded at `max`: the events returned, and whether it
+/// overflowed; asserts that it never holds more than `max` plus the last chunk.
+fn bounded_events(max: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, bool) {
+    let mut framer = Framer::with_max_event(max);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        framer.push(chunk);
+        while let Some(event) = framer.next_event() {
+            assert!(event.len() <= max, "an event over the bound was returned");
+            out.push(event.to_vec());
+        }
+        assert!(framer.buffered() <= max, "holds {} bytes after draining", framer.buffered());
+        if framer.overflowed() {
+            break;
+        }
+    }
+    if let Some(rest) = framer.finish() {
+        out.push(rest.to_vec());
+    }
+    (out, framer.overflowed())
+}
+
+#[test]
+fn events_within_the_bound_pass() {
+    let (events, overflowed) = bounded_events(
+        16,
+        &[
+            b"data: 1234567
+
+",
+            b"data: 12345
+
+",
+        ],
+    );
+    assert_eq!(
+        events,
+        [
+            b"data: 1234567
+
+"
+            .to_vec(),
+            b"data: 12345
+
+"
+            .to_vec()
+        ]
+    );
+    assert!(!overflowed);
+}
+
+#[test]
+fn an_endless_line_overflows_without_growing() {
+    let mut framer = Framer::with_max_event(1024);
+    framer.push(
+        b"data: ok
+
+",
+    );
+    assert_eq!(
+        framer.next_event().as_deref(),
+        Some(
+            &b"data: ok
+
+"[..]
+        )
+    );
+    framer.push(b"data: ");
+    let chunk = [b'x'; 100];
+    let mut pushed = 0;
+    while !framer.overflowed() {
+        framer.push(&chunk);
+        pushed += chunk.len();
+        assert_eq!(framer.next_event(), None);
+        assert!(pushed < 2048, "no overflow after {pushed} bytes");
+    }
+    assert_eq!(framer.buffered(), 0);
+    // Once overflowed, nothing more is kept or returned, not even a later whole event.
+    framer.push(
+        b"
+
+data: later
+
+",
+    );
+    assert_eq!((framer.next_event(), framer.buffered(), framer.finish()), (None, 0, None));
+}
+
+#[test]
+fn a_complete_event_over_the_bound_overflows() {
+    // Many short lines: no line is long, the event is.
+    let big = b"data: 12345
+"
+    .repeat(10);
+    let stream = [
+        b"data: first
+
+"
+        .as_slice(),
+        &big,
+        b"
+",
+        b"data: after
+
+",
+    ]
+    .concat();
+    let (events, overflowed) = bounded_events(64, &[&stream]);
+    assert_eq!(
+        events,
+        [b"data: first
+
+"
+        .to_vec()]
+    );
+    assert!(overflowed);
+}
+
+#[test]
+fn an_unterminated_tail_over_the_bound_is_not_returned() {
+    let (events, overflowed) = bounded_events(
+        1000,
+        &[
+            b"data: a
+
+",
+            &[b'y'; 600],
+            &[b'y'; 600],
+        ],
+    );
+    assert_eq!(
+        events,
+        [b"data: a
+
+"
+        .to_vec()]
+    );
+    assert!(overflowed);
+    let (events, overflowed) = bounded_events(
+        1000,
+        &[
+            b"data: a
+
+",
+            &[b'y'; 600],
+        ],
+    );
+    assert_eq!(events.len(), 2);
+    assert!(!overflowed);
+}
+
+proptest! {
+    /// A bound at least as large as every event changes nothing; any smaller bound
+    /// returns only whole events within it, in order, and says that it overflowed.
+    #[test]
+    fn a_bound_returns_a_prefix_of_the_events(
+        sizes in proptest::collection::vec(0usize..60, 1..10),
+        max in 8usize..80,
+        cut in 1usize..50,
+    ) {
+        let mut stream = Vec::new();
+        for size in &sizes {
+            stream.extend_from_slice(b"data: ");
+            stream.extend(std::iter::repeat_n(b'z', *size));
+            stream.extend_from_slice(b"\n\n");
+        }
+        let unbounded = all_events(&[&stream]);
+        let chunks: Vec<&[u8]> = stream.chunks(cut).collect();
+        let (bounded, overflowed) = bounded_events(max, &chunks);
+        let fits = unbounded.iter().take_while(|event| event.len() <= max).count();
+        prop_assert_eq!(&bounded[..], &unbounded[..fits]);
+        prop_assert_eq!(overflowed, fits < unbounded.len());
+    }
+}
+
 proptest! {
     /// Any chunking of a stream yields the same events as feeding it whole.
     #[test]

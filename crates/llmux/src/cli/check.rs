@@ -36,7 +36,23 @@ fn live_health(config: &Config) -> String {
     let mut out = format!("route health (from the instance at {listen}):\n");
     for provider in providers["providers"].as_array().into_iter().flatten() {
         for route in provider["routes"].as_array().into_iter().flatten() {
-            let state = if route["resting"] == true { "RESTING (open circuit or rate limited)" } else { "available" };
+            let refusals: Vec<String> = route["region_refusals"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|refusal| {
+                    let scope =
+                        refusal["region"].as_str().map_or("the deployment".to_owned(), |region| region.to_owned());
+                    format!("REFUSED for {scope} ({} s left)", refusal["reopens_in_s"].as_u64().unwrap_or(0))
+                })
+                .collect();
+            let state = if !refusals.is_empty() {
+                refusals.join(", ")
+            } else if route["resting"] == true {
+                "RESTING (open circuit or rate limited)".to_owned()
+            } else {
+                "available".to_owned()
+            };
             let _ = writeln!(
                 out,
                 "  {} via {} -> {}: {state}, {} consecutive failures, {:.1} ms to first byte, {} in flight",

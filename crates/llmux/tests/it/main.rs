@@ -19,6 +19,7 @@ mod responses_upstream;
 mod routing;
 mod streaming;
 mod teams;
+mod upstream_bounds;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

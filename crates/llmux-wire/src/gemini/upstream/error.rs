@@ -92,6 +92,26 @@ pub fn retry_delay(body: &[u8]) -> Option<Duration> {
     })
 }
 
+/// The `reason` of the `error.details` entry whose `@type` ends in
+/// `google.rpc.ErrorInfo` (`API_KEY_INVALID` for a key Google does not accept), if any.
+pub fn error_reason(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct DetailIn<'a> {
+        #[serde(rename = "@type", borrow)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        reason: Option<Cow<'a, str>>,
+    }
+    let error = error_object(body)?;
+    error.details?.into_iter().find_map(|raw| {
+        let detail: DetailIn<'_> = serde_json::from_str(raw.get()).ok()?;
+        if !detail.kind?.ends_with("google.rpc.ErrorInfo") {
+            return None;
+        }
+        detail.reason.map(Cow::into_owned)
+    })
+}
+
 /// A protobuf JSON `Duration`: seconds with up to nine fractional digits and an `s`.
 fn duration(text: &str) -> Option<Duration> {
     let number = text.trim().strip_suffix('s')?;

@@ -8,7 +8,7 @@
 //!   and what the stream decoder shares with it (usage, finish reasons, calls, signatures).
 //! - `stream`: `alt=sse` chunks -> canonical stream events ([`StreamDecoder`]).
 //! - `error`: the `{"error":{...}}` body: its status and message ([`error_message`]) and
-//!   its `RetryInfo` delay ([`retry_delay`]).
+//!   its `RetryInfo` delay ([`retry_delay`]) and `ErrorInfo` reason ([`error_reason`]).
 //!
 //! Usage: `promptTokenCount` includes cached tokens (as the canonical input does) but not
 //! `toolUsePromptTokenCount`, and `candidatesTokenCount` excludes `thoughtsTokenCount`
@@ -23,7 +23,7 @@ mod request;
 mod response;
 mod stream;
 
-pub use error::{error_message, retry_delay};
+pub use error::{error_message, error_reason, retry_delay};
 pub use request::generate_content_request;
 pub use response::generate_content_response;
 pub use stream::StreamDecoder;
