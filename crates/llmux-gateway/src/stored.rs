@@ -222,12 +222,11 @@ impl crate::Gateway {
     /// count is an estimate (about four characters per token).
     pub async fn responses_input_tokens(
         &self,
-        meta: crate::RequestMeta,
+        caller: crate::auth::Caller,
         body: bytes::Bytes,
     ) -> Result<u64, crate::Failure> {
         use crate::dialect::ClientDialect;
         let runtime = self.runtime.load_full();
-        let caller = self.authenticate(meta.api_key.as_deref()).await?;
         // Nothing is kept for a count.
         let max_bytes = runtime.config.server.max_body_bytes;
         let dialect = crate::dialect::Responses { store: &self.store, ttl: Duration::ZERO, max_bytes };

@@ -90,7 +90,7 @@ pub async fn input_tokens(State(state): State<AppState>, request: Request) -> Re
         Err(response) => return response,
     };
     let request_id = incoming.request_id;
-    match state.gateway.responses_input_tokens(incoming.meta, incoming.body).await {
+    match state.gateway.responses_input_tokens(incoming.caller, incoming.body).await {
         Ok(tokens) => {
             let body = format!("{{\"object\":\"response.input_tokens\",\"input_tokens\":{tokens}}}");
             json_response(body.into_bytes(), Dialect::OpenAi, &request_id)
