@@ -216,29 +216,53 @@ struct Activity {
     /// request has started yet.
     idle_since_ms: AtomicU64,
     epoch: Instant,
+    /// Per response body in flight: since when (ms since `epoch`) a frame it yielded
+    /// has waited for hyper to ask for the next one (`u64::MAX`: not waiting). A
+    /// client that stops reading stops hyper from asking: over HTTP/2 its flow-control
+    /// window closes before any socket write blocks, so `WriteTimeout` alone would
+    /// never see it.
+    bodies: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
 }
 
 impl Activity {
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
+
+    /// The oldest frame still waiting to be taken, in ms since `epoch`.
+    fn oldest_waiting(&self) -> Option<u64> {
+        let bodies = self.bodies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        bodies.iter().map(|since| since.load(Ordering::Relaxed)).filter(|since| *since != u64::MAX).min()
+    }
 }
 
 /// Held by a response body: the request is in flight until hyper drops it.
-struct InFlight(Arc<Activity>);
+struct InFlight {
+    activity: Arc<Activity>,
+    waiting: Arc<AtomicU64>,
+}
 
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(activity.clone())
+        let waiting = Arc::new(AtomicU64::new(u64::MAX));
+        activity.bodies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(waiting.clone());
+        InFlight { activity: activity.clone(), waiting }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        let activity = &self.activity;
+        {
+            let mut bodies = activity.bodies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(index) = bodies.iter().position(|body| Arc::ptr_eq(body, &self.waiting)) {
+                bodies.swap_remove(index);
+            }
+        }
         // Stamp first, so the watcher never sees zero requests with an old stamp.
-        self.0.idle_since_ms.store(self.0.now_ms(), Ordering::Release);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        activity.idle_since_ms.store(activity.now_ms(), Ordering::Release);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -248,6 +272,7 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
+            bodies: std::sync::Mutex::new(Vec::new()),
         });
         let service = {
             let router = self.router.clone();
@@ -288,6 +313,12 @@ impl Connection {
                     if drop_at.is_some() {
                         return;
                     }
+                    if let Some(since) = activity.oldest_waiting()
+                        && activity.epoch + Duration::from_millis(since) + self.limits.write_timeout <= Instant::now()
+                    {
+                        tracing::debug!(remote = %self.remote, "the client stopped reading a response; connection closed");
+                        return;
+                    }
                     if self.is_idle(&activity) {
                         if !asked {
                             asked = true;
@@ -300,19 +331,17 @@ impl Connection {
         }
     }
 
-    /// When the connection would be idle for too long: from its start, the first
-    /// request's head has `header_read_timeout`; after a request, `keep_alive_timeout` from
-    /// its end; while requests are in flight, check again after `keep_alive_timeout`.
+    /// When to look at the connection again: from its start, the first request's head
+    /// has `header_read_timeout`; after a request, `keep_alive_timeout` from its end;
+    /// while requests are in flight, every half `write_timeout` (a response the client
+    /// stopped taking).
     fn idle_deadline(&self, activity: &Activity) -> Instant {
+        if activity.in_flight.load(Ordering::Acquire) > 0 {
+            return Instant::now() + self.limits.write_timeout / 2;
+        }
         let since = activity.idle_since_ms.load(Ordering::Acquire);
         if since == u64::MAX {
-            if activity.in_flight.load(Ordering::Acquire) == 0 {
-                return activity.epoch + self.limits.header_read_timeout;
-            }
-            return Instant::now() + self.limits.keep_alive_timeout;
-        }
-        if activity.in_flight.load(Ordering::Acquire) > 0 {
-            return Instant::now() + self.limits.keep_alive_timeout;
+            return activity.epoch + self.limits.header_read_timeout;
         }
         activity.epoch + Duration::from_millis(since) + self.limits.keep_alive_timeout
     }
@@ -354,7 +383,7 @@ async fn handle(
             render(dialect, ErrorCode::Internal, "Internal error.", None, &request_id)
         }
     };
-    Ok(response.map(|body| InFlightBody { body, _in_flight: in_flight }))
+    Ok(response.map(|body| InFlightBody { body, in_flight }))
 }
 
 /// The dialect errors are rendered in, by path (as the handlers choose it).
@@ -366,7 +395,7 @@ pub fn dialect_of(path: &str) -> Dialect {
 /// A response body that keeps its request in flight until hyper is done with it.
 pub struct InFlightBody {
     body: Body,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl http_body::Body for InFlightBody {
@@ -377,7 +406,14 @@ impl http_body::Body for InFlightBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let poll = Pin::new(&mut self.body).poll_frame(cx);
+        let waiting = match &poll {
+            // Yielded: waiting until hyper, able to send it, asks for the next.
+            Poll::Ready(Some(Ok(_))) => self.in_flight.activity.now_ms(),
+            _ => u64::MAX,
+        };
+        self.in_flight.waiting.store(waiting, Ordering::Relaxed);
+        poll
     }
 
     fn is_end_stream(&self) -> bool {

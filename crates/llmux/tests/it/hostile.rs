@@ -272,3 +272,38 @@ async fn a_client_that_stops_reading_a_stream_releases_the_upstream_after_the_wr
     drop(client);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_stops_reading_a_stream_releases_the_upstream_too() {
+    // Over HTTP/2 the client's flow-control window closes before any socket write
+    // blocks: the gateway notices that the stream's frames are no longer taken.
+    let (base_url, mut released) = endless_upstream().await;
+    let gateway = TestGateway::start_with_server(
+        "write_timeout_ms = 500\n",
+        &format!(
+            "{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"fake\", model = \"fake-chat\", price = {{ input = 1, output = 2 }} }}]\n",
+            crate::fake_provider("fake", &base_url)
+        ),
+    )
+    .await;
+    let key = gateway.key().await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let mut response = h2
+        .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "chat", "stream": true, "messages": user("tell me everything")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((response.status(), response.version()), (reqwest::StatusCode::OK, reqwest::Version::HTTP_2));
+    assert!(response.chunk().await.unwrap().is_some());
+    // The client stops reading and keeps the response (and its connection) open.
+    tokio::time::timeout(Duration::from_secs(30), released.recv())
+        .await
+        .expect("the upstream connection is released")
+        .unwrap();
+    let records = gateway.wait_usage(1).await;
+    assert_eq!(records[0]["status"], 499, "{:#}", records[0]);
+    drop(response);
+    gateway.stop().await;
+}
