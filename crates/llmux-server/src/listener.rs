@@ -366,8 +366,8 @@ async fn handle(
         request.headers_mut().insert(REQUEST_ID, value);
     }
     request.extensions_mut().insert(ConnectInfo(remote));
-    let dialect = dialect_of(request.uri().path());
-    let path = request.uri().path().to_owned();
+    // Kept for a panic's answer and log (a reference-counted clone, not a copy).
+    let uri = request.uri().clone();
     let call = tower_service::Service::call(&mut router, request);
     let response = match AssertUnwindSafe(call).catch_unwind().await {
         Ok(Ok(response)) => response,
@@ -379,8 +379,8 @@ async fn handle(
                 .map(|text| (*text).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            tracing::error!(%request_id, %path, panic = %message, "a handler panicked; answered 500");
-            render(dialect, ErrorCode::Internal, "Internal error.", None, &request_id)
+            tracing::error!(%request_id, path = uri.path(), panic = %message, "a handler panicked; answered 500");
+            render(dialect_of(uri.path()), ErrorCode::Internal, "Internal error.", None, &request_id)
         }
     };
     Ok(response.map(|body| InFlightBody { body, in_flight }))
