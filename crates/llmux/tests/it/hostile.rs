@@ -307,3 +307,30 @@ async fn an_http2_client_that_stops_reading_a_stream_releases_the_upstream_too()
     drop(response);
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_refused_and_its_connection_closed() {
+    let gateway = TestGateway::start_with_server(
+        "body_read_timeout_ms = 300\n",
+        "[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\n[[models]]\nname = \"chat\"\nroutes = [{ provider = \"mock\", model = \"echo\" }]\n",
+    )
+    .await;
+    let key = gateway.key().await;
+    let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: llmux\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"model\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("server.body_read_timeout_ms (300 ms)"), "{answer}");
+    // A body that arrives in time is served.
+    let served = gateway.chat(&key, &json!({"model": "chat", "messages": user("in time")})).await;
+    assert_eq!(served.status(), 200);
+    gateway.stop().await;
+}
