@@ -225,7 +225,8 @@ impl Gateway {
         fleet::announce(self.fleet.as_ref(), llmux_fleet::FleetEvent::TeamChanged { team: name.to_owned() });
     }
 
-    /// Authenticates a key (for endpoints that only need the caller, like `/v1/models`).
+    /// Authenticates a key, outside the failed-authentication limit; client requests go
+    /// through [`Gateway::authenticate_from`].
     pub async fn authenticate(&self, api_key: Option<&str>) -> Result<Caller, GatewayError> {
         self.keys.authenticate(self.store.as_ref(), api_key, clock::wall_ms()).await.map_err(GatewayError::Auth)
     }
