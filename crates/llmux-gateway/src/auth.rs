@@ -443,3 +443,32 @@ impl FailedAuths {
         );
     }
 }
+
+#[cfg(test)]
+mod failed_auth_tests {
+    use super::FailedAuths;
+
+    #[test]
+    fn failures_count_per_address_and_minute_and_ipv6_per_64() {
+        let failed = FailedAuths::default();
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let minute = 60_000 * 1_000;
+        for _ in 0..3 {
+            assert_eq!(failed.over(a, 3, minute + 5_000), None);
+            failed.record(a, minute + 5_000);
+        }
+        // Over for the rest of the minute, for that address only.
+        assert_eq!(failed.over(a, 3, minute + 10_000), Some(50_000));
+        assert_eq!(failed.over(b, 3, minute + 10_000), None);
+        assert_eq!(failed.over(a, 3, minute + 60_000), None, "a new minute");
+        // One /64 is one client; the next /64 is another; a v4-mapped address is its v4.
+        let host: std::net::IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        for _ in 0..2 {
+            failed.record(host, minute);
+        }
+        assert!(failed.over("2001:db8:1:2:ffff::9".parse().unwrap(), 2, minute).is_some());
+        assert!(failed.over("2001:db8:1:3::1".parse().unwrap(), 2, minute).is_none());
+        assert!(failed.over("::ffff:10.0.0.1".parse().unwrap(), 3, minute + 1).is_some());
+    }
+}
