@@ -49,6 +49,22 @@ pub struct ServerConfig {
     /// How often key changes made by other processes (CLI, other instances) are
     /// picked up. Bounds how long a revoked key keeps working elsewhere.
     pub key_refresh: Duration,
+    /// A request's head must arrive within this (from its first byte; HTTP/1).
+    pub header_read_timeout: Duration,
+    /// A request's whole body must arrive within this (from when it is first read).
+    pub body_read_timeout: Duration,
+    /// A client connection with no request in flight is closed after this.
+    pub keep_alive_timeout: Duration,
+    /// A write toward a client that stays blocked this long (the client stopped
+    /// reading) fails the connection; its request ends as a client disconnect.
+    pub write_timeout: Duration,
+    /// Open client connections; one more is accepted and closed at once.
+    pub max_connections: usize,
+    /// Concurrent streams an HTTP/2 client may open on one connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Failed authentications per client address per minute before that address gets
+    /// 429 without its key being looked at (`None`: unlimited).
+    pub auth_failures_per_minute: Option<u32>,
     /// Deadline of a request until its answer starts, over all its attempts (failover
     /// and hedging included); `None`: only the attempts' own timeouts bound it.
     pub request_timeout: Option<Duration>,

@@ -38,6 +38,17 @@ pub struct RawServer {
     pub max_retry_after_s: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub key_refresh_ms: Option<u64>,
+    /// The inbound server (all optional; defaults in `resolve.rs`): how long a request's
+    /// head may take to arrive, its body, a client connection idle between requests, a stalled
+    /// write toward a client; open connections; HTTP/2 streams per connection; failed
+    /// authentications per client address and minute (0: unlimited).
+    pub header_read_timeout_ms: Option<u64>,
+    pub body_read_timeout_ms: Option<u64>,
+    pub keep_alive_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub http2_max_concurrent_streams: Option<u32>,
+    pub auth_failures_per_minute: Option<u32>,
     /// Overall deadline of a request before its first byte, across all attempts.
     pub request_timeout_ms: Option<u64>,
     /// Consecutive upstream failures that open a route's circuit (default 5).

@@ -5,7 +5,7 @@
 //! seconds each). A crossing is raised once per budget, period and threshold by the
 //! instance whose settlement crossed it.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,7 +38,9 @@ pub fn payload(crossing: &Crossing) -> serde_json::Value {
 }
 
 /// Delivers crossings until the gateway is gone.
-pub async fn deliver(gateway: Weak<Gateway>, mut crossings: UnboundedReceiver<Crossing>) {
+/// The receiver is shared so that a restarted task (`supervise`) picks it up again.
+pub async fn deliver(gateway: Weak<Gateway>, crossings: Arc<tokio::sync::Mutex<UnboundedReceiver<Crossing>>>) {
+    let mut crossings = crossings.lock().await;
     let client = llmux_providers::client::UpstreamClient::new(Duration::from_secs(5)).ok();
     while let Some(crossing) = crossings.recv().await {
         let Some(gateway) = gateway.upgrade() else { return };

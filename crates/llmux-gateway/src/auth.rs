@@ -370,3 +370,105 @@ mod tests {
         assert!(!cache.teams.read().contains_key("ads"));
     }
 }
+
+/// Bound on client addresses whose failed authentications are counted.
+const FAILED_AUTH_CAPACITY: usize = 100_000;
+/// The window failed authentications are counted in.
+const FAILED_AUTH_WINDOW_MS: i64 = 60_000;
+
+/// Failed authentications per client address, in fixed one-minute windows. IPv6
+/// addresses count by their /64 (one host usually holds the whole prefix).
+#[derive(Debug, Default)]
+pub struct FailedAuths {
+    windows: parking_lot::Mutex<FastMap<std::net::IpAddr, (i64, u32)>>,
+    failed: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl FailedAuths {
+    fn bucket(ip: std::net::IpAddr) -> std::net::IpAddr {
+        match ip {
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => std::net::IpAddr::V4(v4),
+                None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
+            },
+            v4 => v4,
+        }
+    }
+
+    /// Milliseconds until `ip` may try again, when it already failed `limit` times in
+    /// this window.
+    pub fn over(&self, ip: std::net::IpAddr, limit: u32, now_ms: i64) -> Option<u64> {
+        let window = now_ms.div_euclid(FAILED_AUTH_WINDOW_MS);
+        let windows = self.windows.lock();
+        let (seen_window, count) = *windows.get(&Self::bucket(ip))?;
+        if seen_window != window || count < limit {
+            return None;
+        }
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        Some(((window + 1) * FAILED_AUTH_WINDOW_MS - now_ms).max(1) as u64)
+    }
+
+    /// Counts a failed authentication of `ip`; returns the count in this window.
+    pub fn record(&self, ip: std::net::IpAddr, now_ms: i64) -> u32 {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let window = now_ms.div_euclid(FAILED_AUTH_WINDOW_MS);
+        let mut windows = self.windows.lock();
+        if windows.len() >= FAILED_AUTH_CAPACITY {
+            windows.retain(|_, (seen, _)| *seen == window);
+            if windows.len() >= FAILED_AUTH_CAPACITY {
+                windows.clear();
+            }
+        }
+        let entry = windows.entry(Self::bucket(ip)).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1
+    }
+
+    /// `llmux_auth_failures_total` and `llmux_auth_refused_total` (Prometheus text).
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# TYPE llmux_auth_failures_total counter\nllmux_auth_failures_total {}",
+            self.failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE llmux_auth_refused_total counter\nllmux_auth_refused_total {}",
+            self.refused.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod failed_auth_tests {
+    use super::FailedAuths;
+
+    #[test]
+    fn failures_count_per_address_and_minute_and_ipv6_per_64() {
+        let failed = FailedAuths::default();
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let minute = 60_000 * 1_000;
+        for _ in 0..3 {
+            assert_eq!(failed.over(a, 3, minute + 5_000), None);
+            failed.record(a, minute + 5_000);
+        }
+        // Over for the rest of the minute, for that address only.
+        assert_eq!(failed.over(a, 3, minute + 10_000), Some(50_000));
+        assert_eq!(failed.over(b, 3, minute + 10_000), None);
+        assert_eq!(failed.over(a, 3, minute + 60_000), None, "a new minute");
+        // One /64 is one client; the next /64 is another; a v4-mapped address is its v4.
+        let host: std::net::IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        for _ in 0..2 {
+            failed.record(host, minute);
+        }
+        assert!(failed.over("2001:db8:1:2:ffff::9".parse().unwrap(), 2, minute).is_some());
+        assert!(failed.over("2001:db8:1:3::1".parse().unwrap(), 2, minute).is_none());
+        assert!(failed.over("::ffff:10.0.0.1".parse().unwrap(), 3, minute + 1).is_some());
+    }
+}

@@ -39,6 +39,7 @@ mod runtime;
 pub mod settle;
 pub mod spill;
 pub mod stored;
+pub mod supervise;
 pub mod teams;
 pub mod telemetry;
 
@@ -103,16 +104,22 @@ pub struct Gateway {
     budgets: Arc<budgets::Budgets>,
     /// Conversations' pinned routes.
     affinity: affinity::Affinity,
+    /// Failed authentications per client address (`server.auth_failures_per_minute`).
+    pub failed_auths: auth::FailedAuths,
+    /// The supervised background tasks.
+    pub tasks: Arc<supervise::Tasks>,
 }
 
 impl Gateway {
-    /// Loads keys, starts the ledger writer and the key refresher.
+    /// Loads keys, starts the ledger writer and the supervised background tasks (key
+    /// refresh, health probes, purge of stored responses, budget alerts, fleet sync and
+    /// notices: `supervise`).
     pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<(Arc<Gateway>, Background), String> {
         let keys = Arc::new(KeyCache::load(store.as_ref()).await.map_err(|error| error.to_string())?);
         let spill = spill::Spill::new(&config.storage.spill_dir, config.storage.spill_max_bytes);
         let (ledger, writer) = Ledger::start(store.clone(), config.storage.flush_interval, spill);
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(keys.clone().refresh_loop(store.clone(), config.server.key_refresh, stop_rx));
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let key_refresh = config.server.key_refresh;
         let shared = fleet::connect(&config.storage)?;
         let affinity = affinity::Affinity::start(&config.server, shared.as_ref());
         let runtime = Runtime::build(config)?;
@@ -126,16 +133,50 @@ impl Gateway {
             limits: Arc::default(),
             budgets: Arc::default(),
             affinity,
+            failed_auths: auth::FailedAuths::default(),
+            tasks: Arc::default(),
         });
-        tokio::spawn(probe::health_checks(Arc::downgrade(&gateway), stop.subscribe()));
-        tokio::spawn(stored::purge_loop(gateway.store.clone(), stop.subscribe()));
+        let tasks = &gateway.tasks;
+        let weak = Arc::downgrade(&gateway);
+        // Each task's factory returns `None` once the gateway is gone (nothing to serve).
+        let alive = move || weak.upgrade().is_some();
+        {
+            let (alive, keys, store, stop_rx) =
+                (alive.clone(), gateway.keys.clone(), gateway.store.clone(), stop.subscribe());
+            tasks.supervise("key_refresh", stop.subscribe(), move || {
+                alive().then(|| keys.clone().refresh_loop(store.clone(), key_refresh, stop_rx.clone()))
+            });
+        }
+        {
+            let (weak, stop_rx) = (Arc::downgrade(&gateway), stop.subscribe());
+            tasks.supervise("health_checks", stop.subscribe(), move || {
+                (weak.strong_count() > 0).then(|| probe::health_checks(weak.clone(), stop_rx.clone()))
+            });
+        }
+        {
+            let (alive, store, stop_rx) = (alive.clone(), gateway.store.clone(), stop.subscribe());
+            tasks.supervise("purge_responses", stop.subscribe(), move || {
+                alive().then(|| stored::purge_loop(store.clone(), stop_rx.clone()))
+            });
+        }
         let (alert_sink, crossings) = tokio::sync::mpsc::unbounded_channel();
         gateway.budgets.set_alerts(gateway.runtime().config.server.budget_alert_thresholds.clone(), alert_sink);
-        tokio::spawn(alerts::deliver(Arc::downgrade(&gateway), crossings));
+        {
+            let (weak, crossings) = (Arc::downgrade(&gateway), Arc::new(tokio::sync::Mutex::new(crossings)));
+            tasks.supervise("budget_alerts", stop.subscribe(), move || {
+                (weak.strong_count() > 0).then(|| alerts::deliver(weak.clone(), crossings.clone()))
+            });
+        }
         if let Some(shared) = shared {
             gateway.metrics.set_redis_up(Some(false));
-            tokio::spawn(fleet::sync_loop(Arc::downgrade(&gateway), shared.clone(), stop.subscribe()));
-            tokio::spawn(fleet::listen(Arc::downgrade(&gateway), shared));
+            let (weak, fleet, stop_rx) = (Arc::downgrade(&gateway), shared.clone(), stop.subscribe());
+            tasks.supervise("fleet_sync", stop.subscribe(), move || {
+                (weak.strong_count() > 0).then(|| fleet::sync_loop(weak.clone(), fleet.clone(), stop_rx.clone()))
+            });
+            let weak = Arc::downgrade(&gateway);
+            tasks.supervise("fleet_listen", stop.subscribe(), move || {
+                (weak.strong_count() > 0).then(|| fleet::listen(weak.clone(), shared.clone()))
+            });
         }
         let background = Background { ledger: writer, stop, gateway: Arc::downgrade(&gateway) };
         Ok((gateway, background))
@@ -185,9 +226,51 @@ impl Gateway {
         fleet::announce(self.fleet.as_ref(), llmux_fleet::FleetEvent::TeamChanged { team: name.to_owned() });
     }
 
-    /// Authenticates a key (for endpoints that only need the caller, like `/v1/models`).
+    /// Authenticates a key, outside the failed-authentication limit; client requests go
+    /// through [`Gateway::authenticate_from`].
     pub async fn authenticate(&self, api_key: Option<&str>) -> Result<Caller, GatewayError> {
         self.keys.authenticate(self.store.as_ref(), api_key, clock::wall_ms()).await.map_err(GatewayError::Auth)
+    }
+
+    /// Authenticates a request from its headers alone, before its body is read. A client
+    /// address that failed `server.auth_failures_per_minute` times in this minute gets
+    /// 429 without its key being looked at; failures are counted and logged (never the
+    /// key).
+    pub async fn authenticate_from(
+        &self,
+        api_key: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Caller, GatewayError> {
+        let now = clock::wall_ms();
+        let limit = self.runtime.load().config.server.auth_failures_per_minute;
+        if let (Some(limit), Some(ip)) = (limit, client)
+            && let Some(retry_after_ms) = self.failed_auths.over(ip, limit, now)
+        {
+            return Err(GatewayError::RateLimited(Box::new(limits::Refusal {
+                message: format!(
+                    "Too many failed authentications from this address (server.auth_failures_per_minute = {limit}); retry later."
+                ),
+                retry_after_ms,
+                info: limits::RateInfo {
+                    limit_requests: None,
+                    remaining_requests: None,
+                    limit_tokens: None,
+                    remaining_tokens: None,
+                    reset_ms: retry_after_ms,
+                },
+            })));
+        }
+        match self.keys.authenticate(self.store.as_ref(), api_key, now).await {
+            Ok(caller) => Ok(caller),
+            Err(auth::AuthError::StoreUnavailable) => Err(GatewayError::Auth(auth::AuthError::StoreUnavailable)),
+            Err(error) => {
+                if let Some(ip) = client {
+                    let count = self.failed_auths.record(ip, now);
+                    tracing::warn!(client = %ip, reason = %error, failures_this_minute = count, "Authentication failed.");
+                }
+                Err(GatewayError::Auth(error))
+            }
+        }
     }
 
     /// Public model names `caller` may use.
@@ -204,30 +287,42 @@ impl Gateway {
 
     /// An OpenAI-dialect request (`/v1/chat/completions`, `/v1/completions`,
     /// `/v1/embeddings`).
-    pub async fn openai(&self, meta: RequestMeta, endpoint: Endpoint, body: Bytes) -> Result<Reply, Failure> {
-        self.serve(&dialect::OpenAi { endpoint }, meta, body).await
+    pub async fn openai(
+        &self,
+        caller: Caller,
+        meta: RequestMeta,
+        endpoint: Endpoint,
+        body: Bytes,
+    ) -> Result<Reply, Failure> {
+        self.serve(&dialect::OpenAi { endpoint }, caller, meta, body).await
     }
 
     /// An Anthropic Messages request (`/v1/messages`).
-    pub async fn anthropic(&self, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
-        self.serve(&dialect::Anthropic, meta, body).await
+    pub async fn anthropic(&self, caller: Caller, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
+        self.serve(&dialect::Anthropic, caller, meta, body).await
     }
 
     /// An OpenAI Responses API request (`/v1/responses`).
-    pub async fn responses(&self, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
+    pub async fn responses(&self, caller: Caller, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
         let (ttl, max_bytes) = {
             let runtime = self.runtime.load();
             (runtime.config.storage.responses_ttl, runtime.config.server.max_body_bytes)
         };
-        self.serve(&dialect::Responses { store: &self.store, ttl, max_bytes }, meta, body).await
+        self.serve(&dialect::Responses { store: &self.store, ttl, max_bytes }, caller, meta, body).await
     }
 
     /// The lifecycle of a request in any client dialect, top to bottom.
-    async fn serve<D: ClientDialect>(&self, dialect: &D, meta: RequestMeta, body: Bytes) -> Result<Reply, Failure> {
+    async fn serve<D: ClientDialect>(
+        &self,
+        dialect: &D,
+        caller: Caller,
+        meta: RequestMeta,
+        body: Bytes,
+    ) -> Result<Reply, Failure> {
         let runtime = self.runtime.load_full();
 
-        // 1. Authenticate; from here on every outcome is settled as one usage record.
-        let caller = self.authenticate(meta.api_key.as_deref()).await?;
+        // 1. Authenticated by the edge from the headers (`authenticate_from`), before
+        // the body was read; from here on every outcome is settled as one usage record.
         let mut settlement =
             Settlement::new(self.ledger.clone(), self.metrics.clone(), &meta.request_id, &caller, meta.started);
         let request = dialect.parse(&body).and_then(|request| {
@@ -268,9 +363,8 @@ impl Gateway {
 
     /// `/v1/messages/count_tokens`: the caller must be allowed the model. llmux does
     /// not tokenize; the count is an estimate (about four characters per token).
-    pub async fn anthropic_count_tokens(&self, meta: RequestMeta, body: Bytes) -> Result<u64, Failure> {
+    pub async fn anthropic_count_tokens(&self, caller: Caller, body: Bytes) -> Result<u64, Failure> {
         let runtime = self.runtime.load_full();
-        let caller = self.authenticate(meta.api_key.as_deref()).await?;
         let request = llmux_wire::anthropic::decode::count_tokens_request(&body).map_err(GatewayError::BadRequest)?;
         bounds::check_model(&request.model).map_err(GatewayError::BadRequest)?;
         admit::admit_model(&runtime, &caller, &request.model)?;

@@ -199,14 +199,24 @@ pub(crate) async fn purge_loop(store: Arc<dyn Store>, mut stop: tokio::sync::wat
 
 impl crate::Gateway {
     /// `GET /v1/responses/{id}`: the stored response, if the caller created it.
-    pub async fn stored_response(&self, api_key: Option<&str>, id: &str) -> Result<StoredResponse, GatewayError> {
-        let caller = self.authenticate(api_key).await?;
+    pub async fn stored_response(
+        &self,
+        api_key: Option<&str>,
+        client: Option<std::net::IpAddr>,
+        id: &str,
+    ) -> Result<StoredResponse, GatewayError> {
+        let caller = self.authenticate_from(api_key, client).await?;
         load(self.store.as_ref(), &caller, id).await
     }
 
     /// `DELETE /v1/responses/{id}`: deletes the stored response if the caller created it.
-    pub async fn delete_stored_response(&self, api_key: Option<&str>, id: &str) -> Result<(), GatewayError> {
-        let caller = self.authenticate(api_key).await?;
+    pub async fn delete_stored_response(
+        &self,
+        api_key: Option<&str>,
+        client: Option<std::net::IpAddr>,
+        id: &str,
+    ) -> Result<(), GatewayError> {
+        let caller = self.authenticate_from(api_key, client).await?;
         match self.store.delete_response(id, &caller.key.id).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(GatewayError::NotFound(format!("No response found with id '{id}'."))),
@@ -222,12 +232,11 @@ impl crate::Gateway {
     /// count is an estimate (about four characters per token).
     pub async fn responses_input_tokens(
         &self,
-        meta: crate::RequestMeta,
+        caller: crate::auth::Caller,
         body: bytes::Bytes,
     ) -> Result<u64, crate::Failure> {
         use crate::dialect::ClientDialect;
         let runtime = self.runtime.load_full();
-        let caller = self.authenticate(meta.api_key.as_deref()).await?;
         // Nothing is kept for a count.
         let max_bytes = runtime.config.server.max_body_bytes;
         let dialect = crate::dialect::Responses { store: &self.store, ttl: Duration::ZERO, max_bytes };

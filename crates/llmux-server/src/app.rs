@@ -14,11 +14,13 @@ use crate::api::{admin, anthropic, health, openai, responses};
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub source: ConfigSource,
+    /// Open and refused connections, handler panics (`/metrics`).
+    pub connections: Arc<crate::listener::ConnStats>,
 }
 
 impl AppState {
     pub fn new(gateway: Arc<Gateway>, source: ConfigSource) -> AppState {
-        AppState { gateway, source }
+        AppState { gateway, source, connections: Arc::default() }
     }
 }
 

@@ -1,10 +1,11 @@
-//! The HTTP edge: axum routes for the OpenAI surface, health, metrics and the admin
+//! The HTTP edge: our accept loop (`listener`) serving axum routes for the OpenAI surface, health, metrics and the admin
 //! API. Handlers are thin: they pull what the gateway needs out of the request, call
 //! it, and render the answer or the error in the caller's dialect.
 
 pub mod api;
 pub mod app;
 pub mod error;
+pub mod listener;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ pub async fn serve(
     // be a no-op), never take the default action and end the process.
     #[cfg(unix)]
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    listener::raise_nofile_limit();
     let store = llmux_store::open(&config.storage.url).await.map_err(|error| error.to_string())?;
     let grace = config.server.shutdown_grace;
     let (gateway, background) = Gateway::start(config, store).await?;
@@ -57,35 +59,8 @@ pub async fn serve(
         tokio::spawn(reload_on_sighup(state.clone(), hangups));
     }
 
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    // Small SSE frames must leave at once, not wait for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping_tx.send(true);
-    });
-    let mut server = tokio::spawn(async move { server.await });
-    tokio::select! {
-        result = &mut server => {
-            result.map_err(|error| error.to_string())?.map_err(|error| error.to_string())?;
-        }
-        _ = stopping_rx.changed() => {
-            tracing::info!(grace_ms = grace.as_millis() as u64, "Shutting down: no new connections; finishing in-flight requests.");
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(result) => {
-                    result.map_err(|error| error.to_string())?.map_err(|error| error.to_string())?;
-                }
-                Err(_) => {
-                    tracing::warn!("Shutdown grace period over; closing remaining connections.");
-                    server.abort();
-                    // Let aborted streams settle their usage records.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
+    let limits = listener::Limits::from_config(&gateway.runtime().config.server);
+    listener::run(listener, router, limits, state.connections.clone(), shutdown, grace).await;
     background.shutdown(Duration::from_secs(30)).await;
     tracing::info!("Usage ledger flushed; bye.");
     drop(state);
@@ -99,6 +74,11 @@ pub fn reload(state: &AppState) -> Result<(), String> {
     let old = state.gateway.runtime();
     if config.server.listen != old.config.server.listen {
         tracing::warn!(listen = %config.server.listen, "`server.listen` changed; it takes effect on restart.");
+    }
+    let (new, old_limits) =
+        (listener::Limits::from_config(&config.server), listener::Limits::from_config(&old.config.server));
+    if format!("{new:?}") != format!("{old_limits:?}") {
+        tracing::warn!("Connection limits in `[server]` changed; they take effect on restart.");
     }
     state.gateway.reload(config)?;
     tracing::info!("Configuration reloaded.");

@@ -21,7 +21,7 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
         Err(response) => return response,
     };
     let request_id = incoming.request_id;
-    match state.gateway.anthropic_count_tokens(incoming.meta, incoming.body).await {
+    match state.gateway.anthropic_count_tokens(incoming.caller, incoming.body).await {
         Ok(tokens) => {
             json_response(format!("{{\"input_tokens\":{tokens}}}").into_bytes(), Dialect::Anthropic, &request_id)
         }

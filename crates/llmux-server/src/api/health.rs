@@ -24,11 +24,20 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let ping = tokio::time::timeout(Duration::from_secs(2), state.gateway.store().ping()).await;
     let store = if matches!(ping, Ok(Ok(()))) { "ok" } else { "unreachable" };
     let redis = state.gateway.fleet_state();
-    let degraded = store != "ok" || redis == Some(false);
+    // Supervised background tasks: "running", or "restarting" between a death and its
+    // restart (`llmux_background_task_restarts_total` counts them).
+    let mut tasks = serde_json::Map::new();
+    let mut tasks_up = true;
+    for task in state.gateway.tasks.states() {
+        tasks_up &= task.is_up();
+        tasks.insert(task.name.to_owned(), (if task.is_up() { "running" } else { "restarting" }).into());
+    }
+    let degraded = store != "ok" || redis == Some(false) || !tasks_up;
     let body = serde_json::json!({
         "status": if degraded { "degraded" } else { "ready" },
         "store": store,
         "redis": redis.map(|up| if up { "up" } else { "down" }),
+        "tasks": tasks,
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
@@ -46,7 +55,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             })
         })
     };
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.gateway.metrics.render_with(&resting)).into_response()
+    let mut text = state.gateway.metrics.render_with(&resting);
+    state.connections.render(&mut text);
+    state.gateway.failed_auths.render(&mut text);
+    state.gateway.tasks.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 pub async fn not_found(headers: HeaderMap) -> Response {

@@ -6,13 +6,16 @@ pub mod health;
 pub mod openai;
 pub mod responses;
 
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use llmux_gateway::auth::Caller;
 use llmux_gateway::error::GatewayError;
 use llmux_gateway::{Failure, Reply, ReplyBody, RequestMeta};
 use tokio::time::Instant;
@@ -20,13 +23,19 @@ use tokio::time::Instant;
 use crate::error::{ATTEMPTS, DROPPED_PARAMS, Dialect, PROVIDER, render_gateway, request_id_headers};
 
 /// A lifecycle request as read at the edge: its id, what the gateway needs from the
-/// headers, and the body (at most `server.max_body_bytes`; more is a 413 in `dialect`).
+/// headers, the caller (authenticated from the headers before the body was read), and
+/// the body (at most `server.max_body_bytes`, within `server.body_read_timeout_ms`).
 pub struct Incoming {
     pub request_id: String,
     pub meta: RequestMeta,
+    pub caller: Caller,
     pub body: bytes::Bytes,
 }
 
+/// Reads a client request: the key is checked from the headers first, so a missing,
+/// bad or revoked key gets its 401 (or an address over its failed-authentication limit
+/// its 429) at once and no byte of the body is read; then the body, within the size
+/// limit (413) and the body-read timeout (400).
 pub async fn read_request(
     state: &crate::AppState,
     request: axum::extract::Request,
@@ -36,13 +45,29 @@ pub async fn read_request(
     // Headers are borrowed from the request, not cloned as the `HeaderMap` extractor does.
     let (parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
-    let limit = state.gateway.runtime().config.server.max_body_bytes;
-    let body = match read_body(&parts.headers, body, limit).await {
-        Ok(body) => body,
+    let meta = request_meta(&parts.headers, &request_id, started);
+    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let caller = match state.gateway.authenticate_from(meta.api_key.as_deref(), client).await {
+        Ok(caller) => caller,
         Err(error) => return Err(render_gateway(dialect, &error, &request_id)),
     };
-    let meta = request_meta(&parts.headers, &request_id, started);
-    Ok(Incoming { request_id, meta, body })
+    let (limit, timeout) = {
+        let runtime = state.gateway.runtime();
+        (runtime.config.server.max_body_bytes, runtime.config.server.body_read_timeout)
+    };
+    let body = match tokio::time::timeout(timeout, read_body(&parts.headers, body, limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => return Err(render_gateway(dialect, &error, &request_id)),
+        Err(_) => {
+            let message = format!(
+                "The request body did not arrive within server.body_read_timeout_ms ({} ms).",
+                timeout.as_millis()
+            );
+            let error = GatewayError::BadRequest(llmux_wire::DecodeError::new(None, &message));
+            return Err(render_gateway(dialect, &error, &request_id));
+        }
+    };
+    Ok(Incoming { request_id, meta, caller, body })
 }
 
 /// Reads the body, refusing more than `limit` bytes with 413.
@@ -76,6 +101,24 @@ pub fn json_response(body: Vec<u8>, dialect: Dialect, request_id: &str) -> Respo
     response
 }
 
+/// The client's address, when the request came through our accept loop (not in
+/// router tests that call the router directly).
+pub struct Client(Option<SocketAddr>);
+
+impl Client {
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.0.map(|address| address.ip())
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Client, Self::Rejection> {
+        Ok(Client(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0)))
+    }
+}
+
 /// The lifecycle a client route runs.
 #[derive(Debug, Clone, Copy)]
 pub enum Surface {
@@ -96,9 +139,9 @@ pub async fn serve(state: crate::AppState, request: axum::extract::Request, surf
     };
     let gateway = &state.gateway;
     let outcome = match surface {
-        Surface::OpenAi(endpoint) => gateway.openai(incoming.meta, endpoint, incoming.body).await,
-        Surface::Anthropic => gateway.anthropic(incoming.meta, incoming.body).await,
-        Surface::Responses => gateway.responses(incoming.meta, incoming.body).await,
+        Surface::OpenAi(endpoint) => gateway.openai(incoming.caller, incoming.meta, endpoint, incoming.body).await,
+        Surface::Anthropic => gateway.anthropic(incoming.caller, incoming.meta, incoming.body).await,
+        Surface::Responses => gateway.responses(incoming.caller, incoming.meta, incoming.body).await,
     };
     respond(dialect, outcome, &incoming.request_id)
 }

@@ -8,7 +8,7 @@ use llmux_gateway::error::ErrorCode;
 use llmux_wire::openai::peek::Endpoint;
 
 use crate::AppState;
-use crate::api::{api_key, json_response, request_id};
+use crate::api::{Client, api_key, json_response, request_id};
 use crate::error::{Dialect, render, render_gateway};
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
@@ -33,10 +33,10 @@ fn models_dialect(headers: &HeaderMap) -> Dialect {
     if headers.contains_key("anthropic-version") { Dialect::Anthropic } else { Dialect::OpenAi }
 }
 
-pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn models(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Response {
     let request_id = request_id(&headers);
     let dialect = models_dialect(&headers);
-    match state.gateway.authenticate(api_key(&headers).as_deref()).await {
+    match state.gateway.authenticate_from(api_key(&headers).as_deref(), client.ip()).await {
         Ok(caller) => {
             let names = state.gateway.models_for(&caller);
             let names = names.iter().map(String::as_str);
@@ -46,10 +46,15 @@ pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
 }
 
-pub async fn model(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
     let request_id = request_id(&headers);
     let dialect = models_dialect(&headers);
-    match state.gateway.authenticate(api_key(&headers).as_deref()).await {
+    match state.gateway.authenticate_from(api_key(&headers).as_deref(), client.ip()).await {
         Ok(caller) => {
             if state.gateway.models_for(&caller).contains(&id) {
                 json_response(llmux_gateway::dialect::model(dialect, &id), dialect, &request_id)

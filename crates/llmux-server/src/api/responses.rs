@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::api::{Surface, api_key, json_response, read_request, request_id, serve};
+use crate::api::{Client, Surface, api_key, json_response, read_request, request_id, serve};
 use crate::error::{Dialect, render_gateway};
 
 pub async fn create(State(state): State<AppState>, request: Request) -> Response {
@@ -27,6 +27,7 @@ pub async fn retrieve(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<RetrieveQuery>,
+    client: Client,
     headers: HeaderMap,
 ) -> Response {
     let request_id = request_id(&headers);
@@ -34,15 +35,20 @@ pub async fn retrieve(
         let error = bad_request("stream", "Streaming a stored response again is not supported; omit `stream`.");
         return render_gateway(Dialect::OpenAi, &error, &request_id);
     }
-    match state.gateway.stored_response(api_key(&headers).as_deref(), &id).await {
+    match state.gateway.stored_response(api_key(&headers).as_deref(), client.ip(), &id).await {
         Ok(stored) => json_response(stored.response.into_bytes(), Dialect::OpenAi, &request_id),
         Err(error) => render_gateway(Dialect::OpenAi, &error, &request_id),
     }
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
     let request_id = request_id(&headers);
-    match state.gateway.delete_stored_response(api_key(&headers).as_deref(), &id).await {
+    match state.gateway.delete_stored_response(api_key(&headers).as_deref(), client.ip(), &id).await {
         Ok(()) => {
             let body = serde_json::json!({"id": id, "object": "response", "deleted": true});
             json_response(body.to_string().into_bytes(), Dialect::OpenAi, &request_id)
@@ -63,6 +69,7 @@ pub async fn input_items(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ItemsQuery>,
+    client: Client,
     headers: HeaderMap,
 ) -> Response {
     let request_id = request_id(&headers);
@@ -70,7 +77,7 @@ pub async fn input_items(
         let error = bad_request("order", &format!("Invalid order `{order}`: expected `asc` or `desc`."));
         return render_gateway(Dialect::OpenAi, &error, &request_id);
     }
-    match state.gateway.stored_response(api_key(&headers).as_deref(), &id).await {
+    match state.gateway.stored_response(api_key(&headers).as_deref(), client.ip(), &id).await {
         Ok(stored) => {
             let page = llmux_gateway::stored::input_items_page(
                 &stored,
@@ -90,7 +97,7 @@ pub async fn input_tokens(State(state): State<AppState>, request: Request) -> Re
         Err(response) => return response,
     };
     let request_id = incoming.request_id;
-    match state.gateway.responses_input_tokens(incoming.meta, incoming.body).await {
+    match state.gateway.responses_input_tokens(incoming.caller, incoming.body).await {
         Ok(tokens) => {
             let body = format!("{{\"object\":\"response.input_tokens\",\"input_tokens\":{tokens}}}");
             json_response(body.into_bytes(), Dialect::OpenAi, &request_id)

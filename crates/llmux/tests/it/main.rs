@@ -10,6 +10,7 @@ mod cli;
 mod errors;
 mod fleet;
 mod gemini;
+mod hostile;
 mod keys;
 mod ledger;
 mod limits;
