@@ -24,10 +24,13 @@ use crate::{Gateway, Runtime, clock, fleet, limits};
 
 /// What step 4 tries: the planned routes, for the caller's region, and the conversation
 /// whose pin the route that answers becomes.
-pub(crate) struct Plan {
+pub(crate) struct Plan<'c> {
     pub candidates: Vec<Candidate>,
     pub region: Option<Region>,
     pub conversation: Option<Conversation>,
+    /// Whose request it is: a `context_window_fallbacks` model the caller may not use
+    /// is not tried (`None`: any may be).
+    pub caller: Option<&'c crate::auth::Caller>,
 }
 
 /// How a request tries one route; [`Gateway::fail_over`] calls it per candidate.
@@ -42,11 +45,11 @@ impl Gateway {
         &self,
         runtime: &Runtime,
         meta: &RequestMeta,
-        plan: Plan,
+        plan: Plan<'_>,
         mut settlement: Settlement,
         attempts: &impl Attempts,
     ) -> Result<Reply, Failure> {
-        let Plan { mut candidates, region, conversation } = plan;
+        let Plan { mut candidates, region, conversation, caller } = plan;
         let mut failures = Vec::new();
         let mut next = 0;
         let mut widened = false;
@@ -102,7 +105,7 @@ impl Gateway {
             // replace what is left to try, once.
             if kind == ErrorKind::ContextLength && !widened {
                 widened = true;
-                let larger = context_window_candidates(runtime, winner.model, region);
+                let larger = context_window_candidates(runtime, winner.model, region, caller);
                 if !larger.is_empty() {
                     candidates = larger;
                     next = 0;
@@ -341,11 +344,18 @@ fn record_failure(
 }
 
 /// The routes of `model`'s `context_window_fallbacks`, in order (each planned as the
-/// model itself would be; models the caller's region cannot use are skipped).
-fn context_window_candidates(runtime: &Runtime, model: usize, region: Option<Region>) -> Vec<Candidate> {
+/// model itself would be; models the caller may not use, or whose routes its region
+/// cannot use, are skipped).
+fn context_window_candidates(
+    runtime: &Runtime,
+    model: usize,
+    region: Option<Region>,
+    caller: Option<&crate::auth::Caller>,
+) -> Vec<Candidate> {
     let mut candidates = Vec::new();
     for name in &runtime.config.models[model].context_window_fallbacks {
         if let Some(index) = runtime.model_index(name)
+            && caller.is_none_or(|caller| caller.may_use(name))
             && let Ok(planned) = router::plan(runtime, index, region, TokenEstimate::default())
         {
             for candidate in planned {

@@ -356,7 +356,8 @@ impl Gateway {
         // 4. Attempt with failover (what answers becomes the conversation's pin); 5. relay
         // and 6. settle happen in the reply.
         let attempts = DialectAttempts { dialect, request: &request, body: &body, runtime: &runtime };
-        let plan = Plan { candidates: admitted.candidates, region: admitted.region, conversation };
+        let plan =
+            Plan { candidates: admitted.candidates, region: admitted.region, conversation, caller: Some(&caller) };
         let outcome = self.fail_over(&runtime, &meta, plan, settlement, &attempts).await;
         with_rate_limits(outcome, admitted.rate_limits)
     }

@@ -72,7 +72,7 @@ async fn turn(gateway: &Gateway, caller: &Caller, name: &str, attempts: &Failing
     let conversation = gateway.conversation(&runtime, caller, "m", named).await;
     let pinned = conversation.as_ref().and_then(|conversation| conversation.pinned);
     let candidates = router::plan_pinned(&runtime, 0, None, TokenEstimate::default(), pinned).expect("routes");
-    let plan = Plan { candidates, region: None, conversation };
+    let plan = Plan { candidates, region: None, conversation, caller: None };
     let outcome = gateway.fail_over(&runtime, &meta, plan, settlement(gateway, caller, &meta), attempts).await;
     let provider = outcome.expect("answered").provider.expect("a provider");
     ["a", "b", "c"].iter().position(|name| **name == provider).expect("a known provider")

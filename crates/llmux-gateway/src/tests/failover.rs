@@ -99,7 +99,7 @@ async fn run(gateway: &Gateway, model: &str, script: &Script) -> Result<Reply, F
     let index = runtime.model_index(model).expect("model exists");
     let candidates = router::plan(&runtime, index, None, TokenEstimate::default()).expect("routes");
     let settlement = settlement(gateway, &caller, &meta);
-    let plan = Plan { candidates, region: None, conversation: None };
+    let plan = Plan { candidates, region: None, conversation: None, caller: None };
     gateway.fail_over(&runtime, &meta, plan, settlement, script).await
 }
 

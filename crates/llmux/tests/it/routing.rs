@@ -148,6 +148,13 @@ async fn a_context_length_error_moves_to_the_context_window_fallback_and_nothing
         gateway.chat(&key, &json!({"model": "chat-plain", "messages": [{"role": "user", "content": "hi"}]})).await;
     assert_eq!(response.status(), 400);
     assert_eq!(big.received().len(), 1);
+
+    // A key that may not use the larger model gets the context-length error instead.
+    let (narrow, _) = gateway.create_key(json!({"name": "narrow", "models": ["chat"]})).await;
+    small.push(Reply::status(400, too_long));
+    let response = gateway.chat(&narrow, &ask()).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(big.received().len(), 1, "chat-long is not the narrow key's to use");
 }
 
 /// Chaos: three routes answering at random with successes, 500s, 429s, stalls (past the
