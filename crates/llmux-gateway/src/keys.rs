@@ -86,14 +86,36 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(KeyRecord, String
         created_at: now,
         updated_at: now,
         revoked_at: None,
+        change_seq: 0,
     };
     store.create_key(&record).await?;
+    // As stored, with the store's change number.
+    let record = store.key(&record.id).await?.unwrap_or(record);
     Ok((record, plain))
 }
 
-/// Applies a patch.
+/// How often a compare-and-set write is tried again after another writer changed the
+/// same record in between.
+pub(crate) const CAS_ATTEMPTS: usize = 16;
+
+/// Applies a patch: only the fields it names change. The write is a compare-and-set on
+/// the version read, repeated on the new version if another writer (a revocation)
+/// came in between, so a concurrent change is never overwritten, and a revocation is
+/// never undone (the store keeps `revoked_at` once set in any case).
 pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
-    let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+    for _ in 0..CAS_ATTEMPTS {
+        let key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+        let patched = patched(store, key, patch.clone()).await?;
+        if store.update_key(&patched).await? {
+            return store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()));
+        }
+    }
+    Err(KeyError::Store(llmux_store::StoreError::Unavailable(format!(
+        "key `{id}` kept changing under this update; try again"
+    ))))
+}
+
+async fn patched(store: &dyn Store, mut key: KeyRecord, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
     if let Some(name) = patch.name {
         if name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));
@@ -129,20 +151,26 @@ pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyR
         key.metadata = value;
     }
     key.updated_at = clock::wall_ms().max(key.updated_at + 1);
-    store.update_key(&key).await?;
     Ok(key)
 }
 
 /// Revokes a key (idempotent). The record stays for the audit trail.
 pub async fn revoke(store: &dyn Store, id: &str) -> Result<KeyRecord, KeyError> {
-    let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
-    if key.revoked_at.is_none() {
+    for _ in 0..CAS_ATTEMPTS {
+        let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
         let now = clock::wall_ms().max(key.updated_at + 1);
         key.revoked_at = Some(now);
         key.updated_at = now;
-        store.update_key(&key).await?;
+        if store.update_key(&key).await? {
+            return store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()));
+        }
     }
-    Ok(key)
+    Err(KeyError::Store(llmux_store::StoreError::Unavailable(format!(
+        "key `{id}` kept changing under this revocation; try again"
+    ))))
 }
 
 /// The public view of a key.

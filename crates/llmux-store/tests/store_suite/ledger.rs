@@ -1,0 +1,91 @@
+//! Cases for what a crash, a hostile client or a race must not break: one record per
+//! request, text the store cannot hold, compare-and-set updates of keys and teams.
+
+use std::sync::Arc;
+
+use llmux_store::{KeyRecord, Store, TeamRecord, UsageRecord};
+
+use super::{filter, ids, key, record, team};
+
+pub async fn usage_is_unique_by_request_id(store: &dyn Store) {
+    let batch: Arc<[UsageRecord]> = Arc::from([record("r1", "k1", "chat", 10, 1), record("r2", "k1", "chat", 20, 2)]);
+    store.insert_usage(batch.clone()).await.unwrap();
+    // The same batch again (a replay after a crash), and a batch that repeats a request
+    // within itself: nothing is written twice, the new request is.
+    store.insert_usage(batch).await.unwrap();
+    store
+        .insert_usage(Arc::from([
+            record("r3", "k1", "chat", 30, 4),
+            record("r3", "k1", "chat", 31, 8),
+            record("r1", "k1", "chat", 40, 16),
+        ]))
+        .await
+        .unwrap();
+    let rows = store.usage(&filter()).await.unwrap();
+    assert_eq!(ids(&rows), ["r3", "r2", "r1"]);
+    // The first version of each request is the one kept.
+    assert_eq!(store.key_spend("k1", "USD", 0).await.unwrap(), 1 + 2 + 4);
+}
+
+pub async fn text_with_nul_is_written(store: &dyn Store) {
+    let mut poisoned = record("r-nul", "k1", "gpt\u{0}-4", 10, 1);
+    poisoned.error_code = Some("x\u{0}y".to_owned());
+    poisoned.attempt_log = Some("[\u{0}]".to_owned());
+    store
+        .insert_usage(Arc::from([
+            record("r-before", "k1", "chat", 5, 1),
+            poisoned,
+            record("r-after", "k2", "chat", 20, 1),
+        ]))
+        .await
+        .unwrap();
+    let rows = store.usage(&filter()).await.unwrap();
+    assert_eq!(ids(&rows), ["r-after", "r-nul", "r-before"]);
+    let model = &rows[1].record.model;
+    assert!(model == "gpt\u{FFFD}-4" || model == "gpt\u{0}-4", "{model:?}");
+    // A key name with NUL (admin input) is stored too.
+    store.create_key(&KeyRecord { name: "a\u{0}b".to_owned(), ..key("k-nul", "h-nul") }).await.unwrap();
+    assert!(store.key("k-nul").await.unwrap().is_some());
+}
+
+pub async fn a_patch_racing_a_revocation_never_undoes_it(store: &dyn Store) {
+    store.create_key(&key("k1", "h1")).await.unwrap();
+    let read_by_patch = store.key("k1").await.unwrap().unwrap();
+    let read_by_revoke = read_by_patch.clone();
+    // The revocation commits first.
+    let revoked = KeyRecord { revoked_at: Some(2_000), updated_at: 2_000, ..read_by_revoke };
+    assert!(store.update_key(&revoked).await.unwrap());
+    // The PATCH, built on the version read before, is refused (compare and set)...
+    let patched = KeyRecord { name: "renamed".to_owned(), updated_at: 1_500, ..read_by_patch };
+    assert!(!store.update_key(&patched).await.unwrap());
+    let now = store.key("k1").await.unwrap().unwrap();
+    assert_eq!((now.name.as_str(), now.revoked_at), ("key k1", Some(2_000)));
+    // ...and applied again on the current version, it keeps the revocation even if it
+    // carries none.
+    let patched = KeyRecord { name: "renamed".to_owned(), revoked_at: None, ..now };
+    assert!(store.update_key(&patched).await.unwrap());
+    let now = store.key("k1").await.unwrap().unwrap();
+    assert_eq!((now.name.as_str(), now.revoked_at), ("renamed", Some(2_000)));
+    // A later revocation keeps the first time.
+    assert!(store.update_key(&KeyRecord { revoked_at: Some(9_000), ..now }).await.unwrap());
+    assert_eq!(store.key("k1").await.unwrap().unwrap().revoked_at, Some(2_000));
+}
+
+pub async fn change_numbers_ignore_writers_clocks(store: &dyn Store) {
+    // A writer whose clock is far behind still produces a change others see after
+    // the last one they read.
+    store.create_key(&KeyRecord { updated_at: 10_000, ..key("k1", "h1") }).await.unwrap();
+    let seen = store.keys_changed_since(0).await.unwrap();
+    let watermark = seen.last().unwrap().change_seq;
+    let behind = store.key("k1").await.unwrap().unwrap();
+    assert!(store.update_key(&KeyRecord { revoked_at: Some(1), updated_at: 1, ..behind }).await.unwrap());
+    let changed = store.keys_changed_since(watermark).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].revoked_at, Some(1));
+    // Teams are numbered by the same rule.
+    store.create_team(&team("t")).await.unwrap();
+    let t = store.team("t").await.unwrap().unwrap();
+    assert!(t.change_seq > 0);
+    assert!(store.update_team(&TeamRecord { updated_at: 0, ..t.clone() }).await.unwrap());
+    assert!(store.team("t").await.unwrap().unwrap().change_seq > t.change_seq);
+}
