@@ -33,6 +33,21 @@ pub struct Ledger {
     tx: mpsc::Sender<Entry>,
     overflow: Arc<Mutex<Vec<Entry>>>,
     journal: Journal,
+    ids: Arc<RecordIds>,
+}
+
+/// Unique record ids: this instance's name (pid and 48 random bits) and a counter.
+#[derive(Debug)]
+struct RecordIds {
+    instance: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl RecordIds {
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n:x}", self.instance)
+    }
 }
 
 /// A record and where the journal holds it.
@@ -54,14 +69,18 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(CAPACITY);
         let overflow = Arc::new(Mutex::new(Vec::new()));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let ids = Arc::new(RecordIds { instance: spill.instance().to_owned(), next: Default::default() });
         let writer = Writer { store, journal: journal.clone(), spill };
         let task = tokio::spawn(write_loop(writer, rx, overflow.clone(), flush_interval, stop_rx));
-        (Ledger { tx, overflow, journal: journal.clone() }, LedgerWriter { stop, task, journal })
+        (Ledger { tx, overflow, journal: journal.clone(), ids }, LedgerWriter { stop, task, journal })
     }
 
     /// Appends a record to the journal (on disk, in the kernel, when this returns) and
     /// hands it to the writer without waiting.
-    pub fn record(&self, record: UsageRecord) {
+    pub fn record(&self, mut record: UsageRecord) {
+        if record.record_id.is_empty() {
+            record.record_id = self.ids.next();
+        }
         let segment = self.journal.append(&record);
         if let Err(error) = self.tx.try_send((record, segment)) {
             let record = match error {

@@ -78,7 +78,13 @@ pub struct Budget {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UsageRecord {
+    /// The request id the client saw (`x-request-id`; the client's own if it sent
+    /// one, so not unique).
     pub request_id: String,
+    /// The record's own id, unique: given by the ledger when the record is handed
+    /// over; the store keeps one record per id, so writing a record again (a replay
+    /// after a crash) never bills twice.
+    pub record_id: String,
     pub key_id: Option<String>,
     /// The key's team when the request was made.
     pub team: Option<String>,
@@ -221,7 +227,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a team; `false` if there was none.
     async fn delete_team(&self, name: &str) -> Result<bool, StoreError>;
 
-    /// Appends records to the ledger in one transaction. A record whose `request_id` is
+    /// Appends records to the ledger in one transaction. A record whose `record_id` is
     /// in the ledger already is skipped (so writing a batch again never bills twice).
     /// Text the store cannot hold (NUL in PostgreSQL) is replaced by U+FFFD.
     async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError>;

@@ -74,6 +74,7 @@ fn record(request_id: &str, key_id: &str, model: &str, created_at: i64, cost: i6
         ttft_ms: Some(3),
         created_at,
         attempt_log: None,
+        record_id: String::new(),
     }
 }
 
@@ -617,7 +618,7 @@ suite!(
     large_batches_keep_every_column_and_their_order,
     concurrent_writers,
     responses,
-    usage_is_unique_by_request_id,
+    usage_is_unique_by_record_id,
     text_with_nul_is_written,
     a_patch_racing_a_revocation_never_undoes_it,
     change_numbers_ignore_writers_clocks,

@@ -318,7 +318,7 @@ const TEAM_COLUMNS: &str = "name, models, region, budget_nanos, budget_currency,
      tpm_limit, metadata, created_at, updated_at, change_seq";
 const USAGE_COLUMNS: &str = "request_id, key_id, team, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at, attempt_log";
+     latency_ms, ttft_ms, created_at, attempt_log, record_id";
 
 const INSERT_KEY: &str = "INSERT INTO keys (id, name, key_hash, key_prefix, team, models, region, budget_nanos, \
      budget_currency, budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at, \
@@ -339,11 +339,11 @@ const UPDATE_TEAM: &str = "UPDATE teams SET models = $2, region = $3, budget_nan
 /// the batch's order.
 const INSERT_USAGE: &str = "INSERT INTO usage (request_id, key_id, team, model, provider, upstream_model, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, \
-     attempts, latency_ms, ttft_ms, created_at, attempt_log) \
+     attempts, latency_ms, ttft_ms, created_at, attempt_log, record_id) \
      SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], \
      $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::TEXT[], $13::BIGINT[], $14::TEXT[], \
-     $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::TEXT[]) \
-     ON CONFLICT (request_id) DO NOTHING";
+     $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::TEXT[], $20::TEXT[]) \
+     ON CONFLICT (record_id) DO NOTHING";
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -425,6 +425,7 @@ fn usage_from_row(row: &Row) -> StoredUsage {
             ttft_ms: row.get::<_, Option<i64>>("ttft_ms").map(|v| v.max(0) as u64),
             created_at: row.get("created_at"),
             attempt_log: row.get("attempt_log"),
+            record_id: row.get::<_, Option<String>>("record_id").unwrap_or_default(),
         },
     }
 }
@@ -648,7 +649,9 @@ impl Store for PostgresStore {
         let ttft_ms = column(records, |r| r.ttft_ms.map(to_i64));
         let created_at = column(records, |r| r.created_at);
         let attempt_log = column(records, |r| r.attempt_log.as_deref().map(text));
-        let params: [&(dyn ToSql + Sync); 19] = [
+        // No id (records not from the ledger writer): NULL, never a conflict.
+        let record_id = column(records, |r| Some(r.record_id.as_str()).filter(|id| !id.is_empty()).map(text));
+        let params: [&(dyn ToSql + Sync); 20] = [
             &request_id,
             &key_id,
             &team,
@@ -668,6 +671,7 @@ impl Store for PostgresStore {
             &ttft_ms,
             &created_at,
             &attempt_log,
+            &record_id,
         ];
         self.execute(INSERT_USAGE, &params, refused_or_unavailable).await.map(drop)
     }

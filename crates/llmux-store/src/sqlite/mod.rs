@@ -171,18 +171,18 @@ fn migrate(connection: &mut Connection) -> Result<(), rusqlite::Error> {
     tx.commit()
 }
 
-const USAGE_COLUMNS: usize = 19;
-/// Records per multi-row INSERT (19 × 32 = 608 parameters, far below SQLite's limit).
+const USAGE_COLUMNS: usize = 20;
+/// Records per multi-row INSERT (20 × 32 = 640 parameters, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 32;
 
 const INSERT_USAGE_HEAD: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at, attempt_log, team) VALUES ";
-const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     latency_ms, ttft_ms, created_at, attempt_log, team, record_id) VALUES ";
+const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// `INSERT ... VALUES (...), (...)` for `rows` rows, built from constants only: no value
 /// is ever formatted into SQL. A request already in the ledger is skipped.
 fn insert_usage_sql(rows: usize) -> String {
-    format!("{INSERT_USAGE_HEAD}{} ON CONFLICT (request_id) DO NOTHING", vec![INSERT_USAGE_ROW; rows].join(", "))
+    format!("{INSERT_USAGE_HEAD}{} ON CONFLICT (record_id) DO NOTHING", vec![INSERT_USAGE_ROW; rows].join(", "))
 }
 
 static INSERT_USAGE_CHUNK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_usage_sql(ROWS_PER_INSERT));
@@ -300,6 +300,7 @@ fn usage_from_row(row: &Row<'_>) -> Result<StoredUsage, rusqlite::Error> {
             ttft_ms: row.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
             created_at: row.get("created_at")?,
             attempt_log: row.get("attempt_log")?,
+            record_id: row.get::<_, Option<String>>("record_id")?.unwrap_or_default(),
         },
     })
 }
@@ -368,8 +369,10 @@ fn insert_usage(tx: &Transaction<'_>, records: &[UsageRecord]) -> Result<(), rus
     Ok(())
 }
 
-/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 19`.
+/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 20`.
 fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &UsageRecord) -> rusqlite::Result<()> {
+    // No id (records not from the ledger writer): NULL, never a conflict.
+    let record_id = Some(record.record_id.as_str()).filter(|id| !id.is_empty());
     let values: [&dyn rusqlite::ToSql; USAGE_COLUMNS] = [
         &record.request_id,
         &record.key_id,
@@ -390,6 +393,7 @@ fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &U
         &record.created_at,
         &record.attempt_log,
         &record.team,
+        &record_id,
     ];
     for (index, value) in values.iter().enumerate() {
         statement.raw_bind_parameter(offset + index + 1, value)?;

@@ -7,24 +7,43 @@ use llmux_store::{KeyRecord, Store, TeamRecord, UsageRecord};
 
 use super::{filter, ids, key, record, team};
 
-pub async fn usage_is_unique_by_request_id(store: &dyn Store) {
-    let batch: Arc<[UsageRecord]> = Arc::from([record("r1", "k1", "chat", 10, 1), record("r2", "k1", "chat", 20, 2)]);
+/// `record` with the ledger's id `id`.
+fn with_id(id: &str, record: UsageRecord) -> UsageRecord {
+    UsageRecord { record_id: id.to_owned(), ..record }
+}
+
+pub async fn usage_is_unique_by_record_id(store: &dyn Store) {
+    let batch: Arc<[UsageRecord]> = Arc::from([
+        with_id("a", record("r1", "k1", "chat", 10, 1)),
+        with_id("b", record("r2", "k1", "chat", 20, 2)),
+    ]);
     store.insert_usage(batch.clone()).await.unwrap();
-    // The same batch again (a replay after a crash), and a batch that repeats a request
-    // within itself: nothing is written twice, the new request is.
+    // The same batch again (a replay after a crash), and a batch that repeats a record
+    // within itself: nothing is written twice, the new record is.
     store.insert_usage(batch).await.unwrap();
     store
         .insert_usage(Arc::from([
-            record("r3", "k1", "chat", 30, 4),
-            record("r3", "k1", "chat", 31, 8),
-            record("r1", "k1", "chat", 40, 16),
+            with_id("c", record("r3", "k1", "chat", 30, 4)),
+            with_id("c", record("r3", "k1", "chat", 31, 8)),
+            with_id("a", record("r1", "k1", "chat", 40, 16)),
         ]))
         .await
         .unwrap();
     let rows = store.usage(&filter()).await.unwrap();
     assert_eq!(ids(&rows), ["r3", "r2", "r1"]);
-    // The first version of each request is the one kept.
+    assert_eq!(rows[0].record.record_id, "c");
+    // The first version of each record is the one kept.
     assert_eq!(store.key_spend("k1", "USD", 0).await.unwrap(), 1 + 2 + 4);
+    // A request id the client chose is no identity: two requests that reuse one are two
+    // records, both billed.
+    store
+        .insert_usage(Arc::from([
+            with_id("d", record("same", "k2", "chat", 50, 32)),
+            with_id("e", record("same", "k2", "chat", 50, 32)),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(store.key_spend("k2", "USD", 0).await.unwrap(), 64);
 }
 
 pub async fn text_with_nul_is_written(store: &dyn Store) {

@@ -1,8 +1,17 @@
--- One record per request: rows a crash wrote twice are removed (the first kept), and
--- the ledger refuses a second one from now on (inserts skip it).
+-- One record per record id: the ledger gives every record a unique id, so a record
+-- written again (replayed after a crash) is skipped. The client may choose the request
+-- id (`x-request-id`), so it is not unique. Rows a crash wrote twice before this
+-- version (identical in every column but the row id) are removed, the first kept.
 DELETE FROM usage AS later USING usage AS earlier
-    WHERE later.request_id = earlier.request_id AND later.id > earlier.id;
-CREATE UNIQUE INDEX usage_request_id ON usage (request_id);
+    WHERE later.id > earlier.id AND later.request_id = earlier.request_id
+    AND later.key_id IS NOT DISTINCT FROM earlier.key_id AND later.model = earlier.model
+    AND later.provider IS NOT DISTINCT FROM earlier.provider AND later.status = earlier.status
+    AND later.input_tokens = earlier.input_tokens AND later.output_tokens = earlier.output_tokens
+    AND later.cost_nanos IS NOT DISTINCT FROM earlier.cost_nanos AND later.latency_ms = earlier.latency_ms
+    AND later.created_at = earlier.created_at;
+ALTER TABLE usage ADD COLUMN record_id TEXT COLLATE "C";
+-- Rows from before have none (NULLs never conflict).
+CREATE UNIQUE INDEX usage_record_id ON usage (record_id);
 
 -- The store's change counter on keys and teams: each write takes the next value under
 -- a transaction-level advisory lock, so values commit in order and refreshes follow
