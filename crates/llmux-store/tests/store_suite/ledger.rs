@@ -13,10 +13,8 @@ fn with_id(id: &str, record: UsageRecord) -> UsageRecord {
 }
 
 pub async fn usage_is_unique_by_record_id(store: &dyn Store) {
-    let batch: Arc<[UsageRecord]> = Arc::from([
-        with_id("a", record("r1", "k1", "chat", 10, 1)),
-        with_id("b", record("r2", "k1", "chat", 20, 2)),
-    ]);
+    let batch: Arc<[UsageRecord]> =
+        Arc::from([with_id("a", record("r1", "k1", "chat", 10, 1)), with_id("b", record("r2", "k1", "chat", 20, 2))]);
     store.insert_usage(batch.clone()).await.unwrap();
     // The same batch again (a replay after a crash), and a batch that repeats a record
     // within itself: nothing is written twice, the new record is.

@@ -5,6 +5,7 @@ mod affinity;
 mod anthropic;
 mod chat;
 mod cli;
+mod crash;
 mod errors;
 mod fleet;
 mod gemini;
