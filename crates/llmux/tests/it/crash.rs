@@ -178,7 +178,7 @@ fn crashed_journal(dir: &std::path::Path, records: usize) -> std::path::PathBuf 
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("journal-4000000-0a1b2c3d4e5f-0.jsonl");
-    let file = std::fs::OpenOptions::new().create(true).write(true).mode(0o600).open(&path).unwrap();
+    let file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path).unwrap();
     let mut out = std::io::BufWriter::new(file);
     for n in 0..records {
         let record = UsageRecord {
