@@ -783,3 +783,15 @@ async fn postgres_calls_give_up_instead_of_blocking() {
     drop(store);
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn sqlite_migration_removes_only_exact_duplicates() {
+    ledger::migrating_removes_only_exact_duplicates().await;
+}
+
+#[tokio::test]
+async fn postgres_migration_removes_only_exact_duplicates() {
+    let schema = PgSchema::create("dedupe").await;
+    ledger::postgres_migrating_removes_only_exact_duplicates(&schema.admin, &schema.name, &schema.url).await;
+    schema.drop().await;
+}

@@ -106,3 +106,65 @@ pub async fn change_numbers_ignore_writers_clocks(store: &dyn Store) {
     assert!(store.update_team(&TeamRecord { updated_at: 0, ..t.clone() }).await.unwrap());
     assert!(store.team("t").await.unwrap().unwrap().change_seq > t.change_seq);
 }
+
+/// The rows the dedupe cases start from: (request id, cost, latency, time).
+const BEFORE: [(&str, i64, i64, i64); 4] =
+    [("crashed", 5, 10, 100), ("crashed", 5, 10, 100), ("reused", 7, 11, 200), ("reused", 7, 12, 201)];
+
+/// A SQLite ledger of the version before record ids, holding a chunk a crash wrote
+/// twice and two real requests that reused a client's request id: the migration
+/// removes the copies only.
+pub async fn migrating_removes_only_exact_duplicates() {
+    let dir = std::env::temp_dir().join(format!("llmux-store-dedupe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger.db");
+    let _ = std::fs::remove_file(&path);
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(concat!(
+            include_str!("../../src/sqlite/migrations/0001_init.sql"),
+            include_str!("../../src/sqlite/migrations/0002_attempt_log.sql"),
+            include_str!("../../src/sqlite/migrations/0003_teams.sql"),
+            include_str!("../../src/sqlite/migrations/0004_responses.sql"),
+            "CREATE TABLE llmux_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
+            "INSERT INTO llmux_schema VALUES (1, 0), (2, 0), (3, 0), (4, 0);",
+        ))
+        .unwrap();
+        let insert = "INSERT INTO usage (request_id, key_id, model, status, input_tokens, output_tokens, cost_nanos, \
+                      latency_ms, created_at) VALUES (?1, 'k1', 'chat', 200, 1, 1, ?2, ?3, ?4)";
+        for (request_id, cost, latency, at) in BEFORE {
+            db.execute(insert, rusqlite::params![request_id, cost, latency, at]).unwrap();
+        }
+    }
+    let store = llmux_store::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["reused", "reused", "crashed"]);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The same on PostgreSQL: a schema at version 2 (`admin` connected, `url` using it).
+pub async fn postgres_migrating_removes_only_exact_duplicates(admin: &tokio_postgres::Client, schema: &str, url: &str) {
+    admin
+        .batch_execute(&format!(
+            "SET search_path = {schema}; {}{}\
+             CREATE TABLE llmux_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
+             INSERT INTO llmux_schema VALUES (1, 0), (2, 0);",
+            include_str!("../../src/postgres/migrations/0001_init.sql"),
+            include_str!("../../src/postgres/migrations/0002_responses.sql"),
+        ))
+        .await
+        .unwrap();
+    for (request_id, cost, latency, at) in BEFORE {
+        admin
+            .execute(
+                "INSERT INTO usage (request_id, key_id, model, status, input_tokens, output_tokens, cost_nanos, \
+                 latency_ms, created_at) VALUES ($1, 'k1', 'chat', 200, 1, 1, $2, $3, $4)",
+                &[&request_id, &cost, &latency, &at],
+            )
+            .await
+            .unwrap();
+    }
+    admin.batch_execute("RESET search_path").await.unwrap();
+    let store = llmux_store::open(url).await.unwrap();
+    assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["reused", "reused", "crashed"]);
+}
