@@ -217,3 +217,41 @@ pub async fn show(store: &dyn Store, id: &str) -> Result<Value, KeyError> {
     .await;
     Ok(view)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn patches_racing_a_revocation_never_undo_it() {
+        let store = llmux_store::open("sqlite::memory:").await.unwrap();
+        for round in 0..5 {
+            let (key, _) =
+                create(store.as_ref(), NewKey { name: format!("k{round}"), ..NewKey::default() }).await.unwrap();
+            let mut tasks = Vec::new();
+            for n in 0..8 {
+                let (patcher, id) = (store.clone(), key.id.clone());
+                tasks.push(tokio::spawn(async move {
+                    let patch = KeyPatch {
+                        name: Some(format!("patched {n}")),
+                        rpm_limit: Some(Some(n)),
+                        ..KeyPatch::default()
+                    };
+                    update(patcher.as_ref(), &id, patch).await.map(drop)
+                }));
+                if n == 3 {
+                    let (revoker, id) = (store.clone(), key.id.clone());
+                    tasks.push(tokio::spawn(async move { revoke(revoker.as_ref(), &id).await.map(drop) }));
+                }
+            }
+            for task in tasks {
+                task.await.unwrap().unwrap();
+            }
+            let stored = store.key(&key.id).await.unwrap().unwrap();
+            assert!(stored.revoked_at.is_some(), "round {round}: the revocation stands");
+            // Each patch is applied whole: name and limit come from the same one.
+            let n = stored.rpm_limit.unwrap();
+            assert_eq!(stored.name, format!("patched {n}"));
+        }
+    }
+}
