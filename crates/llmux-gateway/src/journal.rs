@@ -61,13 +61,15 @@ struct State {
     slowest_sync_us: u64,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct Counts {
     written: u64,
     settled: u64,
-    /// The file handle is kept in `State::open` only for the current segment; closed
-    /// segments are kept open (locked) until deleted.
+    /// No longer written to (rotated, or the journal closed).
     closed: bool,
+    /// A closed segment's file, kept open until the segment is deleted: its lock tells
+    /// other instances (and this one's replay) that it is not theirs to take.
+    held: Option<Arc<File>>,
 }
 
 /// Where a record was journaled: its segment, for [`Journal::settle`].
@@ -164,8 +166,9 @@ impl Journal {
             .map(|(segment, _)| *segment)
             .collect();
         for segment in done {
-            state.segments.remove(&segment);
+            // Removed while still locked, then closed.
             let _ = std::fs::remove_file(inner.path(segment));
+            state.segments.remove(&segment);
         }
     }
 
@@ -200,11 +203,12 @@ impl Inner {
         let next = state.current + 1;
         let file = Arc::new(create_segment(&self.dir, &self.prefix, next)?);
         let previous = state.current;
+        let held = std::mem::replace(&mut state.file, file);
         if let Some(counts) = state.segments.get_mut(&previous) {
             counts.closed = true;
+            counts.held = Some(held);
         }
         state.current = next;
-        state.file = file;
         state.bytes = 0;
         state.segments.insert(next, Counts::default());
         Ok(())
@@ -294,6 +298,33 @@ mod tests {
         // ...and goes at a clean close once settled.
         journal.close();
         assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_segment_is_rotated_held_locked_and_deleted_once_settled() {
+        let dir = std::env::temp_dir().join(format!("llmux-journal-test-rotate-{}", std::process::id()));
+        let journal = Journal::open(&dir, "3-0a1b2c3d4e5f");
+        let record = UsageRecord { request_id: "r".repeat(1000), ..UsageRecord::default() };
+        let mut first = Vec::new();
+        let second = loop {
+            match journal.append(&record) {
+                Some(0) => first.push(Some(0)),
+                other => break other,
+            }
+        };
+        assert_eq!(second, Some(1));
+        let full = dir.join("journal-3-0a1b2c3d4e5f-0.jsonl");
+        assert!(std::fs::metadata(&full).unwrap().len() >= SEGMENT_BYTES);
+        // Still locked by this instance: no replay may take it.
+        assert!(File::open(&full).unwrap().try_lock().is_err());
+        let last = first.pop().flatten();
+        journal.settle(first);
+        assert!(full.exists(), "one record of it is not settled yet");
+        journal.settle([last]);
+        assert!(!full.exists());
+        assert!(dir.join("journal-3-0a1b2c3d4e5f-1.jsonl").exists());
+        journal.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
