@@ -795,3 +795,34 @@ async fn postgres_migration_removes_only_exact_duplicates() {
     ledger::postgres_migrating_removes_only_exact_duplicates(&schema.admin, &schema.name, &schema.url).await;
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn sqlite_numbers_writes_of_older_writers_and_keeps_revocations() {
+    let dir = std::env::temp_dir().join(format!("llmux-store-unnumbered-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger.db");
+    let _ = std::fs::remove_file(&path);
+    let store = llmux_store::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    let seen = ledger::before_unnumbered_writes(store.as_ref()).await;
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    for sql in ledger::UNNUMBERED_WRITES {
+        raw.execute(sql, []).unwrap();
+    }
+    ledger::after_unnumbered_writes(store.as_ref(), seen).await;
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn postgres_numbers_writes_of_older_writers_and_keeps_revocations() {
+    let schema = PgSchema::create("unnumbered").await;
+    let store = llmux_store::open(&schema.url).await.unwrap();
+    let seen = ledger::before_unnumbered_writes(store.as_ref()).await;
+    let search_path = format!("SET search_path = {}", schema.name);
+    for sql in ledger::UNNUMBERED_WRITES {
+        schema.admin.batch_execute(&format!("{search_path}; {sql}; RESET search_path")).await.unwrap();
+    }
+    ledger::after_unnumbered_writes(store.as_ref(), seen).await;
+    drop(store);
+    schema.drop().await;
+}

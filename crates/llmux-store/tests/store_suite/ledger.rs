@@ -168,3 +168,33 @@ pub async fn postgres_migrating_removes_only_exact_duplicates(admin: &tokio_post
     let store = llmux_store::open(url).await.unwrap();
     assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["reused", "reused", "crashed"]);
 }
+
+/// What an older llmux (or a hand-written statement) writes without change numbers.
+pub const UNNUMBERED_WRITES: [&str; 3] = [
+    "UPDATE keys SET name = 'old writer', revoked_at = NULL, updated_at = 1 WHERE id = 'k1'",
+    "INSERT INTO keys (id, name, key_hash, key_prefix, created_at, updated_at) \
+     VALUES ('k2', 'old', 'h2', 'sk-llmux-x', 1, 1)",
+    "UPDATE teams SET rpm_limit = 5 WHERE name = 't'",
+];
+
+/// The store before the unnumbered writes: a revoked key `k1`, a team `t`.
+pub async fn before_unnumbered_writes(store: &dyn Store) -> (i64, i64) {
+    store.create_key(&key("k1", "h1")).await.unwrap();
+    let k1 = store.key("k1").await.unwrap().unwrap();
+    assert!(store.update_key(&KeyRecord { revoked_at: Some(2_000), ..k1 }).await.unwrap());
+    store.create_team(&team("t")).await.unwrap();
+    let seen = store.keys_changed_since(0).await.unwrap().last().unwrap().change_seq;
+    (seen, store.team("t").await.unwrap().unwrap().change_seq)
+}
+
+/// After them: each change is numbered past what was seen, and the revocation stands.
+pub async fn after_unnumbered_writes(store: &dyn Store, (seen, team_seq): (i64, i64)) {
+    let changed = store.keys_changed_since(seen).await.unwrap();
+    let ids: Vec<&str> = changed.iter().map(|key| key.id.as_str()).collect();
+    assert_eq!(ids, ["k1", "k2"]);
+    assert_eq!(changed[0].name, "old writer");
+    assert_eq!(changed[0].revoked_at, Some(2_000), "a writer that knows nothing of it cannot clear a revocation");
+    let t = store.team("t").await.unwrap().unwrap();
+    assert_eq!(t.rpm_limit, Some(5));
+    assert!(t.change_seq > team_seq);
+}

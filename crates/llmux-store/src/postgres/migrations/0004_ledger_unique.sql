@@ -22,3 +22,32 @@ UPDATE keys SET change_seq = nextval('llmux_changes');
 CREATE INDEX keys_change_seq ON keys (change_seq);
 ALTER TABLE teams ADD COLUMN change_seq BIGINT NOT NULL DEFAULT 0;
 UPDATE teams SET change_seq = nextval('llmux_changes');
+
+-- Writers that do not number their changes (an older llmux during a rolling upgrade, a
+-- hand-written UPDATE) get a number all the same, in commit order, and cannot clear a
+-- revocation. (llmux's own writes number themselves; this only fills in.)
+CREATE FUNCTION llmux_number_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.change_seq = 0 THEN
+            PERFORM pg_advisory_xact_lock(119212948682754);
+            NEW.change_seq := nextval('llmux_changes');
+        END IF;
+    ELSE
+        IF NEW.change_seq = OLD.change_seq THEN
+            PERFORM pg_advisory_xact_lock(119212948682754);
+            NEW.change_seq := nextval('llmux_changes');
+        END IF;
+        IF TG_TABLE_NAME = 'keys' THEN
+            IF OLD.revoked_at IS NOT NULL THEN
+                NEW.revoked_at := OLD.revoked_at;
+            END IF;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER keys_numbered BEFORE INSERT OR UPDATE ON keys
+    FOR EACH ROW EXECUTE FUNCTION llmux_number_change();
+CREATE TRIGGER teams_numbered BEFORE INSERT OR UPDATE ON teams
+    FOR EACH ROW EXECUTE FUNCTION llmux_number_change();
