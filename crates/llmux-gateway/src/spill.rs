@@ -21,7 +21,7 @@
 //! neither blocks the records behind it nor is lost.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,13 +183,12 @@ async fn replay_file(
 ) -> Result<usize, SpillError> {
     let mut lines = BufReader::new(File::open(path)?);
     let mut chunk: Vec<UsageRecord> = Vec::with_capacity(BATCH);
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut done = 0;
     loop {
-        line.clear();
-        let end = lines.read_line(&mut line)? == 0;
-        if !line.trim().is_empty() {
-            match serde_json::from_str(&line) {
+        let end = !read_line(&mut lines, &mut line)?;
+        if line.iter().any(|byte| !byte.is_ascii_whitespace()) {
+            match serde_json::from_slice(&line) {
                 Ok(record) => chunk.push(record),
                 // A line cut short by a crash while it was being written.
                 Err(error) => {
@@ -213,6 +212,41 @@ async fn replay_file(
         tracing::info!(file = %path.display(), "Spilled or journaled usage records written to the store.");
     }
     Ok(done)
+}
+
+/// The longest line a replay reads; a longer one (no record is near it) is skipped.
+const MAX_LINE: u64 = 4 << 20;
+
+/// Reads the next line into `line` (cleared first; empty if it was over [`MAX_LINE`]),
+/// holding at most that much in memory. `false` at the end of the file.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<bool> {
+    line.clear();
+    let read = reader.by_ref().take(MAX_LINE).read_until(b'\n', line)?;
+    if read == 0 {
+        return Ok(false);
+    }
+    if line.len() as u64 == MAX_LINE && line.last() != Some(&b'\n') {
+        tracing::error!("Skipping an over-long line in a spilled or journaled usage file.");
+        line.clear();
+        // Discards the rest of it, a buffer at a time.
+        loop {
+            let buffer = reader.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(false);
+            }
+            match buffer.iter().position(|byte| *byte == b'\n') {
+                Some(at) => {
+                    reader.consume(at + 1);
+                    return Ok(true);
+                }
+                None => {
+                    let all = buffer.len();
+                    reader.consume(all);
+                }
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Writes `records` to the store. When the store refuses the batch itself
@@ -301,4 +335,39 @@ pub(crate) fn is_random(text: &str) -> bool {
 fn is_spill_name(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("usage-").and_then(|rest| rest.strip_suffix(".jsonl")) else { return false };
     rest.split_once('-').is_some_and(|(pid, random)| all_digits(pid) && is_random(random))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_exact() {
+        assert!(is_spill_name("usage-42-0a1b2c3d4e5f.jsonl"));
+        for name in [
+            "usage-backup.jsonl",
+            "usage-42-0a1b2c3d4e5f.jsonl.tmp",
+            "usage-42-0a1b.jsonl",
+            "usage--0a1b2c3d4e5f.jsonl",
+        ] {
+            assert!(!is_spill_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn lines_are_read_within_a_bound() {
+        let long = vec![b'x'; MAX_LINE as usize + 10];
+        let mut text = b"{\"a\":1}\n".to_vec();
+        text.extend_from_slice(&long);
+        text.extend_from_slice(b"\nlast");
+        let mut reader = std::io::Cursor::new(text);
+        let mut line = Vec::new();
+        assert!(read_line(&mut reader, &mut line).unwrap());
+        assert_eq!(line, b"{\"a\":1}\n");
+        assert!(read_line(&mut reader, &mut line).unwrap());
+        assert!(line.is_empty(), "the over-long line is skipped, not held");
+        assert!(read_line(&mut reader, &mut line).unwrap());
+        assert_eq!(line, b"last");
+        assert!(!read_line(&mut reader, &mut line).unwrap());
+    }
 }
