@@ -66,11 +66,23 @@ fn main() {
         });
         // Let the sync thread finish its last round.
         std::thread::sleep(Duration::from_millis(200));
-        let cpu = cpu_us() - start - 0.0;
+        let cpu = cpu_us() - start;
         println!("{threads} thread(s): {:.2} cpu-µs/record (journal), wall {:?}", cpu / total as f64, wall.elapsed());
         journal.close();
     }
     println!("serialising alone: {serialise:.2} cpu-µs/record, {} bytes/record", bytes / total as usize);
+
+    // One write(2) of a record's size to a file, alone, for reference.
+    {
+        use std::io::Write;
+        let line = vec![b'x'; bytes / total as usize];
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("write-probe")).unwrap();
+        let start = cpu_us();
+        for _ in 0..total {
+            file.write_all(&line).unwrap();
+        }
+        println!("write(2) alone: {:.2} cpu-µs/record", (cpu_us() - start) / total as f64);
+    }
 
     // One fdatasync after a small append, as the sync thread does under light load.
     use std::io::Write;
