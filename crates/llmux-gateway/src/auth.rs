@@ -108,7 +108,7 @@ pub struct KeyCache {
     keys: RwLock<FastMap<String, Arc<KeyRecord>>>,
     teams: RwLock<FastMap<String, Arc<TeamRecord>>>,
     unknown: RwLock<FastMap<String, i64>>,
-    /// Highest `updated_at` seen, for incremental refreshes.
+    /// Highest store change number (`change_seq`) seen, for incremental refreshes.
     watermark: AtomicI64,
 }
 
@@ -211,13 +211,13 @@ impl KeyCache {
         let mut map = self.keys.write();
         let mut unknown = self.unknown.write();
         for key in keys {
-            self.watermark.fetch_max(key.updated_at, Ordering::Relaxed);
+            self.watermark.fetch_max(key.change_seq, Ordering::Relaxed);
             unknown.remove(&key.key_hash);
             // A refresh that read the store before a change (a revocation applied here
-            // directly) must not put the older version back.
+            // directly) must not put the older version back; versions are the store's
+            // change numbers, and a revocation is never undone.
             if let Some(known) = map.get(&key.key_hash)
-                && (known.updated_at > key.updated_at
-                    || (known.updated_at == key.updated_at && known.revoked_at.is_some() && key.revoked_at.is_none()))
+                && (known.change_seq > key.change_seq || (known.revoked_at.is_some() && key.revoked_at.is_none()))
             {
                 continue;
             }
@@ -257,11 +257,12 @@ impl KeyCache {
         self.teams.write().remove(name);
     }
 
-    /// Pulls keys changed since the last refresh (with an overlap for clock skew
-    /// between writers; applying a key twice is harmless).
+    /// Pulls keys changed since the last refresh: those with a store change number
+    /// above the highest seen (the store numbers changes in commit order, so no
+    /// writer's clock can hide one).
     pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let since = self.watermark.load(Ordering::Relaxed) - 5_000;
-        let keys = store.keys_updated_since(since).await?;
+        let after = self.watermark.load(Ordering::Relaxed);
+        let keys = store.keys_changed_since(after).await?;
         self.apply(keys);
         let read_at = crate::clock::wall_ms();
         self.set_teams(store.list_teams().await?, read_at);
@@ -313,6 +314,7 @@ mod tests {
             created_at: 1,
             updated_at,
             revoked_at,
+            change_seq: updated_at,
             ..KeyRecord::default()
         }
     }
@@ -326,8 +328,10 @@ mod tests {
         // ...then a refresh that read the store before the revocation lands.
         cache.apply(vec![record(10, None)]);
         assert!(cache.keys.read()["h"].revoked_at.is_some());
-        // Same timestamp: the revoked version wins.
+        // Same version, or even a newer one without the revocation: it stays revoked.
         cache.apply(vec![record(20, None)]);
+        assert!(cache.keys.read()["h"].revoked_at.is_some());
+        cache.apply(vec![record(25, None)]);
         assert!(cache.keys.read()["h"].revoked_at.is_some());
         // A newer version (an update after the revocation) does replace it.
         cache.apply(vec![record(30, Some(20))]);

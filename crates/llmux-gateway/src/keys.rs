@@ -86,14 +86,36 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(KeyRecord, String
         created_at: now,
         updated_at: now,
         revoked_at: None,
+        change_seq: 0,
     };
     store.create_key(&record).await?;
+    // As stored, with the store's change number.
+    let record = store.key(&record.id).await?.unwrap_or(record);
     Ok((record, plain))
 }
 
-/// Applies a patch.
+/// How often a compare-and-set write is tried again after another writer changed the
+/// same record in between.
+pub(crate) const CAS_ATTEMPTS: usize = 16;
+
+/// Applies a patch: only the fields it names change. The write is a compare-and-set on
+/// the version read, repeated on the new version if another writer (a revocation)
+/// came in between, so a concurrent change is never overwritten, and a revocation is
+/// never undone (the store keeps `revoked_at` once set in any case).
 pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
-    let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+    for _ in 0..CAS_ATTEMPTS {
+        let key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+        let patched = patched(store, key, patch.clone()).await?;
+        if store.update_key(&patched).await? {
+            return store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()));
+        }
+    }
+    Err(KeyError::Store(llmux_store::StoreError::Unavailable(format!(
+        "key `{id}` kept changing under this update; try again"
+    ))))
+}
+
+async fn patched(store: &dyn Store, mut key: KeyRecord, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
     if let Some(name) = patch.name {
         if name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));
@@ -129,20 +151,26 @@ pub async fn update(store: &dyn Store, id: &str, patch: KeyPatch) -> Result<KeyR
         key.metadata = value;
     }
     key.updated_at = clock::wall_ms().max(key.updated_at + 1);
-    store.update_key(&key).await?;
     Ok(key)
 }
 
 /// Revokes a key (idempotent). The record stays for the audit trail.
 pub async fn revoke(store: &dyn Store, id: &str) -> Result<KeyRecord, KeyError> {
-    let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
-    if key.revoked_at.is_none() {
+    for _ in 0..CAS_ATTEMPTS {
+        let mut key = store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()))?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
         let now = clock::wall_ms().max(key.updated_at + 1);
         key.revoked_at = Some(now);
         key.updated_at = now;
-        store.update_key(&key).await?;
+        if store.update_key(&key).await? {
+            return store.key(id).await?.ok_or_else(|| KeyError::NotFound(id.to_owned()));
+        }
     }
-    Ok(key)
+    Err(KeyError::Store(llmux_store::StoreError::Unavailable(format!(
+        "key `{id}` kept changing under this revocation; try again"
+    ))))
 }
 
 /// The public view of a key.
@@ -188,4 +216,42 @@ pub async fn show(store: &dyn Store, id: &str) -> Result<Value, KeyError> {
     })
     .await;
     Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn patches_racing_a_revocation_never_undo_it() {
+        let store = llmux_store::open("sqlite::memory:").await.unwrap();
+        for round in 0..5 {
+            let (key, _) =
+                create(store.as_ref(), NewKey { name: format!("k{round}"), ..NewKey::default() }).await.unwrap();
+            let mut tasks = Vec::new();
+            for n in 0..8 {
+                let (patcher, id) = (store.clone(), key.id.clone());
+                tasks.push(tokio::spawn(async move {
+                    let patch = KeyPatch {
+                        name: Some(format!("patched {n}")),
+                        rpm_limit: Some(Some(n)),
+                        ..KeyPatch::default()
+                    };
+                    update(patcher.as_ref(), &id, patch).await.map(drop)
+                }));
+                if n == 3 {
+                    let (revoker, id) = (store.clone(), key.id.clone());
+                    tasks.push(tokio::spawn(async move { revoke(revoker.as_ref(), &id).await.map(drop) }));
+                }
+            }
+            for task in tasks {
+                task.await.unwrap().unwrap();
+            }
+            let stored = store.key(&key.id).await.unwrap().unwrap();
+            assert!(stored.revoked_at.is_some(), "round {round}: the revocation stands");
+            // Each patch is applied whole: name and limit come from the same one.
+            let n = stored.rpm_limit.unwrap();
+            assert_eq!(stored.name, format!("patched {n}"));
+        }
+    }
 }

@@ -1,14 +1,15 @@
 //! The usage ledger writer: requests hand records to a bounded channel and never wait
 //! for the database; one background task writes them in batches.
 //!
-//! Guarantees: a record handed over is written unless the process crashes; on a
-//! clean shutdown the channel is drained and flushed. A crash loses at most what
-//! arrived since the last flush (`storage.flush_interval_ms`, default 200 ms). When
-//! the store fails, batches go to a spill file on local disk (see `spill`; in memory
-//! if that fails or is full) and are written, with backoff, when it answers again; a
-//! crash during the outage loses nothing spilled. If the channel is full, records go
-//! to an overflow list the writer also drains, so a burst slows nothing and loses
-//! nothing.
+//! Guarantees: a record is appended to the instance's journal (see `journal`) before
+//! it is handed over, so a crash of the process loses none: the next start writes
+//! what the store did not get. On a clean shutdown the channel is drained and
+//! flushed. When the store fails, batches go to a spill file on local disk (see
+//! `spill`; in memory if that fails or is full) and are written, with backoff, when it
+//! answers again. A batch the store refuses for its data is written in parts, so one
+//! record it cannot hold never blocks the others (that one is set aside on disk). If
+//! the channel is full, records go to an overflow list the writer also drains, so a
+//! burst slows nothing and loses nothing.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use llmux_store::{Store, UsageRecord};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::spill::Spill;
+use crate::journal::{Journal, Segment};
+use crate::spill::{Spill, insert_or_set_aside};
 
 /// Records per insert transaction.
 const BATCH: usize = 512;
@@ -28,30 +30,59 @@ const CAPACITY: usize = 16_384;
 /// The sending side, cloned into every request.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    tx: mpsc::Sender<UsageRecord>,
-    overflow: Arc<Mutex<Vec<UsageRecord>>>,
+    tx: mpsc::Sender<Entry>,
+    overflow: Arc<Mutex<Vec<Entry>>>,
+    journal: Journal,
+    ids: Arc<RecordIds>,
 }
+
+/// Unique record ids: this instance's name (pid and 48 random bits) and a counter.
+#[derive(Debug)]
+struct RecordIds {
+    instance: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl RecordIds {
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n:x}", self.instance)
+    }
+}
+
+/// A record and where the journal holds it.
+type Entry = (UsageRecord, Segment);
 
 /// The writer task's handle; [`LedgerWriter::shutdown`] drains and flushes.
 #[derive(Debug)]
 pub struct LedgerWriter {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    journal: Journal,
 }
 
 impl Ledger {
     /// Starts the writer.
+    /// Starts the writer, with this instance's journal in the spill directory.
     pub fn start(store: Arc<dyn Store>, flush_interval: Duration, spill: Spill) -> (Ledger, LedgerWriter) {
+        let journal = Journal::open(spill.dir(), spill.instance());
         let (tx, rx) = mpsc::channel(CAPACITY);
         let overflow = Arc::new(Mutex::new(Vec::new()));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(write_loop(store, rx, overflow.clone(), flush_interval, spill, stop_rx));
-        (Ledger { tx, overflow }, LedgerWriter { stop, task })
+        let ids = Arc::new(RecordIds { instance: spill.instance().to_owned(), next: Default::default() });
+        let writer = Writer { store, journal: journal.clone(), spill };
+        let task = tokio::spawn(write_loop(writer, rx, overflow.clone(), flush_interval, stop_rx));
+        (Ledger { tx, overflow, journal: journal.clone(), ids }, LedgerWriter { stop, task, journal })
     }
 
-    /// Hands a record to the writer without waiting.
-    pub fn record(&self, record: UsageRecord) {
-        if let Err(error) = self.tx.try_send(record) {
+    /// Appends a record to the journal (on disk, in the kernel, when this returns) and
+    /// hands it to the writer without waiting.
+    pub fn record(&self, mut record: UsageRecord) {
+        if record.record_id.is_empty() {
+            record.record_id = self.ids.next();
+        }
+        let segment = self.journal.append(&record);
+        if let Err(error) = self.tx.try_send((record, segment)) {
             let record = match error {
                 mpsc::error::TrySendError::Full(record) | mpsc::error::TrySendError::Closed(record) => record,
             };
@@ -67,21 +98,28 @@ impl LedgerWriter {
         let _ = self.stop.send(true);
         if tokio::time::timeout(grace, self.task).await.is_err() {
             tracing::error!(
-                "Usage ledger could not be flushed before the shutdown deadline; some records were not written."
+                "Usage ledger could not be flushed before the shutdown deadline; the journal keeps the records not written for the next start."
             );
         }
+        self.journal.close();
     }
 }
 
-async fn write_loop(
+/// What the writer task owns.
+struct Writer {
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<UsageRecord>,
-    overflow: Arc<Mutex<Vec<UsageRecord>>>,
+    journal: Journal,
+    spill: Spill,
+}
+
+async fn write_loop(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<Entry>,
+    overflow: Arc<Mutex<Vec<Entry>>>,
     flush_interval: Duration,
-    mut spill: Spill,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
     let mut pending = Pending::default();
     let mut backoff = Duration::ZERO;
     let mut stopping = false;
@@ -89,7 +127,7 @@ async fn write_loop(
         // Wait for the first record of a batch, then collect for one flush interval
         // (or until the batch is full), so the store sees a few large transactions
         // per second whatever the request rate.
-        if pending.is_empty() && !spill.has_backlog() {
+        if pending.is_empty() && !writer.spill.has_backlog() {
             tokio::select! {
                 received = rx.recv_many(&mut batch, BATCH) => stopping = received == 0,
                 _ = stop.changed() => stopping = true,
@@ -109,9 +147,9 @@ async fn write_loop(
         }
         batch.append(&mut overflow.lock());
         pending.take_from(&mut batch);
-        let flushed = match pending.flush(store.as_ref()).await {
-            Ok(()) => match spill.has_backlog() {
-                true => spill.replay(store.as_ref()).await.map(drop).map_err(|error| error.to_string()),
+        let flushed = match pending.flush(&mut writer).await {
+            Ok(()) => match writer.spill.has_backlog() {
+                true => writer.spill.replay(writer.store.as_ref()).await.map(drop).map_err(|error| error.to_string()),
                 false => Ok(()),
             },
             Err(error) => Err(error.to_string()),
@@ -123,22 +161,22 @@ async fn write_loop(
                     tracing::error!(%error, "Usage records could not be written; keeping them until the store answers.");
                 }
                 backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-                pending.spill_to(&mut spill);
+                pending.spill_to(&mut writer);
             }
         }
     }
     // Drain to the end: everything handed over before shutdown is written.
     rx.close();
-    while let Some(record) = rx.recv().await {
-        batch.push(record);
+    while let Some(entry) = rx.recv().await {
+        batch.push(entry);
     }
     batch.append(&mut overflow.lock());
     pending.take_from(&mut batch);
     // The store may be down: what it does not take now goes to disk for the next
     // start; only what cannot go there either is retried until the grace period ends.
     let mut wait = Duration::from_millis(100);
-    while let Err(error) = pending.flush(store.as_ref()).await {
-        pending.spill_to(&mut spill);
+    while let Err(error) = pending.flush(&mut writer).await {
+        pending.spill_to(&mut writer);
         if pending.is_empty() {
             tracing::warn!(%error, "Usage records kept on disk at shutdown; the next start writes them.");
             return;
@@ -150,9 +188,15 @@ async fn write_loop(
 }
 
 /// Records waiting for the store, in arrival order, in chunks of at most [`BATCH`].
-/// A chunk leaves only once written, so a failure never loses or duplicates a record.
+/// A chunk leaves only once written (or spilled), and only then is it settled in the
+/// journal, so a failure never loses or duplicates a record.
 #[derive(Default)]
-struct Pending(VecDeque<Arc<[UsageRecord]>>);
+struct Pending(VecDeque<Chunk>);
+
+struct Chunk {
+    records: Arc<[UsageRecord]>,
+    segments: Vec<Segment>,
+}
 
 impl Pending {
     fn is_empty(&self) -> bool {
@@ -160,31 +204,36 @@ impl Pending {
     }
 
     fn len(&self) -> usize {
-        self.0.iter().map(|chunk| chunk.len()).sum()
+        self.0.iter().map(|chunk| chunk.records.len()).sum()
     }
 
-    fn take_from(&mut self, batch: &mut Vec<UsageRecord>) {
+    fn take_from(&mut self, batch: &mut Vec<Entry>) {
         while !batch.is_empty() {
             let take = batch.len().min(BATCH);
-            self.0.push_back(batch.drain(..take).collect());
+            let (records, segments): (Vec<UsageRecord>, Vec<Segment>) = batch.drain(..take).unzip();
+            self.0.push_back(Chunk { records: records.into(), segments });
         }
     }
 
     /// Moves chunks to disk, oldest first, while the spill takes them.
-    fn spill_to(&mut self, spill: &mut Spill) {
+    fn spill_to(&mut self, writer: &mut Writer) {
         while let Some(chunk) = self.0.front() {
-            if let Err(error) = spill.append(chunk) {
+            if let Err(error) = writer.spill.append(&chunk.records) {
                 tracing::error!(%error, pending = self.len(), "Usage records could not be spilled to disk; keeping them in memory.");
                 return;
             }
-            self.0.pop_front();
+            if let Some(chunk) = self.0.pop_front() {
+                writer.journal.settle(chunk.segments);
+            }
         }
     }
 
-    async fn flush(&mut self, store: &dyn Store) -> Result<(), llmux_store::StoreError> {
+    async fn flush(&mut self, writer: &mut Writer) -> Result<(), llmux_store::StoreError> {
         while let Some(chunk) = self.0.front() {
-            store.insert_usage(chunk.clone()).await?;
-            self.0.pop_front();
+            insert_or_set_aside(writer.store.as_ref(), chunk.records.clone(), &mut writer.spill.rejected).await?;
+            if let Some(chunk) = self.0.pop_front() {
+                writer.journal.settle(chunk.segments);
+            }
         }
         Ok(())
     }
@@ -227,7 +276,7 @@ mod tests {
         async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
             Ok(Vec::new())
         }
-        async fn keys_updated_since(&self, _: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        async fn keys_changed_since(&self, _: i64) -> Result<Vec<KeyRecord>, StoreError> {
             Ok(Vec::new())
         }
         async fn create_team(&self, _: &TeamRecord) -> Result<(), StoreError> {
@@ -268,6 +317,9 @@ mod tests {
                 self.failures.fetch_sub(1, Ordering::SeqCst);
                 return Err(StoreError::Unavailable("down".into()));
             }
+            if records.iter().any(|r| r.model.contains('\0')) {
+                return Err(StoreError::Rejected("invalid byte sequence".into()));
+            }
             self.batches.lock().push(records.len());
             self.written.lock().extend(records.iter().map(|r| r.request_id.clone()));
             Ok(())
@@ -307,6 +359,7 @@ mod tests {
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
+                    .filter(|entry| entry.file_name().to_string_lossy().starts_with("usage-"))
                     .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default().lines().count())
                     .sum()
             })
@@ -337,6 +390,34 @@ mod tests {
         assert_eq!(written.len(), 110);
         let expected: Vec<String> = (0..110).map(|id| format!("r{id}")).collect();
         assert_eq!(written, expected, "every record exactly once, in order");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_the_store_refuses_never_blocks_the_others() {
+        let store = Arc::new(FlakyStore::default());
+        let dir = spill_dir("poison");
+        let (ledger, writer) = Ledger::start(store.clone(), Duration::from_millis(50), spill(&dir));
+        for id in 0..40 {
+            let model = if id == 17 { "bad\0name".to_owned() } else { "m".to_owned() };
+            ledger.record(UsageRecord { model, ..record(id) });
+        }
+        writer.shutdown(Duration::from_secs(5)).await;
+        let expected: Vec<String> = (0..40).filter(|id| *id != 17).map(|id| format!("r{id}")).collect();
+        assert_eq!(*store.written.lock(), expected, "every other record, in order");
+        // The refused one is kept aside on disk (0600), not replayed, not lost.
+        let rejected: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("rejected-"))
+            .collect();
+        assert_eq!(rejected.len(), 1);
+        let text = std::fs::read_to_string(rejected[0].path()).unwrap();
+        assert!(text.contains("\"r17\"") && text.lines().count() == 1, "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(rejected[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        // Nothing else is left: the journal was settled and removed at shutdown.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,6 +27,7 @@ pub mod error;
 mod failover;
 pub mod fleet;
 pub mod health;
+pub mod journal;
 pub mod keys;
 pub mod ledger;
 pub mod limits;

@@ -92,16 +92,31 @@ pub async fn create(store: &dyn Store, new: NewTeam) -> Result<TeamRecord, TeamE
         metadata: new.metadata.filter(|value| !value.is_null()),
         created_at: now,
         updated_at: now,
+        change_seq: 0,
     };
     match store.create_team(&record).await {
-        Ok(()) => Ok(record),
+        // As stored, with the store's change number.
+        Ok(()) => Ok(store.team(&name).await?.unwrap_or(record)),
         Err(StoreError::Conflict) => Err(TeamError::Exists(name)),
         Err(error) => Err(error.into()),
     }
 }
 
+/// Applies a patch: only the fields it names change, by compare-and-set on the version
+/// read (repeated on the new version if another writer came in between).
 pub async fn update(store: &dyn Store, team_name: &str, patch: TeamPatch) -> Result<TeamRecord, TeamError> {
-    let mut team = store.team(team_name).await?.ok_or_else(|| TeamError::NotFound(team_name.to_owned()))?;
+    let not_found = || TeamError::NotFound(team_name.to_owned());
+    for _ in 0..crate::keys::CAS_ATTEMPTS {
+        let team = store.team(team_name).await?.ok_or_else(not_found)?;
+        let patched = patched(team, patch.clone())?;
+        if store.update_team(&patched).await? {
+            return store.team(team_name).await?.ok_or_else(not_found);
+        }
+    }
+    Err(StoreError::Unavailable(format!("team `{team_name}` kept changing under this update; try again")).into())
+}
+
+fn patched(mut team: TeamRecord, patch: TeamPatch) -> Result<TeamRecord, TeamError> {
     if let Some(value) = patch.models {
         team.models = value.map(validated_models).transpose()?;
     }
@@ -121,7 +136,6 @@ pub async fn update(store: &dyn Store, team_name: &str, patch: TeamPatch) -> Res
         team.metadata = value;
     }
     team.updated_at = clock::wall_ms().max(team.updated_at + 1);
-    store.update_team(&team).await?;
     Ok(team)
 }
 

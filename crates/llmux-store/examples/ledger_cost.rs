@@ -19,6 +19,7 @@ async fn main() {
     let store = llmux_store::sqlite::SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     let record = |i: u64| UsageRecord {
         request_id: format!("req_{i:024}"),
+        record_id: format!("{i:x}"),
         key_id: Some("key_0123456789abcdef".into()),
         model: "gpt-4o-mini".into(),
         provider: Some("mock".into()),

@@ -53,6 +53,7 @@ fn record(rng: &mut Rng, index: u64, created_at: i64) -> UsageRecord {
     let output_tokens = if error { 0 } else { 10 + rng.below(1_000) };
     UsageRecord {
         request_id: format!("req_{index:020}"),
+        record_id: format!("rec_{index:020}"),
         key_id: Some(format!("key_{key:02}")),
         team: (key < 30).then(|| format!("team-{}", key % 5)),
         model: MODELS[model].to_owned(),

@@ -35,6 +35,11 @@ pub struct KeyRecord {
     pub created_at: i64,
     pub updated_at: i64,
     pub revoked_at: Option<i64>,
+    /// The store's change counter when this version was written: set by the store on
+    /// every write (ignored in what is handed to it, except as the version an update
+    /// expects); increases with every change to any key, in commit order.
+    #[serde(default)]
+    pub change_seq: i64,
 }
 
 /// A team: owns keys (a key names it in `team`) and limits them all together. A key's
@@ -53,6 +58,10 @@ pub struct TeamRecord {
     pub metadata: Option<serde_json::Value>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The store's change counter when this version was written (see
+    /// [`KeyRecord::change_seq`]).
+    #[serde(default)]
+    pub change_seq: i64,
 }
 
 /// A spending limit.
@@ -69,7 +78,13 @@ pub struct Budget {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UsageRecord {
+    /// The request id the client saw (`x-request-id`; the client's own if it sent
+    /// one, so not unique).
     pub request_id: String,
+    /// The record's own id, unique: given by the ledger when the record is handed
+    /// over; the store keeps one record per id, so writing a record again (a replay
+    /// after a crash) never bills twice.
+    pub record_id: String,
     pub key_id: Option<String>,
     /// The key's team when the request was made.
     pub team: Option<String>,
@@ -176,6 +191,10 @@ pub enum StoreError {
     /// A key with the same hash, or a team with the same name, exists already.
     #[error("the record exists already")]
     Conflict,
+    /// The store refused the data itself (a value it cannot hold, a constraint): trying
+    /// again will not help, trying the records of a batch one by one may.
+    #[error("the store refused the data: {0}")]
+    Rejected(String),
     #[error("unsupported storage URL: {0}")]
     Unsupported(String),
 }
@@ -187,17 +206,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
-    /// Replaces the mutable fields of an existing key (matched by id).
+    /// Replaces the mutable fields of an existing key (matched by id) if it is still the
+    /// version `key.change_seq` (compare-and-set); `false` if it is not (changed
+    /// meanwhile, or no such key). A revocation is never undone: `revoked_at` stays as
+    /// stored once set.
     async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError>;
     async fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError>;
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    /// Keys created, changed or revoked at or after `since` (ms).
-    async fn keys_updated_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Keys created, changed or revoked after change `after` (their `change_seq` is
+    /// greater), in change order. The counter is the store's, so no writer's clock
+    /// matters, and changes become visible in counter order.
+    async fn keys_changed_since(&self, after: i64) -> Result<Vec<KeyRecord>, StoreError>;
 
     /// Fails with [`StoreError::Conflict`] when a team of that name exists.
     async fn create_team(&self, team: &TeamRecord) -> Result<(), StoreError>;
-    /// Replaces the mutable fields of an existing team (matched by name).
+    /// Replaces the mutable fields of an existing team (matched by name) if it is still
+    /// the version `team.change_seq` (compare-and-set); `false` if it is not.
     async fn update_team(&self, team: &TeamRecord) -> Result<bool, StoreError>;
     async fn team(&self, name: &str) -> Result<Option<TeamRecord>, StoreError>;
     async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError>;
@@ -206,7 +231,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a team; `false` if there was none.
     async fn delete_team(&self, name: &str) -> Result<bool, StoreError>;
 
-    /// Appends records to the ledger in one transaction.
+    /// Appends records to the ledger in one transaction. A record whose `record_id` is
+    /// in the ledger already is skipped (so writing a batch again never bills twice).
+    /// Text the store cannot hold (NUL in PostgreSQL) is replaced by U+FFFD.
     async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError>;
     /// Records matching `filter`, newest first.
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError>;
@@ -231,6 +258,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_response(&self, id: &str, key_id: &str) -> Result<bool, StoreError>;
     /// Deletes the responses that expired before `now` (ms); how many.
     async fn purge_responses(&self, now: i64) -> Result<u64, StoreError>;
+}
+
+/// `text` with every NUL replaced by U+FFFD (PostgreSQL's text cannot hold NUL).
+pub fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// Opens (creating and migrating if needed) the store at `url`.

@@ -29,7 +29,13 @@ fn key(id: &str, hash: &str) -> KeyRecord {
         created_at: 1_000,
         updated_at: 1_000,
         revoked_at: None,
+        change_seq: 0,
     }
+}
+
+/// `key` without the change number the store gave it.
+fn unversioned(key: Option<KeyRecord>) -> Option<KeyRecord> {
+    key.map(|key| KeyRecord { change_seq: 0, ..key })
 }
 
 fn team(name: &str) -> TeamRecord {
@@ -43,6 +49,7 @@ fn team(name: &str) -> TeamRecord {
         metadata: Some(serde_json::json!({"cost_center": 42})),
         created_at: 5_000,
         updated_at: 5_000,
+        change_seq: 0,
     }
 }
 
@@ -68,6 +75,7 @@ fn record(request_id: &str, key_id: &str, model: &str, created_at: i64, cost: i6
         created_at,
         attempt_log: None,
         usage_estimated: false,
+        record_id: String::new(),
     }
 }
 
@@ -79,8 +87,12 @@ fn filter() -> UsageFilter {
     UsageFilter { limit: 100, ..UsageFilter::default() }
 }
 
+#[path = "store_suite/ledger.rs"]
+mod ledger;
+
 /// The cases, each a function of the store under test.
 mod cases {
+    pub use super::ledger::*;
     use super::*;
 
     pub async fn ping(store: &dyn Store) {
@@ -92,12 +104,14 @@ mod cases {
         store.create_key(&original).await.unwrap();
         assert!(matches!(store.create_key(&key("k2", "h1")).await, Err(StoreError::Conflict)));
         assert!(matches!(store.create_key(&key("k1", "h9")).await, Err(StoreError::Conflict)));
-        assert_eq!(store.key("k1").await.unwrap(), Some(original.clone()));
+        assert_eq!(unversioned(store.key("k1").await.unwrap()), Some(original.clone()));
         assert_eq!(store.key("k2").await.unwrap(), None);
-        assert_eq!(store.key_by_hash("h1").await.unwrap(), Some(original.clone()));
+        let stored = store.key_by_hash("h1").await.unwrap().unwrap();
+        assert_eq!(unversioned(Some(stored.clone())), Some(original.clone()));
+        assert!(stored.change_seq > 0, "the store numbers every change");
         assert_eq!(store.key_by_hash("nope").await.unwrap(), None);
 
-        let mut revoked = original.clone();
+        let mut revoked = stored.clone();
         revoked.revoked_at = Some(2_000);
         revoked.updated_at = 2_000;
         revoked.models = None;
@@ -111,11 +125,20 @@ mod cases {
         // The stored value is clamped to i64::MAX, as it is stored.
         let read_back = store.key("k1").await.unwrap().unwrap();
         assert_eq!(read_back.tpm_limit, Some(i64::MAX as u64));
-        assert_eq!(KeyRecord { tpm_limit: Some(u64::MAX), ..read_back }, revoked);
+        assert!(read_back.change_seq > stored.change_seq);
+        assert_eq!(
+            KeyRecord { tpm_limit: Some(u64::MAX), change_seq: stored.change_seq, ..read_back.clone() },
+            revoked
+        );
+        // The version read before the first update is stale now: nothing changes.
+        assert!(!store.update_key(&revoked).await.unwrap());
+        let mut revoked = read_back;
         revoked.tpm_limit = Some(1_000);
         assert!(store.update_key(&revoked).await.unwrap());
-        assert_eq!(store.keys_updated_since(1_500).await.unwrap(), vec![revoked.clone()]);
-        assert!(store.keys_updated_since(2_001).await.unwrap().is_empty());
+        let revoked = store.key("k1").await.unwrap().unwrap();
+        assert_eq!(revoked.tpm_limit, Some(1_000));
+        assert_eq!(store.keys_changed_since(stored.change_seq).await.unwrap(), vec![revoked.clone()]);
+        assert!(store.keys_changed_since(revoked.change_seq).await.unwrap().is_empty());
         assert_eq!(store.list_keys().await.unwrap(), vec![revoked.clone()]);
 
         // Nothing matched: an unknown id, or an attempt to change an immutable field.
@@ -138,8 +161,13 @@ mod cases {
         let listed: Vec<String> = store.list_keys().await.unwrap().into_iter().map(|key| key.id).collect();
         // Created first first; ties by id, bytewise ("B" before "a").
         assert_eq!(listed, ["z", "B", "a", "b"]);
-        let since: Vec<String> = store.keys_updated_since(30).await.unwrap().into_iter().map(|key| key.id).collect();
-        assert_eq!(since, ["b", "a", "z"]);
+        // In the store's change order, whatever the writers' clocks said.
+        let all = store.keys_changed_since(0).await.unwrap();
+        let since: Vec<&str> = all.iter().map(|key| key.id.as_str()).collect();
+        assert_eq!(since, ["b", "z", "a", "B"]);
+        let after_z: Vec<String> =
+            store.keys_changed_since(all[1].change_seq).await.unwrap().into_iter().map(|key| key.id).collect();
+        assert_eq!(after_z, ["a", "B"]);
     }
 
     pub async fn teams(store: &dyn Store) {
@@ -151,19 +179,25 @@ mod cases {
             TeamRecord { name: "Alpha".to_owned(), created_at: 6_000, updated_at: 6_000, ..TeamRecord::default() };
         store.create_team(&bare).await.unwrap();
         store.create_team(&TeamRecord { created_at: 1, updated_at: 1, ..team("m") }).await.unwrap();
-        assert_eq!(store.team("team-a").await.unwrap(), Some(a.clone()));
-        assert_eq!(store.team("Alpha").await.unwrap(), Some(bare.clone()));
+        let unversioned = |team: Option<TeamRecord>| team.map(|team| TeamRecord { change_seq: 0, ..team });
+        let stored_a = store.team("team-a").await.unwrap().unwrap();
+        assert_eq!(unversioned(Some(stored_a.clone())), Some(a.clone()));
+        assert_eq!(unversioned(store.team("Alpha").await.unwrap()), Some(bare.clone()));
         assert_eq!(store.team("nope").await.unwrap(), None);
         let names: Vec<String> = store.list_teams().await.unwrap().into_iter().map(|team| team.name).collect();
         assert_eq!(names, ["Alpha", "m", "team-a"]);
 
-        let mut changed = a.clone();
+        let mut changed = stored_a.clone();
         changed.models = None;
         changed.budget = Some(Budget { amount_nanos: 1, currency: "USD".to_owned(), period: "total".to_owned() });
         changed.rpm_limit = Some(10);
         changed.updated_at = 7_000;
         assert!(store.update_team(&changed).await.unwrap());
-        assert_eq!(store.team("team-a").await.unwrap(), Some(changed.clone()));
+        // A second writer that read the same version loses: compare and set.
+        assert!(!store.update_team(&TeamRecord { rpm_limit: Some(99), ..changed.clone() }).await.unwrap());
+        let changed = store.team("team-a").await.unwrap().unwrap();
+        assert_eq!(changed.rpm_limit, Some(10));
+        assert!(changed.change_seq > stored_a.change_seq);
         assert!(!store.update_team(&team("ghost")).await.unwrap());
         assert!(!store.update_team(&TeamRecord { created_at: 1, ..changed.clone() }).await.unwrap());
 
@@ -588,6 +622,10 @@ suite!(
     large_batches_keep_every_column_and_their_order,
     concurrent_writers,
     responses,
+    usage_is_unique_by_record_id,
+    text_with_nul_is_written,
+    a_patch_racing_a_revocation_never_undoes_it,
+    change_numbers_ignore_writers_clocks,
 );
 
 #[tokio::test]
@@ -626,7 +664,7 @@ async fn postgres_reopens_without_migrating_again() {
     assert_eq!(ids(&store.usage(&filter()).await.unwrap()), ["r1"]);
     let sql = format!("SELECT version FROM {}.llmux_schema ORDER BY version", schema.name);
     let versions = schema.admin.query(&sql, &[]).await.unwrap();
-    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(versions.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2, 3, 4]);
     drop(store);
     schema.drop().await;
 }
@@ -746,6 +784,49 @@ async fn postgres_calls_give_up_instead_of_blocking() {
     assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(15), "waited {waited:?}");
     schema.admin.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(store.list_teams().await.unwrap().len(), 1);
+    drop(store);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn sqlite_migration_removes_only_exact_duplicates() {
+    ledger::migrating_removes_only_exact_duplicates().await;
+}
+
+#[tokio::test]
+async fn postgres_migration_removes_only_exact_duplicates() {
+    let schema = PgSchema::create("dedupe").await;
+    ledger::postgres_migrating_removes_only_exact_duplicates(&schema.admin, &schema.name, &schema.url).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn sqlite_numbers_writes_of_older_writers_and_keeps_revocations() {
+    let dir = std::env::temp_dir().join(format!("llmux-store-unnumbered-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger.db");
+    let _ = std::fs::remove_file(&path);
+    let store = llmux_store::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    let seen = ledger::before_unnumbered_writes(store.as_ref()).await;
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    for sql in ledger::UNNUMBERED_WRITES {
+        raw.execute(sql, []).unwrap();
+    }
+    ledger::after_unnumbered_writes(store.as_ref(), seen).await;
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn postgres_numbers_writes_of_older_writers_and_keeps_revocations() {
+    let schema = PgSchema::create("unnumbered").await;
+    let store = llmux_store::open(&schema.url).await.unwrap();
+    let seen = ledger::before_unnumbered_writes(store.as_ref()).await;
+    let search_path = format!("SET search_path = {}", schema.name);
+    for sql in ledger::UNNUMBERED_WRITES {
+        schema.admin.batch_execute(&format!("{search_path}; {sql}; RESET search_path")).await.unwrap();
+    }
+    ledger::after_unnumbered_writes(store.as_ref(), seen).await;
     drop(store);
     schema.drop().await;
 }

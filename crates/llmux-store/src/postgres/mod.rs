@@ -34,11 +34,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_responses.sql")),
     (3, include_str!("migrations/0003_usage_estimated.sql")),
+    (4, include_str!("migrations/0004_ledger_unique.sql")),
 ];
 
 /// The advisory lock held while migrating, so that instances starting together
 /// migrate one after the other (`llmux` in ASCII, then 1).
 const MIGRATION_LOCK: i64 = 0x6c6c_6d75_7801;
+/// The advisory lock a key or team write holds from taking its change number until it
+/// commits, so that change numbers become visible in order (a refresh that has seen
+/// change N never misses a change below N that commits later).
+const CHANGE_LOCK: i64 = 0x6c6c_6d75_7802;
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
@@ -105,7 +110,18 @@ fn pool_unavailable(error: deadpool_postgres::PoolError) -> StoreError {
 }
 
 fn conflict_or_unavailable(error: tokio_postgres::Error) -> StoreError {
-    if error.code() == Some(&SqlState::UNIQUE_VIOLATION) { StoreError::Conflict } else { unavailable(error) }
+    if error.code() == Some(&SqlState::UNIQUE_VIOLATION) { StoreError::Conflict } else { refused_or_unavailable(error) }
+}
+
+/// The data refused (a data exception or an integrity constraint: SQLSTATE classes 22
+/// and 23), or the store unavailable.
+fn refused_or_unavailable(error: tokio_postgres::Error) -> StoreError {
+    match error.code().map(SqlState::code) {
+        Some(code) if code.starts_with("22") || code.starts_with("23") => {
+            StoreError::Rejected(format!("PostgreSQL: {}", describe(&error)))
+        }
+        _ => unavailable(error),
+    }
 }
 
 /// Whether `error` means the connection is gone (closed, or its backend terminated or
@@ -269,33 +285,66 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Runs a key or team write in a transaction that holds [`CHANGE_LOCK`] from
+    /// before its change number is taken until it commits (never repeated).
+    async fn execute_in_change_order(&self, sql: &str, params: &Params<'_>) -> Result<u64, StoreError> {
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let mut client = self.client_by(deadline).await?;
+        let run = async {
+            let statement = client.prepare_cached(sql).await?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_LOCK]).await?;
+            let changed = tx.execute(&statement, params).await?;
+            tx.commit().await?;
+            Ok::<u64, tokio_postgres::Error>(changed)
+        };
+        match tokio::time::timeout_at(deadline, run).await {
+            Err(_) => {
+                discard(client);
+                Err(timed_out())
+            }
+            Ok(Err(error)) if connection_lost(&error, &client) => {
+                discard(client);
+                Err(unavailable(error))
+            }
+            Ok(result) => result.map_err(conflict_or_unavailable),
+        }
+    }
+}
+
 const KEY_COLUMNS: &str = "id, name, key_hash, key_prefix, team, models, region, budget_nanos, budget_currency, \
-     budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at";
+     budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at, change_seq";
 const TEAM_COLUMNS: &str = "name, models, region, budget_nanos, budget_currency, budget_period, rpm_limit, \
-     tpm_limit, metadata, created_at, updated_at";
+     tpm_limit, metadata, created_at, updated_at, change_seq";
 const USAGE_COLUMNS: &str = "request_id, key_id, team, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at, attempt_log, usage_estimated";
+     latency_ms, ttft_ms, created_at, attempt_log, usage_estimated, record_id";
 
 const INSERT_KEY: &str = "INSERT INTO keys (id, name, key_hash, key_prefix, team, models, region, budget_nanos, \
-     budget_currency, budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+     budget_currency, budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at, \
+     change_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+     nextval('llmux_changes') + 0 * $18::BIGINT)";
+/// A revocation is never undone: `revoked_at` keeps the stored value once set.
 const UPDATE_KEY: &str = "UPDATE keys SET name = $2, team = $5, models = $6, region = $7, budget_nanos = $8, \
      budget_currency = $9, budget_period = $10, rpm_limit = $11, tpm_limit = $12, expires_at = $13, metadata = $14, \
-     updated_at = $16, revoked_at = $17 WHERE id = $1 AND key_hash = $3 AND key_prefix = $4 AND created_at = $15";
+     updated_at = $16, revoked_at = COALESCE(revoked_at, $17), change_seq = nextval('llmux_changes') \
+     WHERE id = $1 AND key_hash = $3 AND key_prefix = $4 AND created_at = $15 AND change_seq = $18";
 const INSERT_TEAM: &str = "INSERT INTO teams (name, models, region, budget_nanos, budget_currency, budget_period, \
-     rpm_limit, tpm_limit, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     rpm_limit, tpm_limit, metadata, created_at, updated_at, change_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+     $9, $10, $11, nextval('llmux_changes') + 0 * $12::BIGINT)";
 const UPDATE_TEAM: &str = "UPDATE teams SET models = $2, region = $3, budget_nanos = $4, budget_currency = $5, \
-     budget_period = $6, rpm_limit = $7, tpm_limit = $8, metadata = $9, updated_at = $11 \
-     WHERE name = $1 AND created_at = $10";
+     budget_period = $6, rpm_limit = $7, tpm_limit = $8, metadata = $9, updated_at = $11, \
+     change_seq = nextval('llmux_changes') WHERE name = $1 AND created_at = $10 AND change_seq = $12";
 /// One statement for a whole batch: the arrays are unnested in order, so ids follow
 /// the batch's order.
 const INSERT_USAGE: &str = "INSERT INTO usage (request_id, key_id, team, model, provider, upstream_model, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, \
-     attempts, latency_ms, ttft_ms, created_at, attempt_log, usage_estimated) \
+     attempts, latency_ms, ttft_ms, created_at, attempt_log, usage_estimated, record_id) \
      SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], \
      $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::TEXT[], $13::BIGINT[], $14::TEXT[], \
-     $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::TEXT[], $20::BOOLEAN[])";
+     $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::TEXT[], $20::BOOLEAN[], $21::TEXT[]) \
+     ON CONFLICT (record_id) DO NOTHING";
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -335,6 +384,7 @@ fn key_from_row(row: &Row) -> KeyRecord {
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         revoked_at: row.get("revoked_at"),
+        change_seq: row.get("change_seq"),
     }
 }
 
@@ -349,6 +399,7 @@ fn team_from_row(row: &Row) -> TeamRecord {
         metadata: json_column(row, "metadata"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        change_seq: row.get("change_seq"),
     }
 }
 
@@ -376,6 +427,7 @@ fn usage_from_row(row: &Row) -> StoredUsage {
             created_at: row.get("created_at"),
             attempt_log: row.get("attempt_log"),
             usage_estimated: row.get("usage_estimated"),
+            record_id: row.get::<_, Option<String>>("record_id").unwrap_or_default(),
         },
     }
 }
@@ -413,9 +465,10 @@ impl PostgresStore {
             budget.map(|budget| budget.currency.as_str()),
             budget.map(|budget| budget.period.as_str()),
         );
-        let params: [&(dyn ToSql + Sync); 17] = [
+        let name = crate::without_nul(&key.name);
+        let params: [&(dyn ToSql + Sync); 18] = [
             &key.id,
-            &key.name,
+            &name,
             &key.key_hash,
             &key.key_prefix,
             &key.team,
@@ -431,12 +484,9 @@ impl PostgresStore {
             &key.created_at,
             &key.updated_at,
             &key.revoked_at,
+            &key.change_seq,
         ];
-        if insert {
-            self.execute(INSERT_KEY, &params, conflict_or_unavailable).await
-        } else {
-            self.execute(UPDATE_KEY, &params, unavailable).await
-        }
+        self.execute_in_change_order(if insert { INSERT_KEY } else { UPDATE_KEY }, &params).await
     }
 
     async fn write_team(&self, team: &TeamRecord, insert: bool) -> Result<u64, StoreError> {
@@ -447,7 +497,7 @@ impl PostgresStore {
             budget.map(|budget| budget.currency.as_str()),
             budget.map(|budget| budget.period.as_str()),
         );
-        let params: [&(dyn ToSql + Sync); 11] = [
+        let params: [&(dyn ToSql + Sync); 12] = [
             &team.name,
             &values.models,
             &team.region,
@@ -459,12 +509,9 @@ impl PostgresStore {
             &values.metadata,
             &team.created_at,
             &team.updated_at,
+            &team.change_seq,
         ];
-        if insert {
-            self.execute(INSERT_TEAM, &params, conflict_or_unavailable).await
-        } else {
-            self.execute(UPDATE_TEAM, &params, unavailable).await
-        }
+        self.execute_in_change_order(if insert { INSERT_TEAM } else { UPDATE_TEAM }, &params).await
     }
 }
 
@@ -542,9 +589,9 @@ impl Store for PostgresStore {
         Ok(self.query(&sql, &[]).await?.iter().map(key_from_row).collect())
     }
 
-    async fn keys_updated_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE updated_at >= $1 ORDER BY updated_at, id");
-        Ok(self.query(&sql, &[&since]).await?.iter().map(key_from_row).collect())
+    async fn keys_changed_since(&self, after: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE change_seq > $1 ORDER BY change_seq");
+        Ok(self.query(&sql, &[&after]).await?.iter().map(key_from_row).collect())
     }
 
     async fn create_team(&self, team: &TeamRecord) -> Result<(), StoreError> {
@@ -582,27 +629,32 @@ impl Store for PostgresStore {
             records.iter().map(value).collect()
         }
         let records = &records[..];
-        let request_id = column(records, |r| r.request_id.as_str());
-        let key_id = column(records, |r| r.key_id.as_deref());
-        let team = column(records, |r| r.team.as_deref());
-        let model = column(records, |r| r.model.as_str());
-        let provider = column(records, |r| r.provider.as_deref());
-        let upstream_model = column(records, |r| r.upstream_model.as_deref());
+        use crate::without_nul as text;
+        // PostgreSQL's text cannot hold NUL: such a record is written with U+FFFD in
+        // its place rather than failing its whole batch.
+        let request_id = column(records, |r| text(&r.request_id));
+        let key_id = column(records, |r| r.key_id.as_deref().map(text));
+        let team = column(records, |r| r.team.as_deref().map(text));
+        let model = column(records, |r| text(&r.model));
+        let provider = column(records, |r| r.provider.as_deref().map(text));
+        let upstream_model = column(records, |r| r.upstream_model.as_deref().map(text));
         let input_tokens = column(records, |r| to_i64(r.input_tokens));
         let output_tokens = column(records, |r| to_i64(r.output_tokens));
         let cached_tokens = column(records, |r| to_i64(r.cached_tokens));
         let reasoning_tokens = column(records, |r| to_i64(r.reasoning_tokens));
         let cost_nanos = column(records, |r| r.cost_nanos);
-        let currency = column(records, |r| r.currency.as_deref());
+        let currency = column(records, |r| r.currency.as_deref().map(text));
         let status = column(records, |r| i64::from(r.status));
-        let error_code = column(records, |r| r.error_code.as_deref());
+        let error_code = column(records, |r| r.error_code.as_deref().map(text));
         let attempts = column(records, |r| i64::from(r.attempts));
         let latency_ms = column(records, |r| to_i64(r.latency_ms));
         let ttft_ms = column(records, |r| r.ttft_ms.map(to_i64));
         let created_at = column(records, |r| r.created_at);
-        let attempt_log = column(records, |r| r.attempt_log.as_deref());
+        let attempt_log = column(records, |r| r.attempt_log.as_deref().map(text));
         let usage_estimated = column(records, |r| r.usage_estimated);
-        let params: [&(dyn ToSql + Sync); 20] = [
+        // No id (records not from the ledger writer): NULL, never a conflict.
+        let record_id = column(records, |r| Some(r.record_id.as_str()).filter(|id| !id.is_empty()).map(text));
+        let params: [&(dyn ToSql + Sync); 21] = [
             &request_id,
             &key_id,
             &team,
@@ -623,8 +675,9 @@ impl Store for PostgresStore {
             &created_at,
             &attempt_log,
             &usage_estimated,
+            &record_id,
         ];
-        self.execute(INSERT_USAGE, &params, unavailable).await.map(drop)
+        self.execute(INSERT_USAGE, &params, refused_or_unavailable).await.map(drop)
     }
 
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError> {

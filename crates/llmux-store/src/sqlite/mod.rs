@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_teams.sql")),
     (4, include_str!("migrations/0004_responses.sql")),
     (5, include_str!("migrations/0005_usage_estimated.sql")),
+    (6, include_str!("migrations/0006_ledger_unique.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -71,6 +72,21 @@ fn lower_priority() {}
 
 fn unavailable(error: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
+}
+
+/// A ledger write's error: the data refused (a constraint, a value too big), or the
+/// store unavailable.
+fn refused_or_unavailable(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch};
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if [ConstraintViolation, TooBig, TypeMismatch].contains(&failure.code) =>
+        {
+            StoreError::Rejected(error.to_string())
+        }
+        rusqlite::Error::ToSqlConversionFailure(_) => StoreError::Rejected(error.to_string()),
+        _ => unavailable(error),
+    }
 }
 
 fn connect(path: &str, memory: bool) -> Result<Connection, rusqlite::Error> {
@@ -156,18 +172,18 @@ fn migrate(connection: &mut Connection) -> Result<(), rusqlite::Error> {
     tx.commit()
 }
 
-const USAGE_COLUMNS: usize = 20;
-/// Records per multi-row INSERT (20 × 32 = 640 parameters, far below SQLite's limit).
+const USAGE_COLUMNS: usize = 21;
+/// Records per multi-row INSERT (21 × 32 = 672 parameters, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 32;
 
 const INSERT_USAGE_HEAD: &str = "INSERT INTO usage (request_id, key_id, model, provider, upstream_model, input_tokens, \
      output_tokens, cached_tokens, reasoning_tokens, cost_nanos, currency, status, error_code, attempts, \
-     latency_ms, ttft_ms, created_at, attempt_log, team, usage_estimated) VALUES ";
-const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     latency_ms, ttft_ms, created_at, attempt_log, team, usage_estimated, record_id) VALUES ";
+const INSERT_USAGE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// `INSERT ... VALUES (...), (...)` for `rows` rows, built from constants only: no value
-/// is ever formatted into SQL.
+/// is ever formatted into SQL. A request already in the ledger is skipped.
 fn insert_usage_sql(rows: usize) -> String {
-    format!("{INSERT_USAGE_HEAD}{}", vec![INSERT_USAGE_ROW; rows].join(", "))
+    format!("{INSERT_USAGE_HEAD}{} ON CONFLICT (record_id) DO NOTHING", vec![INSERT_USAGE_ROW; rows].join(", "))
 }
 
 static INSERT_USAGE_CHUNK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_usage_sql(ROWS_PER_INSERT));
@@ -177,7 +193,7 @@ macro_rules! select_keys {
     ($tail:literal) => {
         concat!(
             "SELECT id, name, key_hash, key_prefix, team, models, region, budget_nanos, budget_currency, ",
-            "budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at FROM keys ",
+            "budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at, change_seq FROM keys ",
             $tail
         )
     };
@@ -205,16 +221,20 @@ fn team_from_row(row: &Row<'_>) -> Result<TeamRecord, rusqlite::Error> {
         metadata: metadata.and_then(|text| serde_json::from_str(&text).ok()),
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
+        change_seq: row.get("change_seq")?,
     })
 }
 
 fn write_team(tx: &Transaction<'_>, team: &TeamRecord, insert: bool) -> Result<usize, rusqlite::Error> {
     let sql = if insert {
         "INSERT INTO teams (name, models, region, budget_nanos, budget_currency, budget_period, rpm_limit, \
-         tpm_limit, metadata, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+         tpm_limit, metadata, created_at, updated_at, change_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+         ?11, (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM teams) + 0 * ?12)"
     } else {
         "UPDATE teams SET models = ?2, region = ?3, budget_nanos = ?4, budget_currency = ?5, budget_period = ?6, \
-         rpm_limit = ?7, tpm_limit = ?8, metadata = ?9, updated_at = ?11 WHERE name = ?1 AND created_at = ?10"
+         rpm_limit = ?7, tpm_limit = ?8, metadata = ?9, updated_at = ?11, \
+         change_seq = (SELECT MAX(change_seq) + 1 FROM teams) WHERE name = ?1 AND created_at = ?10 \
+         AND change_seq = ?12"
     };
     let budget = team.budget.as_ref();
     tx.prepare_cached(sql)?.execute(params![
@@ -229,6 +249,7 @@ fn write_team(tx: &Transaction<'_>, team: &TeamRecord, insert: bool) -> Result<u
         team.metadata.as_ref().map(|metadata| metadata.to_string()),
         team.created_at,
         team.updated_at,
+        team.change_seq,
     ])
 }
 
@@ -252,6 +273,7 @@ fn key_from_row(row: &Row<'_>) -> Result<KeyRecord, rusqlite::Error> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         revoked_at: row.get("revoked_at")?,
+        change_seq: row.get("change_seq")?,
     })
 }
 
@@ -280,6 +302,7 @@ fn usage_from_row(row: &Row<'_>) -> Result<StoredUsage, rusqlite::Error> {
             created_at: row.get("created_at")?,
             attempt_log: row.get("attempt_log")?,
             usage_estimated: row.get::<_, Option<bool>>("usage_estimated")?.unwrap_or(false),
+            record_id: row.get::<_, Option<String>>("record_id")?.unwrap_or_default(),
         },
     })
 }
@@ -291,12 +314,15 @@ fn to_i64(value: u64) -> i64 {
 fn write_key(tx: &Transaction<'_>, key: &KeyRecord, insert: bool) -> Result<usize, rusqlite::Error> {
     let sql = if insert {
         "INSERT INTO keys (id, name, key_hash, key_prefix, team, models, region, budget_nanos, budget_currency, \
-         budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+         budget_period, rpm_limit, tpm_limit, expires_at, metadata, created_at, updated_at, revoked_at, change_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+         (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM keys) + 0 * ?18)"
     } else {
+        // A revocation is never undone: `revoked_at` keeps the stored value once set.
         "UPDATE keys SET name = ?2, team = ?5, models = ?6, region = ?7, budget_nanos = ?8, budget_currency = ?9, \
          budget_period = ?10, rpm_limit = ?11, tpm_limit = ?12, expires_at = ?13, metadata = ?14, updated_at = ?16, \
-         revoked_at = ?17 WHERE id = ?1 AND key_hash = ?3 AND key_prefix = ?4 AND created_at = ?15"
+         revoked_at = COALESCE(revoked_at, ?17), change_seq = (SELECT MAX(change_seq) + 1 FROM keys) \
+         WHERE id = ?1 AND key_hash = ?3 AND key_prefix = ?4 AND created_at = ?15 AND change_seq = ?18"
     };
     let budget = key.budget.as_ref();
     tx.prepare_cached(sql)?.execute(params![
@@ -317,6 +343,7 @@ fn write_key(tx: &Transaction<'_>, key: &KeyRecord, insert: bool) -> Result<usiz
         key.created_at,
         key.updated_at,
         key.revoked_at,
+        key.change_seq,
     ])
 }
 
@@ -344,8 +371,10 @@ fn insert_usage(tx: &Transaction<'_>, records: &[UsageRecord]) -> Result<(), rus
     Ok(())
 }
 
-/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 20`.
+/// Binds one record's columns at parameter positions `offset + 1 ..= offset + 21`.
 fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &UsageRecord) -> rusqlite::Result<()> {
+    // No id (records not from the ledger writer): NULL, never a conflict.
+    let record_id = Some(record.record_id.as_str()).filter(|id| !id.is_empty());
     let values: [&dyn rusqlite::ToSql; USAGE_COLUMNS] = [
         &record.request_id,
         &record.key_id,
@@ -367,6 +396,7 @@ fn bind_usage(statement: &mut rusqlite::Statement<'_>, offset: usize, record: &U
         &record.attempt_log,
         &record.team,
         &record.usage_estimated,
+        &record_id,
     ];
     for (index, value) in values.iter().enumerate() {
         statement.raw_bind_parameter(offset + index + 1, value)?;
@@ -423,8 +453,8 @@ impl Store for SqliteStore {
         self.read(|connection| collect(&mut connection.prepare_cached(LIST_KEYS)?, [], key_from_row)).await
     }
 
-    async fn keys_updated_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError> {
-        self.read(move |connection| collect(&mut connection.prepare_cached(KEYS_SINCE)?, [since], key_from_row)).await
+    async fn keys_changed_since(&self, after: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        self.read(move |connection| collect(&mut connection.prepare_cached(KEYS_SINCE)?, [after], key_from_row)).await
     }
 
     async fn create_team(&self, team: &TeamRecord) -> Result<(), StoreError> {
@@ -470,7 +500,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_usage(&self, records: Arc<[UsageRecord]>) -> Result<(), StoreError> {
-        self.write(move |tx| insert_usage(tx, &records).map_err(unavailable)).await
+        self.write(move |tx| insert_usage(tx, &records).map_err(refused_or_unavailable)).await
     }
 
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError> {
@@ -605,7 +635,7 @@ impl Store for SqliteStore {
 }
 
 const LIST_KEYS: &str = select_keys!("ORDER BY created_at, id");
-const KEYS_SINCE: &str = select_keys!("WHERE updated_at >= ? ORDER BY updated_at, id");
+const KEYS_SINCE: &str = select_keys!("WHERE change_seq > ? ORDER BY change_seq");
 const KEY_BY_ID: &str = select_keys!("WHERE id = ?");
 const KEY_BY_HASH: &str = select_keys!("WHERE key_hash = ?");
 
@@ -613,7 +643,7 @@ macro_rules! select_teams {
     ($tail:literal) => {
         concat!(
             "SELECT name, models, region, budget_nanos, budget_currency, budget_period, rpm_limit, tpm_limit, ",
-            "metadata, created_at, updated_at FROM teams ",
+            "metadata, created_at, updated_at, change_seq FROM teams ",
             $tail
         )
     };

@@ -7,6 +7,7 @@ mod billing;
 mod bounds;
 mod chat;
 mod cli;
+mod crash;
 mod errors;
 mod fleet;
 mod gemini;
