@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use llmux_store::{Store, UsageRecord};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -147,13 +148,18 @@ async fn write_loop(
         }
         batch.append(&mut overflow.lock());
         pending.take_from(&mut batch);
-        let flushed = match pending.flush(&mut writer).await {
-            Ok(()) => match writer.spill.has_backlog() {
-                true => writer.spill.replay(writer.store.as_ref()).await.map(drop).map_err(|error| error.to_string()),
-                false => Ok(()),
-            },
-            Err(error) => Err(error.to_string()),
-        };
+        // A panic while writing (a bug, or a store driver's) must not stop the ledger:
+        // the batch it hit is left to the journal, whose unsettled segments the next
+        // start writes (once each, by record id), and the writer goes on.
+        let flushed = std::panic::AssertUnwindSafe(flush(&mut pending, &mut writer)).catch_unwind().await;
+        let flushed = flushed.unwrap_or_else(|_| {
+            tracing::error!(
+                pending = pending.len(),
+                "The ledger writer panicked writing a batch; its records stay in the journal for the next start."
+            );
+            pending.abandon();
+            Ok(())
+        });
         match flushed {
             Ok(()) => backoff = Duration::ZERO,
             Err(error) => {
@@ -187,6 +193,17 @@ async fn write_loop(
     }
 }
 
+/// Writes what is pending, then the spill's backlog.
+async fn flush(pending: &mut Pending, writer: &mut Writer) -> Result<(), String> {
+    match pending.flush(writer).await {
+        Ok(()) if writer.spill.has_backlog() => {
+            writer.spill.replay(writer.store.as_ref()).await.map(drop).map_err(|error| error.to_string())
+        }
+        Ok(()) => Ok(()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 /// Records waiting for the store, in arrival order, in chunks of at most [`BATCH`].
 /// A chunk leaves only once written (or spilled), and only then is it settled in the
 /// journal, so a failure never loses or duplicates a record.
@@ -205,6 +222,12 @@ impl Pending {
 
     fn len(&self) -> usize {
         self.0.iter().map(|chunk| chunk.records.len()).sum()
+    }
+
+    /// Gives up on every chunk without settling its journal segments: the records stay
+    /// on disk for the next start.
+    fn abandon(&mut self) {
+        self.0.clear();
     }
 
     fn take_from(&mut self, batch: &mut Vec<Entry>) {
@@ -252,6 +275,10 @@ mod tests {
     #[derive(Debug, Default)]
     struct FlakyStore {
         failures: AtomicUsize,
+        /// Writes that panic (after the failures).
+        panics: AtomicUsize,
+        /// Record ids held, which are skipped when written again (as both stores do).
+        held: Mutex<std::collections::HashSet<String>>,
         batches: Mutex<Vec<usize>>,
         written: Mutex<Vec<String>>,
     }
@@ -317,11 +344,17 @@ mod tests {
                 self.failures.fetch_sub(1, Ordering::SeqCst);
                 return Err(StoreError::Unavailable("down".into()));
             }
+            if self.panics.load(Ordering::SeqCst) > 0 {
+                self.panics.fetch_sub(1, Ordering::SeqCst);
+                panic!("a store driver bug");
+            }
             if records.iter().any(|r| r.model.contains('\0')) {
                 return Err(StoreError::Rejected("invalid byte sequence".into()));
             }
             self.batches.lock().push(records.len());
-            self.written.lock().extend(records.iter().map(|r| r.request_id.clone()));
+            let mut held = self.held.lock();
+            let new = records.iter().filter(|r| r.record_id.is_empty() || held.insert(r.record_id.clone()));
+            self.written.lock().extend(new.map(|r| r.request_id.clone()));
             Ok(())
         }
         async fn usage(&self, _: &UsageFilter) -> Result<Vec<StoredUsage>, StoreError> {
@@ -417,6 +450,38 @@ mod tests {
         assert_eq!(rejected[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
         // Nothing else is left: the journal was settled and removed at shutdown.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_while_writing_leaves_the_batch_to_the_journal_and_the_writer_goes_on() {
+        let dir = spill_dir("panic");
+        let store = Arc::new(FlakyStore { panics: AtomicUsize::new(1), ..FlakyStore::default() });
+        let (ledger, writer) = Ledger::start(store.clone(), Duration::from_millis(50), spill(&dir));
+        for id in 0..3 {
+            ledger.record(record(id));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(store.written.lock().is_empty(), "the first batch hit the panic");
+        for id in 3..5 {
+            ledger.record(record(id));
+        }
+        writer.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(*store.written.lock(), ["r3", "r4"], "the writer kept going");
+        drop(ledger);
+        // The next start writes the batch the panic hit, from the journal, once the
+        // first instance's journal thread has let go of its file (it is taken at a
+        // start or a rescan, every minute).
+        let (_ledger, writer) = Ledger::start(store.clone(), Duration::from_millis(50), spill(&dir));
+        for _ in 0..200 {
+            if store.written.lock().len() == 5 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_secs(61)).await;
+        }
+        writer.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(*store.written.lock(), ["r3", "r4", "r0", "r1", "r2"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
