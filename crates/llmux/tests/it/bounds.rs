@@ -96,6 +96,28 @@ async fn client_chosen_model_names_stay_out_of_metrics_and_the_ledger() {
     let records = gateway.wait_usage(301).await;
     let unknown = records.iter().filter(|record| record["model"] == "(unknown)").count();
     assert_eq!(unknown, 300, "unknown names are recorded as (unknown)");
+    // Ten thousand random 1 KiB names, sixteen at a time: refused, and /metrics is
+    // byte for byte what it was (the refusals count in one existing series).
+    use futures_util::StreamExt;
+    let long = json!({"model": "n".repeat(1024), "messages": user("x")});
+    assert_eq!(gateway.chat(&key, &long).await.status(), 400, "the first such refusal puts its series in place");
+    let before = metrics().await;
+    let lines = |text: &str| text.lines().filter(|line| !line.contains("_bucket") && !line.contains("_sum")).count();
+    let statuses: Vec<u16> = futures_util::stream::iter(0..10_000)
+        .map(|_| {
+            let name: String = std::iter::repeat_with(fastrand::alphanumeric).take(1024).collect();
+            let body = json!({"model": name, "messages": user("x")});
+            let (gateway, key) = (&gateway, &key);
+            async move { gateway.chat(key, &body).await.status().as_u16() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|status| *status == 400));
+    let after = metrics().await;
+    assert_eq!(lines(&after), lines(&before), "no new series");
+    // Only numbers changed (counters gained digits): nothing per name.
+    assert!(after.len() <= before.len() + 512, "/metrics grew from {} to {} bytes", before.len(), after.len());
     for bad in ["m\u{0}", "a\nb", &"m".repeat(257)] {
         let body = refused(gateway.chat(&key, &json!({"model": bad, "messages": user("x")})).await).await;
         assert_eq!(body["error"]["param"], "model", "{bad:?}");
