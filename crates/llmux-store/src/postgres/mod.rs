@@ -271,17 +271,29 @@ impl PostgresStore {
         let deadline = Instant::now() + CALL_TIMEOUT;
         let client = self.client_by(deadline).await?;
         let run = async { client.execute(&client.prepare_cached(sql).await?, params).await };
-        match tokio::time::timeout_at(deadline, run).await {
-            Err(_) => {
-                discard(client);
-                Err(timed_out())
-            }
-            Ok(Err(error)) if connection_lost(&error, &client) => {
-                discard(client);
-                Err(unavailable(error))
-            }
-            Ok(result) => result.map_err(fail),
+        let outcome = tokio::time::timeout_at(deadline, run).await;
+        write_outcome(client, outcome, fail)
+    }
+}
+
+/// What a write on `client` came to: one that timed out (its statement may still run)
+/// or whose connection was lost leaves the pool and is Unavailable, never repeated;
+/// otherwise `fail` maps the statement's error.
+fn write_outcome<T>(
+    client: Object,
+    outcome: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
+    fail: fn(tokio_postgres::Error) -> StoreError,
+) -> Result<T, StoreError> {
+    match outcome {
+        Err(_) => {
+            discard(client);
+            Err(timed_out())
         }
+        Ok(Err(error)) if connection_lost(&error, &client) => {
+            discard(client);
+            Err(unavailable(error))
+        }
+        Ok(result) => result.map_err(fail),
     }
 }
 
@@ -299,17 +311,8 @@ impl PostgresStore {
             tx.commit().await?;
             Ok::<u64, tokio_postgres::Error>(changed)
         };
-        match tokio::time::timeout_at(deadline, run).await {
-            Err(_) => {
-                discard(client);
-                Err(timed_out())
-            }
-            Ok(Err(error)) if connection_lost(&error, &client) => {
-                discard(client);
-                Err(unavailable(error))
-            }
-            Ok(result) => result.map_err(conflict_or_unavailable),
-        }
+        let outcome = tokio::time::timeout_at(deadline, run).await;
+        write_outcome(client, outcome, conflict_or_unavailable)
     }
 }
 
