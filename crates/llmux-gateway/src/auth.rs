@@ -162,6 +162,15 @@ impl KeyCache {
         Ok(Caller { key, team, region })
     }
 
+    /// Whether `presented` is a key this instance holds in memory (checking it costs no
+    /// store read).
+    pub fn holds(&self, presented: Option<&str>) -> bool {
+        let Some(presented) = presented.map(str::trim).filter(|key| key.starts_with(KEY_PREFIX)) else {
+            return false;
+        };
+        self.keys.read().contains_key(&hash_key(presented))
+    }
+
     async fn lookup(&self, store: &dyn Store, hash: &str, now_ms: i64) -> Result<Arc<KeyRecord>, AuthError> {
         if self.unknown.read().get(hash).is_some_and(|until| *until > now_ms) {
             return Err(AuthError::Invalid);
@@ -387,6 +396,9 @@ pub struct FailedAuths {
     windows: parking_lot::Mutex<FastMap<std::net::IpAddr, (i64, u32)>>,
     failed: std::sync::atomic::AtomicU64,
     refused: std::sync::atomic::AtomicU64,
+    /// The window of the latest failure (plus one; 0: none yet): while no address
+    /// failed in the current window, `over` answers without taking the lock.
+    latest_window: std::sync::atomic::AtomicI64,
 }
 
 impl FailedAuths {
@@ -400,16 +412,23 @@ impl FailedAuths {
         }
     }
 
+    /// Counts a request refused because its address is over the limit.
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Milliseconds until `ip` may try again, when it already failed `limit` times in
     /// this window.
     pub fn over(&self, ip: std::net::IpAddr, limit: u32, now_ms: i64) -> Option<u64> {
         let window = now_ms.div_euclid(FAILED_AUTH_WINDOW_MS);
+        if self.latest_window.load(Ordering::Relaxed) != window + 1 {
+            return None;
+        }
         let windows = self.windows.lock();
         let (seen_window, count) = *windows.get(&Self::bucket(ip))?;
         if seen_window != window || count < limit {
             return None;
         }
-        self.refused.fetch_add(1, Ordering::Relaxed);
         Some(((window + 1) * FAILED_AUTH_WINDOW_MS - now_ms).max(1) as u64)
     }
 
@@ -417,6 +436,7 @@ impl FailedAuths {
     pub fn record(&self, ip: std::net::IpAddr, now_ms: i64) -> u32 {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let window = now_ms.div_euclid(FAILED_AUTH_WINDOW_MS);
+        self.latest_window.fetch_max(window + 1, Ordering::Relaxed);
         let mut windows = self.windows.lock();
         if windows.len() >= FAILED_AUTH_CAPACITY {
             windows.retain(|_, (seen, _)| *seen == window);

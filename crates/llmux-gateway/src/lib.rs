@@ -235,8 +235,9 @@ impl Gateway {
 
     /// Authenticates a request from its headers alone, before its body is read. A client
     /// address that failed `server.auth_failures_per_minute` times in this minute gets
-    /// 429 without its key being looked at; failures are counted and logged (never the
-    /// key).
+    /// 429 for any key this instance does not hold in memory, without a store lookup
+    /// (keys it holds still work, so one broken client behind a shared address does not
+    /// lock the others out); failures are counted and logged (never the key).
     pub async fn authenticate_from(
         &self,
         api_key: Option<&str>,
@@ -246,7 +247,9 @@ impl Gateway {
         let limit = self.runtime.load().config.server.auth_failures_per_minute;
         if let (Some(limit), Some(ip)) = (limit, client)
             && let Some(retry_after_ms) = self.failed_auths.over(ip, limit, now)
+            && !self.keys.holds(api_key)
         {
+            self.failed_auths.refused();
             return Err(GatewayError::RateLimited(Box::new(limits::Refusal {
                 message: format!(
                     "Too many failed authentications from this address (server.auth_failures_per_minute = {limit}); retry later."

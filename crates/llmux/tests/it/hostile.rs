@@ -175,7 +175,7 @@ async fn failed_authentications_are_limited_per_client_address() {
         assert_eq!(gateway.chat("sk-llmux-guess", &body).await.status(), 401);
     }
     // Over the limit: 429 in the caller's dialect, with when to retry, for any key from
-    // this address (the key is not even looked at).
+    // this address that this instance does not hold (no store lookup)...
     let refused = gateway.chat("sk-llmux-guess", &body).await;
     assert_eq!(refused.status(), 429);
     let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
@@ -183,10 +183,14 @@ async fn failed_authentications_are_limited_per_client_address() {
     let error: Value = refused.json().await.unwrap();
     assert_eq!(error["error"]["code"], "rate_limit_exceeded", "{error}");
     assert!(error["error"]["message"].as_str().unwrap().contains("auth_failures_per_minute"), "{error}");
-    let anthropic = gateway.messages(&key, &json!({"model": "chat", "max_tokens": 5, "messages": user("hi")})).await;
+    let anthropic =
+        gateway.messages("sk-llmux-other", &json!({"model": "chat", "max_tokens": 5, "messages": user("hi")})).await;
     assert_eq!(anthropic.status(), 429);
     let error: Value = anthropic.json().await.unwrap();
     assert_eq!(error["error"]["type"], "rate_limit_error", "{error}");
+    // ...while a key it holds still works: one broken client behind a shared address
+    // does not lock the others out.
+    assert_eq!(gateway.chat(&key, &body).await.status(), 200);
 
     let metrics = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert_eq!(metric(&metrics, "llmux_auth_failures_total"), 5);
