@@ -120,6 +120,11 @@ async fn bodies_without_a_valid_key_are_never_read() {
     // 200 HTTP/2 streams (h2c) each one byte short of an 8 MiB body, without a key:
     // every one gets its 401 without the body.
     let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    // One request first, so that the client has the server's SETTINGS (its stream cap)
+    // before it opens 200 streams; otherwise streams over the cap that it opened before
+    // reading them are refused (REFUSED_STREAM), as HTTP/2 says.
+    let health = h2.get(format!("http://{address}/health")).send().await.unwrap();
+    assert_eq!((health.version(), health.status().as_u16()), (reqwest::Version::HTTP_2, 200));
     let size = 8 * 1024 * 1024;
     let requests = (0..200).map(|_| {
         h2.post(format!("http://{address}/v1/chat/completions"))
