@@ -40,6 +40,8 @@ struct Passthrough {
     idle: Duration,
     saw_done: bool,
     error: Option<ErrorCode>,
+    /// The upstream's body ended (or failed): nothing more to relay.
+    ended: bool,
 }
 
 /// What one upstream read produced for the client.
@@ -79,6 +81,14 @@ impl Passthrough {
     fn take_events(&mut self, out: &mut Out) {
         while let Some(event) = self.framer.next_event() {
             self.route_event(event, out);
+        }
+        // `[DONE]` is the end: the request is settled as it leaves, not when the
+        // upstream closes, so that a client that hangs up as soon as it has it (most
+        // SDKs do, when the connection is not reused) is recorded as served. The
+        // upstream's body is still read to its end, for its connection's sake.
+        if self.saw_done && self.error.is_none() && !self.settlement.is_settled() {
+            self.settlement.first_byte();
+            self.settle();
         }
     }
 
@@ -222,9 +232,10 @@ pub fn openai_passthrough(
         idle,
         saw_done: false,
         error: None,
+        ended: false,
     };
     Box::pin(futures_util::stream::unfold(state, |mut state| async move {
-        if state.settlement.is_settled() {
+        if state.ended {
             return None;
         }
         loop {
@@ -236,12 +247,18 @@ pub fn openai_passthrough(
                     if state.framer.overflowed() {
                         state.fail(ErrorCode::UpstreamError, EVENT_TOO_LARGE, &mut out);
                         state.settle();
+                        state.ended = true;
                     }
+                }
+                Ok(Some(Err(_))) if state.saw_done => {
+                    // The answer was whole; only the upstream's goodbye failed.
+                    state.ended = true;
                 }
                 Ok(Some(Err(_))) => {
                     state.take_events(&mut out);
                     state.fail(ErrorCode::UpstreamError, "The upstream connection failed mid-stream.", &mut out);
                     state.settle();
+                    state.ended = true;
                 }
                 Ok(None) => {
                     state.take_events(&mut out);
@@ -256,10 +273,13 @@ pub fn openai_passthrough(
                         );
                     }
                     state.settle();
+                    state.ended = true;
                 }
+                Err(_) if state.saw_done => state.ended = true,
                 Err(_) => {
                     state.fail(ErrorCode::UpstreamTimeout, "The upstream stopped sending (idle timeout).", &mut out);
                     state.settle();
+                    state.ended = true;
                 }
             }
             match out.into_bytes() {
@@ -267,7 +287,7 @@ pub fn openai_passthrough(
                     state.settlement.first_byte();
                     return Some((Ok(bytes), state));
                 }
-                None if state.settlement.is_settled() => return None,
+                None if state.ended => return None,
                 None => continue,
             }
         }
@@ -414,6 +434,10 @@ pub fn translated(
         idle: Duration,
         /// When the upstream last sent something.
         heard: tokio::time::Instant,
+        /// Nothing more to relay: the upstream's body ended or failed, or the stream
+        /// failed. (A stream settled at its terminal event still reads the upstream's
+        /// body to its end, so that the connection can be reused.)
+        done: bool,
     }
 
     impl State {
@@ -452,6 +476,10 @@ pub fn translated(
             if error.is_none() {
                 self.translator.finish(out);
             }
+            if !out.is_empty() {
+                // These bytes are about to leave: they may be the first.
+                self.settlement.first_byte();
+            }
             self.settlement.end(200, error);
         }
     }
@@ -464,9 +492,10 @@ pub fn translated(
         settlement,
         idle,
         heard: tokio::time::Instant::now(),
+        done: false,
     };
     Box::pin(futures_util::stream::unfold(state, |mut state| async move {
-        if state.settlement.is_settled() {
+        if state.done {
             return None;
         }
         loop {
@@ -477,8 +506,12 @@ pub fn translated(
             if next.is_ok() {
                 state.heard = tokio::time::Instant::now();
             }
+            let settled = state.settlement.is_settled();
             match next {
                 Err(_) if tokio::time::Instant::now() < silent_until => {
+                    if settled {
+                        continue;
+                    }
                     // Not the first byte of the answer: time to first token stays unset.
                     state.translator.keep_alive(&mut out);
                     if out.is_empty() {
@@ -486,10 +519,17 @@ pub fn translated(
                     }
                     return Some((Ok(Bytes::from(out)), state));
                 }
+                // Settled at its terminal event: the rest of the upstream's body is only
+                // read (to its end, or until it fails or goes silent).
+                Ok(Some(Ok(_))) if settled => {}
+                Ok(Some(Err(_)) | None) | Err(_) if settled => state.done = true,
                 Ok(Some(Ok(chunk))) => {
                     state.framer.push(&chunk);
                     state.take_events(&mut out);
-                    if state.meter().error.is_some() || state.meter().ended {
+                    if state.meter().error.is_some() {
+                        state.settle(&mut out);
+                        state.done = true;
+                    } else if state.meter().ended {
                         state.settle(&mut out);
                     }
                 }
@@ -499,6 +539,7 @@ pub fn translated(
                         state.fail(ErrorCode::UpstreamError, "The upstream connection failed mid-stream.", &mut out);
                     }
                     state.settle(&mut out);
+                    state.done = true;
                 }
                 Ok(None) => {
                     state.take_events(&mut out);
@@ -515,10 +556,12 @@ pub fn translated(
                         );
                     }
                     state.settle(&mut out);
+                    state.done = true;
                 }
                 Err(_) => {
                     state.fail(ErrorCode::UpstreamTimeout, "The upstream stopped sending (idle timeout).", &mut out);
                     state.settle(&mut out);
+                    state.done = true;
                 }
             }
             if state.settlement.is_settled()
@@ -530,7 +573,7 @@ pub fn translated(
                 state.settlement.first_byte();
                 return Some((Ok(Bytes::from(out)), state));
             }
-            if state.settlement.is_settled() {
+            if state.done {
                 return None;
             }
         }

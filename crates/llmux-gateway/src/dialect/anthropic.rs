@@ -99,6 +99,9 @@ impl relay::Translator for Passthrough {
         meter: &mut crate::settle::Meter,
     ) -> Result<(), String> {
         self.decoder.decode_with(data, &mut |event| meter.observe(&event)).map_err(|error| error.message)?;
+        // `message_stop` is the end: settled as it leaves, so that a client hanging up
+        // as soon as it has it is recorded as served.
+        meter.ended |= frame.starts_with(b"event: message_stop");
         out.extend_from_slice(frame);
         Ok(())
     }

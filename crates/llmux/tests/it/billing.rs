@@ -533,3 +533,33 @@ async fn an_abandoned_stream_of_the_in_process_provider_is_billed_estimated() {
     assert_eq!(record["usage_estimated"], true);
     assert!(record["ttft_ms"].is_u64());
 }
+
+/// A complete stream whose upstream keeps its connection open after the end: the client
+/// hangs up as soon as it has the end marker (`[DONE]`, `message_stop`), as SDKs do when
+/// they do not reuse the connection. The request was served: status 200 and the
+/// upstream's own usage, not a 499.
+#[tokio::test]
+async fn a_client_hanging_up_right_after_the_end_of_a_whole_stream_was_served() {
+    let usage = json!({"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19});
+    let mut openai = openai_stream(true);
+    openai.push_str(&format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "up-model", "choices": [], "usage": usage})
+    ));
+    let mut anthropic = anthropic_stream(true);
+    anthropic.push_str(&named_frames(&[json!({"type": "message_stop"})]));
+    for (kind, frames, client, until, expected) in [
+        ("openai-compatible", openai, Client::OpenAi, "[DONE]", (12, 7)),
+        ("anthropic", anthropic, Client::Anthropic, "message_stop", (25, 9)),
+    ] {
+        let upstream = Stalling::start(frames).await;
+        let gateway = gateway(kind, &upstream.base_url()).await;
+        let key = gateway.key().await;
+        abandon(&gateway, client, &key, until).await;
+        let record = record(&gateway).await;
+        assert_eq!(record["status"], 200, "{client:?}: {record:#}");
+        assert_eq!(tokens(&record), expected, "{client:?}: {record:#}");
+        assert_eq!(record["usage_estimated"], false);
+        assert!(record["ttft_ms"].is_u64());
+    }
+}
