@@ -11,7 +11,12 @@ async fn two_routes(first: &FakeUpstream, second: &FakeUpstream) -> TestGateway 
 
 /// Model `chat` with the routes `first` then `second`; `server` adds `[server]` lines,
 /// `model` lines to the model.
-async fn two_routes_with(server: &str, model: &str, first: &FakeUpstream, second: &FakeUpstream) -> TestGateway {
+pub(crate) async fn two_routes_with(
+    server: &str,
+    model: &str,
+    first: &FakeUpstream,
+    second: &FakeUpstream,
+) -> TestGateway {
     TestGateway::start_with_server(
         server,
         &format!(
@@ -23,7 +28,7 @@ async fn two_routes_with(server: &str, model: &str, first: &FakeUpstream, second
     .await
 }
 
-fn ask() -> serde_json::Value {
+pub(crate) fn ask() -> serde_json::Value {
     json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
 }
 

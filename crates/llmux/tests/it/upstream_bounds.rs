@@ -227,21 +227,11 @@ async fn an_endless_sse_line_ends_the_stream_with_an_error_event_within_bounded_
     assert_eq!(health.status(), 200);
 }
 
+use crate::routing::ask;
+
 /// Model `chat` with the routes `first` then `second` (in process).
 async fn two_routes(server: &str, first: &FakeUpstream, second: &FakeUpstream) -> TestGateway {
-    TestGateway::start_with_server(
-        server,
-        &format!(
-            "{}{}[[models]]\nname = \"chat\"\nroutes = [{{ provider = \"first\", model = \"m1\" }}, {{ provider = \"second\", model = \"m2\" }}]\n",
-            fake_provider("first", &first.base_url()),
-            fake_provider("second", &second.base_url()),
-        ),
-    )
-    .await
-}
-
-fn ask() -> Value {
-    json!({"model": "chat", "messages": user("hi")})
+    crate::routing::two_routes_with(server, "", first, second).await
 }
 
 #[tokio::test]
