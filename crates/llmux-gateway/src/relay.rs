@@ -93,6 +93,11 @@ impl Passthrough {
     }
 
     fn route_event(&mut self, event: Bytes, out: &mut Out) {
+        // Nothing follows `[DONE]`: what an upstream sends after it (settled, so never
+        // billed) is not relayed either.
+        if self.saw_done {
+            return;
+        }
         // Comments and keep-alives pass through.
         let Some(data) = parse_event(&event).data else { return out.push(event) };
         match classify_chunk(&data) {

@@ -311,9 +311,10 @@ pub struct Meter {
     pub output_bytes: u64,
     pub finished: bool,
     pub error: Option<ErrorCode>,
-    /// The upstream sent its last event, usage included (a Responses API terminal
-    /// event): the request is settled at once, not when the upstream closes, so that a
-    /// client that hangs up as soon as it has the end (Codex does) is billed.
+    /// The upstream sent its last event (a Responses API terminal event, with the
+    /// usage; Anthropic's `message_stop`): the request is settled at once, not when the
+    /// upstream closes, so that a client that hangs up as soon as it has the end (Codex
+    /// does) is billed; nothing after it is relayed.
     pub ended: bool,
 }
 
